@@ -1,0 +1,3 @@
+from trio_gw.runtime.cli import main
+
+raise SystemExit(main())
