@@ -1,0 +1,278 @@
+"""TLS session resumption policy, and when a listener's context must be replaced.
+
+Theory of operation
+-------------------
+Resumption is what makes TLS cheap (``docs/tls-stack-notes.md`` §9: a resumed
+TLS 1.2 handshake costs the server 60 µs against 195 µs for a full one), so it
+is on by default, as in Kong and nginx: ``ssl_session_tickets = on``,
+``ssl_session_timeout = 1d`` (Kong; nginx's own default is 5m).
+
+The hazard (notes §10): session tickets are encrypted with the keys of the
+*listener* context, the one new ``SSLStream``s are created with, not the
+context the SNI callback swaps in.  A client holding a ticket issued before an
+allowlist change resumes after it, with the old peer certificate, and no
+verification runs.  Two rules close that gap, and this module decides the
+second one:
+
+1. the HTTP layer re-checks the leaf fingerprint against the current policy on
+   every request (the leaf survives resumption);
+2. when anything the listener context fixes changes (TLS policy, whether a
+   client certificate is requested, or the client-auth policy), the listener
+   context is replaced, which invalidates every outstanding ticket.
+
+``ListenerPolicyKey`` is everything the listener context fixes;
+``needs_new_listener_context`` compares the previous and the new key.  A
+snapshot rebuild that changes nothing in the key keeps the context, so routine
+changes (a new route, a rotated server certificate served through SNI) do not
+throw away every client's session.
+
+Disabling tickets: ``OP_NO_TICKET`` plus ``num_tickets = 0`` (notes §10: with
+both, nothing was resumed, TLS 1.2 session IDs included).
+
+Python 3.11 has no API for ``SSL_CTX_set_timeout``; the IO layer applies
+``timeout_seconds`` through ctypes, as it does ``SSL_CTX_set_ciphersuites``.
+``ssl`` is imported for its constants only.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from trio_gw.errors import ConfigError, Problem
+
+__all__ = [
+    "DEFAULT_NUM_TICKETS",
+    "DEFAULT_SESSION_TICKETS",
+    "DEFAULT_SESSION_TIMEOUT",
+    "MAXIMUM_SESSION_TIMEOUT",
+    "ListenerPolicyKey",
+    "SessionPolicy",
+    "listener_context_change_reasons",
+    "needs_new_listener_context",
+    "parse_bool",
+    "parse_duration",
+    "parse_session_policy",
+]
+
+SECONDS = 1
+MINUTES = 60 * SECONDS
+HOURS = 60 * MINUTES
+DAYS = 24 * HOURS
+WEEKS = 7 * DAYS
+
+#: Kong ``ssl_session_tickets = on`` (also nginx's default).
+DEFAULT_SESSION_TICKETS = True
+#: Kong ``ssl_session_timeout = 1d``.
+DEFAULT_SESSION_TIMEOUT = 1 * DAYS
+#: RFC 8446 §4.6.1: a TLS 1.3 ticket lifetime MUST NOT exceed 7 days.
+MAXIMUM_SESSION_TIMEOUT = 7 * DAYS
+#: OpenSSL's and Python's default ``SSLContext.num_tickets`` (TLS 1.3 tickets per handshake).
+DEFAULT_NUM_TICKETS = 2
+
+_UNITS = {"s": SECONDS, "m": MINUTES, "h": HOURS, "d": DAYS, "w": WEEKS}
+_DURATION = re.compile(r"(?:[0-9]+\s*[smhdw]\s*)+")
+_PART = re.compile(r"([0-9]+)\s*([smhdw])")
+_TRUE = frozenset({"on", "true", "yes", "1"})
+_FALSE = frozenset({"off", "false", "no", "0"})
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How a listener resumes sessions; validated on construction."""
+
+    tickets: bool = DEFAULT_SESSION_TICKETS
+    timeout_seconds: int = DEFAULT_SESSION_TIMEOUT
+
+    def __post_init__(self) -> None:
+        _check_timeout(self.timeout_seconds, path="")
+
+    @property
+    def num_tickets(self) -> int:
+        """Value for ``SSLContext.num_tickets``: OpenSSL's default, or 0 when tickets are off."""
+        return DEFAULT_NUM_TICKETS if self.tickets else 0
+
+    @property
+    def options(self) -> int:
+        """``ssl.OP_*`` flags to OR into the context options (``OP_NO_TICKET`` when off)."""
+        return 0 if self.tickets else int(ssl.OP_NO_TICKET)
+
+    def describe(self) -> str:
+        """Return a short human-readable form for logs."""
+        tickets = "session tickets on" if self.tickets else "session tickets off"
+        return f"{tickets}, session timeout {self.timeout_seconds} s"
+
+
+@dataclass(frozen=True)
+class ListenerPolicyKey:
+    """Everything fixed by a listener's initial context.
+
+    Attributes:
+        tls_policy: the listener's downstream TLS policy (a frozen, hashable
+            ``DownstreamTlsPolicy``; versions, options and tickets cannot be
+            changed through the SNI callback).
+        requests_client_cert: whether the listener context uses ``CERT_OPTIONAL``
+            (some route served on it needs a client certificate).
+        client_auth_generation: an opaque digest, computed by the snapshot
+            compiler, of everything that decides which client certificates the
+            listener accepts: trust anchors, allowlisted leaves, revocation
+            lists, partial-chain flag.  ``""`` when no client certificate is requested.
+    """
+
+    tls_policy: Hashable
+    requests_client_cert: bool = False
+    client_auth_generation: str = ""
+
+
+def listener_context_change_reasons(
+    old: ListenerPolicyKey | None, new: ListenerPolicyKey
+) -> tuple[str, ...]:
+    """Say why the listener context must be replaced; empty if it may be kept.
+
+    Args:
+        old: the key of the context in use, or ``None`` if there is none yet.
+        new: the key compiled from the new snapshot.
+
+    Returns:
+        Human-readable reasons, for the log line that accompanies the swap.
+    """
+    if old is None:
+        return ("no listener context yet",)
+    reasons = []
+    if old.tls_policy != new.tls_policy:
+        reasons.append("the TLS policy changed")
+    if old.requests_client_cert != new.requests_client_cert:
+        reasons.append("whether a client certificate is requested changed")
+    if old.client_auth_generation != new.client_auth_generation:
+        reasons.append(
+            "the client-certificate policy changed; outstanding session tickets "
+            "could otherwise resume past it"
+        )
+    return tuple(reasons)
+
+
+def needs_new_listener_context(old: ListenerPolicyKey | None, new: ListenerPolicyKey) -> bool:
+    """Return whether the listener context must be replaced (invalidating all tickets).
+
+    Args:
+        old: the key of the context in use, or ``None`` if there is none yet.
+        new: the key compiled from the new snapshot.
+
+    Returns:
+        ``True`` when anything in the key differs (see ``listener_context_change_reasons``).
+    """
+    return bool(listener_context_change_reasons(old, new))
+
+
+def parse_bool(value: object, *, path: str) -> bool:
+    """Parse a flag: ``True``/``False`` or Kong's ``on``/``off``/``true``/``false`` (any case).
+
+    Args:
+        value: the raw setting value; ``yes``/``no`` and ``1``/``0`` are accepted too.
+        path: the setting key, used as the error path.
+
+    Returns:
+        The flag.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if isinstance(value, bool):
+        return value
+    text = ""
+    if isinstance(value, str):
+        text = value.strip().lower()
+    elif isinstance(value, int):
+        text = str(value)
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"expected on or off, got {value!r}", path=path)
+
+
+def parse_duration(value: object, *, path: str) -> int:
+    """Parse a duration in seconds: an int, ``"300"`` or nginx-style ``"5m"``, ``"1h30m"``.
+
+    Args:
+        value: the raw setting value.  Units: ``s``, ``m`` (minutes), ``h``,
+            ``d``, ``w``.  nginx's ``ms``, ``M`` (months) and ``y`` are refused.
+        path: the setting key, used as the error path.
+
+    Returns:
+        The duration in whole seconds.
+
+    Raises:
+        ConfigError: wrong type, negative, or an unknown unit.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"duration {value!r} is negative", path=path)
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            return int(text)
+        if _DURATION.fullmatch(text):
+            return sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    raise ConfigError(
+        f"expected a duration such as 300, '5m', '1h30m' or '1d' (units s, m, h, d, w), "
+        f"got {value!r}",
+        path=path,
+    )
+
+
+def parse_session_policy(
+    tickets: object = None,
+    timeout: object = None,
+    *,
+    tickets_path: str = "ssl_session_tickets",
+    timeout_path: str = "ssl_session_timeout",
+) -> SessionPolicy:
+    """Parse ``ssl_session_tickets`` and ``ssl_session_timeout``; ``None`` takes the default.
+
+    Args:
+        tickets: raw flag (see ``parse_bool``) or ``None``.
+        timeout: raw duration (see ``parse_duration``) or ``None``.
+        tickets_path: key of the tickets setting (error path).
+        timeout_path: key of the timeout setting (error path).
+
+    Returns:
+        The validated policy.
+
+    Raises:
+        ConfigError: a malformed value, or a timeout of 0 or above 7 days.
+    """
+    problems: list[Problem] = []
+    policy_tickets, seconds = DEFAULT_SESSION_TICKETS, DEFAULT_SESSION_TIMEOUT
+    try:
+        if tickets is not None:
+            policy_tickets = parse_bool(tickets, path=tickets_path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        if timeout is not None:
+            seconds = parse_duration(timeout, path=timeout_path)
+        _check_timeout(seconds, path=timeout_path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return SessionPolicy(tickets=policy_tickets, timeout_seconds=seconds)
+
+
+def _check_timeout(seconds: int, *, path: str) -> None:
+    if seconds <= 0:
+        raise ConfigError(
+            f"session timeout must be positive, got {seconds} s; to stop resumption "
+            "set ssl_session_tickets = off",
+            path=path,
+        )
+    if seconds > MAXIMUM_SESSION_TIMEOUT:
+        raise ConfigError(
+            f"session timeout {seconds} s is above 7 days ({MAXIMUM_SESSION_TIMEOUT} s), "
+            "the longest ticket lifetime TLS 1.3 allows (RFC 8446 4.6.1)",
+            path=path,
+        )
