@@ -33,9 +33,9 @@ class Certificate:
 
     id: str
     cert: str
-    key: str
+    key: str = field(repr=False)
     cert_alt: str | None = None
-    key_alt: str | None = None
+    key_alt: str | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
     created_at: int = 0
     updated_at: int = 0
