@@ -1,0 +1,202 @@
+"""Smuggling and sanity guards, fed with real bytes through h11."""
+
+from __future__ import annotations
+
+import json
+
+import h11
+import pytest
+
+from trio_gw.http.errors import RequestRejected
+from trio_gw.http.guards import check_request_head
+from trio_gw.http.responses import error_response, rejection_response
+
+LIMITS = {"max_header_size": 8192, "max_headers": 50}
+
+
+def parse(raw: bytes, **conn: int) -> h11.Request:
+    connection = h11.Connection(h11.SERVER, **conn)
+    connection.receive_data(raw)
+    event = connection.next_event()
+    assert isinstance(event, h11.Request), event
+    return event
+
+
+def reason_for(raw: bytes, **limits: int) -> tuple[int, str] | None:
+    try:
+        check_request_head(parse(raw, max_incomplete_event_size=1 << 20), **{**LIMITS, **limits})
+    except RequestRejected as exc:
+        assert exc.close
+        return exc.status, exc.reason
+    return None
+
+
+def test_plain_request_passes() -> None:
+    assert reason_for(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n") is None
+
+
+def test_chunked_request_passes() -> None:
+    raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert reason_for(raw) is None
+
+
+def test_http10_without_host_passes() -> None:
+    assert reason_for(b"GET / HTTP/1.0\r\n\r\n") is None
+
+
+def test_cl_and_te_rejected() -> None:
+    raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert reason_for(raw) == (400, "cl_te_conflict")
+
+
+def test_te_in_http10_rejected() -> None:
+    raw = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert reason_for(raw) == (400, "te_http10")
+
+
+def test_duplicate_identical_content_length_is_collapsed_by_h11() -> None:
+    # h11 merges equal duplicates into one header; what we forward is unambiguous.
+    raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+    request = parse(raw)
+    assert [v for n, v in request.headers if n == b"content-length"] == [b"5"]
+    assert reason_for(raw) is None
+
+
+@pytest.mark.parametrize("values", [[b"5", b"6"], [b"5, 6"]])
+def test_conflicting_content_length_never_reaches_the_guard(values: list[bytes]) -> None:
+    raw = b"POST / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"Content-Length: " + v + b"\r\n" for v in values) + b"\r\n"
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(raw)
+    with pytest.raises(h11.RemoteProtocolError):
+        connection.next_event()
+
+
+def test_guard_rejects_multiple_content_length_itself() -> None:
+    # Built directly: the guard does not rely on h11 having collapsed them.
+    request = h11.Request(method="POST", target="/", headers=[("Host", "a"), ("Content-Length", "5")])
+    object.__setattr__(request, "headers", [*request.headers, (b"content-length", b"5")])
+    with pytest.raises(RequestRejected) as info:
+        check_request_head(request, **LIMITS)
+    assert info.value.reason == "bad_content_length"
+
+
+def test_te_gzip_is_refused() -> None:
+    raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(raw)
+    with pytest.raises(h11.RemoteProtocolError) as info:
+        connection.next_event()
+    assert info.value.error_status_hint == 501
+    request = h11.Request(method="POST", target="/", headers=[("Host", "a")])
+    object.__setattr__(request, "headers", [(b"host", b"a"), (b"transfer-encoding", b"gzip")])
+    with pytest.raises(RequestRejected) as rejected:
+        check_request_head(request, **LIMITS)
+    assert (rejected.value.status, rejected.value.reason) == (501, "unsupported_te")
+
+
+def test_huge_head_in_one_read_rejected() -> None:
+    big = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(40))
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\n" + big + b"\r\n"
+    assert len(raw) > 40_000
+    assert reason_for(raw, max_header_size=32 * 1024) == (431, "header_too_large")
+    assert reason_for(raw, max_header_size=64 * 1024) is None
+
+
+def test_h11_accepts_a_complete_40k_head_with_default_limits() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+    request = parse(raw)
+    with pytest.raises(RequestRejected) as info:
+        check_request_head(request, max_header_size=32 * 1024, max_headers=100)
+    assert info.value.status == 431
+
+
+def test_too_many_headers() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(60)) + b"\r\n"
+    assert reason_for(raw) == (431, "too_many_headers")
+
+
+@pytest.mark.parametrize("value", [b"a\x01b", b"a\x7fb", b"x\x1b[31m"])
+def test_control_characters_in_values(value: bytes) -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Bad: " + value + b"\r\n\r\n"
+    assert reason_for(raw) == (400, "invalid_header")
+
+
+def test_bad_header_names_rejected_by_h11() -> None:
+    for raw in [b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nX :y\r\n\r\n"]:
+        connection = h11.Connection(h11.SERVER)
+        connection.receive_data(raw)
+        with pytest.raises(h11.RemoteProtocolError):
+            connection.next_event()
+
+
+def test_obs_fold_is_joined_and_passes() -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Fold: one\r\n two\r\n\r\n"
+    request = parse(raw)
+    assert (b"x-fold", b"one two") in list(request.headers)
+    assert reason_for(raw) is None
+
+
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        (b"CONNECT a.com:443 HTTP/1.1", (405, "connect_not_allowed")),
+        (b"GET http://a.com/x HTTP/1.1", (400, "absolute_form")),
+        (b"OPTIONS * HTTP/1.1", (400, "asterisk_form")),
+        (b"GET a.com HTTP/1.1", (400, "invalid_target")),
+    ],
+)
+def test_target_forms(line: bytes, expected: tuple[int, str]) -> None:
+    assert reason_for(line + b"\r\nHost: a.com:443\r\n\r\n") == expected
+
+
+def test_missing_host_rejected_by_h11_and_guard() -> None:
+    connection = h11.Connection(h11.SERVER)
+    connection.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(h11.RemoteProtocolError):
+        connection.next_event()
+    request = h11.Request(method="GET", target="/", headers=[], http_version="1.0")
+    object.__setattr__(request, "http_version", b"1.1")
+    with pytest.raises(RequestRejected) as info:
+        check_request_head(request, **LIMITS)
+    assert info.value.reason == "missing_host"
+
+
+def test_malformed_host_rejected() -> None:
+    assert reason_for(b"GET / HTTP/1.1\r\nHost: a.com:99999\r\n\r\n") == (400, "invalid_host")
+    assert reason_for(b"GET / HTTP/1.1\r\nHost: user@a.com\r\n\r\n") == (400, "invalid_host")
+
+
+def test_rejection_response_shape() -> None:
+    response, body = rejection_response(RequestRejected(400, "Bad request", reason="cl_te_conflict"))
+    headers = dict(response.headers)
+    assert response.status_code == 400
+    assert headers[b"connection"] == b"close"
+    assert headers[b"content-type"] == b"application/json; charset=utf-8"
+    assert headers[b"content-length"] == str(len(body)).encode()
+    assert body == b'{"message": "Bad request", "reason": "cl_te_conflict"}'
+
+
+@pytest.mark.parametrize(
+    "status,message",
+    [
+        (404, "no Route matched with those values"),
+        (502, "An invalid response was received from the upstream server"),
+        (504, "The upstream server is timing out"),
+        (426, "Please use HTTPS protocol"),
+        (431, "Request header fields too large"),
+        (408, "Request timeout"),
+        (500, "An unexpected error occurred"),
+        (503, "Service unavailable"),
+        (413, "Request body too large"),
+        (418, "I'm a Teapot"),
+    ],
+)
+def test_standard_messages(status: int, message: str) -> None:
+    response, body = error_response(status)
+    assert response.status_code == status
+    assert json.loads(body) == {"message": message}
+
+
+def test_request_rejected_needs_error_status() -> None:
+    with pytest.raises(ValueError):
+        RequestRejected(200, "ok", reason="x")

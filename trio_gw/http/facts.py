@@ -1,0 +1,135 @@
+"""The facts about one request that routing and header rewriting need.
+
+Built once per request head by :meth:`RequestFacts.from_h11`, after the guards
+(:mod:`trio_gw.http.guards`) have accepted the head.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import h11
+
+from trio_gw.http.errors import RequestRejected
+from trio_gw.http.paths import normalize_path
+
+_HOST_RE = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::([0-9]*))?")
+
+
+@lru_cache(maxsize=4096)
+def parse_host_header(value: str) -> tuple[str, int | None]:
+    """Split a Host header into lowercase host and port.
+
+    Args:
+        value: the Host header value (``api.example.com:8443``, ``[::1]:80``).
+
+    Returns:
+        ``(host, port)``: host lowercased without a trailing dot (IPv6 literals
+        keep their brackets); port ``None`` when absent or empty.
+
+    Raises:
+        RequestRejected: 400 ``invalid_host`` for anything that is not
+            ``host[:port]`` with a port in 0..65535.
+    """
+    m = _HOST_RE.fullmatch(value)
+    if m is None:
+        raise RequestRejected(400, "Bad request", reason="invalid_host")
+    digits = m.group(1)
+    host = value[: m.start(1) - 1] if digits is not None else value
+    port: int | None = None
+    if digits:
+        if len(digits) > 5 or int(digits) > 65535:
+            raise RequestRejected(400, "Bad request", reason="invalid_host")
+        port = int(digits)
+    host = host.lower()
+    if host.endswith(".") and len(host) > 1:
+        host = host[:-1]
+    if not host and port is not None:
+        raise RequestRejected(400, "Bad request", reason="invalid_host")
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What routing needs to know about one request.
+
+    Attributes:
+        method: request method as sent (``GET``).
+        host: from the Host header, lowercased, port removed (may be ``""``).
+        path: the origin-form path without query; normalised when built by
+            :meth:`from_h11`.
+        query: the query string without ``?`` (may be empty).
+        protocol: ``"http"`` or ``"https"`` (the downstream connection's).
+        sni: the TLS server name, if any.
+        headers: lowercased name -> values, for header matching only.
+        port: the Host header's port, or ``None``.
+        host_header: the Host header as received (for ``preserve_host``).
+    """
+
+    method: str
+    host: str
+    path: str
+    query: str = ""
+    protocol: str = "http"
+    sni: str | None = None
+    headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    port: int | None = None
+    host_header: str | None = None
+
+    @property
+    def effective_port(self) -> int:
+        """The Host header's port, else the protocol's default port."""
+        if self.port is not None:
+            return self.port
+        return 443 if self.protocol == "https" else 80
+
+    @classmethod
+    def from_h11(
+        cls,
+        request: h11.Request,
+        *,
+        protocol: str,
+        sni: str | None = None,
+        header_names: frozenset[str] = frozenset(),
+    ) -> RequestFacts:
+        """Build the facts from an h11 request head that passed the guards.
+
+        Args:
+            request: the h11 ``Request`` (origin-form target).
+            protocol: ``"http"`` or ``"https"``.
+            sni: the TLS server name, if any.
+            header_names: the header names routes match on
+                (:attr:`Router.header_names`); only those are collected.
+
+        Returns:
+            The facts, with the path normalised.
+
+        Raises:
+            RequestRejected: the Host header is malformed.
+        """
+        raw_host = ""
+        headers: dict[str, tuple[str, ...]] = {}
+        for name, value in request.headers:
+            if name == b"host":
+                raw_host = value.decode("latin-1")
+            elif header_names:
+                key = name.decode("latin-1")
+                if key in header_names:
+                    headers[key] = headers.get(key, ()) + (value.decode("latin-1"),)
+        host, port = parse_host_header(raw_host)
+        target = request.target.decode("latin-1")
+        path, _, query = target.partition("?")
+        return cls(
+            method=request.method.decode("latin-1"),
+            host=host,
+            path=normalize_path(path),
+            query=query,
+            protocol=protocol,
+            sni=sni.lower().rstrip(".") if sni else None,
+            headers=headers,
+            port=port,
+            host_header=raw_host,
+        )

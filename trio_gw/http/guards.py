@@ -1,0 +1,139 @@
+"""Request-smuggling and sanity guards over an h11 request head.
+
+Theory of operation
+-------------------
+h11 parses and validates, but a gateway forwards, so what h11 tolerates can
+still desynchronise the gateway and an upstream that reads the same bytes
+differently (see ``docs/tls-stack-notes.md`` §11).  :func:`check_request_head`
+runs once per request head, after h11 produced the ``Request`` event and
+before routing, and raises :class:`RequestRejected` for:
+
+============================================  ======  =======================
+condition                                     status  reason
+============================================  ======  =======================
+Content-Length and Transfer-Encoding both     400     ``cl_te_conflict``
+more than one / non-decimal Content-Length    400     ``bad_content_length``
+Transfer-Encoding other than ``chunked``      501     ``unsupported_te``
+Transfer-Encoding in an HTTP/1.0 request      400     ``te_http10``
+control characters in a header value          400     ``invalid_header``
+head larger than ``max_header_size``          431     ``header_too_large``
+more than ``max_headers`` fields              431     ``too_many_headers``
+CONNECT                                       405     ``connect_not_allowed``
+absolute-form target (``http://h/p``)         400     ``absolute_form``
+asterisk-form target (``OPTIONS *``)          400     ``asterisk_form``
+other non-origin-form target                  400     ``invalid_target``
+HTTP/1.1 without exactly one Host             400     ``missing_host``
+malformed Host                                400     ``invalid_host``
+============================================  ======  =======================
+
+Why 501 for an unknown transfer coding: RFC 9112 §6.1 says a server that
+receives a transfer coding it does not understand SHOULD answer 501, and h11
+itself gives that hint; the connection is still closed because the body's
+framing is unknown.  Every rejection closes the connection: after a framing
+problem the rest of the stream cannot be trusted, and closing the others too
+costs nothing worth keeping.
+
+Some checks repeat h11's (conflicting lengths, Host, TE values); they are cheap
+set/len operations and keep the guard correct if h11 becomes more lenient.
+The value check does not: h11 accepts control characters other than
+whitespace and NUL in field values (its ``field-vchar`` is ``[^\\x00\\s]``).
+Header *names* are not re-checked: every ``h11.Request`` has token names,
+whether parsed (h11 answers 400) or constructed (h11 raises).
+
+h11 gives up on an *incomplete* head at ``max_incomplete_event_size`` (set it
+to ``max_header_size``), but accepts a complete head of any size that arrives
+in one read: hence the size check here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import h11
+
+from trio_gw.http.errors import RequestRejected
+from trio_gw.http.routing import parse_host_header
+
+#: nginx's ``large_client_header_buffers`` default is 4 × 8 KiB; Kong keeps it.
+DEFAULT_MAX_HEADER_SIZE = 32 * 1024
+#: Kong's ``lua_max_req_headers`` default.
+DEFAULT_MAX_HEADERS = 100
+
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# request line overhead: two spaces, "HTTP/1.1", CRLF; per field ": " and CRLF
+_LINE_OVERHEAD = 12
+_FIELD_OVERHEAD = 4
+
+
+def _reject(status: int, reason: str) -> RequestRejected:
+    messages = {400: "Bad request", 405: "Method not allowed", 431: "Request header fields too large"}
+    return RequestRejected(status, messages.get(status, "Not implemented"), reason=reason)
+
+
+def check_request_head(request: h11.Request, *, max_header_size: int, max_headers: int) -> None:
+    """Reject request heads the gateway must not forward.
+
+    Args:
+        request: the h11 ``Request`` event.
+        max_header_size: limit on the whole head (request line and fields), bytes.
+        max_headers: limit on the number of header fields.
+
+    Raises:
+        RequestRejected: see the module table; ``close`` is always ``True``.
+    """
+    headers = request.headers
+    if len(headers) > max_headers:
+        raise _reject(431, "too_many_headers")
+    size = len(request.method) + len(request.target) + _LINE_OVERHEAD
+    content_lengths = 0
+    transfer_encodings = []
+    hosts = []
+    for name, value in headers:
+        size += len(name) + len(value) + _FIELD_OVERHEAD
+        if name == b"content-length":
+            content_lengths += 1
+            if not value.isdigit():
+                raise _reject(400, "bad_content_length")
+        elif name == b"transfer-encoding":
+            transfer_encodings.append(value)
+        elif name == b"host":
+            hosts.append(value)
+        if _BAD_VALUE.search(value) is not None:
+            raise _reject(400, "invalid_header")
+    if size > max_header_size:
+        raise _reject(431, "header_too_large")
+    _check_framing(request, content_lengths, transfer_encodings)
+    _check_target(request)
+    _check_host(request, hosts)
+
+
+def _check_framing(request: h11.Request, content_lengths: int, transfer_encodings: list[bytes]) -> None:
+    if content_lengths > 1:
+        raise _reject(400, "bad_content_length")
+    if transfer_encodings:
+        if content_lengths:
+            raise _reject(400, "cl_te_conflict")
+        if request.http_version != b"1.1":
+            raise _reject(400, "te_http10")
+        if transfer_encodings != [b"chunked"]:
+            raise _reject(501, "unsupported_te")
+
+
+def _check_target(request: h11.Request) -> None:
+    if request.method == b"CONNECT":
+        raise _reject(405, "connect_not_allowed")
+    target = request.target
+    if target.startswith(b"/"):
+        return
+    if target == b"*":
+        raise _reject(400, "asterisk_form")
+    if b"://" in target:
+        raise _reject(400, "absolute_form")
+    raise _reject(400, "invalid_target")
+
+
+def _check_host(request: h11.Request, hosts: list[bytes]) -> None:
+    if len(hosts) > 1 or (request.http_version == b"1.1" and not hosts):
+        raise _reject(400, "missing_host")
+    if hosts:
+        parse_host_header(hosts[0].decode("latin-1"))
