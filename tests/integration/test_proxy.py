@@ -1,0 +1,209 @@
+"""The proxy end to end: real sockets on 127.0.0.1, an echo upstream, an in-process gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import ssl
+from pathlib import Path
+
+import pytest
+import trio
+import yaml
+
+from trio_gw.testing.http_client import Client, raw_exchange
+
+from .conftest import StartGateway, Upstream, port_of
+
+
+def service(upstream: Upstream, **route: object) -> dict[str, object]:
+    r = {"name": "r", "paths": ["/api"], **route}
+    return {"_format_version": "3.0", "services": [{"name": "echo", "url": upstream.url, "routes": [r]}]}
+
+
+async def test_routes_and_strips_path(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    reply = await client.request("GET", "/api/anything/x?a=1", host="example.test")
+    assert reply.status == 200
+    seen = reply.json()
+    assert seen["path"] == "/anything/x"
+    assert seen["query"] == "a=1"
+    assert seen["headers"]["host"] == "127.0.0.1:" + str(upstream.port)
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert seen["headers"]["x-forwarded-proto"] == "http"
+    assert seen["headers"]["x-forwarded-host"] == "example.test"
+    assert seen["headers"]["x-forwarded-prefix"] == "/api"
+
+
+async def test_preserve_host_and_no_strip(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream, strip_path=False, preserve_host=True))
+    client = await Client.connect(port_of(gw))
+    seen = (await client.request("GET", "/api/v1", host="api.example.test")).json()
+    assert seen["path"] == "/api/v1"
+    assert seen["headers"]["host"] == "api.example.test"
+
+
+async def test_no_route_is_404_json(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    reply = await client.request("GET", "/elsewhere")
+    assert reply.status == 404
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.json()["message"] == "no Route matched with those values"
+    # the connection stays usable after an error answer
+    assert (await client.request("GET", "/api/anything")).status == 200
+
+
+async def test_upstream_refused_is_502(start_gateway: StartGateway) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    dead_port = listener.getsockname()[1]
+    listener.close()
+    conf = {"_format_version": "3.0", "services": [
+        {"name": "dead", "url": f"http://127.0.0.1:{dead_port}", "routes": [{"paths": ["/"]}]}]}
+    gw = await start_gateway(conf)
+    reply = await (await Client.connect(port_of(gw))).request("GET", "/")
+    assert reply.status == 502
+    assert reply.json()["reason"] == "upstream_connect_failed"
+
+
+async def test_upstream_timeout_is_504(start_gateway: StartGateway, upstream: Upstream) -> None:
+    conf = {"_format_version": "3.0", "services": [
+        {"name": "slow", "url": upstream.url, "read_timeout": 200, "routes": [{"paths": ["/"]}]}]}
+    gw = await start_gateway(conf)
+    reply = await (await Client.connect(port_of(gw))).request("GET", "/delay/2000")
+    assert reply.status == 504
+    assert reply.json() == {"message": "The upstream server is timing out", "reason": "upstream_read_timeout"}
+
+
+async def test_large_bodies_stream_both_ways(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    body = bytes(range(256)) * (6 * 4096)  # 6 MiB
+    reply = await client.request("POST", "/api/echo", body=body, headers=[("content-type", "application/x-test")])
+    assert reply.status == 200
+    assert len(reply.body) == len(body)
+    assert hashlib.sha256(reply.body).digest() == hashlib.sha256(body).digest()
+    reply = await client.request("GET", "/api/bytes/5000000")
+    assert len(reply.body) == 5_000_000
+
+
+async def test_chunked_upload(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    chunks = [b"a" * 1000, b"b" * 70000, b"c"]
+    seen = (await client.request("POST", "/api/anything", chunks=chunks)).json()
+    assert seen["body_length"] == 71001
+    assert seen["body_sha256"] == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert seen["headers"].get("transfer-encoding") == "chunked"
+
+
+async def test_expect_100_continue(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    reply = await client.request("PUT", "/api/anything", body=b"x" * 10, headers=[("expect", "100-continue")])
+    assert reply.informational == [100]
+    assert reply.json()["body_length"] == 10
+    assert "expect" not in reply.json()["headers"]
+
+
+async def test_http10_client(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    out = await raw_exchange(port_of(gw), b"GET /api/bytes/10 HTTP/1.0\r\nHost: x\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == b"x" * 10
+
+
+async def test_keepalive_both_sides(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    for _ in range(5):
+        assert (await client.request("GET", "/api/anything")).status == 200
+    assert upstream.server.connections == 1  # one pooled upstream connection served all five
+    with trio.fail_after(2):  # the gateway returns it to the pool just after the client got the reply
+        while gw.pool.idle_count() != 1:
+            await trio.sleep(0.01)
+
+
+async def test_smuggling_cl_te_rejected_and_closed(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    attack = (b"POST /api/anything HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"0\r\n\r\nGET /api/anything HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = await raw_exchange(port_of(gw), attack)
+    assert out.startswith(b"HTTP/1.1 400")
+    assert out.count(b"HTTP/1.1") == 1  # the smuggled request was never answered
+    assert upstream.server.requests == []
+
+
+async def test_oversize_head_is_431(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream), max_header_size=4096)
+    out = await raw_exchange(port_of(gw), b"GET /api HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431")
+    assert upstream.server.requests == []
+
+
+async def test_forwarded_headers_trusted_only_from_trusted_ips(
+    start_gateway: StartGateway, upstream: Upstream
+) -> None:
+    spoof = [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https")]
+    gw = await start_gateway(service(upstream))
+    seen = (await (await Client.connect(port_of(gw))).request("GET", "/api/anything", headers=spoof)).json()
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert seen["headers"]["x-forwarded-proto"] == "http"
+    gw2 = await start_gateway(service(upstream), trusted_ips="127.0.0.0/8")
+    seen = (await (await Client.connect(port_of(gw2))).request("GET", "/api/anything", headers=spoof)).json()
+    assert seen["headers"]["x-forwarded-for"] == "6.6.6.6, 127.0.0.1"
+    assert seen["headers"]["x-forwarded-proto"] == "https"
+
+
+async def test_https_termination(
+    start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], client_ctx: ssl.SSLContext
+) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(service(upstream), ssl_cert=str(cert), ssl_cert_key=str(key))
+    client = await Client.connect(port_of(gw, ssl=True), tls=client_ctx, server_hostname="localhost")
+    seen = (await client.request("GET", "/api/anything")).json()
+    assert seen["headers"]["x-forwarded-proto"] == "https"
+    assert client.stream.version() == "TLSv1.3"  # type: ignore[attr-defined]
+
+
+async def test_failed_handshake_sends_its_alert(
+    start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], client_ctx: ssl.SSLContext
+) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(service(upstream), ssl_cert=str(cert), ssl_cert_key=str(key), ssl_max_version="1.2")
+    client_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await Client.connect(port_of(gw, ssl=True), tls=client_ctx, server_hostname="localhost")
+    assert "PROTOCOL_VERSION" in str(info.value.__cause__).upper()  # the alert arrived, not a reset
+
+
+async def test_reload_swaps_configuration(start_gateway: StartGateway, upstream: Upstream, tmp_path: Path) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    assert (await client.request("GET", "/v2/anything")).status == 404
+    path = Path(gw.settings.declarative_config)
+    path.write_text(yaml.safe_dump(service(upstream, paths=["/v2"])))
+    await gw.reload()
+    assert (await client.request("GET", "/v2/anything")).status == 200
+    path.write_text("services: [")  # broken: the old configuration stays
+    await gw.reload()
+    assert (await client.request("GET", "/v2/anything")).status == 200
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+async def test_curl_over_https(
+    start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], ca_pem: Path
+) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(service(upstream), ssl_cert=str(cert), ssl_cert_key=str(key))
+    port = port_of(gw, ssl=True)
+    result = await trio.run_process(
+        ["curl", "-sS", "--cacert", str(ca_pem), "--tlsv1.2", "--tls-max", "1.2",
+         "-w", "\n%{http_code} %{ssl_verify_result}", f"https://localhost:{port}/api/bytes/3"],
+        capture_stdout=True, capture_stderr=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().endswith("xxx\n200 0")

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trio_gw.errors import ConfigError
+from trio_gw.runtime.settings import (
+    ListenAddress,
+    SETTINGS,
+    load_settings,
+    parse_listen,
+    parse_settings,
+    settings_reference_markdown,
+)
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "settings.md"
+
+
+def test_defaults_parse() -> None:
+    s = parse_settings([])
+    assert s.proxy_listen == (ListenAddress("127.0.0.1", 8000), ListenAddress("127.0.0.1", 8443, ssl=True))
+    assert s.database == "off"
+    assert s.keepalive_timeout == 60.0
+    assert s.sources["database"] == "default"
+
+
+def test_precedence_file_then_env_then_cli(tmp_path: Path) -> None:
+    conf = tmp_path / "gw.yaml"
+    conf.write_text("keepalive_timeout: 5s\nmax_header_size: 1000\nlog_level: info\n")
+    s = load_settings(
+        conf,
+        environ={"TRIO_GW_MAX_HEADER_SIZE": "2000", "TRIO_GW_LOG_LEVEL": "error", "HOME": "/x"},
+        overrides={"log_level": "debug"},
+    )
+    assert s.keepalive_timeout == 5.0
+    assert s.max_header_size == 2000
+    assert s.log_level == "debug"
+    assert s.sources == {**s.sources, "keepalive_timeout": str(conf), "max_header_size": "environment",
+                         "log_level": "command line"}
+
+
+def test_unknown_key_names_it_and_suggests() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings([("gw.yaml", {"proxy_lisen": "127.0.0.1:1"})])
+    assert str(info.value) == "proxy_lisen: unknown setting in gw.yaml (did you mean 'proxy_listen'?)"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings([("f", {"keepalive_timeout": "soon", "database": "mongo", "max_header_size": True})])
+    paths = [p.path for p in info.value.problems]
+    assert paths == ["database", "keepalive_timeout", "max_header_size"]
+    assert "expected one of off, sqlite, postgres, got 'mongo'" in str(info.value)
+
+
+def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read settings file"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_settings(bad, environ={})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(broken, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("off", ()),
+        ("127.0.0.1:0", (ListenAddress("127.0.0.1", 0),)),
+        ("[::1]:8443 ssl http2", (ListenAddress("::1", 8443, ssl=True, http2=True),)),
+        (["127.0.0.1:1", "127.0.0.1:2 ssl reuseport"],
+         (ListenAddress("127.0.0.1", 1), ListenAddress("127.0.0.1", 2, ssl=True, reuseport=True))),
+    ],
+)
+def test_parse_listen(text: object, expected: tuple[ListenAddress, ...]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1", "127.0.0.1:99999", "127.0.0.1:80 sssl", "host:port"])
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+def test_cert_and_key_lists_must_pair() -> None:
+    with pytest.raises(ConfigError, match="ssl_cert_key: needs one key per ssl_cert entry"):
+        parse_settings([("f", {"ssl_cert": ["a.pem", "b.pem"], "ssl_cert_key": "a.key"})])
+
+
+def test_reference_page_is_in_sync() -> None:
+    assert DOCS.read_text() == settings_reference_markdown(), "regenerate: trio-gw settings --markdown > docs/settings.md"
+
+
+def test_reference_page_lists_every_setting() -> None:
+    page = settings_reference_markdown()
+    for s in SETTINGS:
+        assert f"| `{s.name}` |" in page

@@ -1,0 +1,472 @@
+"""The downstream HTTP/1.1 loop and the reverse proxy exchange.
+
+Theory of operation
+-------------------
+One task per client connection drives an ``h11.Connection(h11.SERVER)``:
+
+    read head (client_header_timeout; keepalive_timeout while idle)
+      → guards (smuggling, sizes)            http.guards
+      → route on the current snapshot         http.routing
+      → https enforcement                     http.routing.https_redirect
+      → upstream connection from the pool     net.upstream
+      → stream request body up, response down (send_all is the backpressure)
+      → access log line
+      → next request on the same connection, or close
+
+Every decision is taken by a pure module; this module only moves bytes and maps
+IO failures to responses: connection refused → 502, timeouts → 504 (upstream)
+or 408 (client), a peer protocol error → its h11 status hint.  The snapshot is
+read once per request, so a reload never changes a request half-way.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import h11
+import trio
+
+from trio_gw.http.errors import RequestRejected
+from trio_gw.http.guards import check_request_head
+from trio_gw.http.headers import downstream_response_headers, upstream_request_headers
+from trio_gw.http.responses import error_response
+from trio_gw.http.facts import RequestFacts
+from trio_gw.http.routing import RouteMatch, https_redirect, select_route
+from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.tls_client import UpstreamTls
+from trio_gw.net.upstream import PoolKey, UpstreamConnection, UpstreamPool, open_upstream
+
+if TYPE_CHECKING:
+    from trio_gw.snapshot import Snapshot
+
+
+@dataclass
+class ConnectionInfo:
+    """Facts about one client connection, fixed after the handshake."""
+
+    client_ip: str
+    client_port: int
+    server_port: int
+    tls: bool = False
+    tls_version: str | None = None
+    cipher: str | None = None
+    sni: str | None = None
+    alpn: str | None = None
+
+
+#: End-to-end headers the gateway consumes itself: it answers ``Expect: 100-continue``.
+STRIP_UPSTREAM = frozenset({b"expect"})
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not be used; carries the status and reason for the client."""
+
+    def __init__(self, status: int, reason: str, message: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class ClientGone(Exception):
+    """The client disappeared or stalled mid-exchange: nothing can be answered."""
+
+
+@dataclass
+class Exchange:
+    """What the access log records about one request."""
+
+    started: float
+    method: str = "-"
+    target: str = "-"
+    status: int = 0
+    reason: str | None = None
+    route: str | None = None
+    service: str | None = None
+    upstream: str | None = None
+    upstream_time: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class ProxyServer:
+    """Serves client connections; shared by every listener of a worker."""
+
+    def __init__(
+        self,
+        get_snapshot: Callable[[], Snapshot],
+        pool: UpstreamPool,
+        upstream_tls: UpstreamTls,
+        log_access: Callable[[ConnectionInfo, Exchange], None],
+    ) -> None:
+        self.get_snapshot = get_snapshot
+        self.pool = pool
+        self.upstream_tls = upstream_tls
+        self.log_access = log_access
+        self.in_flight = 0
+        self.draining = False
+
+    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+        """Run the request loop on one (possibly TLS) client stream until it closes."""
+        settings = self.get_snapshot().settings
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
+        served = 0
+        try:
+            while not self.draining:
+                event = await self._read_head(stream, conn, self.get_snapshot(), first=served == 0)
+                if event is None:
+                    return
+                snapshot = self.get_snapshot()  # the request runs on the snapshot current at its head
+                served += 1
+                self.in_flight += 1
+                try:
+                    keep = await self._handle(stream, conn, event, snapshot, info)
+                finally:
+                    self.in_flight -= 1
+                if not keep or served >= snapshot.settings.keepalive_requests:
+                    return
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ClientGone, ssl.SSLError):
+            return
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _read_head(
+        self, stream: trio.abc.Stream, conn: h11.Connection, snapshot: Snapshot, *, first: bool
+    ) -> h11.Request | None:
+        """The next request head, or None when the connection should just close."""
+        settings = snapshot.settings
+        idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
+        with trio.move_on_after(idle_deadline) as idle:
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    await self._reject(stream, conn, exc.error_status_hint, None, "bad_request")
+                    return None
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(TLS_RECEIVE_SIZE)
+                    conn.receive_data(data)
+                    if data and idle.deadline != trio.current_time() + settings.client_header_timeout:
+                        # bytes arrived: the whole head now has client_header_timeout
+                        idle.deadline = min(idle.deadline, trio.current_time() + settings.client_header_timeout)
+                    continue
+                if isinstance(event, h11.Request):
+                    return event
+                return None  # ConnectionClosed
+        if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+            return None  # idle keep-alive connection: close quietly
+        await self._reject(stream, conn, 408, None, "client_timeout")
+        return None
+
+    async def _reject(
+        self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, reason: str
+    ) -> None:
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        response, body = error_response(status, message, headers=[(b"connection", b"close")])
+        try:
+            with trio.move_on_after(5):
+                await stream.send_all(conn.send(response) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        except (trio.BrokenResourceError, h11.LocalProtocolError):
+            pass
+
+    async def _handle(
+        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, snapshot: Snapshot, info: ConnectionInfo
+    ) -> bool:
+        """Answer one request; returns whether the connection may serve another."""
+        ex = Exchange(started=time.monotonic(), method=request.method.decode("ascii", "replace"),
+                      target=request.target.decode("ascii", "replace"))
+        try:
+            try:
+                check_request_head(
+                    request,
+                    max_header_size=snapshot.settings.max_header_size,
+                    max_headers=snapshot.settings.max_headers,
+                )
+                facts = RequestFacts.from_h11(
+                    request, protocol="https" if info.tls else "http", sni=info.sni,
+                    header_names=snapshot.router.header_names,
+                )
+            except RequestRejected as exc:
+                ex.status, ex.reason = exc.status, exc.reason
+                await self._reject(stream, conn, exc.status, exc.message, exc.reason)
+                return False
+            match = select_route(snapshot.router, facts)
+            if match is None:
+                ex.status, ex.reason = 404, "no_route"
+                return await self._respond_error(stream, conn, 404, None, ex)
+            ex.route = match.route.name or match.route.id
+            ex.service = match.service.name or match.service.id
+            if match.https_required:
+                return await self._enforce_https(stream, conn, match, facts, snapshot, ex)
+            try:
+                return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex)
+            except UpstreamFailure as exc:
+                ex.status, ex.reason = exc.status, exc.reason
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    return await self._respond_error(stream, conn, exc.status, exc.message, ex)
+                return False
+        finally:
+            self.log_access(info, ex)
+
+    async def _respond_error(
+        self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, ex: Exchange
+    ) -> bool:
+        keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
+        headers = [] if keep else [(b"connection", b"close")]
+        response, body = error_response(status, message, reason=ex.reason, headers=headers)
+        ex.status = status
+        ex.bytes_out = len(body)
+        await stream.send_all(conn.send(response) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        return keep
+
+    async def _enforce_https(
+        self, stream: trio.abc.Stream, conn: h11.Connection, match: RouteMatch, facts: RequestFacts,
+        snapshot: Snapshot, ex: Exchange,
+    ) -> bool:
+        decision = https_redirect(match, facts, snapshot.https_port)
+        ex.status, ex.reason = decision.status, "https_required"
+        keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
+        headers = list(decision.headers) + ([] if keep else [(b"connection", b"close")])
+        headers.append((b"content-length", str(len(decision.body)).encode()))
+        await stream.send_all(
+            conn.send(h11.Response(status_code=decision.status, headers=headers))
+            + conn.send(h11.Data(data=decision.body))
+            + conn.send(h11.EndOfMessage())
+        )
+        return keep
+
+    async def _proxy(
+        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, match: RouteMatch,
+        facts: RequestFacts, snapshot: Snapshot, info: ConnectionInfo, ex: Exchange,
+    ) -> bool:
+        service = match.service
+        target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
+        headers = upstream_request_headers(
+            request.headers,
+            match,
+            facts,
+            client_ip=info.client_ip,
+            server_port=info.server_port,
+            trusted=snapshot.trusted,
+            strip=STRIP_UPSTREAM,
+        )
+        chunked = _has_chunked_body(request)
+        if chunked:  # re-frame: the hop-by-hop filter dropped the client's framing
+            headers.append((b"transfer-encoding", b"chunked"))
+        up_request = h11.Request(method=request.method, target=target, headers=headers)
+        has_body = chunked or _content_length(request) > 0
+        if conn.they_are_waiting_for_100_continue:
+            await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        up_started = time.monotonic()
+        for attempt in (1, 2):
+            upstream = await self._connect(service, snapshot, ex, fresh=attempt == 2)
+            try:
+                await self._send_head(upstream, up_request, service, has_body=has_body)
+                if has_body:
+                    keep = await self._full_duplex(upstream, stream, conn, request, service, ex)
+                else:
+                    keep = await self._relay_response(upstream, stream, conn, request, service, ex)
+                break
+            except UpstreamFailure as exc:
+                await upstream.aclose()
+                # A pooled connection the upstream closed while idle: retry once on a new
+                # one, but only when nothing was consumed from the client or sent back.
+                if not (upstream.reused and not has_body and ex.status == 0 and exc.status == 502):
+                    raise
+            except BaseException:
+                await upstream.aclose()
+                raise
+            finally:
+                ex.upstream_time = time.monotonic() - up_started
+        if not self.pool.give_back(upstream):
+            await upstream.aclose()
+        return keep
+
+    async def _connect(self, service: Any, snapshot: Snapshot, ex: Exchange, *, fresh: bool = False) -> UpstreamConnection:
+        context = self.upstream_tls.context_for(service) if service.protocol == "https" else None
+        key = PoolKey(service.protocol, service.host, service.port,
+                      service.host if context is not None else None, id(context) if context else 0)
+        ex.upstream = f"{service.host}:{service.port}"
+        pooled = None if fresh else self.pool.take(key)
+        if pooled is not None:
+            return pooled
+        try:
+            return await open_upstream(key, context=context, connect_timeout=service.connect_timeout / 1000)
+        except trio.TooSlowError as exc:
+            raise UpstreamFailure(504, "upstream_connect_timeout") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamFailure(502, "upstream_tls_untrusted") from exc
+        except (ssl.SSLError, trio.BrokenResourceError) as exc:
+            raise UpstreamFailure(502, "upstream_tls_failed") from exc
+        except OSError as exc:
+            raise UpstreamFailure(502, "upstream_connect_failed") from exc
+
+    async def _send_head(
+        self, upstream: UpstreamConnection, up_request: h11.Request, service: Any, *, has_body: bool
+    ) -> None:
+        data = upstream.h11.send(up_request)
+        if not has_body:
+            data += upstream.h11.send(h11.EndOfMessage())
+        try:
+            with trio.fail_after(service.write_timeout / 1000):
+                await upstream.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise UpstreamFailure(502, "upstream_write_failed") from exc
+        except trio.TooSlowError as exc:
+            raise UpstreamFailure(504, "upstream_write_timeout") from exc
+        upstream.requests += 1
+
+    async def _full_duplex(
+        self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
+        request: h11.Request, service: Any, ex: Exchange,
+    ) -> bool:
+        """Stream the body up while relaying the response down (an echoing upstream
+        would otherwise deadlock against a client that sends everything first)."""
+        failure: list[BaseException] = []
+        uploaded = trio.Event()
+
+        async def upload() -> None:
+            try:
+                await self._send_body(upstream, stream, conn, service, ex)
+                uploaded.set()
+            except (UpstreamFailure, ClientGone) as exc:
+                failure.append(exc)
+                nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(upload)
+            keep = await self._relay_response(upstream, stream, conn, request, service, ex, discard=False)
+            if not uploaded.is_set():
+                # The upstream answered before taking the whole body (e.g. 413): stop
+                # uploading; neither connection is reusable.
+                nursery.cancel_scope.cancel()
+                keep = False
+                upstream.h11 = h11.Connection(h11.CLIENT)  # never pooled: state is mid-request
+        if failure:
+            raise failure[0]
+        return keep
+
+    async def _send_body(
+        self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
+        service: Any, ex: Exchange,
+    ) -> None:
+        write_timeout = service.write_timeout / 1000
+        body_timeout = self.get_snapshot().settings.client_body_timeout
+        has_body = True
+        while has_body:
+            try:
+                with trio.fail_after(body_timeout):
+                    event = await _next_client_event(stream, conn)
+            except trio.TooSlowError as exc:
+                raise ClientGone("client body timeout") from exc
+            except h11.RemoteProtocolError as exc:
+                raise ClientGone(f"client body: {exc}") from exc
+            if isinstance(event, h11.Data):
+                ex.bytes_in += len(event.data)
+                data = upstream.h11.send(event)
+            elif isinstance(event, h11.EndOfMessage):
+                data = upstream.h11.send(h11.EndOfMessage())
+                has_body = False
+            else:
+                raise ClientGone("client closed during the request body")
+            try:
+                with trio.fail_after(write_timeout):
+                    await upstream.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise UpstreamFailure(502, "upstream_write_failed") from exc
+            except trio.TooSlowError as exc:
+                raise UpstreamFailure(504, "upstream_write_timeout") from exc
+        if upstream.h11.our_state is h11.SEND_BODY:
+            await upstream.stream.send_all(upstream.h11.send(h11.EndOfMessage()))
+
+    async def _relay_response(
+        self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
+        request: h11.Request, service: Any, ex: Exchange, *, discard: bool = True,
+    ) -> bool:
+        read_timeout = service.read_timeout / 1000
+        started = False
+        while True:
+            try:
+                with trio.fail_after(read_timeout):
+                    event = await upstream.receive_event()
+            except trio.TooSlowError as exc:
+                raise UpstreamFailure(504, "upstream_read_timeout") from exc
+            except (h11.RemoteProtocolError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                raise UpstreamFailure(502, _read_failure_reason(exc)) from exc
+            if isinstance(event, h11.InformationalResponse):
+                continue  # 1xx from upstream: we already answered 100-continue ourselves
+            if isinstance(event, h11.Response):
+                ex.status = event.status_code
+                headers = downstream_response_headers(event.headers)
+                await stream.send_all(conn.send(h11.Response(status_code=event.status_code, headers=headers,
+                                                             reason=event.reason)))
+                started = True
+            elif isinstance(event, h11.Data):
+                ex.bytes_out += len(event.data)
+                await stream.send_all(conn.send(h11.Data(data=event.data)))
+            elif isinstance(event, h11.EndOfMessage):
+                await stream.send_all(conn.send(h11.EndOfMessage()))
+                break
+            else:  # ConnectionClosed before the end of the response
+                if started:
+                    raise ClientGone("upstream closed mid-response")
+                raise UpstreamFailure(502, "upstream_closed")
+        if discard and conn.their_state is not h11.DONE:
+            return await _discard_body(stream, conn)
+        return True
+
+
+def _read_failure_reason(exc: BaseException) -> str:
+    text = str(exc).upper()
+    if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
+        return "upstream_rejected_client_cert"
+    if isinstance(exc, h11.RemoteProtocolError):
+        return "upstream_protocol_error"
+    return "upstream_read_failed"
+
+
+def _content_length(request: h11.Request) -> int:
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)
+    return 0
+
+
+def _has_chunked_body(request: h11.Request) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in request.headers)
+
+
+async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))
+
+
+async def _discard_body(stream: trio.abc.Stream, conn: h11.Connection, limit: int = 1 << 20) -> bool:
+    """Read and drop the rest of a request body (up to ``limit``) so the connection can be reused."""
+    if conn.they_are_waiting_for_100_continue:
+        return False  # never asked for the body: h11 would need it; close instead
+    seen = 0
+    with trio.move_on_after(5):
+        while seen <= limit:
+            try:
+                event = await _next_client_event(stream, conn)
+            except h11.RemoteProtocolError:
+                return False
+            if isinstance(event, h11.Data):
+                seen += len(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return True
+            else:
+                return False
+    return False

@@ -1,0 +1,121 @@
+"""The TLS server side: listener contexts and the SNI callback.
+
+Theory of operation
+-------------------
+* One *listener context* per TLS listener carries what OpenSSL only takes from
+  the initial context (versions, options, ticket keys, verify mode).  It is
+  rebuilt — and so every outstanding session ticket invalidated — whenever the
+  downstream policy changes (tls-stack-notes §10).
+* One *certificate context* per certificate entity (RSA and ECDSA pair loaded
+  together, so OpenSSL picks by the client's signature algorithms) is built
+  lazily on first use and cached by content; a reload reuses unchanged ones.
+* The SNI callback only asks the snapshot's pure :mod:`trio_gw.tls.sni` index
+  which certificate to serve and swaps ``ssl_object.context``; with no answer it
+  returns the ``unrecognized_name`` alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from trio_gw.errors import CertificateError
+from trio_gw.model.entities import Certificate
+from trio_gw.net.contexts import load_pem_pair, new_server_context
+from trio_gw.tls.sni import select_certificate
+
+if TYPE_CHECKING:
+    from trio_gw.snapshot import Snapshot
+
+log = logging.getLogger("trio_gw.tls")
+
+#: Certificate contexts kept warm; each costs ~20 KiB (notes §1).
+CERT_CONTEXT_CACHE_SIZE = 20_000
+
+
+def _content_key(cert: Certificate) -> str:
+    h = hashlib.sha256()
+    for part in (cert.cert, cert.key, cert.cert_alt or "", cert.key_alt or ""):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class ServerTls:
+    """Listener context and per-certificate contexts for one snapshot generation."""
+
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._listener_ctx: ssl.SSLContext | None = None
+        self._policy_key: object = None
+        self._cache: OrderedDict[str, ssl.SSLContext] = OrderedDict()
+
+    # --- called off the event loop when a snapshot is installed -----------------
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Build what ``snapshot`` needs before it goes live (runs in a worker thread).
+
+        Raises:
+            CertificateError: a default certificate cannot be loaded.
+        """
+        policy = snapshot.downstream_tls
+        listener_ctx = self._listener_ctx
+        if listener_ctx is None or policy != self._policy_key:
+            listener_ctx = self._new_context(snapshot)
+            listener_ctx.sni_callback = self._sni_callback
+        for cert_id in snapshot.default_certificate_ids:
+            self.context_for(snapshot.certificates[cert_id], snapshot)
+        self._pending = (snapshot, listener_ctx, policy)
+
+    def activate(self) -> None:
+        """Make the prepared snapshot live (one reference swap each; runs on the loop)."""
+        snapshot, listener_ctx, policy = self._pending
+        self._snapshot, self._listener_ctx, self._policy_key = snapshot, listener_ctx, policy
+
+    def listener_context(self) -> ssl.SSLContext:
+        assert self._listener_ctx is not None, "ServerTls used before a snapshot was activated"
+        return self._listener_ctx
+
+    # --- contexts ---------------------------------------------------------------
+
+    def _new_context(self, snapshot: Snapshot) -> ssl.SSLContext:
+        return new_server_context(snapshot.downstream_tls)
+
+    def context_for(self, cert: Certificate, snapshot: Snapshot) -> ssl.SSLContext:
+        """The cached context serving ``cert``, built on first use."""
+        key = _content_key(cert)
+        ctx = self._cache.get(key)
+        if ctx is not None:
+            self._cache.move_to_end(key)
+            return ctx
+        ctx = self._new_context(snapshot)
+        load_pem_pair(ctx, cert.cert, cert.key)
+        if cert.cert_alt and cert.key_alt:
+            load_pem_pair(ctx, cert.cert_alt, cert.key_alt)
+        self._cache[key] = ctx
+        if len(self._cache) > CERT_CONTEXT_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return ctx
+
+    # --- the SNI callback (synchronous, on the event loop, every handshake) -----
+
+    def _sni_callback(self, sslobj: Any, server_name: str | None, _initial: ssl.SSLContext) -> int | None:
+        snapshot = self._snapshot
+        assert snapshot is not None
+        sslobj.trio_gw_sni = server_name
+        selection = select_certificate(snapshot.sni_index, server_name)
+        if selection is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        cert = snapshot.certificates.get(selection.certificate_id)
+        if cert is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        try:
+            sslobj.context = self.context_for(cert, snapshot)
+        except CertificateError as exc:
+            log.error("certificate %s cannot be served: %s", cert.id, exc)
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        sslobj.trio_gw_certificate = selection
+        return None

@@ -1,0 +1,136 @@
+"""The ``trio-gw`` command line.
+
+    trio-gw run -c trio-gw.yaml [--set key=value ...]   start a node
+    trio-gw demo [--set key=value ...]                  zero set-up demo with a dev PKI and an echo upstream
+    trio-gw config check FILE                           validate a decK-format declarative file
+    trio-gw settings [--markdown] [-c FILE]             the settings reference, or the effective settings
+    trio-gw spec [ARGS ...]                             run the conformance suite (from a source checkout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from trio_gw._version import __version__
+from trio_gw.errors import ConfigError
+from trio_gw.runtime.settings import cli_layer, load_settings, settings_reference_markdown
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trio-gw", description="An API gateway on Trio with TLS and mTLS done right.")
+    p.add_argument("--version", action="version", version=f"trio-gw {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start a gateway node")
+    run.add_argument("-c", "--conf", help="YAML settings file")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+
+    demo = sub.add_parser("demo", help="start a demo node: dev PKI, echo upstream, HTTP 8000 and HTTPS 8443")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    demo.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)
+
+    config = sub.add_parser("config", help="declarative configuration tools")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    check = csub.add_parser("check", help="validate a decK-format file without starting")
+    check.add_argument("file")
+
+    settings = sub.add_parser("settings", help="print the settings reference or the effective settings")
+    settings.add_argument("-c", "--conf")
+    settings.add_argument("--markdown", action="store_true", help="the reference page (docs/settings.md)")
+    settings.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    spec = sub.add_parser("spec", help="run the conformance spec suite (source checkout)", add_help=False)
+    spec.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _fail(exc: ConfigError) -> int:
+    print("trio-gw: configuration error:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from trio_gw.runtime.gateway import run_gateway
+
+    try:
+        settings = load_settings(args.conf, overrides=cli_layer(args.set))
+        trio.run(run_gateway, settings)
+    except ConfigError as exc:
+        return _fail(exc)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from trio_gw.model.declarative import load_declarative_text
+
+    try:
+        text = Path(args.file).read_text()
+    except OSError as exc:
+        print(f"trio-gw: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        entities = load_declarative_text(text, now=int(time.time()))
+    except ConfigError as exc:
+        return _fail(exc.prefixed(args.file))
+    counts = {k: len(getattr(entities, k)) for k in ("services", "routes", "certificates", "ca_certificates",
+                                                       "snis", "consumers", "plugins")}
+    print(f"{args.file}: OK (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(settings_reference_markdown())
+        return 0
+    try:
+        settings = load_settings(args.conf, overrides=cli_layer(args.set))
+    except ConfigError as exc:
+        return _fail(exc)
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.values.items()}
+    print(json.dumps({k: (str(v) if not isinstance(v, (str, int, float, bool, list, type(None))) else v)
+                      for k, v in out.items()}, indent=2, default=str))
+    return 0
+
+
+def cmd_spec(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    if not (root / "spec" / "__main__.py").exists():
+        print("trio-gw spec: run it from a source checkout (no spec/ directory here)", file=sys.stderr)
+        return 2
+    return subprocess.call([sys.executable, "-m", "spec", *args.args], cwd=root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "demo":
+        from trio_gw.runtime.demo import run_demo
+
+        try:
+            return run_demo(cli_layer(args.set), exit_after=args.exit_after)
+        except ConfigError as exc:
+            return _fail(exc)
+    if args.command == "config":
+        return cmd_config_check(args)
+    if args.command == "settings":
+        return cmd_settings(args)
+    if args.command == "spec":
+        return cmd_spec(args)
+    raise RuntimeError(f"Unexpected command: {args.command!r}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os._exit(main())

@@ -1,0 +1,383 @@
+"""Node settings: one table of every setting, read from YAML, environment and CLI flags.
+
+Precedence, lowest to highest: the default in ``SETTINGS`` → the YAML file given
+with ``-c`` → ``TRIO_GW_<KEY>`` environment variables → ``--set key=value`` CLI
+flags.  Names follow kong.conf wherever the seed documents use a Kong name
+(``proxy_listen``, ``ssl_cert``, ``database`` ...), so Kong users recognise them.
+
+Every problem found (unknown key — with the closest valid key suggested —,
+wrong type, unreadable file) is collected into one :class:`ConfigError`, and the
+gateway does not start half-configured.  ``docs/settings.md`` is generated from
+this table (``trio-gw settings --markdown``); a test keeps them in sync.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trio_gw.errors import ConfigError, Problem
+
+ENV_PREFIX = "TRIO_GW_"
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One entry of a ``*_listen`` setting: ``host:port`` plus flags (``ssl``, ``http2``, ``reuseport``)."""
+
+    host: str
+    port: int
+    ssl: bool = False
+    http2: bool = False
+    reuseport: bool = False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        flags = "".join(f" {f}" for f in ("ssl", "http2", "reuseport") if getattr(self, f))
+        return f"{host}:{self.port}{flags}"
+
+
+# --- value parsers: raw value -> typed value, or ValueError with a reason -------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_TRUE = {"on", "true", "yes", "1"}
+_FALSE = {"off", "false", "no", "0"}
+
+
+def _bool(v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (str, int)) and str(v).strip().lower() in _TRUE | _FALSE:
+        return str(v).strip().lower() in _TRUE
+    raise ValueError(f"expected on/off (a boolean), got {v!r}")
+
+
+def _int(v: object) -> int:
+    if isinstance(v, bool):
+        raise ValueError(f"expected an integer, got {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\s*-?\d+\s*", v):
+        return int(v)
+    raise ValueError(f"expected an integer, got {v!r}")
+
+
+def _positive_int(v: object) -> int:
+    n = _int(v)
+    if n < 1:
+        raise ValueError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _duration(v: object) -> float:
+    """Seconds, from a number or ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1d"``."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if v < 0:
+            raise ValueError(f"expected a non-negative duration, got {v!r}")
+        return float(v)
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration such as 30, '30s', '5m' or '1d', got {v!r}")
+
+
+def _str(v: object) -> str:
+    if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+        return str(v)
+    raise ValueError(f"expected a string, got {v!r}")
+
+
+def _optional_str(v: object) -> str | None:
+    if v is None or (isinstance(v, str) and v.strip().lower() in ("", "off", "none")):
+        return None
+    return _str(v)
+
+
+def _str_list(v: object) -> tuple[str, ...]:
+    """A YAML list, or a comma-separated string (as kong.conf and env vars write lists)."""
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        return tuple(s.strip() for s in v.split(",") if s.strip())
+    if isinstance(v, (list, tuple)):
+        return tuple(_str(x) for x in v)
+    raise ValueError(f"expected a list or a comma-separated string, got {v!r}")
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def parse(v: object) -> str:
+        s = _str(v).strip().lower()
+        if s not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
+        return s
+
+    return parse
+
+
+def parse_listen(v: object) -> tuple[ListenAddress, ...]:
+    """Parse ``"127.0.0.1:8000, 127.0.0.1:8443 ssl"`` (or a list); ``off`` gives no listener."""
+    entries = _str_list(v)
+    if len(entries) == 1 and entries[0].lower() == "off":
+        return ()
+    out = []
+    for entry in entries:
+        words = entry.split()
+        addr, flags = words[0], [w.lower() for w in words[1:]]
+        unknown = [f for f in flags if f not in ("ssl", "http2", "reuseport") and not f.startswith("backlog=")]
+        if unknown:
+            raise ValueError(f"{entry!r}: unknown flag {unknown[0]!r} (known: ssl, http2, reuseport)")
+        m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", addr)
+        if not m:
+            raise ValueError(f"{entry!r}: expected host:port (IPv6 as [::1]:port)")
+        host = m.group(1) or m.group(3)
+        port = int(m.group(2) or m.group(4))
+        if port > 65535:
+            raise ValueError(f"{entry!r}: port {port} is out of range")
+        out.append(ListenAddress(host, port, "ssl" in flags, "http2" in flags, "reuseport" in flags))
+    return tuple(out)
+
+
+def _raw(v: object) -> object:
+    """Kept as written: validated by the pure policy parser that owns the setting (``trio_gw.tls``)."""
+    return v
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: name, parser, default (as a user would write it) and help."""
+
+    name: str
+    parse: Callable[[object], Any]
+    default: object
+    help: str
+    kind: str  # shown on the reference page
+    shown_default: str | None = None  # when the effective default comes from a policy module
+
+
+def _s(
+    name: str, parse: Callable[[object], Any], default: object, kind: str, help: str, shown: str | None = None
+) -> Setting:
+    return Setting(name, parse, default, help, kind, shown)
+
+
+# Kong's names where the seeds use them; defaults cite their precedent.
+SETTINGS: tuple[Setting, ...] = (
+    # listeners
+    _s("proxy_listen", parse_listen, "127.0.0.1:8000, 127.0.0.1:8443 ssl", "listen list",
+       "Proxy listeners (kong.conf). Flags: `ssl`, `http2`, `reuseport`. Kong binds 0.0.0.0; we default to loopback."),
+    _s("admin_listen", parse_listen, "127.0.0.1:8001, 127.0.0.1:8444 ssl", "listen list",
+       "Admin API listeners (kong.conf default)."),
+    _s("status_listen", parse_listen, "127.0.0.1:8007", "listen list",
+       "Status listener serving `/status` (Kong's default port)."),
+    # data
+    _s("prefix", _str, "trio-gw-data", "path",
+       "Data directory: dev PKI, SQLite file, ready file. Relative to the working directory."),
+    _s("database", _choice("off", "sqlite", "postgres"), "off", "off|sqlite|postgres",
+       "`off`: the declarative file is the configuration (Kong DB-less)."),
+    _s("declarative_config", _optional_str, None, "path",
+       "decK-format file loaded at start (and on SIGHUP) when `database: off`."),
+    # server certificates
+    _s("ssl_cert", _str_list, (), "path list",
+       "Default server certificate chain(s), PEM; paired in order with `ssl_cert_key`."),
+    _s("ssl_cert_key", _str_list, (), "path list", "Private key(s) for `ssl_cert`, PEM."),
+    _s("admin_ssl_cert", _str_list, (), "path list", "Server certificate(s) of the Admin API's ssl listeners."),
+    _s("admin_ssl_cert_key", _str_list, (), "path list", "Private key(s) for `admin_ssl_cert`."),
+    # TLS policy (validated by trio_gw.tls)
+    _s("ssl_protocols", _raw, None, "string",
+       "Kong's list, e.g. `TLSv1.2 TLSv1.3`. `ssl_min_version`/`ssl_max_version` win when set.", "(preset's)"),
+    _s("ssl_min_version", _raw, None, "version",
+       "Lowest TLS version: `1.2`, `TLSv1.2` or `771` (Tyk's `min_version`).", "1.2"),
+    _s("ssl_max_version", _raw, None, "version", "Highest TLS version (Tyk's `max_version`).", "1.3"),
+    _s("ssl_cipher_suite", _raw, None, "preset",
+       "Mozilla preset as in Kong: `modern`, `intermediate`, `old`, or `custom` with `ssl_ciphers`.",
+       "intermediate"),
+    _s("ssl_ciphers", _raw, None, "names",
+       "Explicit suites, IANA or OpenSSL names (Tyk's `ssl_ciphers`); an unknown name is rejected by name.",
+       "(preset's)"),
+    _s("ssl_prefer_server_ciphers", _raw, None, "bool",
+       "Server cipher preference; presets modern/intermediate: off, old and custom: on.", "(preset's)"),
+    _s("ssl_session_tickets", _raw, None, "bool", "TLS session tickets (Kong: on).", "on"),
+    _s("ssl_session_timeout", _raw, None, "duration", "Session lifetime, at most 7 days (Kong: 1d).", "1d"),
+    _s("ssl_sni_strict", _bool, False, "bool",
+       "Unknown or missing SNI gets the `unrecognized_name` alert instead of the default certificate."),
+    _s("ssl_handshake_timeout", _duration, 10.0, "duration", "Deadline for a client's TLS handshake."),
+    # proxy behaviour
+    _s("trusted_ips", _str_list, (), "CIDR list",
+       "Clients whose X-Forwarded-* headers are believed (Kong). Everyone else's are replaced."),
+    _s("client_header_timeout", _duration, 60.0, "duration",
+       "Deadline for a complete request head (nginx: 60s)."),
+    _s("client_body_timeout", _duration, 60.0, "duration",
+       "Deadline between two reads of a request body (nginx: 60s)."),
+    _s("keepalive_timeout", _duration, 60.0, "duration",
+       "Idle keep-alive connections to clients close after this (Kong: 60s)."),
+    _s("keepalive_requests", _positive_int, 10000, "int", "Requests per client connection (Kong: 10000)."),
+    _s("max_header_size", _positive_int, 32768, "bytes",
+       "Largest request head accepted; larger gets 431 (nginx: 4 x 8k buffers)."),
+    _s("max_headers", _positive_int, 100, "int", "Most header fields in a request head; more gets 431 (nginx-like)."),
+    _s("max_connections", _positive_int, 16384, "int",
+       "Concurrent client connections per worker (Kong's worker_connections)."),
+    _s("upstream_keepalive_pool_size", _int, 512, "int",
+       "Idle upstream connections kept per pool key; 0 disables pooling (Kong: 512)."),
+    _s("upstream_keepalive_max_requests", _positive_int, 10000, "int",
+       "Requests per upstream connection before it is retired (Kong: 10000)."),
+    _s("upstream_keepalive_idle_timeout", _duration, 60.0, "duration",
+       "Idle upstream connections close after this (Kong: 60s)."),
+    _s("graceful_shutdown_timeout", _duration, 10.0, "duration",
+       "On SIGTERM/SIGINT: stop accepting, let in-flight requests finish up to this, then close."),
+    # logs
+    _s("proxy_access_log", _str, "stdout", "stdout|stderr|off|path", "Where the access log goes (Kong's name)."),
+    _s("access_log_format", _choice("text", "json"), "text", "text|json", "One line per request, text or JSON."),
+    _s("log_level", _choice("debug", "info", "notice", "warn", "error", "crit"), "notice", "level",
+       "Error log level (Kong's names)."),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed node settings: every name of ``SETTINGS`` as an attribute, plus where each came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """Values as parsed, for the pure policy parsers (``tls.downstream`` etc.)."""
+        return self.values
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_settings(layers: Iterable[tuple[str, Mapping[str, object]]]) -> Settings:
+    """Merge setting layers (lowest precedence first) over the defaults and parse them.
+
+    Args:
+        layers: ``(source description, {name: raw value})`` pairs.
+
+    Returns:
+        The parsed settings.
+
+    Raises:
+        ConfigError: naming every unknown key (with a suggestion) and every bad value.
+    """
+    raw: dict[str, object] = {s.name: s.default for s in SETTINGS}
+    sources = {s.name: "default" for s in SETTINGS}
+    problems: list[Problem] = []
+    for source, layer in layers:
+        for key, value in layer.items():
+            key = str(key).strip().lower()
+            if key not in BY_NAME:
+                problems.append(Problem(key, f"unknown setting in {source}{_suggest(key)}"))
+                continue
+            raw[key] = value
+            sources[key] = source
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        try:
+            values[s.name] = s.parse(raw[s.name])
+        except ValueError as exc:
+            problems.append(Problem(s.name, f"{exc} (from {sources[s.name]})"))
+    if len(values.get("ssl_cert", ())) != len(values.get("ssl_cert_key", ())):
+        problems.append(Problem("ssl_cert_key", "needs one key per ssl_cert entry"))
+    if len(values.get("admin_ssl_cert", ())) != len(values.get("admin_ssl_cert_key", ())):
+        problems.append(Problem("admin_ssl_cert_key", "needs one key per admin_ssl_cert entry"))
+    if problems:
+        raise ConfigError(problems)
+    return Settings(values, sources)
+
+
+def read_settings_file(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Read a YAML settings file into a mapping.
+
+    Raises:
+        ConfigError: the file is unreadable, not YAML, or not a mapping.
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file: {exc.strerror}", path=str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=str(path)) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of setting names to values", path=str(path))
+    return data
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, object]:
+    """The ``TRIO_GW_<KEY>`` variables as a settings layer (names lowercased)."""
+    return {k[len(ENV_PREFIX):].lower(): v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+
+
+def cli_layer(assignments: Iterable[str]) -> dict[str, object]:
+    """``key=value`` strings from ``--set`` flags as a settings layer."""
+    out: dict[str, object] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}", path=key)
+        out[key.strip()] = value
+    return out
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Defaults → YAML file → ``TRIO_GW_*`` environment → CLI overrides."""
+    layers: list[tuple[str, Mapping[str, object]]] = []
+    if path is not None:
+        layers.append((str(path), read_settings_file(path)))
+    layers.append(("environment", env_layer(os.environ if environ is None else environ)))
+    if overrides:
+        layers.append(("command line", overrides))
+    return parse_settings(layers)
+
+
+def settings_reference_markdown() -> str:
+    """The reference page of every setting with its default (``docs/settings.md``)."""
+    lines = [
+        "# Settings reference",
+        "",
+        "Generated from `trio_gw/runtime/settings.py` by `trio-gw settings --markdown`; a test keeps it in sync.",
+        "Each setting can be set in the YAML file given with `-c`, as an environment variable",
+        "`TRIO_GW_<NAME>` (upper case), or with `--set name=value`; later sources win.",
+        "Lists may be YAML lists or comma-separated strings. Durations: seconds, or `500ms`, `30s`, `5m`, `1h`, `1d`.",
+        "",
+        "| setting | type | default | description |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS:
+        default = s.shown_default if s.shown_default is not None else s.default
+        if isinstance(default, tuple):
+            default = ", ".join(default) if default else "(none)"
+        elif default is None:
+            default = "(none)"
+        elif isinstance(default, bool):
+            default = "on" if default else "off"
+        lines.append(f"| `{s.name}` | {s.kind} | `{default}` | {s.help} |")
+    return "\n".join(lines) + "\n"

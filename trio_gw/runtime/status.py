@@ -1,0 +1,64 @@
+"""The status listener: ``GET /status`` reports health, config hash and snapshot age."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from trio_gw.http.responses import error_response
+from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.proxy import ConnectionInfo
+
+if TYPE_CHECKING:
+    from trio_gw.runtime.gateway import Gateway
+
+
+class StatusServer:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def status(self) -> dict[str, object]:
+        gw = self.gateway
+        snapshot = gw.snapshot_now()
+        return {
+            "server": {
+                "connections_in_flight": gw.proxy.in_flight,
+                "upstream_idle_connections": gw.pool.idle_count(),
+                "uptime_seconds": round(time.time() - gw.started_at, 3),
+            },
+            "configuration_hash": snapshot.config_hash,
+            "snapshot_age_seconds": round(time.time() - snapshot.created_at, 3),
+            "database": {"kind": gw.settings.database, "reachable": True},
+        }
+
+    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            with trio.move_on_after(30):
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))
+                        continue
+                    if not isinstance(event, h11.Request):
+                        return
+                    while not isinstance(conn.next_event(), (h11.EndOfMessage, type(h11.NEED_DATA))):
+                        pass
+                    path = event.target.split(b"?")[0]
+                    if path == b"/status" and event.method in (b"GET", b"HEAD"):
+                        body = json.dumps(self.status()).encode()
+                        response = h11.Response(status_code=200, headers=[
+                            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")])
+                    else:
+                        response, body = error_response(404, "Not found", headers=[(b"connection", b"close")])
+                    await stream.send_all(conn.send(response) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+                    return
+        except (trio.BrokenResourceError, h11.ProtocolError):
+            return
+        finally:
+            await trio.aclose_forcefully(stream)

@@ -1,0 +1,124 @@
+"""The snapshot: settings + entities compiled into one immutable, indexed runtime view.
+
+Everything the data plane consults per request or per handshake is here, as
+dict lookups: the route index, the SNI index, certificates by id, trusted
+networks, the downstream TLS policy.  A change (declarative reload, Admin API
+write, another node's notification) builds a new ``Snapshot`` off the event
+loop and swaps one reference; in-flight requests finish on the one they
+started with.  Building is pure: time and file contents are parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trio_gw.errors import ConfigError
+from trio_gw.http.headers import TrustedNetworks
+from trio_gw.http.routing import Router
+from trio_gw.model.entities import Certificate, Entities
+from trio_gw.pki.info import describe_certificate
+from trio_gw.pki.parse import parse_certificates
+from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
+from trio_gw.tls.sni import SniCandidate, SniIndex
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The runtime view of one configuration generation."""
+
+    settings: Any  # trio_gw.runtime.settings.Settings (runtime/ may not be imported here)
+    entities: Entities
+    router: Router
+    trusted: TrustedNetworks
+    downstream_tls: DownstreamTlsPolicy
+    sni_index: SniIndex
+    certificates: Mapping[str, Certificate]
+    default_certificate_ids: tuple[str, ...]
+    https_port: int
+    config_hash: str
+    created_at: float
+    warnings: tuple[str, ...] = field(default=())
+
+
+def config_hash(entities: Entities) -> str:
+    """A stable digest of a configuration (shown by ``/status``; equal configs, equal hash)."""
+    h = hashlib.sha256()
+    for kind in ("services", "routes", "certificates", "ca_certificates", "snis", "consumers", "plugins"):
+        items: Mapping[str, Any] = getattr(entities, kind)
+        for key in sorted(items):
+            h.update(json.dumps([kind, key, repr(items[key])]).encode())
+    return h.hexdigest()[:32]
+
+
+def _san_names(cert: Certificate) -> tuple[str, ...]:
+    info = describe_certificate(parse_certificates(cert.cert)[0])
+    names = list(info.dns_names) or list(info.common_names)
+    return tuple(names)
+
+
+def build_snapshot(
+    settings: Any,
+    entities: Entities,
+    *,
+    default_certificates: Sequence[Certificate] = (),
+    https_port: int = 443,
+    now: float,
+) -> Snapshot:
+    """Compile settings and entities into a :class:`Snapshot`.
+
+    Args:
+        settings: the node settings (``trio_gw.runtime.settings.Settings``).
+        entities: the configuration.
+        default_certificates: the ``ssl_cert``/``ssl_cert_key`` pairs, already read.
+        https_port: the port https redirects point at.
+        now: the build time (Unix seconds).
+
+    Raises:
+        ConfigError: the combination cannot be served (e.g. a duplicate SNI).
+    """
+    raw = settings.raw
+    downstream = parse_downstream_policy(raw)
+    trusted = TrustedNetworks.parse(list(raw["trusted_ips"]))
+    router = Router.build(entities.routes.values(), entities.services)
+    certificates: dict[str, Certificate] = dict(entities.certificates)
+    for cert in default_certificates:
+        certificates[cert.id] = cert
+    names_by_cert: dict[str, list[str]] = {}
+    for sni in entities.snis.values():
+        names_by_cert.setdefault(sni.certificate, []).append(sni.name)
+    candidates = []
+    for order, cert in enumerate(entities.certificates.values()):
+        candidates.append(
+            SniCandidate(
+                certificate_id=cert.id,
+                names=tuple(names_by_cert.get(cert.id, ())),
+                san_names=_san_names(cert),
+                order=order,
+            )
+        )
+    sni_index = SniIndex.build(
+        candidates,
+        [c.id for c in default_certificates],
+        strict=bool(raw.get("ssl_sni_strict", False)),
+    )
+    return Snapshot(
+        settings=settings,
+        entities=entities,
+        router=router,
+        trusted=trusted,
+        downstream_tls=downstream,
+        sni_index=sni_index,
+        certificates=certificates,
+        default_certificate_ids=tuple(c.id for c in default_certificates),
+        https_port=https_port,
+        config_hash=config_hash(entities),
+        created_at=now,
+        warnings=tuple(downstream.warnings()) if hasattr(downstream, "warnings") else (),
+    )
+
+
+__all__ = ["Snapshot", "build_snapshot", "config_hash", "ConfigError"]
