@@ -70,7 +70,7 @@ async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
         prefix.mkdir()
         overrides: dict[str, Any] = {
             "prefix": str(prefix),
-            "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl" if settings.get("ssl_cert") else "127.0.0.1:0",
+            "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl",
             "admin_listen": "off",
             "status_listen": "127.0.0.1:0",
             "proxy_access_log": "off",

@@ -1,0 +1,156 @@
+"""TLS termination: certificate selection by SNI, policy enforcement, rotation — over real sockets."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trustme
+import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from trio_gw.testing.http_client import Client
+
+from .conftest import StartGateway, Upstream, port_of
+
+
+def _pair(ca: trustme.CA, *names: str, cn: str | None = None) -> dict[str, str]:
+    leaf = ca.issue_cert(*names, common_name=cn or names[0])
+    return {"cert": "".join(b.bytes().decode() for b in leaf.cert_chain_pems), "key": leaf.private_key_pem.bytes().decode()}
+
+
+def _config(upstream: Upstream, certificates: list[dict[str, Any]], **route: Any) -> dict[str, Any]:
+    r = {"name": "r", "paths": ["/"], **route}
+    return {"_format_version": "3.0", "certificates": certificates,
+            "services": [{"name": "echo", "url": upstream.url, "routes": [r]}]}
+
+
+async def served_cn(port: int, server_name: str | None, ca: trustme.CA, **ctx_opts: Any) -> str:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    ctx.check_hostname = False  # we inspect what was served, not whether it fits
+    for k, v in ctx_opts.items():
+        setattr(ctx, k, v)
+    sock = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = trio.SSLStream(sock, ctx, server_hostname=server_name)
+    await stream.do_handshake()
+    der = stream.getpeercert(binary_form=True)
+    await trio.aclose_forcefully(stream)
+    assert der is not None
+    cert = x509.load_der_x509_certificate(der)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if cns:
+        return str(cns[0].value)
+    return str(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value[0].value)
+
+
+@pytest.fixture
+async def three_cert_gateway(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, tmp_path: Path
+) -> Any:
+    default = ca.issue_cert("default.test", common_name="default.test")
+    cert, key = tmp_path / "default.pem", tmp_path / "default.key"
+    cert.write_bytes(b"".join(b.bytes() for b in default.cert_chain_pems))
+    default.private_key_pem.write_to_path(str(key))
+    certificates = [
+        {**_pair(ca, "api.example.test"), "snis": ["api.example.test"]},
+        {**_pair(ca, "*.example.test", cn="wildcard.example.test"), "snis": ["*.example.test"]},
+    ]
+    return await start_gateway(_config(upstream, certificates), ssl_cert=str(cert), ssl_cert_key=str(key))
+
+
+@pytest.mark.parametrize(
+    ("server_name", "expected"),
+    [
+        ("api.example.test", "api.example.test"),
+        ("API.Example.TEST", "api.example.test"),
+        ("api.example.test.", "api.example.test"),
+        ("www.example.test", "wildcard.example.test"),
+        ("WWW.EXAMPLE.TEST", "wildcard.example.test"),
+        ("a.b.example.test", "default.test"),  # a wildcard covers exactly one label
+        ("example.test", "default.test"),  # ... and not the apex
+        ("other.test", "default.test"),
+        (None, "default.test"),  # no SNI (an IP-literal client)
+    ],
+)
+async def test_sni_selects_certificate(three_cert_gateway: Any, ca: trustme.CA, server_name: str | None, expected: str) -> None:
+    port = port_of(three_cert_gateway, ssl=True)
+    assert await served_cn(port, server_name, ca) == expected
+
+
+async def test_strict_sni_refuses_unknown_names(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+) -> None:
+    cert, key = server_pair
+    certificates = [{**_pair(ca, "api.example.test"), "snis": ["api.example.test"]}]
+    gw = await start_gateway(_config(upstream, certificates), ssl_cert=str(cert), ssl_cert_key=str(key),
+                             ssl_sni_strict="on")
+    port = port_of(gw, ssl=True)
+    assert await served_cn(port, "api.example.test", ca) == "api.example.test"
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await served_cn(port, "unknown.example.test", ca)
+    assert "UNRECOGNIZED_NAME" in str(info.value.__cause__).upper()
+
+
+async def test_version_policy_enforced(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key),
+                             ssl_min_version="1.3")
+    port = port_of(gw, ssl=True)
+    assert await served_cn(port, "localhost", ca) == "localhost"
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await served_cn(port, "localhost", ca, maximum_version=ssl.TLSVersion.TLSv1_2)
+    assert "PROTOCOL_VERSION" in str(info.value.__cause__).upper()
+
+
+async def test_rotation_applies_to_next_handshake(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, client_ctx: ssl.SSLContext
+) -> None:
+    first = {**_pair(ca, "api.example.test", cn="first"), "snis": ["api.example.test"]}
+    gw = await start_gateway(_config(upstream, [first]))
+    # no ssl_cert default: the https listener is still opened by the test's settings below
+    port = port_of(gw, ssl=True)
+    kept = await Client.connect(port, tls=client_ctx, server_hostname="api.example.test")
+    assert (await kept.request("GET", "/anything", host="api.example.test")).status == 200
+    assert await served_cn(port, "api.example.test", ca) == "first"
+    second = {**_pair(ca, "api.example.test", cn="second"), "snis": ["api.example.test"]}
+    Path(gw.settings.declarative_config).write_text(yaml.safe_dump(_config(upstream, [second])))
+    await gw.reload()
+    assert await served_cn(port, "api.example.test", ca) == "second"
+    # the established connection carries on undisturbed
+    assert (await kept.request("GET", "/anything", host="api.example.test")).status == 200
+
+
+async def test_https_enforcement(start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path]) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(_config(upstream, [], protocols=["https"]), ssl_cert=str(cert), ssl_cert_key=str(key))
+    reply = await (await Client.connect(port_of(gw))).request("GET", "/x?y=1", host="api.example.test")
+    assert reply.status == 426
+    assert reply.json()["message"] == "Please use HTTPS protocol"
+    gw2 = await start_gateway(_config(upstream, [], protocols=["https"], https_redirect_status_code=308),
+                              ssl_cert=str(cert), ssl_cert_key=str(key))
+    reply = await (await Client.connect(port_of(gw2))).request("GET", "/x?y=1", host="api.example.test")
+    assert reply.status == 308
+    assert reply.headers["location"] == f"https://api.example.test:{port_of(gw2, ssl=True)}/x?y=1"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+async def test_openssl_s_client_sees_chosen_certificate_and_version(three_cert_gateway: Any, ca_pem: Path) -> None:
+    port = port_of(three_cert_gateway, ssl=True)
+    result = await trio.run_process(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "www.example.test",
+         "-CAfile", str(ca_pem), "-tls1_2"],
+        stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
+    )
+    out = result.stdout.decode()
+    assert re.search(r"^subject=.*CN = wildcard\.example\.test$", out, re.M), out
+    assert "Protocol  : TLSv1.2" in out
+    assert "Verify return code: 0 (ok)" in out
