@@ -65,6 +65,7 @@ def build_snapshot(
     entities: Entities,
     *,
     default_certificates: Sequence[Certificate] = (),
+    extra_certificates: Sequence[Certificate] = (),
     https_port: int = 443,
     now: float,
 ) -> Snapshot:
@@ -74,6 +75,8 @@ def build_snapshot(
         settings: the node settings (``trio_gw.runtime.settings.Settings``).
         entities: the configuration.
         default_certificates: the ``ssl_cert``/``ssl_cert_key`` pairs, already read.
+        extra_certificates: certificates from Tyk's ``ssl_certificates`` files,
+            selected by their SAN/CN names like store certificates without SNIs.
         https_port: the port https redirects point at.
         now: the build time (Unix seconds).
 
@@ -85,13 +88,14 @@ def build_snapshot(
     trusted = TrustedNetworks.parse(list(raw["trusted_ips"]))
     router = Router.build(entities.routes.values(), entities.services)
     certificates: dict[str, Certificate] = dict(entities.certificates)
-    for cert in default_certificates:
+    for cert in (*default_certificates, *extra_certificates):
         certificates[cert.id] = cert
+    _check_store_references(settings, entities)
     names_by_cert: dict[str, list[str]] = {}
     for sni in entities.snis.values():
         names_by_cert.setdefault(sni.certificate, []).append(sni.name)
     candidates = []
-    for order, cert in enumerate(entities.certificates.values()):
+    for order, cert in enumerate((*entities.certificates.values(), *extra_certificates)):
         candidates.append(
             SniCandidate(
                 certificate_id=cert.id,
@@ -119,6 +123,17 @@ def build_snapshot(
         created_at=now,
         warnings=tuple(downstream.warnings()) if hasattr(downstream, "warnings") else (),
     )
+
+
+def _check_store_references(settings: Any, entities: Entities) -> None:
+    by_fingerprint = {}
+    for cert in entities.certificates.values():
+        by_fingerprint["sha256:" + describe_certificate(parse_certificates(cert.cert)[0]).fingerprint_sha256] = cert.id
+    for i, entry in enumerate(settings.raw.get("ssl_certificates", ())):
+        if entry.startswith("sha256:") and entry.lower() not in by_fingerprint:
+            raise ConfigError(f"no certificate in the store has fingerprint {entry}", path=f"ssl_certificates[{i}]")
+        if len(entry) == 36 and entry.count("-") == 4 and entry.lower() not in entities.certificates:
+            raise ConfigError(f"no certificate in the store has id {entry}", path=f"ssl_certificates[{i}]")
 
 
 __all__ = ["Snapshot", "build_snapshot", "config_hash", "ConfigError"]

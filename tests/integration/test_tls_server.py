@@ -154,3 +154,67 @@ async def test_openssl_s_client_sees_chosen_certificate_and_version(three_cert_g
     assert re.search(r"^subject=.*CN = wildcard\.example\.test$", out, re.M), out
     assert "Protocol  : TLSv1.2" in out
     assert "Verify return code: 0 (ok)" in out
+
+
+async def test_rsa_and_ecdsa_default_pairs_served_together(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    rsa_ca, ec_ca = trustme.CA(key_type=trustme.KeyType.RSA), trustme.CA(key_type=trustme.KeyType.ECDSA)
+    files = []
+    ca_key = {"rsa": trustme.KeyType.RSA, "ec": trustme.KeyType.ECDSA}  # trustme leaves default to ECDSA
+    for name, ca in (("rsa", rsa_ca), ("ec", ec_ca)):
+        leaf = ca.issue_cert("localhost", common_name=f"{name}.localhost", key_type=ca_key[name])
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+        files.append((cert, key))
+    gw = await start_gateway(_config(upstream, []), ssl_cert=[str(files[0][0]), str(files[1][0])],
+                             ssl_cert_key=[str(files[0][1]), str(files[1][1])])
+    port = port_of(gw, ssl=True)
+    # under TLS 1.2 the client's cipher list decides which key type OpenSSL must pick
+    for ciphers, ca, expected in (("ECDHE-RSA-AES128-GCM-SHA256", rsa_ca, "rsa.localhost"),
+                                  ("ECDHE-ECDSA-AES128-GCM-SHA256", ec_ca, "ec.localhost")):
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        sock = await trio.open_tcp_stream("127.0.0.1", port)
+        stream = trio.SSLStream(sock, ctx, server_hostname="localhost")
+        await stream.do_handshake()
+        der = stream.getpeercert(binary_form=True)
+        await trio.aclose_forcefully(stream)
+        assert der is not None
+        cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        assert cn == expected
+
+
+async def test_tyk_ssl_certificates_combined_pem_matched_by_san(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, tmp_path: Path, server_pair: tuple[Path, Path]
+) -> None:
+    leaf = ca.issue_cert("tyk.example.test", common_name="tyk.example.test")
+    combined = tmp_path / "tyk.pem"
+    combined.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems) + leaf.private_key_pem.bytes())
+    cert, key = server_pair
+    gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key),
+                             ssl_certificates=[str(combined)])
+    port = port_of(gw, ssl=True)
+    assert await served_cn(port, "tyk.example.test", ca) == "tyk.example.test"
+    assert await served_cn(port, "localhost", ca) == "localhost"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+async def test_client_renegotiation_is_refused(
+    start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], ca_pem: Path
+) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key))
+    port = port_of(gw, ssl=True)
+    with trio.fail_after(20):
+        result = await trio.run_process(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+             "-CAfile", str(ca_pem), "-tls1_2", "-msg"],
+            stdin=b"R\n", capture_stdout=True, capture_stderr=True, check=False,
+        )
+    out = (result.stdout + result.stderr).decode()
+    assert "RENEGOTIATING" in out
+    assert "no_renegotiation" in out or "handshake failure" in out.lower(), out[-2000:]

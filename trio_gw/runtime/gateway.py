@@ -11,18 +11,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from trio_gw.errors import CertificateError, ConfigError, Problem
-from trio_gw.model.certificates import parse_certificate_entity
+from trio_gw.model.certificates import certificate_warnings, parse_certificate_entity
 from trio_gw.model.declarative import load_declarative_text
 from trio_gw.model.entities import Certificate, Entities
 from trio_gw.net.proxy import ProxyServer
+from trio_gw.pki.keys import key_type
+from trio_gw.pki.parse import parse_certificates
 from trio_gw.net.server import Listener, open_listener
 from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.tls_server import ServerTls
@@ -35,10 +39,42 @@ from trio_gw.snapshot import Snapshot, build_snapshot
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
+PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]+-----\r?\n.*?-----END [A-Z0-9 ]+-----\r?\n?", re.S)
+#: A certificate of the store named in ``ssl_certificates`` (Tyk: certificate ids).
+STORE_REFERENCE = re.compile(r"^(sha256:[0-9a-fA-F]{64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
+
+
+def _read(path: str, key: str, problems: list[Problem]) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        problems.append(Problem(key, f"cannot read {path}: {exc.strerror}"))
+        return None
+
+
+def _merge_alt_pairs(certs: list[Certificate]) -> list[Certificate]:
+    """Serve an RSA and an ECDSA ``ssl_cert`` pair together (Kong's dual default certificates).
+
+    OpenSSL picks between the pairs of one context by the client's signature
+    algorithms, so the first pair of another key type becomes ``cert_alt``.
+    """
+    if len(certs) < 2:
+        return certs
+    first = certs[0]
+    first_type = key_type(parse_certificates(first.cert)[0].public_key())
+    for i, other in enumerate(certs[1:], start=1):
+        if key_type(parse_certificates(other.cert)[0].public_key()) != first_type:
+            merged = replace(first, cert_alt=other.cert, key_alt=other.key)
+            return [merged] + certs[1:i] + certs[i + 1 :]
+    return certs
 
 
 def read_default_certificates(settings: Settings, *, now: int) -> list[Certificate]:
-    """Read the ``ssl_cert``/``ssl_cert_key`` files into certificate entities.
+    """Read the ``ssl_cert``/``ssl_cert_key`` pairs and Tyk's ``ssl_certificates`` files.
+
+    ``ssl_certificates`` entries are combined PEM files (chain and key in one
+    file); like Tyk, they are matched by their SAN/CN names.  Entries of the
+    form ``sha256:<hex>`` or a UUID name certificates of the store instead.
 
     Raises:
         ConfigError: a file is unreadable or its content unusable, naming the setting.
@@ -46,18 +82,36 @@ def read_default_certificates(settings: Settings, *, now: int) -> list[Certifica
     certs: list[Certificate] = []
     problems: list[Problem] = []
     for i, (cert_path, key_path) in enumerate(zip(settings.ssl_cert, settings.ssl_cert_key)):
-        texts = []
-        for name, path in (("ssl_cert", cert_path), ("ssl_cert_key", key_path)):
-            try:
-                texts.append(Path(path).read_text())
-            except OSError as exc:
-                problems.append(Problem(f"{name}[{i}]", f"cannot read {path}: {exc.strerror}"))
-        if len(texts) != 2:
+        cert_text = _read(cert_path, f"ssl_cert[{i}]", problems)
+        key_text = _read(key_path, f"ssl_cert_key[{i}]", problems)
+        if cert_text is None or key_text is None:
             continue
         try:
-            certs.append(parse_certificate_entity({"cert": texts[0], "key": texts[1]}, now=now, id=f"ssl_cert#{i}"))
+            certs.append(parse_certificate_entity({"cert": cert_text, "key": key_text}, now=now, id=f"ssl_cert#{i}"))
         except ConfigError as exc:
             problems.extend(exc.prefixed(f"ssl_cert[{i}] ({cert_path})").problems)
+    if problems:
+        raise ConfigError(problems)
+    return _merge_alt_pairs(certs)
+
+
+def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certificate]:
+    """The combined-PEM files of Tyk's ``ssl_certificates`` setting as certificate entities."""
+    certs: list[Certificate] = []
+    problems: list[Problem] = []
+    for i, entry in enumerate(settings.ssl_certificates):
+        if STORE_REFERENCE.match(entry):
+            continue  # a store certificate: checked against the entities in build_snapshot
+        text = _read(entry, f"ssl_certificates[{i}]", problems)
+        if text is None:
+            continue
+        blocks = PEM_BLOCK.findall(text)
+        key = "".join(b for b in blocks if "PRIVATE KEY" in b.split("\n", 1)[0])
+        chain = "".join(b for b in blocks if "PRIVATE KEY" not in b.split("\n", 1)[0])
+        try:
+            certs.append(parse_certificate_entity({"cert": chain, "key": key}, now=now, id=f"ssl_certificates#{i}"))
+        except ConfigError as exc:
+            problems.extend(exc.prefixed(f"ssl_certificates[{i}] ({entry})").problems)
     if problems:
         raise ConfigError(problems)
     return certs
@@ -114,8 +168,10 @@ class Gateway:
         now = int(time.time())
         entities = read_entities(self.settings, now=now)
         defaults = read_default_certificates(self.settings, now=now)
+        extra = read_ssl_certificates_files(self.settings, now=now)
         snapshot = build_snapshot(
-            self.settings, entities, default_certificates=defaults, https_port=self.https_port, now=time.time()
+            self.settings, entities, default_certificates=defaults, extra_certificates=extra,
+            https_port=self.https_port, now=time.time(),
         )
         try:
             self.server_tls.prepare(snapshot)
@@ -132,7 +188,18 @@ class Gateway:
         self._snapshot = snapshot
         for warning in snapshot.warnings:
             log.warning("%s", warning)
+        self.warn_expiring(snapshot)
         return snapshot
+
+    def warn_expiring(self, snapshot: Snapshot) -> None:
+        """Log every certificate, whatever its role, that expires soon or has expired."""
+        now = int(time.time())
+        for cert in snapshot.certificates.values():
+            for text in certificate_warnings(cert.cert, now=now, warn_days=self.settings.certificate_expiry_warning_days):
+                log.warning("certificate %s: %s", cert.id, text)
+        for ca in snapshot.entities.ca_certificates.values():
+            for text in certificate_warnings(ca.cert, now=now, warn_days=self.settings.certificate_expiry_warning_days):
+                log.warning("CA certificate %s: %s", ca.id, text)
 
     async def reload(self) -> None:
         try:

@@ -189,6 +189,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("ssl_cert", _str_list, (), "path list",
        "Default server certificate chain(s), PEM; paired in order with `ssl_cert_key`."),
     _s("ssl_cert_key", _str_list, (), "path list", "Private key(s) for `ssl_cert`, PEM."),
+    _s("ssl_certificates", _str_list, (), "list",
+       "Tyk's `ssl_certificates`: combined PEM files (chain + key) or store certificate ids "
+       "(`sha256:<hex>` or UUID); matched by their SAN/CN names."),
+    _s("certificate_expiry_warning_days", _int, 30, "int",
+       "Log a warning at load and daily for every certificate expiring within this many days."),
     _s("admin_ssl_cert", _str_list, (), "path list", "Server certificate(s) of the Admin API's ssl listeners."),
     _s("admin_ssl_cert_key", _str_list, (), "path list", "Private key(s) for `admin_ssl_cert`."),
     # TLS policy (validated by trio_gw.tls)
