@@ -207,3 +207,29 @@ async def test_curl_over_https(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().endswith("xxx\n200 0")
+
+
+async def test_slow_head_gets_408_and_idle_keepalive_closes(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream), client_header_timeout="300ms", keepalive_timeout="300ms")
+    out = await raw_exchange(port_of(gw), b"GET /api/anything HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert out.startswith(b"HTTP/1.1 408")
+    client = await Client.connect(port_of(gw))
+    assert (await client.request("GET", "/api/anything")).status == 200
+    with trio.fail_after(3):
+        assert await client.stream.receive_some(10) == b""  # closed quietly after keepalive_timeout
+
+
+async def test_graceful_shutdown_finishes_in_flight_request(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    client = await Client.connect(port_of(gw))
+    async with trio.open_nursery() as nursery:
+        replies = []
+
+        async def slow() -> None:
+            replies.append(await client.request("GET", "/api/delay/500"))
+
+        nursery.start_soon(slow)
+        await trio.sleep(0.2)
+        gw.proxy.draining = True  # what SIGTERM does first; the request in flight must still complete
+    assert replies[0].status == 200
+    assert replies[0].headers.get("connection") != "keep-alive"

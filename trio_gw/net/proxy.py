@@ -143,6 +143,7 @@ class ProxyServer:
         """The next request head, or None when the connection should just close."""
         settings = snapshot.settings
         idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
+        started = False
         with trio.move_on_after(idle_deadline) as idle:
             while True:
                 try:
@@ -152,10 +153,11 @@ class ProxyServer:
                     return None
                 if event is h11.NEED_DATA:
                     data = await stream.receive_some(TLS_RECEIVE_SIZE)
-                    conn.receive_data(data)
-                    if data and idle.deadline != trio.current_time() + settings.client_header_timeout:
-                        # bytes arrived: the whole head now has client_header_timeout
-                        idle.deadline = min(idle.deadline, trio.current_time() + settings.client_header_timeout)
+                    conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+                    if data and not first and not started:
+                        # an idle keep-alive connection woke up: the head now has client_header_timeout
+                        started = True
+                        idle.deadline = trio.current_time() + settings.client_header_timeout
                     continue
                 if isinstance(event, h11.Request):
                     return event
@@ -449,7 +451,7 @@ async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection) -> A
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))
+        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))  # type: ignore[arg-type]  # h11 takes bytearray too
 
 
 async def _discard_body(stream: trio.abc.Stream, conn: h11.Connection, limit: int = 1 << 20) -> bool:

@@ -57,7 +57,7 @@ class UpstreamConnection:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            conn.receive_data(await self.stream.receive_some(TLS_RECEIVE_SIZE))
+            conn.receive_data(await self.stream.receive_some(TLS_RECEIVE_SIZE))  # type: ignore[arg-type]  # h11 takes bytearray too
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)

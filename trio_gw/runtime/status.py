@@ -42,7 +42,7 @@ class StatusServer:
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))
+                        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))  # type: ignore[arg-type]  # h11 takes bytearray too
                         continue
                     if not isinstance(event, h11.Request):
                         return

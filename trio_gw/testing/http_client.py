@@ -79,7 +79,7 @@ class Client:
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.stream.receive_some(65536))
+                self.conn.receive_data(await self.stream.receive_some(65536))  # type: ignore[arg-type]  # h11 takes bytearray too
                 continue
             if isinstance(event, h11.InformationalResponse):
                 informational.append(event.status_code)
