@@ -32,6 +32,7 @@ from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.tls_server import ServerTls
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.runtime.accesslog import AccessLog
+from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.runtime.settings import Settings
 from trio_gw.runtime.status import StatusServer
 from trio_gw.snapshot import Snapshot, build_snapshot
@@ -81,7 +82,15 @@ def read_default_certificates(settings: Settings, *, now: int) -> list[Certifica
     """
     certs: list[Certificate] = []
     problems: list[Problem] = []
-    for i, (cert_path, key_path) in enumerate(zip(settings.ssl_cert, settings.ssl_cert_key)):
+    pairs = list(zip(settings.ssl_cert, settings.ssl_cert_key))
+    if not pairs and any(a.ssl for a in settings.proxy_listen):
+        # Kong generates a default certificate when none is configured; so do we, under
+        # prefix/pki, signed by a local CA the user can choose to trust.
+        pki = ensure_dev_pki(Path(settings.prefix) / "pki")
+        log.warning("no ssl_cert configured: serving the generated certificate %s (CA %s)",
+                    pki.server_cert, pki.ca_cert)
+        pairs = [(str(pki.server_cert), str(pki.server_key))]
+    for i, (cert_path, key_path) in enumerate(pairs):
         cert_text = _read(cert_path, f"ssl_cert[{i}]", problems)
         key_text = _read(key_path, f"ssl_cert_key[{i}]", problems)
         if cert_text is None or key_text is None:
