@@ -1,0 +1,312 @@
+"""The relational datastore logic shared by SQLite and PostgreSQL.
+
+Theory of operation
+-------------------
+Tables are those of ``store.migrations``; the ``meta`` table holds ``version``
+(the change counter) and, once a secret was configured, ``seal`` (the
+:class:`~trio_gw.store.sealing.SealRecord`).
+
+*Optimistic concurrency.*  The store remembers, for each ``Entities`` object it
+handed out (weakly, by identity), the version it was read or written at.
+``commit(old, new)`` opens a write transaction (the backend's exclusive lock)
+and compares that version with the stored one; an ``old`` the store did not
+hand out is compared by content instead.  Either mismatch is a
+:class:`StoreConflict`.  The difference is then written kind by kind (deletes
+first, so renames and swaps of unique names work) and the version bumped, all
+in one transaction: any failure rolls everything back.
+
+*Sealing.*  Every read and write first checks that the stored seal record is
+still the one this process opened the store with; a reseal by another process
+makes this one fail loudly instead of writing keys under a stale key.  Writes
+with a secret also seal any key still stored in clear.
+
+Backends subclass :class:`SqlStore` and supply the connection and transaction
+statements.  All methods hold a lock: one store object may be shared by
+threads, one operation at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from trio_gw.model.entities import Entities
+from trio_gw.store.base import SealedKeyError, StoreConflict, StoreError
+from trio_gw.store.codec import (
+    KINDS,
+    UNIQUE_COLUMNS,
+    Changes,
+    decode_entity,
+    diff,
+    dump_row,
+    entity_data,
+    load_row,
+)
+from trio_gw.store.migrations import Cursor
+from trio_gw.store.sealing import (
+    Sealer,
+    SealRecord,
+    has_plain_fields,
+    seal_fields,
+    unseal_fields,
+)
+
+__all__ = ["SqlStore"]
+
+_NO_SECRET = "this datastore's private keys are sealed; set private_key_encryption_secret to open it"
+_RESEALED = (
+    "the datastore was resealed with another secret since this process opened it; "
+    "restart with the current private_key_encryption_secret"
+)
+
+
+class SqlStore:
+    """A :class:`~trio_gw.store.base.Store` over a DB-API connection (see subclasses)."""
+
+    #: Exceptions of the driver that mean "the database failed" (wrapped in StoreError).
+    db_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, connection: Any) -> None:
+        self._conn = connection
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sealer: Sealer | None = None
+        self._seal_json: str | None = None
+        self._known: dict[int, tuple[weakref.ref[Entities], int]] = {}
+
+    # -- backend hooks ---------------------------------------------------------------
+
+    def _cursor(self) -> Cursor:
+        """A cursor taking ``?`` placeholders."""
+        raise NotImplementedError
+
+    def _begin_read(self, cur: Cursor) -> None:
+        """Start a transaction that sees one consistent snapshot."""
+        raise NotImplementedError
+
+    def _begin_write(self, cur: Cursor) -> None:
+        """Start a transaction holding the write lock (one writer at a time)."""
+        raise NotImplementedError
+
+    def _after_write(self, cur: Cursor, version: int) -> None:
+        """Called inside the write transaction, after the version is bumped."""
+
+    def _scrub(self) -> None:
+        """Called after keys were rewritten (sealed or resealed): drop old copies kept by the backend."""
+
+    # -- transactions ----------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Cursor]:
+        """Hold the lock and a transaction; commit on success, roll back on any error."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            cur = self._cursor()
+            try:
+                (self._begin_write if write else self._begin_read)(cur)
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback(cur)
+                if self.db_errors and isinstance(exc, self.db_errors):
+                    raise StoreError(f"datastore error: {exc}") from exc
+                raise
+
+    def _rollback(self, cur: Cursor) -> None:
+        try:
+            cur.execute("ROLLBACK")
+        except self.db_errors:
+            pass  # no transaction was open (BEGIN itself failed): nothing to undo
+
+    # -- the Store interface ---------------------------------------------------------
+
+    def load(self) -> Entities:
+        """Read the whole configuration (see :meth:`trio_gw.store.base.Store.load`)."""
+        with self._transaction(write=False) as cur:
+            self._check_seal(cur)
+            version = _read_version(cur)
+            entities = self._read_entities(cur)
+        self._remember(entities, version)
+        return entities
+
+    def version(self) -> int:
+        """The change counter (see :meth:`trio_gw.store.base.Store.version`)."""
+        with self._transaction(write=False) as cur:
+            return _read_version(cur)
+
+    def commit(self, old: Entities, new: Entities) -> int:
+        """Write the difference in one transaction (see :meth:`trio_gw.store.base.Store.commit`)."""
+        changes = diff(old, new)
+        with self._transaction(write=True) as cur:
+            self._check_seal(cur)
+            version = _read_version(cur)
+            expected = self._version_of(old)
+            if expected is not None and expected != version:
+                raise StoreConflict(f"the datastore changed (version {expected} → {version}); load and retry")
+            if expected is None and self._read_entities(cur) != old:
+                raise StoreConflict("the datastore does not hold the configuration being replaced; load and retry")
+            swept = self._seal_plain_rows(cur, changes)
+            if changes or swept:
+                self._write(cur, changes)
+                version += 1
+                cur.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
+                self._after_write(cur, version)
+        if swept:
+            self._scrub()
+        self._remember(new, version)
+        return version
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def reseal(self, old_secret: str | None, new_secret: str | None) -> int:
+        """Re-encrypt every private key under ``new_secret``, in one transaction.
+
+        ``trio-gw keys reseal`` calls this.  A fresh salt is drawn even when the
+        secret stays the same, so processes still running with the old seal
+        record stop writing (they get :class:`SealedKeyError`) until restarted.
+
+        Args:
+            old_secret: the secret the datastore is sealed with (``None`` if it is not).
+            new_secret: the secret to seal with from now on; ``None`` stores keys
+                in clear.
+
+        Returns:
+            The new version (bumped, so every node reloads and notices).
+
+        Raises:
+            SealedKeyError: ``old_secret`` does not open the datastore.
+            StoreConflict: another process resealed at the same time.
+
+        .. warning:: ``new_secret=None`` writes every private key in clear; it is
+           meant only for moving away from sealing.
+        """
+        with self._transaction(write=False) as cur:
+            stored = _read_meta(cur, "seal")
+        old = _open_sealer(old_secret, stored)
+        new = Sealer.create(new_secret) if new_secret else None
+        with self._transaction(write=True) as cur:
+            if _read_meta(cur, "seal") != stored:
+                raise StoreConflict("the datastore was resealed meanwhile; retry")
+            for cert_id, text in cur.execute("SELECT id, data FROM certificates").fetchall():
+                plain = unseal_fields(old, "certificates", cert_id, load_row(f"certificates {cert_id}", text))
+                sealed = seal_fields(new, "certificates", cert_id, plain)
+                cur.execute("UPDATE certificates SET data = ? WHERE id = ?", (dump_row(f"certificates {cert_id}", sealed), cert_id))
+            self._store_seal(cur, new)
+            version = _read_version(cur) + 1
+            cur.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
+            self._after_write(cur, version)
+        self._sealer, self._seal_json = new, (new.record.to_json() if new else None)
+        self._scrub()
+        return version
+
+    @property
+    def sealed(self) -> bool:
+        """Whether private keys are sealed (a secret is configured)."""
+        return self._sealer is not None
+
+    # -- opening ---------------------------------------------------------------------
+
+    def _open_seal(self, secret: str | None) -> None:
+        """Set up sealing at open: check the secret, or seal a datastore for the first time."""
+        with self._transaction(write=False) as cur:
+            stored = _read_meta(cur, "seal")
+        if stored is None and secret is not None:
+            fresh = Sealer.create(secret)
+            with self._transaction(write=True) as cur:
+                stored = _read_meta(cur, "seal")  # another process may have won the race
+                if stored is None:
+                    self._store_seal(cur, fresh)
+                    self._sealer, self._seal_json = fresh, fresh.record.to_json()
+                    return
+        self._sealer, self._seal_json = _open_sealer(secret, stored), stored
+
+    def _store_seal(self, cur: Cursor, sealer: Sealer | None) -> None:
+        cur.execute("DELETE FROM meta WHERE key = 'seal'")
+        if sealer is not None:
+            cur.execute("INSERT INTO meta (key, value) VALUES ('seal', ?)", (sealer.record.to_json(),))
+
+    # -- rows ------------------------------------------------------------------------
+
+    def _check_seal(self, cur: Cursor) -> None:
+        if _read_meta(cur, "seal") != self._seal_json:
+            raise SealedKeyError(_RESEALED if self._seal_json else _NO_SECRET)
+
+    def _read_entities(self, cur: Cursor) -> Entities:
+        kinds: dict[str, dict[str, Any]] = {}
+        for kind in KINDS:
+            rows = cur.execute(f"SELECT id, data FROM {kind} ORDER BY id").fetchall()
+            kinds[kind] = {i: self._decode(kind, i, text) for i, text in rows}
+        return Entities(**kinds)
+
+    def _decode(self, kind: str, entity_id: str, text: str) -> Any:
+        data = unseal_fields(self._sealer, kind, entity_id, load_row(f"{kind} {entity_id}", text))
+        return decode_entity(kind, entity_id, data)
+
+    def _write(self, cur: Cursor, changes: Mapping[str, Changes]) -> None:
+        for kind, change in changes.items():
+            gone = [(i,) for i in change.deletes] + [(e.id,) for e in change.upserts]
+            cur.executemany(f"DELETE FROM {kind} WHERE id = ?", gone)
+        for kind, change in changes.items():
+            columns = ("id", "data", *UNIQUE_COLUMNS[kind])
+            sql = f"INSERT INTO {kind} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            cur.executemany(sql, [self._row(kind, e) for e in change.upserts])
+
+    def _row(self, kind: str, entity: Any) -> tuple[Any, ...]:
+        data = seal_fields(self._sealer, kind, entity.id, entity_data(entity))
+        unique = tuple(getattr(entity, c) for c in UNIQUE_COLUMNS[kind])
+        return (entity.id, dump_row(f"{kind} {entity.id}", data), *unique)
+
+    def _seal_plain_rows(self, cur: Cursor, changes: Mapping[str, Changes]) -> bool:
+        """Seal keys left in clear (datastore written before a secret was set)."""
+        if self._sealer is None:
+            return False
+        change = changes.get("certificates", Changes())
+        touched = set(change.deletes) | {e.id for e in change.upserts}
+        swept = False
+        for cert_id, text in cur.execute("SELECT id, data FROM certificates").fetchall():
+            data = load_row(f"certificates {cert_id}", text)
+            if cert_id not in touched and has_plain_fields("certificates", data):
+                sealed = seal_fields(self._sealer, "certificates", cert_id, data)
+                cur.execute("UPDATE certificates SET data = ? WHERE id = ?", (dump_row(f"certificates {cert_id}", sealed), cert_id))
+                swept = True
+        return swept
+
+    # -- versions of handed-out configurations ---------------------------------------
+
+    def _remember(self, entities: Entities, version: int) -> None:
+        key = id(entities)
+        known = self._known
+        self._known[key] = (weakref.ref(entities, lambda _: known.pop(key, None)), version)
+
+    def _version_of(self, entities: Entities) -> int | None:
+        entry = self._known.get(id(entities))
+        return entry[1] if entry is not None and entry[0]() is entities else None
+
+
+def _open_sealer(secret: str | None, stored: str | None) -> Sealer | None:
+    if stored is None:
+        return None
+    if secret is None:
+        raise SealedKeyError(_NO_SECRET)
+    return Sealer.open(secret, SealRecord.parse(stored))
+
+
+def _read_meta(cur: Cursor, key: str) -> str | None:
+    row = cur.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _read_version(cur: Cursor) -> int:
+    value = _read_meta(cur, "version")
+    if value is None:
+        raise StoreError("the datastore has no version counter (not a trio-gw datastore?)")
+    return int(value)
