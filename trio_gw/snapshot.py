@@ -23,7 +23,9 @@ from trio_gw.model.entities import Certificate, Entities
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
-from trio_gw.tls.sni import SniCandidate, SniIndex
+import trio_gw.plugins  # noqa: F401  (registers every plugin)
+from trio_gw.plugins.base import BoundPlugin, check_plugins_available, plugins_by_route, routes_with_plugin
+from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Snapshot:
     certificates: Mapping[str, Certificate]
     default_certificate_ids: tuple[str, ...]
     https_port: int
+    route_plugins: Mapping[str, tuple[BoundPlugin, ...]]
     config_hash: str
     created_at: float
     warnings: tuple[str, ...] = field(default=())
@@ -84,6 +87,7 @@ def build_snapshot(
         ConfigError: the combination cannot be served (e.g. a duplicate SNI).
     """
     raw = settings.raw
+    check_plugins_available(entities)
     downstream = parse_downstream_policy(raw)
     trusted = TrustedNetworks.parse(list(raw["trusted_ips"]))
     router = Router.build(entities.routes.values(), entities.services)
@@ -104,6 +108,11 @@ def build_snapshot(
                 order=order,
             )
         )
+    plugin_certs = _ssl_plugin_certificates(entities)
+    for order, (cert, hosts) in enumerate(plugin_certs, start=len(candidates)):
+        certificates[cert.id] = cert
+        candidates.append(SniCandidate(certificate_id=cert.id, san_names=hosts, scope=SniScope.CUSTOM_DOMAIN,
+                                       order=order))
     sni_index = SniIndex.build(
         candidates,
         [c.id for c in default_certificates],
@@ -119,10 +128,27 @@ def build_snapshot(
         certificates=certificates,
         default_certificate_ids=tuple(c.id for c in default_certificates),
         https_port=https_port,
+        route_plugins=plugins_by_route(entities),
         config_hash=config_hash(entities),
         created_at=now,
         warnings=tuple(downstream.warnings()) if hasattr(downstream, "warnings") else (),
     )
+
+
+def _ssl_plugin_certificates(entities: Entities) -> list[tuple[Certificate, tuple[str, ...]]]:
+    """Certificates of Kong's legacy ``ssl`` plugin, each with the hosts of its routes."""
+    hosts: dict[str, list[str]] = {}
+    pairs: dict[str, Certificate] = {}
+    for route, plugin in routes_with_plugin(entities, "ssl"):
+        if "cert" not in plugin.config:
+            continue
+        cert_id = f"ssl-plugin:{plugin.id}"
+        pairs[cert_id] = Certificate(id=cert_id, cert=plugin.config["cert"], key=plugin.config["key"])
+        for host in route.hosts:
+            name = host.split(":")[0]
+            if name not in hosts.setdefault(cert_id, []):
+                hosts[cert_id].append(name)
+    return [(pairs[k], tuple(hosts.get(k, ()))) for k in sorted(pairs)]
 
 
 def _check_store_references(settings: Any, entities: Entities) -> None:

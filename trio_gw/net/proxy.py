@@ -21,6 +21,7 @@ read once per request, so a reload never changes a request half-way.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -37,11 +38,14 @@ from trio_gw.http.responses import error_response
 from trio_gw.http.facts import RequestFacts
 from trio_gw.http.routing import RouteMatch, https_redirect, select_route
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.plugins.base import Allow, BoundPlugin, Decision, Deny, RequestContext
 from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.upstream import PoolKey, UpstreamConnection, UpstreamPool, open_upstream
 
 if TYPE_CHECKING:
     from trio_gw.snapshot import Snapshot
+
+log = logging.getLogger("trio_gw.proxy")
 
 
 @dataclass
@@ -134,6 +138,9 @@ class ProxyServer:
                 conn.start_next_cycle()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ClientGone, ssl.SSLError):
             return
+        except Exception:
+            # A bug must cost one connection, never the node: log it loudly and close.
+            log.exception("unexpected error on a connection from %s", info.client_ip)
         finally:
             await close_stream(stream)
 
@@ -168,16 +175,17 @@ class ProxyServer:
         return None
 
     async def _reject(
-        self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, reason: str
+        self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, reason: str,
+        *, head: bool = False,
     ) -> None:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        response, body = error_response(status, message, headers=[(b"connection", b"close")])
-        try:
-            with trio.move_on_after(5):
-                await stream.send_all(conn.send(response) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
-        except (trio.BrokenResourceError, h11.LocalProtocolError):
-            pass
+        response, body = error_response(status, message, reason=reason, headers=[(b"connection", b"close")])
+        with trio.move_on_after(5):
+            try:
+                await stream.send_all(_whole_response(conn, response, body, head=head))
+            except trio.BrokenResourceError:
+                pass  # the client is gone: nothing to tell it
 
     async def _handle(
         self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, snapshot: Snapshot, info: ConnectionInfo
@@ -198,7 +206,7 @@ class ProxyServer:
                 )
             except RequestRejected as exc:
                 ex.status, ex.reason = exc.status, exc.reason
-                await self._reject(stream, conn, exc.status, exc.message, exc.reason)
+                await self._reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
             match = select_route(snapshot.router, facts)
             if match is None:
@@ -208,8 +216,21 @@ class ProxyServer:
             ex.service = match.service.name or match.service.id
             if match.https_required:
                 return await self._enforce_https(stream, conn, match, facts, snapshot, ex)
+            extra: tuple[tuple[bytes, bytes], ...] = ()
+            plugins = snapshot.route_plugins.get(match.route.id, ())
+            if plugins:
+                decision = run_plugins(plugins, RequestContext(
+                    facts=facts, headers=request.headers, client_ip=info.client_ip,
+                    trusted_client=snapshot.trusted.is_trusted(info.client_ip), tls=info.tls,
+                    tls_version=info.tls_version, sni=info.sni, now=time.time(),
+                ))
+                if isinstance(decision, Deny):
+                    ex.reason = decision.reason
+                    return await self._respond_error(stream, conn, decision.status, decision.message, ex,
+                                                     headers=decision.headers)
+                extra = decision.upstream_headers
             try:
-                return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex)
+                return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex, extra)
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -219,14 +240,15 @@ class ProxyServer:
             self.log_access(info, ex)
 
     async def _respond_error(
-        self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, ex: Exchange
+        self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, ex: Exchange,
+        *, headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> bool:
         keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
-        headers = [] if keep else [(b"connection", b"close")]
-        response, body = error_response(status, message, reason=ex.reason, headers=headers)
+        headers = tuple(h for h in headers if h[0] != b"connection") + (() if keep else ((b"connection", b"close"),))
+        response, body = error_response(status, message, reason=ex.reason, headers=list(headers))
         ex.status = status
-        ex.bytes_out = len(body)
-        await stream.send_all(conn.send(response) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        await stream.send_all(_whole_response(conn, response, body, head=ex.method == "HEAD"))
+        ex.bytes_out = 0 if ex.method == "HEAD" else len(body)
         return keep
 
     async def _enforce_https(
@@ -238,16 +260,14 @@ class ProxyServer:
         keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
         headers = list(decision.headers) + ([] if keep else [(b"connection", b"close")])
         headers.append((b"content-length", str(len(decision.body)).encode()))
-        await stream.send_all(
-            conn.send(h11.Response(status_code=decision.status, headers=headers))
-            + conn.send(h11.Data(data=decision.body))
-            + conn.send(h11.EndOfMessage())
-        )
+        response = h11.Response(status_code=decision.status, headers=headers)
+        await stream.send_all(_whole_response(conn, response, decision.body, head=ex.method == "HEAD"))
         return keep
 
     async def _proxy(
         self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, match: RouteMatch,
         facts: RequestFacts, snapshot: Snapshot, info: ConnectionInfo, ex: Exchange,
+        extra_headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> bool:
         service = match.service
         target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
@@ -260,6 +280,7 @@ class ProxyServer:
             trusted=snapshot.trusted,
             strip=STRIP_UPSTREAM,
         )
+        headers.extend(extra_headers)
         chunked = _has_chunked_body(request)
         if chunked:  # re-frame: the hop-by-hop filter dropped the client's framing
             headers.append((b"transfer-encoding", b"chunked"))
@@ -332,20 +353,27 @@ class ProxyServer:
     ) -> bool:
         """Stream the body up while relaying the response down (an echoing upstream
         would otherwise deadlock against a client that sends everything first)."""
-        failure: list[BaseException] = []
+        # Errors are caught inside the nursery and re-raised after it, so callers
+        # see UpstreamFailure/ClientGone themselves, never an ExceptionGroup.
+        failure: list[Exception] = []
         uploaded = trio.Event()
+        keep = False
 
         async def upload() -> None:
             try:
                 await self._send_body(upstream, stream, conn, service, ex)
                 uploaded.set()
-            except (UpstreamFailure, ClientGone) as exc:
+            except Exception as exc:  # re-raised below, after the nursery
                 failure.append(exc)
                 nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(upload)
-            keep = await self._relay_response(upstream, stream, conn, request, service, ex, discard=False)
+            try:
+                keep = await self._relay_response(upstream, stream, conn, request, service, ex, discard=False)
+            except Exception as exc:  # re-raised below, after the nursery
+                failure.insert(0, exc)
+                nursery.cancel_scope.cancel()
             if not uploaded.is_set():
                 # The upstream answered before taking the whole body (e.g. 413): stop
                 # uploading; neither connection is reusable.
@@ -426,6 +454,14 @@ class ProxyServer:
         return True
 
 
+def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *, head: bool) -> bytes:
+    """Serialise a complete response; a HEAD response carries the length but no body."""
+    out = conn.send(response)
+    if body and not head:
+        out += conn.send(h11.Data(data=body))
+    return out + conn.send(h11.EndOfMessage())
+
+
 def _read_failure_reason(exc: BaseException) -> str:
     text = str(exc).upper()
     if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
@@ -499,3 +535,16 @@ async def close_stream(stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(transport)
         return
     await trio.aclose_forcefully(stream)
+
+
+def run_plugins(plugins: tuple[BoundPlugin, ...], request: RequestContext) -> Decision:
+    """Apply the route's plugins in priority order; the first denial wins."""
+    headers: list[tuple[bytes, bytes]] = []
+    consumer = None
+    for bound in plugins:
+        decision = bound.spec.decide(bound.config, request)
+        if isinstance(decision, Deny):
+            return decision
+        headers.extend(decision.upstream_headers)
+        consumer = decision.consumer or consumer
+    return Allow(tuple(headers), consumer)

@@ -73,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    import trio_gw.plugins  # noqa: F401  (registers every plugin's config schema)
     from trio_gw.model.declarative import load_declarative_text
 
     try:
@@ -80,8 +81,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"trio-gw: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
+    from trio_gw.plugins.base import check_plugins_available
+
     try:
         entities = load_declarative_text(text, now=int(time.time()))
+        check_plugins_available(entities)
     except ConfigError as exc:
         return _fail(exc.prefixed(args.file))
     counts = {k: len(getattr(entities, k)) for k in ("services", "routes", "certificates", "ca_certificates",
