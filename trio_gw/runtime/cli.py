@@ -3,6 +3,8 @@
     trio-gw run -c trio-gw.yaml [--set key=value ...]   start a node
     trio-gw demo [--set key=value ...]                  zero set-up demo with a dev PKI and an echo upstream
     trio-gw config check FILE                           validate a decK-format declarative file
+    trio-gw config dump|load                            export / import the datastore in decK format
+    trio-gw keys reseal                                 re-seal private keys under a new secret
     trio-gw settings [--markdown] [-c FILE]             the settings reference, or the effective settings
     trio-gw spec [ARGS ...]                             run the conformance suite (from a source checkout)
 """
@@ -41,6 +43,24 @@ def _parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="config_command", required=True)
     check = csub.add_parser("check", help="validate a decK-format file without starting")
     check.add_argument("file")
+    dump = csub.add_parser("dump", help="export the datastore in decK format")
+    dump.add_argument("-c", "--conf")
+    dump.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    dump.add_argument("--include-keys", action="store_true",
+                      help="include private keys (written locally only; keep the file safe)")
+    dump.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    load = csub.add_parser("load", help="import a decK-format file into the datastore (replaces its content)")
+    load.add_argument("file")
+    load.add_argument("-c", "--conf")
+    load.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    keys = sub.add_parser("keys", help="private keys at rest")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    reseal = ksub.add_parser("reseal", help="re-seal every private key under a new secret")
+    reseal.add_argument("-c", "--conf")
+    reseal.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    reseal.add_argument("--new-secret-env", default="NEW_PRIVATE_KEY_ENCRYPTION_SECRET",
+                        help="environment variable holding the new secret (empty/unset: store keys unsealed)")
 
     settings = sub.add_parser("settings", help="print the settings reference or the effective settings")
     settings.add_argument("-c", "--conf")
@@ -94,6 +114,68 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_from(args: argparse.Namespace) -> tuple[object, object]:
+    from trio_gw.runtime.datastore import open_store
+
+    settings = load_settings(args.conf, overrides=cli_layer(args.set))
+    store = open_store(settings)
+    if store is None:
+        raise ConfigError("this command needs a datastore (database: sqlite or postgres)", path="database")
+    return settings, store
+
+
+def cmd_config_dump(args: argparse.Namespace) -> int:
+    import yaml
+
+    from trio_gw.model.declarative import dump_declarative
+
+    try:
+        _, store = _store_from(args)
+    except ConfigError as exc:
+        return _fail(exc)
+    doc = dump_declarative(store.load(), include_keys=args.include_keys)  # type: ignore[attr-defined]
+    text = yaml.safe_dump(doc, sort_keys=False)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return 0
+
+
+def cmd_config_load(args: argparse.Namespace) -> int:
+    import trio_gw.plugins  # noqa: F401  (registers every plugin's config schema)
+    from trio_gw.model.declarative import load_declarative_text
+    from trio_gw.plugins.base import check_plugins_available
+    from trio_gw.store import replace_all
+
+    try:
+        entities = load_declarative_text(Path(args.file).read_text(), now=int(time.time()))
+        check_plugins_available(entities)
+        _, store = _store_from(args)
+    except OSError as exc:
+        print(f"trio-gw: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        return _fail(exc)
+    version = replace_all(store, entities)  # type: ignore[arg-type]
+    print(f"{args.file}: loaded into the datastore (version {version})")
+    return 0
+
+
+def cmd_keys_reseal(args: argparse.Namespace) -> int:
+    try:
+        settings, store = _store_from(args)
+    except ConfigError as exc:
+        return _fail(exc)
+    new_secret = os.environ.get(args.new_secret_env) or None
+    version = store.reseal(settings.private_key_encryption_secret, new_secret)  # type: ignore[attr-defined]
+    state = "sealed under the new secret" if new_secret else "stored unsealed"
+    print(f"private keys {state} (datastore version {version}); restart every node with the new secret")
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(settings_reference_markdown())
@@ -102,7 +184,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
         settings = load_settings(args.conf, overrides=cli_layer(args.set))
     except ConfigError as exc:
         return _fail(exc)
-    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.values.items()}
+    from trio_gw.runtime.settings import SECRET_SETTINGS
+
+    out = {k: ("<redacted>" if k in SECRET_SETTINGS and v else list(v) if isinstance(v, tuple) else v)
+           for k, v in settings.values.items()}
     print(json.dumps({k: (str(v) if not isinstance(v, (str, int, float, bool, list, type(None))) else v)
                       for k, v in out.items()}, indent=2, default=str))
     return 0
@@ -128,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             return _fail(exc)
     if args.command == "config":
-        return cmd_config_check(args)
+        return {"check": cmd_config_check, "dump": cmd_config_dump, "load": cmd_config_load}[
+            args.config_command](args)
+    if args.command == "keys":
+        return cmd_keys_reseal(args)
     if args.command == "settings":
         return cmd_settings(args)
     if args.command == "spec":

@@ -32,6 +32,8 @@ from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.tls_server import ServerTls
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.runtime.accesslog import AccessLog
+from trio_gw.runtime.datastore import open_store
+from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.runtime.settings import Settings
 from trio_gw.runtime.status import StatusServer
@@ -40,6 +42,8 @@ from trio_gw.snapshot import Snapshot, build_snapshot
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
+#: Expiry warnings are repeated this often, independent of traffic.
+EXPIRY_WARNING_INTERVAL = 24 * 3600.0
 PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]+-----\r?\n.*?-----END [A-Z0-9 ]+-----\r?\n?", re.S)
 #: A certificate of the store named in ``ssl_certificates`` (Tyk: certificate ids).
 STORE_REFERENCE = re.compile(r"^(sha256:[0-9a-fA-F]{64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
@@ -129,11 +133,6 @@ def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certifi
 def read_entities(settings: Settings, *, now: int) -> Entities:
     """The configuration for ``database: off``: the declarative file, or nothing."""
     path = settings.declarative_config
-    if settings.database != "off":
-        raise ConfigError(
-            f"database '{settings.database}' is not available in this build yet; use 'off' with declarative_config",
-            path="database",
-        )
     if path is None:
         return Entities()
     try:
@@ -144,6 +143,15 @@ def read_entities(settings: Settings, *, now: int) -> Entities:
         return load_declarative_text(text, now=now)
     except ConfigError as exc:
         raise exc.prefixed(f"{path}") from None
+
+
+def check_database_settings(settings: Settings) -> None:
+    if settings.database != "off" and settings.declarative_config is not None:
+        raise ConfigError(
+            f"is only read with database: off; with database: {settings.database}, import the file once "
+            "with `trio-gw config load FILE`",
+            path="declarative_config",
+        )
 
 
 class Gateway:
@@ -162,6 +170,10 @@ class Gateway:
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self.access_log.record)
         self._snapshot: Snapshot | None = None
+        self.store: Store | None = None
+        self.store_version = -1
+        self.store_reachable = True
+        self._write_lock = trio.Lock()
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
         self.https_port = 443
         self.started_at = time.time()
@@ -172,10 +184,19 @@ class Gateway:
 
     # --- configuration ----------------------------------------------------------
 
-    def _compile(self) -> Snapshot:
-        """Read, validate and compile everything (blocking: run in a worker thread)."""
+    def _compile(self, entities: Entities | None = None) -> Snapshot:
+        """Read, validate and compile everything (blocking: run in a worker thread).
+
+        ``entities`` is a configuration about to be written (Admin API); otherwise
+        it is read from the datastore or the declarative file.
+        """
         now = int(time.time())
-        entities = read_entities(self.settings, now=now)
+        if entities is None:
+            if self.store is not None:
+                self.store_version = self.store.version()
+                entities = self.store.load()
+            else:
+                entities = read_entities(self.settings, now=now)
         defaults = read_default_certificates(self.settings, now=now)
         extra = read_ssl_certificates_files(self.settings, now=now)
         snapshot = build_snapshot(
@@ -189,26 +210,72 @@ class Gateway:
             raise ConfigError(str(exc), path="certificates") from exc
         return snapshot
 
-    async def load(self) -> Snapshot:
-        """Compile a new snapshot off the loop and make it live (one swap)."""
-        snapshot = await trio.to_thread.run_sync(self._compile)
+    def _activate(self, snapshot: Snapshot) -> None:
         self.server_tls.activate()
         self.upstream_tls.activate()
         self._snapshot = snapshot
         for warning in snapshot.warnings:
             log.warning("%s", warning)
+
+    async def load(self) -> Snapshot:
+        """Compile a new snapshot off the loop and make it live (one swap)."""
+        async with self._write_lock:
+            snapshot = await trio.to_thread.run_sync(self._compile)
+            self._activate(snapshot)
         self.warn_expiring(snapshot)
+        return snapshot
+
+    async def write(self, entities: Entities) -> Snapshot:
+        """Make ``entities`` the configuration: compile, persist, swap — or change nothing.
+
+        Raises:
+            ConfigError: the configuration cannot be served (nothing was written).
+            StoreConflict: another writer changed the datastore meanwhile (nothing was written).
+            StoreError: the datastore failed (nothing was written).
+        """
+        async with self._write_lock:
+            current = self.snapshot_now().entities
+            snapshot = await trio.to_thread.run_sync(self._compile, entities)
+            if self.store is not None:
+                store = self.store
+                self.store_version = await trio.to_thread.run_sync(store.commit, current, entities)
+            self._activate(snapshot)
         return snapshot
 
     def warn_expiring(self, snapshot: Snapshot) -> None:
         """Log every certificate, whatever its role, that expires soon or has expired."""
         now = int(time.time())
+        days = self.settings.certificate_expiry_warning_days
         for cert in snapshot.certificates.values():
-            for text in certificate_warnings(cert.cert, now=now, warn_days=self.settings.certificate_expiry_warning_days):
+            for text in certificate_warnings(cert.cert, now=now, warn_days=days):
                 log.warning("certificate %s: %s", cert.id, text)
         for ca in snapshot.entities.ca_certificates.values():
-            for text in certificate_warnings(ca.cert, now=now, warn_days=self.settings.certificate_expiry_warning_days):
+            for text in certificate_warnings(ca.cert, now=now, warn_days=days):
                 log.warning("CA certificate %s: %s", ca.id, text)
+
+    async def _daily_expiry_warnings(self) -> None:
+        while True:
+            await trio.sleep(EXPIRY_WARNING_INTERVAL)
+            self.warn_expiring(self.snapshot_now())
+
+    async def _watch_store(self) -> None:
+        """Pick up writes made by other processes or nodes (Kong's db_update_frequency)."""
+        store = self.store
+        assert store is not None
+        while True:
+            await trio.sleep(self.settings.db_update_frequency)
+            try:
+                version = await trio.to_thread.run_sync(store.version)
+            except StoreError as exc:
+                if self.store_reachable:
+                    log.error("datastore unreachable, still serving the last configuration: %s", exc)
+                self.store_reachable = False
+                continue
+            if not self.store_reachable:
+                log.warning("datastore reachable again")
+                self.store_reachable = True
+            if version != self.store_version:
+                await self.reload()
 
     async def reload(self) -> None:
         try:
@@ -253,6 +320,8 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
         """Start, serve until SIGTERM/SIGINT (or cancellation), then drain and stop."""
+        check_database_settings(self.settings)
+        self.store = await trio.to_thread.run_sync(open_store, self.settings)
         await self._bind()
         try:
             await self.load()
@@ -266,6 +335,9 @@ class Gateway:
                         for li in items:
                             accepting.start_soon(li.serve, connections)
                     accepting.start_soon(self._signals, accepting)
+                    accepting.start_soon(self._daily_expiry_warnings)
+                    if self.store is not None:
+                        accepting.start_soon(self._watch_store)
                     task_status.started(self)
                 # accepting stopped: drain in-flight requests, then close the rest
                 await self._drain(connections)
@@ -277,6 +349,8 @@ class Gateway:
                 await self.pool.aclose()
             (self.prefix / READY_FILE).unlink(missing_ok=True)
             self.access_log.close()
+            if self.store is not None:
+                self.store.close()
 
     async def _signals(self, accepting: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:

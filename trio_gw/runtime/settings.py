@@ -146,6 +146,14 @@ def parse_listen(v: object) -> tuple[ListenAddress, ...]:
     return tuple(out)
 
 
+def _optional_bool(v: object) -> bool | None:
+    return None if v is None else _bool(v)
+
+
+def _optional_int(v: object) -> int | None:
+    return None if v is None or (isinstance(v, str) and not v.strip()) else _int(v)
+
+
 def _raw(v: object) -> object:
     """Kept as written: validated by the pure policy parser that owns the setting (``trio_gw.tls``)."""
     return v
@@ -181,8 +189,21 @@ SETTINGS: tuple[Setting, ...] = (
     # data
     _s("prefix", _str, "trio-gw-data", "path",
        "Data directory: dev PKI, SQLite file, ready file. Relative to the working directory."),
-    _s("database", _choice("off", "sqlite", "postgres"), "off", "off|sqlite|postgres",
+    _s("database", _choice("off", "sqlite", "postgres"), "sqlite", "off|sqlite|postgres",
+       "`sqlite`: one file under `prefix` (embedded default); `postgres`: shared by a cluster; "
        "`off`: the declarative file is the configuration (Kong DB-less)."),
+    _s("pg_host", _str, "127.0.0.1", "host", "PostgreSQL host (Kong's name)."),
+    _s("pg_port", _int, 5432, "int", "PostgreSQL port."),
+    _s("pg_user", _str, "postgres", "string", "PostgreSQL user."),
+    _s("pg_password", _optional_str, None, "secret", "PostgreSQL password (never logged)."),
+    _s("pg_database", _str, "trio_gw", "string", "PostgreSQL database."),
+    _s("pg_schema", _str, "trio_gw", "string", "PostgreSQL schema holding trio-gw's tables."),
+    _s("pg_timeout", _duration, 5.0, "duration", "PostgreSQL connect timeout."),
+    _s("db_update_frequency", _duration, 1.0, "duration",
+       "How often a node checks the datastore for changes made elsewhere (Kong: 5s)."),
+    _s("private_key_encryption_secret", _optional_str, None, "secret",
+       "Seal private keys at rest in the datastore (Tyk's `private_certificate_encoding_secret`). "
+       "Never logged; change it with `trio-gw keys reseal`."),
     _s("declarative_config", _optional_str, None, "path",
        "decK-format file loaded at start (and on SIGHUP) when `database: off`."),
     # server certificates
@@ -238,6 +259,34 @@ SETTINGS: tuple[Setting, ...] = (
        "Idle upstream connections close after this (Kong: 60s)."),
     _s("graceful_shutdown_timeout", _duration, 10.0, "duration",
        "On SIGTERM/SIGINT: stop accepting, let in-flight requests finish up to this, then close."),
+    # upstream TLS (validated by trio_gw.tls.upstream; per-service fields win, see docs/upstream-tls.md)
+    _s("client_ssl", _optional_bool, None, "bool",
+       "Kong: present `client_ssl_cert` to upstreams. Unset: on when `client_ssl_cert` is set; "
+       "`off` with a certificate configured is an error (never ignored).", "(auto)"),
+    _s("client_ssl_cert", _optional_str, None, "path",
+       "Kong: client certificate chain (PEM) presented to every https upstream without a more specific one."),
+    _s("client_ssl_cert_key", _optional_str, None, "path", "Kong: private key (PEM) of `client_ssl_cert`."),
+    _s("upstream_certificates", _raw, None, "host map",
+       "Tyk `security.certificates.upstream`: `{\"*.example.com\": id}`; keys `*`, `*.domain`, `host`, "
+       "`host:port`; values a store certificate id (UUID or `sha256:<hex>`) or a combined PEM file.", "(none)"),
+    _s("proxy_ssl_trusted_certificate", _str_list, (), "path list",
+       "Kong `nginx_proxy_proxy_ssl_trusted_certificate`: CA PEM files for upstream verification "
+       "(services' `ca_certificates` win); empty: the system roots."),
+    _s("proxy_ssl_insecure_skip_verify", _bool, False, "bool",
+       "Tyk: do not verify upstream certificates (services' `tls_verify` wins). Not for production."),
+    _s("proxy_ssl_verify_depth", _optional_int, None, "int",
+       "Kong `nginx_proxy_proxy_ssl_verify_depth`: most intermediates in an upstream chain.", "(OpenSSL: 100)"),
+    _s("proxy_ssl_min_version", _raw, None, "version", "Tyk: lowest TLS version to upstreams.", "1.2"),
+    _s("proxy_ssl_max_version", _raw, None, "version", "Tyk: highest TLS version to upstreams.", "1.3"),
+    _s("proxy_ssl_ciphers", _raw, None, "names", "Tyk: upstream cipher suites (IANA or OpenSSL names).",
+       "(intermediate)"),
+    _s("proxy_ssl_disable_renegotiation", _raw, None, "bool",
+       "Tyk compatibility: upstream renegotiation is always refused; only `true` is accepted.", "on"),
+    _s("ssl_force_common_name_check", _bool, False, "bool",
+       "Tyk: accept a SAN-less upstream certificate whose CN equals the host (chain still verified)."),
+    _s("pinned_public_keys", _raw, None, "host map",
+       "Tyk `security.pinned_public_keys`: host → `sha256//<base64>` pins or certificate ids "
+       "(list or comma-separated), checked before any request byte.", "(none)"),
     # logs
     _s("proxy_access_log", _str, "stdout", "stdout|stderr|off|path", "Where the access log goes (Kong's name)."),
     _s("access_log_format", _choice("text", "json"), "text", "text|json", "One line per request, text or JSON."),
@@ -246,6 +295,10 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+#: Settings whose values are never printed.
+SECRET_SETTINGS = frozenset({"pg_password", "private_key_encryption_secret"})
 
 
 @dataclass(frozen=True)
