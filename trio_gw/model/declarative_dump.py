@@ -74,10 +74,21 @@ def _service(service: Service, entities: Entities) -> dict[str, Any]:
         read_timeout=service.read_timeout,
         write_timeout=service.write_timeout,
         enabled=service.enabled,
-        client_certificate=service.client_certificate,
+        client_certificate=None if service.client_certificate_alternates else service.client_certificate,
+        certificates=(
+            (service.client_certificate, *service.client_certificate_alternates)
+            if service.client_certificate_alternates and service.client_certificate
+            else None
+        ),
         ca_certificates=service.ca_certificates or None,
         tls_verify=service.tls_verify,
         tls_verify_depth=service.tls_verify_depth,
+        tls_min_version=service.tls_min_version,
+        tls_max_version=service.tls_max_version,
+        tls_ciphers=service.tls_ciphers or None,
+        tls_force_common_name_check=service.tls_force_common_name_check,
+        tls_pinned_public_keys=service.tls_pinned_public_keys or None,
+        proxy_url=service.proxy_url,
     )
     routes = [_route(r, nested=True) for r in entities.routes.values() if r.service == service.id]
     if routes:

@@ -87,6 +87,16 @@ class Service:
     tags: tuple[str, ...] = ()
     created_at: int = 0
     updated_at: int = 0
+    # Upstream TLS beyond Kong's fields (trio_gw.tls.upstream; unset = the global setting).
+    #: Further client certificates after ``client_certificate`` (``certificates: [a, b]``):
+    #: the first one currently valid is presented, for rotation without downtime.
+    client_certificate_alternates: tuple[str, ...] = ()
+    tls_min_version: str | None = None  # Tyk tlsTransport.minVersion
+    tls_max_version: str | None = None  # Tyk tlsTransport.maxVersion
+    tls_ciphers: tuple[str, ...] = ()  # Tyk tlsTransport.ciphers (IANA or OpenSSL names)
+    tls_force_common_name_check: bool | None = None  # Tyk tlsTransport.forceCommonNameCheck
+    tls_pinned_public_keys: tuple[str, ...] = ()  # Tyk certificatePinning: sha256//<b64> or certificate ids
+    proxy_url: str | None = None  # Tyk upstream.proxy.url: http(s)://[user:pass@]host:port
 
 
 @dataclass(frozen=True)

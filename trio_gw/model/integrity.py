@@ -44,7 +44,10 @@ REFERENCES: Final = (
     ("plugins", "consumer", "consumers"),
 )
 #: (kind, field, target kind): references held in a tuple of ids.
-LIST_REFERENCES: Final = (("services", "ca_certificates", "ca_certificates"),)
+LIST_REFERENCES: Final = (
+    ("services", "ca_certificates", "ca_certificates"),
+    ("services", "client_certificate_alternates", "certificates"),
+)
 KINDS: Final = ("services", "routes", "certificates", "ca_certificates", "snis", "consumers", "plugins")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from trio_gw.errors import ConfigError, Problem
 from trio_gw.model.entities import DEFAULT_HTTPS_REDIRECT_STATUS, DEFAULT_UPSTREAM_TIMEOUT_MS
@@ -62,6 +63,20 @@ SERVICE_FIELDS: Final = _COMMON | {
     "name", "url", "protocol", "host", "port", "path", "retries", "connect_timeout",
     "read_timeout", "write_timeout", "enabled", "client_certificate", "certificates",
     "ca_certificates", "tls_verify", "tls_verify_depth",
+    # beyond Kong (Tyk's tlsTransport, certificatePinning and proxy; see docs/upstream-tls.md)
+    "tls_min_version", "tls_max_version", "tls_ciphers", "tls_force_common_name_check",
+    "tls_pinned_public_keys", "proxy_url",
+}  # fmt: skip
+#: Service fields that only make sense for an https upstream.
+SERVICE_TLS_FIELDS: Final = (
+    "client_certificate", "certificates", "ca_certificates", "tls_verify", "tls_verify_depth",
+    "tls_min_version", "tls_max_version", "tls_ciphers", "tls_force_common_name_check",
+    "tls_pinned_public_keys",
+)  # fmt: skip
+#: TLS version spellings (Kong/Tyk/OpenSSL) → canonical ``1.x`` (parsed again by ``tls.versions``).
+_TLS_VERSIONS: Final[Mapping[str, str]] = {
+    **{f"{p}1{s}{m}": f"1.{m}" for p in ("", "tls", "tlsv") for s in (".", "_") for m in "0123"},
+    **{f"{p}1": "1.0" for p in ("tls", "tlsv")}, **{str(769 + m): f"1.{m}" for m in range(4)},
 }  # fmt: skip
 ROUTE_FIELDS: Final = _COMMON | {
     "name", "service", "protocols", "methods", "hosts", "paths", "headers", "snis",
@@ -144,30 +159,77 @@ def _url(f: Fields) -> dict[str, Any]:
 
 
 def _upstream_tls(f: Fields, protocol: str) -> dict[str, Any]:
+    certificates = _client_certificates(f)
     out: dict[str, Any] = {
-        "client_certificate": _client_certificate(f),
+        "client_certificate": certificates[0] if certificates else None,
+        "client_certificate_alternates": certificates[1:],
         "ca_certificates": _references(f, "ca_certificates", "ca_certificates"),
         "tls_verify": f.boolean("tls_verify", None),
         "tls_verify_depth": f.integer("tls_verify_depth", 0, MAX_VERIFY_DEPTH, None),
+        "tls_min_version": _tls_version(f, "tls_min_version"),
+        "tls_max_version": _tls_version(f, "tls_max_version"),
+        "tls_ciphers": _name_list(f, "tls_ciphers", ":,"),
+        "tls_force_common_name_check": f.boolean("tls_force_common_name_check", None),
+        "tls_pinned_public_keys": _name_list(f, "tls_pinned_public_keys", ","),
+        "proxy_url": f.string("proxy_url", _proxy_url),
     }
     if protocol != "https":
-        for key in ("client_certificate", "certificates", "ca_certificates", "tls_verify", "tls_verify_depth"):
+        for key in SERVICE_TLS_FIELDS:
             if f.get(key) is not None:
                 f.report(key, "only allowed when protocol is 'https'")
     return out
 
 
-def _client_certificate(f: Fields) -> Ref | None:
-    """Kong's ``client_certificate``, or the ``certificates: [ref]`` form of Kong's docs (seed 001)."""
+def _client_certificates(f: Fields) -> tuple[Ref, ...]:
+    """Kong's ``client_certificate``, or the ``certificates: [refs]`` form of Kong's docs (seed 001).
+
+    With several certificates, the first one currently valid is presented
+    (``tls.upstream``), so a replacement can be listed before the old one expires.
+    """
     if f.get("certificates") is None:
-        return f.reference("client_certificate", "certificates", None)
+        ref = f.reference("client_certificate", "certificates", None)
+        return (ref,) if ref is not None else ()
     if f.get("client_certificate") is not None:
         f.report("certificates", "cannot be combined with 'client_certificate' (use only one)")
+        return ()
+    return _references(f, "certificates", "certificates")
+
+
+def _tls_version(f: Fields, key: str) -> str | None:
+    value = f.get(key)
+    if value is None:
         return None
-    refs = _references(f, "certificates", "certificates")
-    if len(refs) > 1:
-        f.report("certificates", f"a service has one client certificate, got {len(refs)}")
-    return refs[0] if refs else None
+    text = str(value).strip().lower().replace(" ", "") if isinstance(value, str | int | float) else ""
+    if isinstance(value, bool) or text not in _TLS_VERSIONS:
+        f.report(key, f"expected a TLS version 1.0, 1.1, 1.2 or 1.3 (also TLSv1.2 or 771), got {describe(value)}")
+        return None
+    return _TLS_VERSIONS[text]
+
+
+def _name_list(f: Fields, key: str, separators: str) -> tuple[str, ...]:
+    """A list of strings, or one string separated by any of ``separators`` (Tyk writes both)."""
+    value = f.get(key)
+    if isinstance(value, str):
+        for sep in separators[1:]:
+            value = value.replace(sep, separators[0])
+        items = tuple(v.strip() for v in value.split(separators[0]) if v.strip())
+        if not items:
+            f.report(key, "expected at least one value")
+        return items
+    return f.strings(key)
+
+
+def _proxy_url(value: str) -> str:
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidValue(f"not a proxy URL: {exc}") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidValue("expected http://[user:password@]host:port or https://...")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
+        raise InvalidValue("a forward proxy URL has a host and a port (1-65535) only, no path or query")
+    return value.strip()
 
 
 def _references(f: Fields, key: str, kind: str) -> tuple[Ref, ...]:

@@ -31,7 +31,9 @@ from trio_gw.net.server import Listener, open_listener
 from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.tls_server import ServerTls
 from trio_gw.net.upstream import UpstreamPool
+from trio_gw.net.admin_server import AdminServer
 from trio_gw.runtime.accesslog import AccessLog
+from trio_gw.runtime.admin import AdminApi, AdminTls, admin_tls_context
 from trio_gw.runtime.datastore import open_store
 from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
@@ -74,18 +76,34 @@ def _merge_alt_pairs(certs: list[Certificate]) -> list[Certificate]:
     return certs
 
 
-def read_default_certificates(settings: Settings, *, now: int) -> list[Certificate]:
-    """Read the ``ssl_cert``/``ssl_cert_key`` pairs and Tyk's ``ssl_certificates`` files.
+def read_pairs(pairs: list[tuple[str, str]], setting: str, *, now: int) -> list[Certificate]:
+    """Read certificate/key file pairs into certificate entities.
 
-    ``ssl_certificates`` entries are combined PEM files (chain and key in one
-    file); like Tyk, they are matched by their SAN/CN names.  Entries of the
-    form ``sha256:<hex>`` or a UUID name certificates of the store instead.
+    Raises:
+        ConfigError: a file is unreadable or its content unusable, naming ``setting[i]``.
+    """
+    certs: list[Certificate] = []
+    problems: list[Problem] = []
+    for i, (cert_path, key_path) in enumerate(pairs):
+        cert_text = _read(cert_path, f"{setting}[{i}]", problems)
+        key_text = _read(key_path, f"{setting}_key[{i}]", problems)
+        if cert_text is None or key_text is None:
+            continue
+        try:
+            certs.append(parse_certificate_entity({"cert": cert_text, "key": key_text}, now=now, id=f"{setting}#{i}"))
+        except ConfigError as exc:
+            problems.extend(exc.prefixed(f"{setting}[{i}] ({cert_path})").problems)
+    if problems:
+        raise ConfigError(problems)
+    return certs
+
+
+def read_default_certificates(settings: Settings, *, now: int) -> list[Certificate]:
+    """Read the ``ssl_cert``/``ssl_cert_key`` pairs (a generated one when none and an ssl listener).
 
     Raises:
         ConfigError: a file is unreadable or its content unusable, naming the setting.
     """
-    certs: list[Certificate] = []
-    problems: list[Problem] = []
     pairs = list(zip(settings.ssl_cert, settings.ssl_cert_key))
     if not pairs and any(a.ssl for a in settings.proxy_listen):
         # Kong generates a default certificate when none is configured; so do we, under
@@ -94,18 +112,7 @@ def read_default_certificates(settings: Settings, *, now: int) -> list[Certifica
         log.warning("no ssl_cert configured: serving the generated certificate %s (CA %s)",
                     pki.server_cert, pki.ca_cert)
         pairs = [(str(pki.server_cert), str(pki.server_key))]
-    for i, (cert_path, key_path) in enumerate(pairs):
-        cert_text = _read(cert_path, f"ssl_cert[{i}]", problems)
-        key_text = _read(key_path, f"ssl_cert_key[{i}]", problems)
-        if cert_text is None or key_text is None:
-            continue
-        try:
-            certs.append(parse_certificate_entity({"cert": cert_text, "key": key_text}, now=now, id=f"ssl_cert#{i}"))
-        except ConfigError as exc:
-            problems.extend(exc.prefixed(f"ssl_cert[{i}] ({cert_path})").problems)
-    if problems:
-        raise ConfigError(problems)
-    return _merge_alt_pairs(certs)
+    return _merge_alt_pairs(read_pairs(pairs, "ssl_cert", now=now))
 
 
 def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certificate]:
@@ -300,6 +307,16 @@ class Gateway:
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
         if ssl_ports:
             self.https_port = ssl_ports[0]
+        admin = AdminServer(AdminApi(self).handle)
+        admin_tls = None
+        if any(a.ssl for a in s.admin_listen):
+            admin_tls = AdminTls(await trio.to_thread.run_sync(admin_tls_context, s))
+        for addr in s.admin_listen:
+            listener = await open_listener(
+                addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
+                tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
+            )
+            self.listeners["admin"].append(listener)
         status = StatusServer(self)
         for addr in s.status_listen:
             listener = await open_listener(

@@ -20,7 +20,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "settings.md"
 def test_defaults_parse() -> None:
     s = parse_settings([])
     assert s.proxy_listen == (ListenAddress("127.0.0.1", 8000), ListenAddress("127.0.0.1", 8443, ssl=True))
-    assert s.database == "off"
+    assert s.database == "sqlite"
     assert s.keepalive_timeout == 60.0
     assert s.sources["database"] == "default"
 
