@@ -32,7 +32,9 @@ class StatusServer:
             },
             "configuration_hash": snapshot.config_hash,
             "snapshot_age_seconds": round(time.time() - snapshot.created_at, 3),
-            "database": {"kind": gw.settings.database, "reachable": True},
+            "database": {"kind": gw.settings.database,
+                         "reachable": gw.store_reachable if gw.store is not None else None,
+                         "version": gw.store_version if gw.store is not None else None},
         }
 
     async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
