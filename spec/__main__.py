@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print(details)
     print()
     print(f"{summary(results)}; wall time {time.monotonic() - started:.1f}s")
+    # A closing line CI tooling reads: "N passed, N failed" alone on the line.
+    passed = sum(1 for r in results if r.result in ("PASSED", "XFAIL"))
+    failed = sum(1 for r in results if r.result in ("FAILED", "ERROR", "XPASS"))
+    skipped = sum(1 for r in results if r.result == "SKIPPED")
+    print(f"spec: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     for path in args.report:
         text = as_json(results) if path.suffix == ".json" else markdown(results, features)
         path.write_text(text)
