@@ -25,6 +25,7 @@ from trio_gw.pki.parse import parse_certificates
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
 import trio_gw.plugins  # noqa: F401  (registers every plugin)
 from trio_gw.plugins.base import BoundPlugin, check_plugins_available, plugins_by_route, routes_with_plugin
+from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth
 from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
 
@@ -41,6 +42,7 @@ class Snapshot:
     certificates: Mapping[str, Certificate]
     default_certificate_ids: tuple[str, ...]
     https_port: int
+    client_auth: ListenerClientAuth
     route_plugins: Mapping[str, tuple[BoundPlugin, ...]]
     config_hash: str
     created_at: float
@@ -108,6 +110,7 @@ def build_snapshot(
                 order=order,
             )
         )
+    client_auth = listener_client_auth(entities)
     plugin_certs = _ssl_plugin_certificates(entities)
     for order, (cert, hosts) in enumerate(plugin_certs, start=len(candidates)):
         certificates[cert.id] = cert
@@ -128,11 +131,25 @@ def build_snapshot(
         certificates=certificates,
         default_certificate_ids=tuple(c.id for c in default_certificates),
         https_port=https_port,
+        client_auth=client_auth,
         route_plugins=plugins_by_route(entities),
         config_hash=config_hash(entities),
         created_at=now,
         warnings=tuple(downstream.warnings()) if hasattr(downstream, "warnings") else (),
     )
+
+
+def listener_client_auth(entities: Entities) -> ListenerClientAuth:
+    """What every TLS listener asks of clients, from the plugins that need a certificate.
+
+    The plugins module that knows client-certificate policy provides
+    ``client_cert_requirements``; until a configuration uses one, nothing is asked.
+    """
+    requirements = getattr(trio_gw.plugins, "client_cert_requirements", None)
+    if requirements is None:
+        return NO_CLIENT_AUTH
+    result: ListenerClientAuth = requirements(entities)
+    return result
 
 
 def _ssl_plugin_certificates(entities: Entities) -> list[tuple[Certificate, tuple[str, ...]]]:

@@ -25,6 +25,7 @@ import trio
 from trio_gw.net.proxy import ConnectionInfo
 
 log = logging.getLogger("trio_gw.net")
+_ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
 
 
 class ContextSource(Protocol):
@@ -118,6 +119,11 @@ def _record_tls_facts(stream: trio.SSLStream[trio.SocketStream], info: Connectio
     info.alpn = stream.selected_alpn_protocol()
     sslobj = stream._ssl_object
     info.sni = getattr(sslobj, "trio_gw_sni", None)
+    info.peer_certificate_der = stream.getpeercert(binary_form=True)
+    if info.peer_certificate_der is not None:
+        # Python 3.11 has no public chain API (3.13 does); empty on resumed sessions.
+        chain = sslobj._sslobj.get_verified_chain() or []  # type: ignore[attr-defined]
+        info.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain)
 
 
 async def open_listener(

@@ -63,10 +63,17 @@ class ServerTls:
         Raises:
             CertificateError: a default certificate cannot be loaded.
         """
-        policy = snapshot.downstream_tls
+        policy = (snapshot.downstream_tls, snapshot.client_auth)
         listener_ctx = self._listener_ctx
         if listener_ctx is None or policy != self._policy_key:
+            # A changed policy gets a new listener context: new ticket keys, so no
+            # session resumed from an old ticket skips the new policy (notes §10).
             listener_ctx = self._new_context(snapshot)
+            auth = snapshot.client_auth
+            if auth.request_certificate:
+                listener_ctx.verify_mode = ssl.CERT_OPTIONAL
+                if auth.partial_chain:
+                    listener_ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
             listener_ctx.sni_callback = self._sni_callback
         # Warm the cache off the loop so first handshakes do not build contexts
         # inside the (synchronous) SNI callback; beyond the limit, build on first use.
@@ -88,11 +95,16 @@ class ServerTls:
     # --- contexts ---------------------------------------------------------------
 
     def _new_context(self, snapshot: Snapshot) -> ssl.SSLContext:
-        return new_server_context(snapshot.downstream_tls)
+        ctx = new_server_context(snapshot.downstream_tls)
+        auth = snapshot.client_auth
+        if auth.request_certificate and auth.anchors_pem:
+            # The swapped (per-certificate) context supplies the trust store (notes §1).
+            ctx.load_verify_locations(cadata=auth.anchors_pem)
+        return ctx
 
     def context_for(self, cert: Certificate, snapshot: Snapshot) -> ssl.SSLContext:
         """The cached context serving ``cert``, built on first use."""
-        key = _content_key(cert)
+        key = _content_key(cert) + snapshot.client_auth.generation
         ctx = self._cache.get(key)
         if ctx is not None:
             self._cache.move_to_end(key)
