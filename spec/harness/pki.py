@@ -105,6 +105,32 @@ def _make_leaf(entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datet
     )
 
 
+def _drop_empty_san(cert_pem: str, issuer: trustme.CA) -> str:
+    """Re-sign a CN-only leaf without trustme's empty (critical) subjectAltName.
+
+    An empty SAN extension is invalid (RFC 5280 §4.2.1.6) and strict verifiers
+    reject the certificate outright, so a "CN and no SANs" leaf must have no
+    SAN extension at all to test CN-based name checks.
+    """
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .public_key(cert.public_key())
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+    )
+    for ext in cert.extensions:
+        if ext.oid != x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+            builder = builder.add_extension(ext.value, ext.critical)
+    key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
+    algorithm = cert.signature_hash_algorithm
+    signed = builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return signed.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def generate_pki(entries: Mapping[str, Mapping[str, Any]], directory: Path, context: Context) -> dict[str, Material]:
     """Generate every entry, write its files and define its placeholders.
 
@@ -137,6 +163,8 @@ def generate_pki(entries: Mapping[str, Mapping[str, Any]], directory: Path, cont
                 raise PkiError(f"pki.{name}: a leaf needs an issuer")
             leaf = _make_leaf(entry, issuer, now)
             pems = [blob.bytes().decode() for blob in leaf.cert_chain_pems]
+            if not entry.get("sans"):
+                pems[0] = _drop_empty_san(pems[0], issuer)
             # trustme's chain ends with the intermediates, never the root.
             made[name] = Material(name, pems[0], "".join(pems), leaf.private_key_pem.bytes().decode(), False, None)
         _write(made[name], directory, context)

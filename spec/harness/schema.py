@@ -245,8 +245,10 @@ PKI_ENTRY = Table({
 })
 
 UPSTREAM = Table({
-    "kind": _k(_one_of("echo", "closed"), required=True),
+    "kind": _k(_one_of("echo", "closed", "connect_proxy", "renegotiate"), required=True),
     "tls": _k(_is_nonempty_str, "a leaf of `pki`: serve TLS with it"),
+    "max_version": _k(_one_of("1.2", "1.3"), "echo with tls: highest TLS version served"),
+    "auth": _k(_is_nonempty_str, "connect_proxy: required `user:password` (Proxy-Authorization: Basic)"),
     "client_ca": _k(_is_nonempty_str, "a CA of `pki`: require a client certificate issued by it"),
     "delay_ms": _k(_is_int, "wait this long before answering every request"),
 })

@@ -41,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 
+from spec.harness import egress
 from spec.harness.pki import Material
 from spec.harness.placeholders import Context
 
@@ -271,8 +272,12 @@ def _close_tls(conn: ssl.SSLSocket) -> None:
     conn.close()
 
 
-def _server_context(leaf: Material, client_ca: Material | None, directory: str) -> ssl.SSLContext:
+def _server_context(
+    leaf: Material, client_ca: Material | None, directory: str, max_version: str | None = None
+) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if max_version is not None:
+        ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[max_version]
     with tempfile.NamedTemporaryFile("w", suffix=".pem", dir=directory, delete=False) as f:
         f.write(leaf.chain_pem + leaf.key_pem)
     ctx.load_cert_chain(f.name)
@@ -291,9 +296,12 @@ class Upstream:
         self._server = server
         self._closed = closed
         self._thread: threading.Thread | None = None
-        sock = server.socket if server is not None else closed
-        assert sock is not None
-        self.port: int = sock.getsockname()[1]
+        port = getattr(server, "port", None)  # egress kinds know their port
+        if port is None:
+            sock = server.socket if server is not None else closed
+            assert sock is not None
+            port = sock.getsockname()[1]
+        self.port: int = port
         self.tls = server is not None and server.ssl_context is not None
 
     @property
@@ -340,10 +348,17 @@ def start_upstreams(
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.bind(("127.0.0.1", 0))
                 upstream = Upstream(name, "closed", None, sock)
+            elif entry["kind"] == "connect_proxy":
+                proxy = egress.ConnectProxy(entry.get("auth"), Observed())
+                upstream = Upstream(name, "connect_proxy", proxy, None)  # type: ignore[arg-type]
+            elif entry["kind"] == "renegotiate":
+                reneg = egress.RenegotiatingServer(pki[entry["tls"]], directory, Observed())
+                upstream = Upstream(name, "renegotiate", reneg, None)  # type: ignore[arg-type]
             else:
                 ctx = None
                 if "tls" in entry:
-                    ctx = _server_context(pki[entry["tls"]], pki.get(entry.get("client_ca", "")), directory)
+                    ctx = _server_context(pki[entry["tls"]], pki.get(entry.get("client_ca", "")), directory,
+                                          entry.get("max_version"))
                 upstream = Upstream(name, "echo", _EchoServer(name, ctx, entry.get("delay_ms", 0)), None)
             started.append(upstream)
             upstream.start()

@@ -41,6 +41,7 @@ from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.plugins.base import Allow, BoundPlugin, Decision, Deny, RequestContext
 from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.upstream import PoolKey, UpstreamConnection, UpstreamPool, open_upstream
+from trio_gw.tls.upstream_identity import UpstreamTlsError, classify_read_failure
 
 if TYPE_CHECKING:
     from trio_gw.snapshot import Snapshot
@@ -60,6 +61,9 @@ class ConnectionInfo:
     cipher: str | None = None
     sni: str | None = None
     alpn: str | None = None
+    peer_certificate_der: bytes | None = None
+    #: The verified chain, leaf first; empty on a resumed session (the leaf survives).
+    peer_chain_der: tuple[bytes, ...] = ()
 
 
 #: End-to-end headers the gateway consumes itself: it answers ``Expect: 100-continue``.
@@ -223,6 +227,7 @@ class ProxyServer:
                     facts=facts, headers=request.headers, client_ip=info.client_ip,
                     trusted_client=snapshot.trusted.is_trusted(info.client_ip), tls=info.tls,
                     tls_version=info.tls_version, sni=info.sni, now=time.time(),
+                    peer_certificate_der=info.peer_certificate_der,
                 ))
                 if isinstance(decision, Deny):
                     ex.reason = decision.reason
@@ -314,19 +319,22 @@ class ProxyServer:
         return keep
 
     async def _connect(self, service: Any, snapshot: Snapshot, ex: Exchange, *, fresh: bool = False) -> UpstreamConnection:
-        context = self.upstream_tls.context_for(service) if service.protocol == "https" else None
+        plan = self.upstream_tls.plan_for(service)
+        context = plan.context if service.protocol == "https" else None
         key = PoolKey(service.protocol, service.host, service.port,
-                      service.host if context is not None else None, id(context) if context else 0)
+                      service.host if context is not None else None, id(context) if context else 0,
+                      plan.proxy.identity if plan.proxy else None)
         ex.upstream = f"{service.host}:{service.port}"
         pooled = None if fresh else self.pool.take(key)
         if pooled is not None:
             return pooled
         try:
-            return await open_upstream(key, context=context, connect_timeout=service.connect_timeout / 1000)
+            return await open_upstream(key, context=context, connect_timeout=service.connect_timeout / 1000,
+                                       profile=plan.profile, proxy=plan.proxy, proxy_context=plan.proxy_context)
         except trio.TooSlowError as exc:
             raise UpstreamFailure(504, "upstream_connect_timeout") from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise UpstreamFailure(502, "upstream_tls_untrusted") from exc
+        except UpstreamTlsError as exc:  # stable reason code; the detail stays in the error log
+            raise UpstreamFailure(502, str(exc.reason)) from exc
         except (ssl.SSLError, trio.BrokenResourceError) as exc:
             raise UpstreamFailure(502, "upstream_tls_failed") from exc
         except OSError as exc:
@@ -463,6 +471,12 @@ def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *
 
 
 def _read_failure_reason(exc: BaseException) -> str:
+    cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        # TLS 1.3: a refused client certificate surfaces here; TLS 1.2: a refused renegotiation
+        tls_reason = classify_read_failure(cause.reason)
+        if tls_reason is not None:
+            return str(tls_reason)
     text = str(exc).upper()
     if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
         return "upstream_rejected_client_cert"

@@ -9,6 +9,14 @@ services with different TLS profiles therefore never share a connection, and a
 rotated client certificate — a new context — is used by the next new
 connection while the old ones drain.
 
+A connection through a forward proxy also carries the proxy in its key.
+Opening one (:func:`open_upstream`) is: TCP — or a CONNECT tunnel / a proxy
+connection (``net.forward_proxy``) — then the TLS handshake with the
+service's context, then the post-handshake identity checks (pins, CN check:
+``tls.upstream_identity``) before the caller writes a byte.  Every TLS
+failure leaves as :class:`~trio_gw.tls.upstream_identity.UpstreamTlsError`
+with a stable reason code; the detail goes to the error log only.
+
 An idle connection is reused LIFO (warmest first) while it is younger than the
 idle timeout and has served fewer than ``max_requests``.  A reused connection
 may have been closed by the upstream in the meantime; the caller retries such a
@@ -18,6 +26,7 @@ request once on a fresh connection when nothing of the response was received
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +35,17 @@ import h11
 import trio
 
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.forward_proxy import (
+    AbsoluteFormConnection,
+    absolute_form_origin,
+    open_connect_tunnel,
+    open_proxy_stream,
+)
+from trio_gw.tls.proxy_url import ForwardProxy
+from trio_gw.tls.upstream import UpstreamTlsProfile
+from trio_gw.tls.upstream_identity import UpstreamTlsError, check_upstream_identity, classify_tls_failure
+
+log = logging.getLogger("trio_gw.upstream")
 
 
 @dataclass(frozen=True)
@@ -34,7 +54,8 @@ class PoolKey:
     host: str
     port: int
     sni: str | None
-    tls_context_id: int  # id() of the cached client context, 0 for plain http
+    tls_context_id: int  # id() of the cached client context (one per TLS profile), 0 for plain http
+    proxy: str | None = None  # the forward proxy (``ForwardProxy.describe()``), None for direct
 
 
 @dataclass(eq=False)
@@ -117,26 +138,80 @@ async def open_upstream(
     *,
     context: ssl.SSLContext | None,
     connect_timeout: float,
+    profile: UpstreamTlsProfile | None = None,
+    proxy: ForwardProxy | None = None,
+    proxy_context: ssl.SSLContext | None = None,
 ) -> UpstreamConnection:
-    """Connect to ``key.host:key.port`` and complete the TLS handshake when ``context`` is given.
+    """Connect to ``key.host:key.port`` (directly or via ``proxy``), handshake, check identity.
+
+    Args:
+        key: the pool key (host, port, SNI, context identity, proxy).
+        context: the compiled client context, ``None`` for plain http.
+        connect_timeout: seconds for everything: TCP, CONNECT, handshake, checks.
+        profile: the TLS profile ``context`` was compiled from (pins, CN check).
+        proxy: forward proxy to go through, if any.
+        proxy_context: TLS context for an ``https://`` proxy.
 
     Raises:
         OSError: the connection was refused or unreachable.
-        trio.TooSlowError: connect + handshake exceeded ``connect_timeout``.
-        ssl.SSLError / trio.BrokenResourceError: the TLS handshake failed.
+        trio.TooSlowError: the whole opening exceeded ``connect_timeout``.
+        UpstreamTlsError: the TLS handshake, an identity check or the CONNECT failed
+            (``reason`` says which).
     """
+    conn: h11.Connection | None = None
     with trio.fail_after(connect_timeout):
-        sock = await trio.open_tcp_stream(key.host, key.port)
-        stream: trio.abc.Stream = sock
+        if proxy is None:
+            stream: trio.abc.Stream = await trio.open_tcp_stream(key.host, key.port)
+        elif context is not None:
+            stream = await open_connect_tunnel(proxy, proxy_context, key.host, key.port)
+        else:
+            stream = await open_proxy_stream(proxy, proxy_context)
+            conn = AbsoluteFormConnection(absolute_form_origin(key.host, key.port), proxy.authorization)
         version = None
         if context is not None:
-            tls = trio.SSLStream(sock, context, server_hostname=key.sni, https_compatible=True)
             try:
-                await tls.do_handshake()
-            except BaseException:
-                await trio.aclose_forcefully(sock)
+                stream, version = await _handshake(stream, context, key, profile)
+            except UpstreamTlsError as exc:
+                log.info("upstream %s:%d: %s", key.host, key.port, exc)
                 raise
-            version = tls.version()
-            stream = tls
     peer = f"{key.host}:{key.port}"
-    return UpstreamConnection(key=key, stream=stream, peer=peer, tls_version=version)
+    made = UpstreamConnection(key=key, stream=stream, peer=peer, tls_version=version)
+    if conn is not None:
+        made.h11 = conn
+    return made
+
+
+def _negotiated(tls: trio.SSLStream[trio.abc.Stream]) -> bool:
+    """Whether the failed handshake got past the ServerHello (a cipher was fixed).
+
+    trio refuses ``cipher()`` before the handshake completes, so this reads the
+    ``SSLObject`` underneath (as ``net.proxy.close_stream`` does).
+    """
+    return tls._ssl_object.cipher() is not None
+
+
+async def _handshake(
+    raw: trio.abc.Stream, context: ssl.SSLContext, key: PoolKey, profile: UpstreamTlsProfile | None
+) -> tuple[trio.SSLStream[trio.abc.Stream], str | None]:
+    tls = trio.SSLStream(raw, context, server_hostname=key.sni, https_compatible=True)
+    try:
+        try:
+            await tls.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError) as exc:
+            cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if not isinstance(cause, ssl.SSLError):
+                raise
+            code = getattr(cause, "verify_code", None)
+            detail = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+            reason = classify_tls_failure(cause.reason, code, negotiated=_negotiated(tls))
+            raise UpstreamTlsError(reason, str(detail)) from exc
+        if profile is not None:
+            # before a single byte of the request is written (pins, CN check)
+            check_upstream_identity(
+                tls.getpeercert(binary_form=True), host=key.host, pins=profile.pins,
+                verify=profile.verify, force_common_name_check=profile.force_common_name_check,
+            )
+    except BaseException:
+        await trio.aclose_forcefully(raw)
+        raise
+    return tls, tls.version()
