@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import h11
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -29,10 +28,9 @@ from hypothesis import strategies as st
 # fuzz/ is a source-tree package next to tests/, not installed with trio_gw.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fuzz.strategies import http_traffic  # noqa: E402
-from fuzz.targets import proxy_request_head as target  # noqa: E402
-from fuzz.targets._support import InvariantViolation  # noqa: E402
-from trio_gw.net.proxy import UpstreamFailure  # noqa: E402
+from fuzz.strategies import http_traffic
+from fuzz.targets import proxy_request_head as target
+from fuzz.targets._support import InvariantViolation
 
 
 @dataclass(frozen=True)
