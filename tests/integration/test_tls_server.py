@@ -218,3 +218,18 @@ async def test_client_renegotiation_is_refused(
     out = (result.stdout + result.stderr).decode()
     assert "RENEGOTIATING" in out
     assert "no_renegotiation" in out or "handshake failure" in out.lower(), out[-2000:]
+
+
+async def test_metrics_count_handshake_failures_by_reason_and_expiry(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+) -> None:
+    cert, key = server_pair
+    gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key), ssl_max_version="1.2")
+    with pytest.raises(trio.BrokenResourceError):
+        await served_cn(port_of(gw, ssl=True), "localhost", ca, minimum_version=ssl.TLSVersion.TLSv1_3)
+    await served_cn(port_of(gw, ssl=True), "localhost", ca)
+    client = await Client.connect(port_of(gw, kind="status"))
+    text = (await client.request("GET", "/metrics")).body.decode()
+    assert re.search(r'trio_gw_tls_handshake_failures_total\{listener="proxy 127.0.0.1:0 ssl",reason="protocol_version"\} 1.0', text), text
+    assert 'trio_gw_tls_handshakes_total{version="TLSv1.2"} 1.0' in text
+    assert re.search(r'trio_gw_certificate_expiry_seconds\{certificate="ssl_cert#0",role="server",subject="[^"]*"\} [0-9.e+]+', text)

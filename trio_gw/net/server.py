@@ -23,6 +23,7 @@ from typing import Protocol
 import trio
 
 from trio_gw.net.proxy import ConnectionInfo
+from trio_gw.tls.handshake_errors import classify_handshake_failure
 
 log = logging.getLogger("trio_gw.net")
 _ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
@@ -35,6 +36,12 @@ class ContextSource(Protocol):
 
 
 Handler = Callable[[trio.abc.Stream, ConnectionInfo], Awaitable[None]]
+#: Called once per handshake: (listener name, failure reason code or None, TLS version).
+HandshakeObserver = Callable[[str, "str | None", "str | None"], None]
+
+
+def _ignore(_listener: str, _reason: str | None, _version: str | None) -> None:
+    return None
 
 
 class Listener:
@@ -49,8 +56,10 @@ class Listener:
         tls: ContextSource | None,
         handshake_timeout: float,
         limiter: trio.CapacityLimiter,
+        observe: HandshakeObserver = _ignore,
     ) -> None:
         self.socket_listener = socket_listener
+        self.observe = observe
         self.name = name
         self.handler = handler
         self.tls = tls
@@ -80,24 +89,35 @@ class Listener:
             info = ConnectionInfo(client_ip=peer[0], client_port=peer[1], server_port=self.port)
             stream: trio.abc.Stream = sock
             if self.tls is not None:
-                tls_stream = await handshake(sock, self.tls.listener_context(), self.handshake_timeout)
+                tls_stream, failure = await handshake(sock, self.tls.listener_context(), self.handshake_timeout)
                 if tls_stream is None:
+                    self.observe(self.name, failure, None)
                     return
                 _record_tls_facts(tls_stream, info)
+                self.observe(self.name, None, info.tls_version)
                 stream = tls_stream
             await self.handler(stream, info)
 
 
 async def handshake(
     sock: trio.SocketStream, context: ssl.SSLContext, timeout: float
-) -> trio.SSLStream[trio.SocketStream] | None:
-    """Run the server handshake; on failure flush the TLS alert and close. ``None`` on failure."""
+) -> tuple[trio.SSLStream[trio.SocketStream] | None, str | None]:
+    """Run the server handshake; on failure flush the TLS alert and close.
+
+    Returns:
+        ``(stream, None)``, or ``(None, reason code)`` when the handshake failed.
+    """
     stream = trio.SSLStream(sock, context, server_side=True, https_compatible=True)
+    reason = "timeout"
     try:
         with trio.fail_after(timeout):
             await stream.do_handshake()
-        return stream
-    except trio.BrokenResourceError:
+        return stream, None
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        reason = classify_handshake_failure(
+            getattr(cause, "reason", None), getattr(cause, "verify_message", None)
+        ) if isinstance(cause, ssl.SSLError) else "client_closed"
         alert = stream._outgoing.read()  # trio does not flush the alert (notes §2)
         if alert:
             with trio.move_on_after(1):
@@ -108,7 +128,7 @@ async def handshake(
     except trio.TooSlowError:
         pass
     await trio.aclose_forcefully(sock)
-    return None
+    return None, reason
 
 
 def _record_tls_facts(stream: trio.SSLStream[trio.SocketStream], info: ConnectionInfo) -> None:
@@ -135,6 +155,7 @@ async def open_listener(
     tls: ContextSource | None,
     handshake_timeout: float,
     limiter: trio.CapacityLimiter,
+    observe: HandshakeObserver = _ignore,
     reuseport: bool = False,
     backlog: int = 16384,
 ) -> Listener:
@@ -158,4 +179,5 @@ async def open_listener(
         tls=tls,
         handshake_timeout=handshake_timeout,
         limiter=limiter,
+        observe=observe,
     )

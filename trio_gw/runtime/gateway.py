@@ -24,7 +24,7 @@ from trio_gw.errors import CertificateError, ConfigError, Problem
 from trio_gw.model.certificates import certificate_warnings, parse_certificate_entity
 from trio_gw.model.declarative import load_declarative_text
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.net.proxy import ProxyServer
+from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
 from trio_gw.pki.keys import key_type
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.net.server import Listener, open_listener
@@ -37,6 +37,7 @@ from trio_gw.runtime.admin import AdminApi, AdminTls, admin_tls_context
 from trio_gw.runtime.datastore import open_store
 from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
+from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.settings import Settings
 from trio_gw.runtime.status import StatusServer
 from trio_gw.snapshot import Snapshot, build_snapshot
@@ -175,7 +176,8 @@ class Gateway:
             max_requests=settings.upstream_keepalive_max_requests,
         )
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
-        self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self.access_log.record)
+        self.metrics = Metrics()
+        self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self._record)
         self._snapshot: Snapshot | None = None
         self.store: Store | None = None
         self.store_version = -1
@@ -184,6 +186,10 @@ class Gateway:
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
         self.https_port = 443
         self.started_at = time.time()
+
+    def _record(self, info: ConnectionInfo, ex: Exchange) -> None:
+        self.access_log.record(info, ex)
+        self.metrics.record_request(info, ex)
 
     def snapshot_now(self) -> Snapshot:
         assert self._snapshot is not None
@@ -221,6 +227,7 @@ class Gateway:
         self.server_tls.activate()
         self.upstream_tls.activate()
         self._snapshot = snapshot
+        self.metrics.observe_snapshot(snapshot)
         for warning in snapshot.warnings:
             log.warning("%s", warning)
 
@@ -301,7 +308,7 @@ class Gateway:
             listener = await open_listener(
                 addr.host, addr.port, name=f"proxy {addr}", handler=self.proxy.serve_connection,
                 tls=self.server_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout,
-                limiter=limiter, reuseport=addr.reuseport,
+                limiter=limiter, reuseport=addr.reuseport, observe=self.metrics.record_handshake,
             )
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]

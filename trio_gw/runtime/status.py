@@ -51,7 +51,12 @@ class StatusServer:
                     while not isinstance(conn.next_event(), (h11.EndOfMessage, type(h11.NEED_DATA))):
                         pass
                     path = event.target.split(b"?")[0]
-                    if path == b"/status" and event.method in (b"GET", b"HEAD"):
+                    if path == b"/metrics" and event.method in (b"GET", b"HEAD"):
+                        body = self.gateway.metrics.exposition()
+                        response = h11.Response(status_code=200, headers=[
+                            (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")])
+                    elif path == b"/status" and event.method in (b"GET", b"HEAD"):
                         body = json.dumps(self.status()).encode()
                         response = h11.Response(status_code=200, headers=[
                             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
