@@ -24,7 +24,13 @@ from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
 import trio_gw.plugins  # noqa: F401  (registers every plugin)
-from trio_gw.plugins.base import BoundPlugin, check_plugins_available, plugins_by_route, routes_with_plugin
+from trio_gw.plugins.base import (
+    BoundPlugin,
+    check_plugins_available,
+    plugin_warnings,
+    plugins_by_route,
+    routes_with_plugin,
+)
 from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth
 from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
@@ -52,7 +58,8 @@ class Snapshot:
 def config_hash(entities: Entities) -> str:
     """A stable digest of a configuration (shown by ``/status``; equal configs, equal hash)."""
     h = hashlib.sha256()
-    for kind in ("services", "routes", "certificates", "ca_certificates", "snis", "consumers", "plugins"):
+    for kind in ("services", "routes", "certificates", "ca_certificates", "snis", "consumers", "plugins",
+                 "credentials"):
         items: Mapping[str, Any] = getattr(entities, kind)
         for key in sorted(items):
             h.update(json.dumps([kind, key, repr(items[key])]).encode())
@@ -132,10 +139,10 @@ def build_snapshot(
         default_certificate_ids=tuple(c.id for c in default_certificates),
         https_port=https_port,
         client_auth=client_auth,
-        route_plugins=plugins_by_route(entities),
+        route_plugins=plugins_by_route(entities, raw),
         config_hash=config_hash(entities),
         created_at=now,
-        warnings=tuple(downstream.warnings()) if hasattr(downstream, "warnings") else (),
+        warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, raw)),
     )
 
 

@@ -389,3 +389,27 @@ def test_reseal_to_no_secret_unseals(tmp_path: Path, entities: Entities) -> None
     assert not store.sealed
     store.close()
     assert open_store(tmp_path).load() == entities
+
+
+def test_credentials_round_trip_and_migration_from_version_2(tmp_path: Path) -> None:
+    from trio_gw.model.credentials import Credential
+
+    conn = sqlite3.connect(tmp_path / "trio-gw.db", isolation_level=None)
+    migrate(conn.cursor(), MIGRATIONS[:2])  # a datastore written before credentials existed
+    conn.close()
+    store = open_store(tmp_path)
+    assert store.load().credentials == {}
+    creds = {
+        "k": Credential(id="k", kind="key_auth", consumer="u", key="s3cret", bound_certificates=("ab" * 32,)),
+        "m": Credential(id="m", kind="mtls_auth", consumer="u", fingerprint="cd" * 32, status="scheduled",
+                        valid_from=NOW, valid_until=NOW + 60),
+    }
+    wanted = Entities(consumers={"u": Consumer(id="u", username="alice")}, credentials=creds)
+    store.commit(store.load(), wanted)
+    store.close()
+    again = open_store(tmp_path)
+    assert again.load() == wanted
+    revoked = dataclasses.replace(wanted, credentials={"k": creds["k"]})
+    again.commit(again.load(), revoked)
+    assert again.load().credentials == {"k": creds["k"]}
+    again.close()

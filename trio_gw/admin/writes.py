@@ -125,9 +125,22 @@ def delete(w: WriteContext, kind: str, existing: Any) -> Entities:
     scope = {"services": "service", "routes": "route", "consumers": "consumer"}.get(kind)
     if scope is not None:
         changed["plugins"] = {k: p for k, p in w.entities.plugins.items() if getattr(p, scope) != existing.id}
+    changed["credentials"] = _credentials_after_delete(w.entities, kind, existing.id)
     after = dataclasses.replace(w.entities, **changed)
     _check_integrity(w.entities, after, deleted=kind)
     return after
+
+
+def _credentials_after_delete(entities: Entities, kind: str, entity_id: str) -> dict[str, Any]:
+    """A consumer's credentials and a service's subscriptions go with it; a CA or certificate bound
+    by a credential is refused (409), as Kong refuses deleting a referenced entity."""
+    field = {"consumers": "consumer", "services": "service"}.get(kind)
+    kept = {k: c for k, c in entities.credentials.items() if field is None or getattr(c, field) != entity_id}
+    held = {"ca_certificates": "ca_certificate", "certificates": "certificate_id"}.get(kind)
+    for cred in kept.values() if held else ():
+        if getattr(cred, held or "") == entity_id:
+            raise errors.referenced(kind, "credentials", cred.id, "certificate" if held == "certificate_id" else held or "")
+    return kept
 
 
 def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

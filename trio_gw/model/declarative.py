@@ -37,6 +37,13 @@ from trio_gw.model.certificates import (
     parse_ca_certificate_entity,
     parse_certificate_entity,
 )
+from trio_gw.model.credentials import (
+    DECLARATIVE_KEYS,
+    Credential,
+    credential_problems,
+    read_credential,
+    resolve_references,
+)
 from trio_gw.model.declarative_dump import dump_declarative as dump_declarative
 from trio_gw.model.entities import SNI, Consumer, Entities, Plugin, Route, Service
 from trio_gw.model.fields import Context, Fields, Ref, describe, items_at, join_path
@@ -69,11 +76,18 @@ _INFO_DEFAULTS: Final[Mapping[str, object]] = {"defaults": None}
 
 #: Reads one credential of a consumer (``mtls_auth_credentials``, ``keyauth_credentials``,
 #: ...): called with the credential mapping, its path, the consumer's id and the load
-#: context, it records problems in ``ctx.problems``.  Credentials are validated only
-#: until ``Entities`` has a place for them.
-CredentialParser = Callable[[Mapping[Any, Any], str, str, Context], None]
-#: Consumer key (e.g. ``mtls_auth_credentials``) → parser.  Empty: no credential kind yet.
-CREDENTIAL_KINDS: dict[str, CredentialParser] = {}
+#: context, it records problems in ``ctx.problems`` and returns the credential (``None``
+#: after a problem).
+CredentialParser = Callable[[Mapping[Any, Any], str, str, Context], "Credential | None"]
+#: Consumer key (e.g. ``mtls_auth_credentials``) → parser (``model.credentials``).
+def _credential_parser(kind: str) -> CredentialParser:
+    def parse(raw: Mapping[Any, Any], path: str, consumer: str, ctx: Context) -> Credential | None:
+        return read_credential(kind, raw, path, consumer, ctx)
+
+    return parse
+
+
+CREDENTIAL_KINDS: dict[str, CredentialParser] = {key: _credential_parser(kind) for key, kind in DECLARATIVE_KEYS.items()}
 
 _ENTITY_TYPES: Final[Mapping[str, Callable[..., Any]]] = {
     "services": Service, "routes": Route, "snis": SNI, "consumers": Consumer, "plugins": Plugin,
@@ -108,7 +122,11 @@ def parse_declarative(data: Mapping[str, Any], *, now: int) -> Entities:
     loader.check()
     if ctx.problems:
         raise ConfigError(ctx.problems)
-    return loader.build()
+    entities = loader.build()
+    problems = [loader.locate(p) for p in credential_problems(entities)]
+    if problems:
+        raise ConfigError(problems)
+    return entities
 
 
 def load_declarative_text(text: str, *, now: int) -> Entities:
@@ -165,6 +183,7 @@ class _Loader:
         self.items.update(certificates=[], ca_certificates=[])
         self.seen_keys: Counter[str] = Counter()
         self.index = EntityIndex()
+        self.credentials: list[tuple[str, Credential]] = []
 
     def read_document(self, data: Mapping[Any, Any]) -> None:
         """Pass 1: read every entity of the document."""
@@ -220,7 +239,9 @@ class _Loader:
         self._plugins(raw, path, "consumer", consumer)
         for kind, parse in CREDENTIAL_KINDS.items():
             for item_path, item in items_at(raw.get(kind), join_path(path, kind), self.ctx):
-                parse(item, item_path, consumer.id, self.ctx)
+                credential = parse(item, item_path, consumer.id, self.ctx)
+                if credential is not None:
+                    self.credentials.append((item_path, credential))
 
     def _plugins(self, raw: Mapping[Any, Any], path: str, scope: str, owner: Item) -> None:
         for plugin_path, plugin in items_at(raw.get("plugins"), join_path(path, "plugins"), self.ctx):
@@ -356,7 +377,17 @@ class _Loader:
         for kind, items in self.items.items():
             make = _ENTITY_TYPES.get(kind)
             built[kind] = {item.id: item.entity if make is None else make(**item.fields) for item in items}
-        return Entities(**built)
+        entities = Entities(**built)
+        credentials = {c.id: resolve_references(entities, c) for _, c in self.credentials}
+        return dataclasses.replace(entities, credentials=credentials)
+
+    def locate(self, problem: Problem) -> Problem:
+        """Move a problem at ``credentials[<id>]...`` to where the credential is in the file."""
+        for path, credential in self.credentials:
+            prefix = f"credentials[{credential.id}]"
+            if problem.path.startswith(prefix):
+                return Problem(path + problem.path[len(prefix):], problem.message)
+        return problem
 
 
 def _nested_snis(fields: Fields) -> list[tuple[str, Mapping[Any, Any], bool]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from trio_gw.model.credentials import DECLARATIVE_KEYS, Credential
 from trio_gw.model.entities import SNI, CACertificate, Certificate, Consumer, Entities, Plugin, Route, Service
 
 
@@ -38,7 +39,7 @@ def dump_declarative(entities: Entities, *, include_keys: bool = False) -> dict[
         "certificates": [_certificate(c, entities, include_keys) for c in entities.certificates.values()],
         "snis": [_sni(s) for s in entities.snis.values() if s.id not in nested_snis],
         "ca_certificates": [_ca_certificate(c) for c in entities.ca_certificates.values()],
-        "consumers": [_consumer(c) for c in entities.consumers.values()],
+        "consumers": [_consumer(c, entities) for c in entities.consumers.values()],
         "plugins": [_plugin(p) for p in entities.plugins.values()],
     }
     document.update((kind, items) for kind, items in lists.items() if items)
@@ -133,8 +134,22 @@ def _ca_certificate(ca: CACertificate) -> dict[str, Any]:
     return _set(_common(ca), cert=ca.cert, cert_digest=ca.cert_digest or None)
 
 
-def _consumer(consumer: Consumer) -> dict[str, Any]:
-    return _set(_common(consumer), username=consumer.username, custom_id=consumer.custom_id)
+def _consumer(consumer: Consumer, entities: Entities) -> dict[str, Any]:
+    out = _set(_common(consumer), username=consumer.username, custom_id=consumer.custom_id)
+    for key, kind in DECLARATIVE_KEYS.items():
+        found = [c for c in entities.credentials.values() if c.consumer == consumer.id and c.kind == kind]
+        if found:
+            out[key] = [_credential(c) for c in sorted(found, key=lambda c: c.id)]
+    return out
+
+
+def _credential(credential: Credential) -> dict[str, Any]:
+    out = credential.to_json()
+    del out["consumer"]  # nested under its consumer
+    if credential.certificate is not None:
+        out.pop("fingerprint", None)  # derived from the certificate on load
+    out.update(created_at=credential.created_at, updated_at=credential.updated_at)
+    return out
 
 
 def _plugin(plugin: Plugin) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trio_gw.model.credentials import Credential
+
 #: Kong's default for ``connect_timeout``/``read_timeout``/``write_timeout`` (ms).
 DEFAULT_UPSTREAM_TIMEOUT_MS = 60_000
 #: Kong's default for a route's ``https_redirect_status_code``.
@@ -166,3 +168,5 @@ class Entities:
     snis: Mapping[str, SNI] = field(default_factory=dict)
     consumers: Mapping[str, Consumer] = field(default_factory=dict)
     plugins: Mapping[str, Plugin] = field(default_factory=dict)
+    #: Consumer credentials of every kind (``trio_gw.model.credentials``), keyed by id.
+    credentials: Mapping[str, Credential] = field(default_factory=dict)

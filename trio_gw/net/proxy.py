@@ -38,7 +38,8 @@ from trio_gw.http.responses import error_response
 from trio_gw.http.facts import RequestFacts
 from trio_gw.http.routing import RouteMatch, https_redirect, select_route
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.plugins.base import Allow, BoundPlugin, Decision, Deny, RequestContext
+from trio_gw.plugins.base import CrlSource, Deny, RequestContext, decide_all
+from trio_gw.plugins.identity import IDENTITY_HEADERS
 from trio_gw.net.tls_client import UpstreamTls
 from trio_gw.net.upstream import PoolKey, UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.tls.upstream_identity import UpstreamTlsError, classify_read_failure
@@ -62,12 +63,14 @@ class ConnectionInfo:
     sni: str | None = None
     alpn: str | None = None
     peer_certificate_der: bytes | None = None
-    #: The verified chain, leaf first; empty on a resumed session (the leaf survives).
+    #: The certificates the client sent after its leaf; empty on a resumed session (the leaf survives).
     peer_chain_der: tuple[bytes, ...] = ()
 
 
-#: End-to-end headers the gateway consumes itself: it answers ``Expect: 100-continue``.
-STRIP_UPSTREAM = frozenset({b"expect"})
+#: Headers never forwarded from a client: ``Expect`` (the gateway answers
+#: 100-continue itself) and every identity header the gateway sets, so no client
+#: can claim a consumer or a certificate by sending them.
+STRIP_UPSTREAM = frozenset({b"expect"}) | IDENTITY_HEADERS
 
 
 class UpstreamFailure(Exception):
@@ -114,6 +117,7 @@ class ProxyServer:
         self.get_snapshot = get_snapshot
         self.pool = pool
         self.upstream_tls = upstream_tls
+        self.crl_source: CrlSource | None = None
         self.log_access = log_access
         self.in_flight = 0
         self.draining = False
@@ -221,21 +225,25 @@ class ProxyServer:
             if match.https_required:
                 return await self._enforce_https(stream, conn, match, facts, snapshot, ex)
             extra: tuple[tuple[bytes, bytes], ...] = ()
+            strip = STRIP_UPSTREAM
             plugins = snapshot.route_plugins.get(match.route.id, ())
             if plugins:
-                decision = run_plugins(plugins, RequestContext(
+                decision = decide_all(plugins, RequestContext(
                     facts=facts, headers=request.headers, client_ip=info.client_ip,
                     trusted_client=snapshot.trusted.is_trusted(info.client_ip), tls=info.tls,
                     tls_version=info.tls_version, sni=info.sni, now=time.time(),
-                    peer_certificate_der=info.peer_certificate_der,
+                    peer_certificate_der=info.peer_certificate_der, peer_chain_der=info.peer_chain_der,
+                    crl_source=self.crl_source,
                 ))
                 if isinstance(decision, Deny):
                     ex.reason = decision.reason
                     return await self._respond_error(stream, conn, decision.status, decision.message, ex,
                                                      headers=decision.headers)
                 extra = decision.upstream_headers
+                if decision.strip_headers:
+                    strip = strip | decision.strip_headers
             try:
-                return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex, extra)
+                return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex, extra, strip)
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -273,6 +281,7 @@ class ProxyServer:
         self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, match: RouteMatch,
         facts: RequestFacts, snapshot: Snapshot, info: ConnectionInfo, ex: Exchange,
         extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+        strip: frozenset[bytes] = frozenset(),
     ) -> bool:
         service = match.service
         target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
@@ -283,7 +292,7 @@ class ProxyServer:
             client_ip=info.client_ip,
             server_port=info.server_port,
             trusted=snapshot.trusted,
-            strip=STRIP_UPSTREAM,
+            strip=strip,
         )
         headers.extend(extra_headers)
         chunked = _has_chunked_body(request)
@@ -550,15 +559,3 @@ async def close_stream(stream: trio.abc.Stream) -> None:
         return
     await trio.aclose_forcefully(stream)
 
-
-def run_plugins(plugins: tuple[BoundPlugin, ...], request: RequestContext) -> Decision:
-    """Apply the route's plugins in priority order; the first denial wins."""
-    headers: list[tuple[bytes, bytes]] = []
-    consumer = None
-    for bound in plugins:
-        decision = bound.spec.decide(bound.config, request)
-        if isinstance(decision, Deny):
-            return decision
-        headers.extend(decision.upstream_headers)
-        consumer = decision.consumer or consumer
-    return Allow(tuple(headers), consumer)

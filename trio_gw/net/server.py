@@ -142,8 +142,9 @@ def _record_tls_facts(stream: trio.SSLStream[trio.SocketStream], info: Connectio
     info.peer_certificate_der = stream.getpeercert(binary_form=True)
     if info.peer_certificate_der is not None:
         # Python 3.11 has no public chain API (3.13 does); empty on resumed sessions.
-        chain = sslobj._sslobj.get_verified_chain() or []  # type: ignore[attr-defined]
-        info.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain)
+        # The plugins verify the chain themselves, so pass what the client sent.
+        chain = sslobj._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
+        info.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain[1:])
 
 
 async def open_listener(

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from cryptography import x509
 
 from trio_gw.errors import ConfigError, Problem
 from trio_gw.http.facts import RequestFacts
@@ -39,6 +41,11 @@ class RequestContext:
     sni: str | None = None
     peer_certificate_der: bytes | None = None
     now: float = 0.0
+    #: The certificates the client sent after its leaf, DER, in the order sent
+    #: (``get_unverified_chain()[1:]``); empty on a resumed session.
+    peer_chain_der: tuple[bytes, ...] = ()
+    #: Where CRLs fetched from distribution points are cached (IO layer fills it).
+    crl_source: CrlSource | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lowercase), or ``None``."""
@@ -48,10 +55,33 @@ class RequestContext:
         return None
 
 
+class CrlSource(Protocol):
+    """CRLs by distribution-point URL, as the IO layer last fetched them.
+
+    ``crl_for`` never blocks: it answers from a cache and, on a miss, may
+    note the URL so the IO layer fetches it (see
+    :class:`trio_gw.plugins.crl_cache.CrlCache`, a pure implementation).
+    """
+
+    def crl_for(self, url: str, now: float) -> x509.CertificateRevocationList | None:
+        """The cached, parsed CRL at ``url``, or ``None`` (unknown or expired)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Allow:
+    """Let the request through.
+
+    ``upstream_headers`` are added to the upstream request; ``strip_headers``
+    (lowercase names) are removed from the client's headers first, so a client
+    can never inject identity headers; ``consumer`` is the authenticated
+    consumer; ``credential`` the id of the credential that matched.
+    """
+
     upstream_headers: tuple[Header, ...] = ()
     consumer: Consumer | None = None
+    strip_headers: frozenset[bytes] = frozenset()
+    credential: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,17 +97,41 @@ ALLOW = Allow()
 
 
 @dataclass(frozen=True)
+class PrepareEnv:
+    """What ``prepare`` may look at: the configuration and the node options.
+
+    ``options`` are the node settings (``settings.raw``), e.g.
+    ``allow_unsafe_dynamic_mtls_token``; empty means every default.
+    """
+
+    entities: Entities
+    options: Mapping[str, Any] = field(default_factory=dict)
+    plugin_id: str = ""
+
+
+@dataclass(frozen=True)
 class PluginSpec:
+    """A plugin: name, priority (higher first), config parser, decision.
+
+    ``prepare(config, env)`` (optional) turns the parsed config into what
+    ``decide`` gets, once per snapshot; ``for_route(prepared, route)``
+    (optional) specialises it per route; ``warnings(prepared)`` (optional)
+    lists node warnings it causes.
+    """
+
     name: str
     priority: int
     parse_config: Callable[[Mapping[str, Any], str], Mapping[str, Any]]
-    decide: Callable[[Mapping[str, Any], RequestContext], Decision]
+    decide: Callable[[Any, RequestContext], Decision]
+    prepare: Callable[[Mapping[str, Any], PrepareEnv], Any] | None = None
+    for_route: Callable[[Any, Route], Any] | None = None
+    warnings: Callable[[Any], Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)
 class BoundPlugin:
     spec: PluginSpec
-    config: Mapping[str, Any] = field(hash=False)
+    config: Any = field(hash=False)
     plugin_id: str = ""
 
 
@@ -110,10 +164,21 @@ def check_plugins_available(entities: Entities) -> None:
         raise ConfigError(problems)
 
 
-def plugins_by_route(entities: Entities) -> dict[str, tuple[BoundPlugin, ...]]:
+def plugins_by_route(
+    entities: Entities, options: Mapping[str, Any] | None = None
+) -> dict[str, tuple[BoundPlugin, ...]]:
     """For each route, the plugins that apply to it, highest priority first.
 
-    Consumer-scoped plugins are left for the authentication phase.
+    Consumer-scoped plugins are left for the authentication phase.  Each
+    plugin entity is prepared once (see the module docstring).
+
+    Args:
+        entities: the configuration.
+        options: the node settings (``settings.raw``) plugins may read.
+
+    Raises:
+        ConfigError: a plugin's config cannot be prepared against the
+            configuration (e.g. a CA certificate it names is missing).
     """
     global_: dict[str, Plugin] = {}
     by_service: dict[str, dict[str, Plugin]] = {}
@@ -127,10 +192,51 @@ def plugins_by_route(entities: Entities) -> dict[str, tuple[BoundPlugin, ...]]:
             by_service.setdefault(p.service, {})[p.name] = p
         else:
             global_[p.name] = p
+    prepared = _Prepared(entities, options or {})
     out: dict[str, tuple[BoundPlugin, ...]] = {}
     for route in entities.routes.values():
-        out[route.id] = _bind(_merge(global_, by_service.get(route.service or "", {}), by_route.get(route.id, {})))
+        merged = _merge(global_, by_service.get(route.service or "", {}), by_route.get(route.id, {}))
+        out[route.id] = _bind(merged, prepared, route)
     return out
+
+
+def plugin_warnings(entities: Entities, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Node warnings caused by enabled plugins (an unsafe option in use), for the snapshot.
+
+    Args:
+        entities: the configuration.
+        options: the node settings (``settings.raw``).
+
+    Returns:
+        One line per warning, stable order.
+    """
+    prepared = _Prepared(entities, options or {})
+    found: list[str] = []
+    for p in sorted(entities.plugins.values(), key=lambda p: p.id):
+        spec = REGISTRY.get(p.name)
+        if p.enabled and spec is not None and spec.warnings is not None:
+            found.extend(spec.warnings(prepared.get(spec, p)))
+    return tuple(found)
+
+
+class _Prepared:
+    """Prepared configs by plugin id, for one snapshot."""
+
+    def __init__(self, entities: Entities, options: Mapping[str, Any]) -> None:
+        self.entities = entities
+        self.options = options
+        self.cache: dict[str, Any] = {}
+
+    def get(self, spec: PluginSpec, plugin: Plugin) -> Any:
+        if spec.prepare is None:
+            return plugin.config
+        if plugin.id not in self.cache:
+            env = PrepareEnv(self.entities, self.options, plugin.id)
+            try:
+                self.cache[plugin.id] = spec.prepare(plugin.config, env)
+            except ConfigError as exc:
+                raise exc.prefixed(f"plugins[{plugin.id}].config") from exc
+        return self.cache[plugin.id]
 
 
 def _merge(*layers: Mapping[str, Plugin]) -> Iterable[Plugin]:
@@ -140,10 +246,46 @@ def _merge(*layers: Mapping[str, Plugin]) -> Iterable[Plugin]:
     return merged.values()
 
 
-def _bind(plugins: Iterable[Plugin]) -> tuple[BoundPlugin, ...]:
-    bound = [BoundPlugin(REGISTRY[p.name], p.config, p.id) for p in plugins if p.name in REGISTRY]
+def _bind(plugins: Iterable[Plugin], prepared: _Prepared, route: Route) -> tuple[BoundPlugin, ...]:
+    bound = []
+    for p in plugins:
+        spec = REGISTRY.get(p.name)
+        if spec is None:
+            continue
+        config = prepared.get(spec, p)
+        if spec.for_route is not None:
+            config = spec.for_route(config, route)
+        bound.append(BoundPlugin(spec, config, p.id))
     bound.sort(key=lambda b: (-b.spec.priority, b.spec.name))
     return tuple(bound)
+
+
+def decide_all(plugins: Sequence[BoundPlugin], request: RequestContext) -> Decision:
+    """Apply a route's plugins in priority order; the first denial wins.
+
+    The allowances are merged: headers added in order, strip sets united, the
+    last consumer named wins.  (The proxy's ``run_plugins`` should call this.)
+
+    Args:
+        plugins: the route's bound plugins (from :func:`plugins_by_route`).
+        request: the request.
+
+    Returns:
+        The first :class:`Deny`, or the merged :class:`Allow`.
+    """
+    headers: list[Header] = []
+    strip: set[bytes] = set()
+    consumer: Consumer | None = None
+    credential: str | None = None
+    for bound in plugins:
+        decision = bound.spec.decide(bound.config, request)
+        if isinstance(decision, Deny):
+            return decision
+        headers.extend(decision.upstream_headers)
+        strip |= decision.strip_headers
+        if decision.consumer is not None:
+            consumer, credential = decision.consumer, decision.credential
+    return Allow(tuple(headers), consumer, frozenset(strip), credential)
 
 
 def routes_with_plugin(entities: Entities, name: str) -> list[tuple[Route, Plugin]]:

@@ -24,7 +24,9 @@ from trio_gw.errors import CertificateError, ConfigError, Problem
 from trio_gw.model.certificates import certificate_warnings, parse_certificate_entity
 from trio_gw.model.declarative import load_declarative_text
 from trio_gw.model.entities import Certificate, Entities
+from trio_gw.net.http_fetch import FetchError, fetch
 from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
+from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.pki.keys import key_type
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.net.server import Listener, open_listener
@@ -45,6 +47,9 @@ from trio_gw.snapshot import Snapshot, build_snapshot
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
+#: How often wanted CRLs are fetched, and each fetch's deadline.
+CRL_FETCH_INTERVAL = 2.0
+CRL_FETCH_TIMEOUT = 10.0
 #: Expiry warnings are repeated this often, independent of traffic.
 EXPIRY_WARNING_INTERVAL = 24 * 3600.0
 PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]+-----\r?\n.*?-----END [A-Z0-9 ]+-----\r?\n?", re.S)
@@ -178,6 +183,8 @@ class Gateway:
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         self.metrics = Metrics()
         self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self._record)
+        self.crl_cache = CrlCache()
+        self.proxy.crl_source = self.crl_cache
         self._snapshot: Snapshot | None = None
         self.store: Store | None = None
         self.store_version = -1
@@ -266,6 +273,23 @@ class Gateway:
         for ca in snapshot.entities.ca_certificates.values():
             for text in certificate_warnings(ca.cert, now=now, warn_days=days):
                 log.warning("CA certificate %s: %s", ca.id, text)
+
+    async def _fetch_crls(self) -> None:
+        """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
+        while True:
+            await trio.sleep(CRL_FETCH_INTERVAL)
+            for url in self.crl_cache.wanted():
+                try:
+                    body = await fetch(url, timeout=CRL_FETCH_TIMEOUT)
+                except FetchError as exc:
+                    log.warning("CRL %s could not be fetched: %s", url, exc)
+                    self.crl_cache.failed(url)
+                    continue
+                try:
+                    self.crl_cache.store(url, body, time.time())
+                except CertificateError as exc:
+                    log.warning("CRL %s is not usable: %s", url, exc)
+                    self.crl_cache.failed(url)
 
     async def _daily_expiry_warnings(self) -> None:
         while True:
@@ -360,6 +384,7 @@ class Gateway:
                             accepting.start_soon(li.serve, connections)
                     accepting.start_soon(self._signals, accepting)
                     accepting.start_soon(self._daily_expiry_warnings)
+                    accepting.start_soon(self._fetch_crls)
                     if self.store is not None:
                         accepting.start_soon(self._watch_store)
                     task_status.started(self)

@@ -240,6 +240,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("ssl_sni_strict", _bool, False, "bool",
        "Unknown or missing SNI gets the `unrecognized_name` alert instead of the default certificate."),
     _s("ssl_handshake_timeout", _duration, 10.0, "duration", "Deadline for a client's TLS handshake."),
+    _s("allow_unsafe_dynamic_mtls_token", _bool, False, "bool",
+       "Tyk 5.12 `security.allow_unsafe_dynamic_mtls_token`: accept a key-auth key bound to client certificates "
+       "without one of them (token only). Unsafe: the key alone does not prove possession of the private key; "
+       "each plugin relying on it is reported in the node's warnings."),
     # proxy behaviour
     _s("trusted_ips", _str_list, (), "CIDR list",
        "Clients whose X-Forwarded-* headers are believed (Kong). Everyone else's are replaced."),

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
+from trio_gw.model.credentials import Credential
 from trio_gw.model.entities import SNI, CACertificate, Certificate, Consumer, Entities, Plugin, Route, Service
 from trio_gw.store.base import StoreError
 
@@ -45,6 +46,7 @@ ENTITY_TYPES: Final[Mapping[str, type[Any]]] = {
     "routes": Route,
     "consumers": Consumer,
     "plugins": Plugin,
+    "credentials": Credential,
 }
 KINDS: Final = tuple(ENTITY_TYPES)
 
@@ -58,6 +60,7 @@ UNIQUE_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "routes": ("name",),
     "consumers": ("username", "custom_id"),
     "plugins": ("name", "route", "service", "consumer"),
+    "credentials": (),
 }
 
 _NONE_TYPE: Final = type(None)

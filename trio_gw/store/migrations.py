@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from trio_gw.store.base import StoreError
-from trio_gw.store.codec import KINDS, load_row
+from trio_gw.store.codec import load_row
 
 __all__ = ["MIGRATIONS", "Cursor", "Migration", "migrate", "schema_version"]
 
@@ -25,6 +25,8 @@ __all__ = ["MIGRATIONS", "Cursor", "Migration", "migrate", "schema_version"]
 Cursor = Any
 Migration = Callable[[Cursor], None]
 
+#: The tables of schema version 1 (later kinds get their own migration).
+_V1_KINDS: Final = ("certificates", "ca_certificates", "snis", "services", "routes", "consumers", "plugins")
 _UNIQUE_COLUMN_SQL: Final = {
     "snis": "name TEXT NOT NULL UNIQUE",
     "services": "name TEXT UNIQUE",
@@ -37,7 +39,7 @@ def _create_tables(cur: Cursor) -> None:
     """1: one table per kind (id, JSON data, Kong's unique columns) and ``meta``."""
     cur.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     cur.execute("INSERT INTO meta (key, value) VALUES ('version', '0')")
-    for kind in KINDS:
+    for kind in _V1_KINDS:
         extra = _UNIQUE_COLUMN_SQL.get(kind)
         columns = f"id TEXT PRIMARY KEY, data TEXT NOT NULL{', ' + extra if extra else ''}"
         cur.execute(f"CREATE TABLE {kind} ({columns})")
@@ -64,8 +66,13 @@ def _plugin_scope(cur: Cursor) -> None:
     )
 
 
+def _credentials(cur: Cursor) -> None:
+    """3: consumer credentials (client certificates, API keys, subscriptions), one table for every kind."""
+    cur.execute("CREATE TABLE credentials (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+
+
 #: Every migration, in order; ``schema_version`` counts how many have run.
-MIGRATIONS: Final[Sequence[Migration]] = (_create_tables, _plugin_scope)
+MIGRATIONS: Final[Sequence[Migration]] = (_create_tables, _plugin_scope, _credentials)
 
 
 def schema_version(cur: Cursor) -> int:

@@ -352,7 +352,7 @@ def test_given_id_clashing_with_a_generated_one() -> None:
 
 
 @pytest.fixture
-def credential_kind() -> Iterator[list[tuple[str, str]]]:
+def credential_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
     seen: list[tuple[str, str]] = []
 
     def parse(raw: Mapping[Any, Any], path: str, consumer_id: str, ctx: Context) -> None:
@@ -360,9 +360,9 @@ def credential_kind() -> Iterator[list[tuple[str, str]]]:
         if "subject_name" not in raw:
             ctx.problems.append(Problem(f"{path}.subject_name", "required field missing"))
 
-    declarative.CREDENTIAL_KINDS["mtls_auth_credentials"] = parse
+    # setitem restores the real parser (trio_gw.model.credentials) afterwards.
+    monkeypatch.setitem(declarative.CREDENTIAL_KINDS, "mtls_auth_credentials", parse)
     yield seen
-    del declarative.CREDENTIAL_KINDS["mtls_auth_credentials"]
 
 
 def test_registered_credential_kind_is_read(credential_kind: list[tuple[str, str]]) -> None:

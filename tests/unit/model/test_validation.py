@@ -314,7 +314,7 @@ def test_consumers() -> None:
         ([{"username": ""}], "consumers[0].username: expected a non-empty string, got ''"),
         ([{"username": "a"}, {"username": "a"}], "consumers[1].username: duplicate username 'a' (also at consumers[0])"),
         ([{"custom_id": "a"}, {"custom_id": "a"}], "consumers[1].custom_id: duplicate custom id 'a' (also at consumers[0])"),
-        ([{"username": "a", "keyauth_credentials": []}], "consumers[0].keyauth_credentials: unknown field"),
+        ([{"username": "a", "jwt_secrets": []}], "consumers[0].jwt_secrets: unknown field"),
         ([{"usernme": "a"}], "consumers[0].usernme: unknown field (did you mean 'username'?)"),
     ],
 )

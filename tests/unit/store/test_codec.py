@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from trio_gw.model.credentials import Credential
 from trio_gw.model.entities import (
     SNI,
     CACertificate,
@@ -48,6 +49,10 @@ SAMPLES: dict[str, Any] = {
         id="p1", name="mtls-auth", config={"ca_certificates": ["ca1"], "n": 1.5, "nested": {"k": [1, None]}},
         route="r1", enabled=False, protocols=("https",),
     ),
+    "credentials": Credential(
+        id="cr1", kind="mtls_auth", consumer="u1", certificate="PEM", fingerprint="ab" * 32, status="scheduled",
+        valid_from=10, valid_until=20, bound_certificates=("cd" * 32,), tags=("t",),
+    ),
 }  # fmt: skip
 
 
@@ -67,7 +72,8 @@ def test_every_kind_round_trips_exactly(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_defaults_round_trip(kind: str) -> None:
     required = {"certificates": {"cert": "C", "key": "K"}, "ca_certificates": {"cert": "C"},
-                "snis": {"name": "a", "certificate": "c"}, "services": {"host": "h"}, "plugins": {"name": "p"}}  # fmt: skip
+                "snis": {"name": "a", "certificate": "c"}, "services": {"host": "h"}, "plugins": {"name": "p"},
+                "credentials": {"kind": "key_auth", "consumer": "u1"}}  # fmt: skip
     entity = ENTITY_TYPES[kind](id="i", **required.get(kind, {}))
     assert roundtrip(kind, entity) == entity
 
