@@ -73,6 +73,10 @@ class ConnectionInfo:
 STRIP_UPSTREAM = frozenset({b"expect"}) | IDENTITY_HEADERS
 
 
+#: A response batch larger than this is sent before more is read (backpressure).
+RELAY_FLUSH_BYTES = 65536
+
+
 class UpstreamFailure(Exception):
     """The upstream could not be used; carries the status and reason for the client."""
 
@@ -159,7 +163,7 @@ class ProxyServer:
         settings = snapshot.settings
         idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
         started = False
-        with trio.move_on_after(idle_deadline) as idle:
+        with trio.CancelScope(deadline=trio.current_time() + idle_deadline) as idle:
             while True:
                 try:
                     event = conn.next_event()
@@ -355,13 +359,14 @@ class ProxyServer:
         data = upstream.h11.send(up_request)
         if not has_body:
             data += upstream.h11.send(h11.EndOfMessage())
-        try:
-            with trio.fail_after(service.write_timeout / 1000):
+        # A bare CancelScope: trio.fail_after's generator wrapper costs ~5% of a request here.
+        with trio.CancelScope(deadline=trio.current_time() + service.write_timeout / 1000) as scope:
+            try:
                 await upstream.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise UpstreamFailure(502, "upstream_write_failed") from exc
-        except trio.TooSlowError as exc:
-            raise UpstreamFailure(504, "upstream_write_timeout") from exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise UpstreamFailure(502, "upstream_write_failed") from exc
+        if scope.cancelled_caught:
+            raise UpstreamFailure(504, "upstream_write_timeout")
         upstream.requests += 1
 
     async def _full_duplex(
@@ -438,29 +443,52 @@ class ProxyServer:
         self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
         request: h11.Request, service: Any, ex: Exchange, *, discard: bool = True,
     ) -> bool:
+        """Relay the upstream's response to the client.
+
+        Output is batched: everything h11 can give without another read (often
+        head, body and end together) goes out in one ``send_all`` — one TLS
+        record and one syscall instead of three.  The batch is flushed before
+        every read and whenever it exceeds ``RELAY_FLUSH_BYTES``, so a large
+        body still streams with backpressure.
+        """
         read_timeout = service.read_timeout / 1000
+        h = upstream.h11
+        out = bytearray()
         started = False
         while True:
             try:
-                with trio.fail_after(read_timeout):
-                    event = await upstream.receive_event()
-            except trio.TooSlowError as exc:
-                raise UpstreamFailure(504, "upstream_read_timeout") from exc
-            except (h11.RemoteProtocolError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body
                 raise UpstreamFailure(502, _read_failure_reason(exc)) from exc
+            if event is h11.NEED_DATA:
+                if out:
+                    await stream.send_all(out)
+                    out.clear()
+                with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
+                    try:
+                        data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                        raise UpstreamFailure(502, _read_failure_reason(exc)) from exc
+                if scope.cancelled_caught:
+                    raise UpstreamFailure(504, "upstream_read_timeout")
+                h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+                continue
             if isinstance(event, h11.InformationalResponse):
                 continue  # 1xx from upstream: we already answered 100-continue ourselves
             if isinstance(event, h11.Response):
                 ex.status = event.status_code
                 headers = downstream_response_headers(event.headers)
-                await stream.send_all(conn.send(h11.Response(status_code=event.status_code, headers=headers,
-                                                             reason=event.reason)))
+                out += conn.send(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
                 started = True
             elif isinstance(event, h11.Data):
                 ex.bytes_out += len(event.data)
-                await stream.send_all(conn.send(h11.Data(data=event.data)))
+                out += conn.send(h11.Data(data=event.data))
+                if len(out) >= RELAY_FLUSH_BYTES:
+                    await stream.send_all(out)
+                    out.clear()
             elif isinstance(event, h11.EndOfMessage):
-                await stream.send_all(conn.send(h11.EndOfMessage()))
+                out += conn.send(h11.EndOfMessage())
+                await stream.send_all(out)
                 break
             else:  # ConnectionClosed before the end of the response
                 if started:
@@ -517,11 +545,15 @@ async def _discard_body(stream: trio.abc.Stream, conn: h11.Connection, limit: in
     """Read and drop the rest of a request body (up to ``limit``) so the connection can be reused."""
     if conn.they_are_waiting_for_100_continue:
         return False  # never asked for the body: h11 would need it; close instead
+    if conn.their_state is h11.DONE:
+        return True
     seen = 0
-    with trio.move_on_after(5):
+    with trio.CancelScope(deadline=trio.current_time() + 5):
         while seen <= limit:
             try:
-                event = await _next_client_event(stream, conn)
+                event = conn.next_event()  # usually the end of a bodyless request: no IO
+                if event is h11.NEED_DATA:
+                    event = await _next_client_event(stream, conn)
             except h11.RemoteProtocolError:
                 return False
             if isinstance(event, h11.Data):
