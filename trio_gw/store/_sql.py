@@ -28,6 +28,7 @@ threads, one operation at a time.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -63,7 +64,7 @@ _RESEALED = (
 )
 
 
-class SqlStore:
+class SqlStore(ABC):
     """A :class:`~trio_gw.store.base.Store` over a DB-API connection (see subclasses)."""
 
     #: Exceptions of the driver that mean "the database failed" (wrapped in StoreError).
@@ -79,17 +80,20 @@ class SqlStore:
 
     # -- backend hooks ---------------------------------------------------------------
 
+    @abstractmethod
     def _cursor(self) -> Cursor:
         """A cursor taking ``?`` placeholders."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _begin_read(self, cur: Cursor) -> None:
         """Start a transaction that sees one consistent snapshot."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _begin_write(self, cur: Cursor) -> None:
         """Start a transaction holding the write lock (one writer at a time)."""
-        raise NotImplementedError
+        ...
 
     def _after_write(self, cur: Cursor, version: int) -> None:
         """Called inside the write transaction, after the version is bumped."""
