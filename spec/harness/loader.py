@@ -106,8 +106,12 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
     pki = s.get("pki", {})
     for name, entry in pki.items():
         issuer = entry.get("issuer")
-        if entry["kind"] == "leaf" and issuer is None:
-            problems.append(f"{where}.pki.{name}.issuer: required for a leaf")
+        if entry["kind"] == "leaf" and (issuer is None) != bool(entry.get("self_signed")):
+            problems.append(f"{where}.pki.{name}.issuer: required for a leaf, unless self_signed (then none)")
+        if entry.get("crl") and entry["kind"] != "ca":
+            problems.append(f"{where}.pki.{name}.crl: only a CA publishes a CRL")
+        if entry.get("revoked") and not pki.get(issuer or "", {}).get("crl"):
+            problems.append(f"{where}.pki.{name}.revoked: the issuer must be a CA with crl = true")
         if issuer is not None and pki.get(issuer, {}).get("kind") != "ca":
             problems.append(f"{where}.pki.{name}.issuer: {issuer!r} is not a CA of this scenario")
     upstreams = s.get("upstreams", {})
@@ -157,7 +161,8 @@ def _check_step(step: Mapping[str, Any], where: str, upstreams: Mapping[str, Any
     return problems
 
 
-_PKI_ATTRS = ("cert", "key", "chain", "pem", "cert_pem", "chain_pem", "key_pem", "subject", "sha256")
+_PKI_ATTRS = ("cert", "key", "chain", "pem", "cert_pem", "chain_pem", "key_pem", "subject", "sha256",
+              "der_base64", "pem_urlencoded")
 _ENDPOINT = re.compile(r"^(proxy|admin|status)\.https?(\.\d+)?\.(port|host|address|url)$")
 
 
@@ -177,6 +182,8 @@ def _check_placeholders(s: Mapping[str, Any], where: str) -> list[str]:
     known = {"dir", "prefix", "settings", "gateway.pid"} | ({"declarative"} if "declarative" in s else set())
     for name in s.get("pki", {}):
         known |= {f"pki.{name}.{attr}" for attr in _PKI_ATTRS}
+        if s["pki"][name].get("crl"):
+            known.add(f"pki.{name}.crl_url")
     for name in s.get("upstreams", {}):
         known |= {f"upstream.{name}.{attr}" for attr in ("port", "host", "address", "url")}
     for name in s.get("files", {}):

@@ -13,13 +13,26 @@ scenario's ``pki`` table becomes files and placeholders:
 ``{{pki.NAME.key_pem}}``       the key's PEM text (for decK ``key:``)
 ``{{pki.NAME.subject}}``       RFC 4514 subject, e.g. ``CN=api.example``
 ``{{pki.NAME.sha256}}``        hex SHA-256 fingerprint of the DER certificate
+``{{pki.NAME.der_base64}}``    base64 of the DER certificate (``Client-Cert: :…:``)
+``{{pki.NAME.pem_urlencoded}}``  the certificate's PEM, URL-encoded (nginx
+                               ``$ssl_client_escaped_cert``, Envoy XFCC ``Cert``)
+``{{pki.NAME.crl_url}}``       a CA with ``crl = true``: where its CRL is served
 =============================  ==================================================
+
+A leaf with ``self_signed = true`` has no issuer.  A CA with ``crl = true``
+publishes a CRL over HTTP (:class:`CrlServer`, 127.0.0.1, port 0, started
+before the leaves are made so they can name it in ``cRLDistributionPoints``);
+the leaves it issues with ``revoked = true`` are on it.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
+import http.server
+import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +40,8 @@ from typing import Any
 
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from spec.harness.placeholders import Context
 
@@ -105,12 +119,13 @@ def _make_leaf(entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datet
     )
 
 
-def _drop_empty_san(cert_pem: str, issuer: trustme.CA) -> str:
+def _drop_empty_san(cert_pem: str, issuer: trustme.CA, crl_url: str | None = None) -> str:
     """Re-sign a CN-only leaf without trustme's empty (critical) subjectAltName.
 
     An empty SAN extension is invalid (RFC 5280 §4.2.1.6) and strict verifiers
     reject the certificate outright, so a "CN and no SANs" leaf must have no
-    SAN extension at all to test CN-based name checks.
+    SAN extension at all to test CN-based name checks.  With ``crl_url`` the
+    SAN is kept and a ``cRLDistributionPoints`` extension naming it is added.
     """
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     builder = (
@@ -123,21 +138,28 @@ def _drop_empty_san(cert_pem: str, issuer: trustme.CA) -> str:
         .not_valid_after(cert.not_valid_after_utc)
     )
     for ext in cert.extensions:
-        if ext.oid != x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+        if crl_url is not None or ext.oid != x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
             builder = builder.add_extension(ext.value, ext.critical)
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), False)
     key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
     algorithm = cert.signature_hash_algorithm
     signed = builder.sign(key, algorithm)  # type: ignore[arg-type]
     return signed.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def generate_pki(entries: Mapping[str, Mapping[str, Any]], directory: Path, context: Context) -> dict[str, Material]:
+def generate_pki(
+    entries: Mapping[str, Mapping[str, Any]], directory: Path, context: Context, crls: CrlServer | None = None
+) -> dict[str, Material]:
     """Generate every entry, write its files and define its placeholders.
 
     Args:
         entries: the scenario's ``pki`` table (already validated by the schema).
         directory: where to write; created if missing.
         context: receives the ``pki.NAME.*`` placeholders.
+        crls: serves the CRLs of CAs with ``crl = true`` (required when there is one;
+            the caller starts it before and stops it after the scenario).
 
     Returns:
         The generated material by name.
@@ -158,17 +180,113 @@ def generate_pki(entries: Mapping[str, Mapping[str, Any]], directory: Path, cont
             chain_pem = cert_pem
             key_pem = ca.private_key_pem.bytes().decode()
             made[name] = Material(name, cert_pem, chain_pem, key_pem, True, ca)
+            if entry.get("crl"):
+                if crls is None:
+                    raise PkiError(f"pki.{name}.crl: no CRL server")
+                context.set(f"pki.{name}.crl_url", crls.url(name))
+        elif entry.get("self_signed"):
+            made[name] = _self_signed_leaf(name, entry, now)
         else:
             if issuer is None:
                 raise PkiError(f"pki.{name}: a leaf needs an issuer")
             leaf = _make_leaf(entry, issuer, now)
             pems = [blob.bytes().decode() for blob in leaf.cert_chain_pems]
-            if not entry.get("sans"):
-                pems[0] = _drop_empty_san(pems[0], issuer)
+            crl_url = crls.url(issuer_name) if crls is not None and entries[issuer_name].get("crl") else None
+            if not entry.get("sans") or crl_url is not None:
+                pems[0] = _drop_empty_san(pems[0], issuer, crl_url)
+            if entry.get("revoked") and crls is not None:
+                crls.revoke(issuer_name, x509.load_pem_x509_certificate(pems[0].encode()).serial_number)
             # trustme's chain ends with the intermediates, never the root.
             made[name] = Material(name, pems[0], "".join(pems), leaf.private_key_pem.bytes().decode(), False, None)
         _write(made[name], directory, context)
+    if crls is not None:
+        for name, entry in entries.items():
+            if entry.get("crl"):
+                crls.publish(name, made[name].ca)  # type: ignore[arg-type]
     return made
+
+
+def _self_signed_leaf(name: str, entry: Mapping[str, Any], now: datetime.datetime) -> Material:
+    """A self-signed end-entity certificate (``CA:FALSE``, clientAuth and serverAuth)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, entry.get("cn") or name)])
+    days = datetime.timedelta(days=1)
+    sans = [x509.DNSName(n) for n in entry.get("sans", [])]
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + entry.get("not_before_days", -1) * days)
+        .not_valid_after(now + entry.get("not_after_days", 365) * days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,
+                                              x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
+    cert_pem = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return Material(name, cert_pem, cert_pem, key_pem, False, None)
+
+
+class CrlServer:
+    """CRLs of the scenario's ``crl`` CAs over HTTP on 127.0.0.1 (a thread; :meth:`stop` ends it)."""
+
+    def __init__(self) -> None:
+        self._revoked: dict[str, list[int]] = {}
+        self._bodies: dict[str, bytes] = {}
+        self.fetches = 0
+        bodies, server_self = self._bodies, self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = bodies.get(self.path.lstrip("/").removesuffix(".crl"))
+                server_self.fetches += 1
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "application/pkix-crl")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="spec-crl-server", daemon=True)
+        self._thread.start()
+
+    def url(self, ca_name: str) -> str:
+        """Where the CRL of ``ca_name`` is served."""
+        return f"http://127.0.0.1:{self.port}/{ca_name}.crl"
+
+    def revoke(self, ca_name: str, serial: int) -> None:
+        """Put ``serial`` on the CRL of ``ca_name`` (before :meth:`publish`)."""
+        self._revoked.setdefault(ca_name, []).append(serial)
+
+    def publish(self, ca_name: str, ca: trustme.CA) -> None:
+        """Sign and serve the CRL of ``ca_name`` (valid from a minute ago for a day)."""
+        key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+        issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder().issuer_name(issuer.subject)
+            .last_update(now - datetime.timedelta(minutes=1)).next_update(now + datetime.timedelta(days=1))
+            .add_extension(x509.CRLNumber(1), False)
+        )
+        for serial in self._revoked.get(ca_name, []):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+        crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        self._bodies[ca_name] = crl.public_bytes(serialization.Encoding.DER)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+        self._server.server_close()
 
 
 def _write(material: Material, directory: Path, context: Context) -> None:
@@ -190,3 +308,5 @@ def _write(material: Material, directory: Path, context: Context) -> None:
     context.set(f"pki.{material.name}.key_pem", material.key_pem)
     context.set(f"pki.{material.name}.subject", cert.subject.rfc4514_string())
     context.set(f"pki.{material.name}.sha256", hashlib.sha256(der).hexdigest())
+    context.set(f"pki.{material.name}.der_base64", base64.b64encode(der).decode("ascii"))
+    context.set(f"pki.{material.name}.pem_urlencoded", urllib.parse.quote(material.cert_pem, safe=""))

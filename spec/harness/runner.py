@@ -45,7 +45,7 @@ from spec.harness.expect import check_expect
 from spec.harness.gateway import STOP_TIMEOUT, Gateway, GatewayError
 from spec.harness.loader import Scenario
 from spec.harness.outcome import Outcome
-from spec.harness.pki import PkiError, generate_pki
+from spec.harness.pki import CrlServer, PkiError, generate_pki
 from spec.harness.placeholders import Context, PlaceholderError
 from spec.harness.upstreams import Upstream, start_upstreams
 
@@ -128,6 +128,7 @@ class _Run:
         self.context = Context({"dir": str(directory), "prefix": str(directory / "prefix")})
         self.gateway: Gateway | None = None
         self.upstreams: dict[str, Upstream] = {}
+        self.crl_server: CrlServer | None = None
         self.details: list[str] = []
         self.deadline = time.monotonic() + float(self.data.get("timeout", DEFAULT_SCENARIO_TIMEOUT))
 
@@ -163,7 +164,9 @@ class _Run:
     def _prepare(self) -> None:
         (self.directory / "prefix").mkdir()
         self._make_files()
-        pki = generate_pki(self.data.get("pki", {}), self.directory / "pki", self.context)
+        if any(entry.get("crl") for entry in self.data.get("pki", {}).values()):
+            self.crl_server = CrlServer()
+        pki = generate_pki(self.data.get("pki", {}), self.directory / "pki", self.context, self.crl_server)
         self.upstreams = {u.name: u for u in start_upstreams(
             self.data.get("upstreams", {}), pki, str(self.directory), self.context)}
         settings = dict(BASE_SETTINGS, prefix=str(self.directory / "prefix"))
@@ -290,6 +293,8 @@ class _Run:
                                     f"(-9: it was killed after {STOP_TIMEOUT:g}s)")
         for upstream in self.upstreams.values():
             upstream.stop()
+        if self.crl_server is not None:
+            self.crl_server.stop()
 
 
 def _shell(command: list[str]) -> str:

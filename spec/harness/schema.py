@@ -242,6 +242,9 @@ PKI_ENTRY = Table({
     "key": _k(_one_of("ecdsa", "rsa"), "key type (default ecdsa)"),
     "not_before_days": _k(_is_int, "leaf validity start, days from now (may be negative)"),
     "not_after_days": _k(_is_int, "leaf validity end, days from now (negative: expired)"),
+    "self_signed": _k(_is_bool, "a leaf without issuer: a self-signed end-entity certificate"),
+    "crl": _k(_is_bool, "a CA: serve its CRL over HTTP; the leaves it issues name it as CRL distribution point"),
+    "revoked": _k(_is_bool, "a leaf of a `crl` CA: listed on that CRL"),
 })
 
 UPSTREAM = Table({

@@ -24,6 +24,7 @@ import trio
 
 from trio_gw.net.proxy import ConnectionInfo
 from trio_gw.tls.handshake_errors import classify_handshake_failure
+from trio_gw.tls.resumed_chain import IntermediateCache
 
 log = logging.getLogger("trio_gw.net")
 _ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
@@ -57,9 +58,12 @@ class Listener:
         handshake_timeout: float,
         limiter: trio.CapacityLimiter,
         observe: HandshakeObserver = _ignore,
+        chains: IntermediateCache | None = None,
     ) -> None:
         self.socket_listener = socket_listener
         self.observe = observe
+        #: Client-certificate intermediates for resumed sessions (shared by listeners that share tickets).
+        self.chains = chains if chains is not None else IntermediateCache()
         self.name = name
         self.handler = handler
         self.tls = tls
@@ -93,7 +97,7 @@ class Listener:
                 if tls_stream is None:
                     self.observe(self.name, failure, None)
                     return
-                _record_tls_facts(tls_stream, info)
+                _record_tls_facts(tls_stream, info, self.chains)
                 self.observe(self.name, None, info.tls_version)
                 stream = tls_stream
             await self.handler(stream, info)
@@ -131,7 +135,9 @@ async def handshake(
     return None, reason
 
 
-def _record_tls_facts(stream: trio.SSLStream[trio.SocketStream], info: ConnectionInfo) -> None:
+def _record_tls_facts(
+    stream: trio.SSLStream[trio.SocketStream], info: ConnectionInfo, chains: IntermediateCache
+) -> None:
     info.tls = True
     info.tls_version = stream.version()
     cipher = stream.cipher()
@@ -141,10 +147,17 @@ def _record_tls_facts(stream: trio.SSLStream[trio.SocketStream], info: Connectio
     info.sni = getattr(sslobj, "trio_gw_sni", None)
     info.peer_certificate_der = stream.getpeercert(binary_form=True)
     if info.peer_certificate_der is not None:
-        # Python 3.11 has no public chain API (3.13 does); empty on resumed sessions.
-        # The plugins verify the chain themselves, so pass what the client sent.
+        # Python 3.11 has no public chain API (3.13 does).  The plugins verify the
+        # chain themselves, so pass what the client sent.  A resumed session has no
+        # chain: give back the intermediates verified handshakes showed above this
+        # leaf, else a route trusting only the root refuses it (tls/resumed_chain.py).
+        if sslobj.session_reused:
+            info.peer_chain_der = chains.chain_for(info.peer_certificate_der)
+            return
         chain = sslobj._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
         info.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain[1:])
+        verified = sslobj._sslobj.get_verified_chain() or []  # type: ignore[attr-defined]
+        chains.remember([c.public_bytes(_ENCODING_DER) for c in verified[1:]])
 
 
 async def open_listener(
@@ -157,6 +170,7 @@ async def open_listener(
     handshake_timeout: float,
     limiter: trio.CapacityLimiter,
     observe: HandshakeObserver = _ignore,
+    chains: IntermediateCache | None = None,
     reuseport: bool = False,
     backlog: int = 16384,
 ) -> Listener:
@@ -181,4 +195,5 @@ async def open_listener(
         handshake_timeout=handshake_timeout,
         limiter=limiter,
         observe=observe,
+        chains=chains,
     )

@@ -23,7 +23,10 @@ It authenticates nobody (no consumer, no headers): combine it with an auth
 plugin (``key-auth``, ``mtls-auth``) as Tyk combines the allowlist with any
 authentication method.
 
-Refusals: no certificate → 401 ``no_cert``; a listed leaf or a CA-issued
+Refusals: a Host header naming another host than the TLS server name → 421
+``sni_host_mismatch`` (as ``mtls-auth``: a route needing a client certificate
+is not reached through a connection coalesced for another host); no
+certificate → 401 ``no_cert``; a listed leaf or a CA-issued
 certificate that is expired → 401 ``expired`` (``not_yet_valid``); anything
 else → 403 ``not_allowed``.
 """
@@ -46,6 +49,7 @@ from trio_gw.model.values import InvalidValue, check_uuid
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates, parse_der
 from trio_gw.plugins.base import ALLOW, Decision, Deny, PluginSpec, PrepareEnv, RequestContext, register
+from trio_gw.plugins.mtls_auth import sni_host_mismatch
 from trio_gw.tls.client_auth import ClientCertReason, ClientCertRejected, verify_client_certificate
 from trio_gw.tls.client_policy import ClientCertPolicy
 
@@ -119,6 +123,9 @@ def prepare(config: Mapping[str, Any], env: PrepareEnv) -> Allowlist:
 
 def decide(allowlist: Allowlist, request: RequestContext) -> Decision:
     """Admit a listed certificate or one issued by a listed CA."""
+    mismatch = sni_host_mismatch(request)
+    if mismatch is not None:
+        return mismatch
     leaf = request.peer_certificate_der
     if not leaf:
         return Deny(401, "No required TLS certificate was sent", "no_cert")

@@ -41,6 +41,7 @@ from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.settings import Settings
+from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.runtime.status import StatusServer
 from trio_gw.snapshot import Snapshot, build_snapshot
 
@@ -328,11 +329,12 @@ class Gateway:
     async def _bind(self) -> None:
         s = self.settings
         limiter = trio.CapacityLimiter(s.max_connections)
+        chains = IntermediateCache()  # one for every proxy listener: they share the snapshot's tickets
         for addr in s.proxy_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"proxy {addr}", handler=self.proxy.serve_connection,
                 tls=self.server_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout,
-                limiter=limiter, reuseport=addr.reuseport, observe=self.metrics.record_handshake,
+                limiter=limiter, reuseport=addr.reuseport, observe=self.metrics.record_handshake, chains=chains,
             )
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]

@@ -39,6 +39,16 @@ def test_allowlist_by_fingerprint_and_by_ca(pki: Pki) -> None:
     assert run(entities, request(expired)).reason == "expired"  # type: ignore[union-attr]
 
 
+def test_allowlist_refuses_a_host_other_than_the_sni(pki: Pki) -> None:
+    """Regression: a route needing a client certificate answers 421 when Host and SNI disagree
+    (DESIGN.md secure defaults); mtls-allowlist did not check it, only mtls-auth did."""
+    entities = load(document(pki, plugins=[allowlist(f"sha256:{fp(pki.self_signed)}")]))
+    refused = run(entities, request(pki.self_signed, host="other.example"))
+    assert isinstance(refused, Deny) and (refused.status, refused.reason) == (421, "sni_host_mismatch")
+    assert isinstance(run(entities, request(pki.self_signed, host="api.example")), Allow)
+    assert isinstance(run(entities, request(pki.self_signed, sni=None, host="other.example")), Allow)
+
+
 def test_allowlist_unknown_id_is_refused(pki: Pki) -> None:
     entities = load(document(pki, plugins=[allowlist("5c7d6b8e-8f2c-4a5e-9a4b-2f9f6a8d3c11")]))
     with pytest.raises(ConfigError, match=r"certificates\[0\]"):
