@@ -565,3 +565,18 @@ async def test_resumed_session_keeps_the_intermediate_of_the_client_chain(
     assert reused is True
     assert status == 200, body
     assert json.loads(body)["headers"]["x-consumer-username"] == "alice.example"
+
+
+async def test_revoked_by_crl_attached_to_the_ca_certificate(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A CRL uploaded with the CA certificate applies from the very first request (nothing to fetch)."""
+    root = pki.make_ca()
+    alice = pki.issue(root, "alice.example", common_name="alice.example")
+    mallory = pki.issue(root, "mallory.example", common_name="alice.example")
+    declarative = mtls_config(upstream, root, plugin={"revocation_check_mode": "STRICT"})
+    declarative["ca_certificates"][0]["crls"] = [pki.crl_pem(root, [mallory])]
+    gw = await gateway(start_gateway, server_pair, declarative)
+    port = port_of(gw, ssl=True)
+    denied(await get(port, tls_client(ca, tmp_path, mallory, "mallory")), 401, "revoked")
+    assert (await get(port, tls_client(ca, tmp_path, alice, "alice"))).status == 200

@@ -63,7 +63,7 @@ RESPONSE_FIELDS: Final[dict[str, dict[str, Any]]] = {
         "service": _FOREIGN, "route": _FOREIGN, "consumer": _FOREIGN,
     },
     "certificates": {"cert": _S, "cert_alt": _null(_S), "has_key_alt": _B, "snis": _STRS, **_FACTS},
-    "ca_certificates": {"cert": _S, "cert_digest": _S, **_FACTS},
+    "ca_certificates": {"cert": _S, "cert_digest": _S, "crls": {"type": "array", "items": _S}, **_FACTS},
     "snis": {"name": _S, "certificate": _ref("ForeignKey")},
 }  # fmt: skip
 _REFERENCE: Final = {"anyOf": [_S, {"type": "object", "additionalProperties": _S}, {"type": "null"}]}
@@ -95,7 +95,7 @@ REQUEST_FIELDS: Final[dict[str, dict[str, Any]]] = {
         "key_alt": _null({"type": "string", "writeOnly": True}),
         "snis": _null({"type": "array", "items": {"anyOf": [_S, {"type": "object"}]}}),
     },
-    "ca_certificates": {"cert": _S, "cert_digest": _null(_S)},
+    "ca_certificates": {"cert": _S, "cert_digest": _null(_S), "crls": _null({"type": "array", "items": _S})},
     "snis": {"name": _S, "certificate": _REFERENCE},
 }  # fmt: skip
 _LIST_PARAMETERS: Final = [

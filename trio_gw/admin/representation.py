@@ -97,7 +97,8 @@ def present(kind: str, entity: Any, entities: Entities, *, now: int) -> dict[str
         out["snis"] = sorted(s.name for s in entities.snis.values() if s.certificate == entity.id)
         return {**out, **certificate_facts(entity.cert, now)}
     if isinstance(entity, CACertificate):
-        return {**_common(entity), "cert": entity.cert, "cert_digest": entity.cert_digest, **certificate_facts(entity.cert, now)}
+        return {**_common(entity), "cert": entity.cert, "cert_digest": entity.cert_digest, "crls": list(entity.crls),
+                **certificate_facts(entity.cert, now)}
     return {**_common(entity), **_plain(entity)}
 
 
@@ -173,7 +174,7 @@ def editable_fields(entity: Any) -> dict[str, Any]:
         pem = {"cert": entity.cert, "key": entity.key, "cert_alt": entity.cert_alt, "key_alt": entity.key_alt}
         return {**pem, "tags": list(entity.tags)}
     if isinstance(entity, CACertificate):
-        return {"cert": entity.cert, "tags": list(entity.tags)}
+        return {"cert": entity.cert, "crls": list(entity.crls), "tags": list(entity.tags)}
     out = _plain(entity)
     out["tags"] = list(entity.tags)
     for key in ("service", "route", "consumer", "certificate", "client_certificate"):

@@ -221,7 +221,7 @@ def _read_certificate(kind: str, raw: Mapping[str, Any], ctx: Context) -> tuple[
     is_ca = kind == "ca_certificates"
     f.check_keys(CA_CERTIFICATE_FIELDS if is_ca else CERTIFICATE_FIELDS)
     fields: dict[str, Any] = {"id": f.identity(), "tags": f.tags(), **f.timestamps()}
-    pem_keys = ("cert", "cert_digest") if is_ca else ("cert", "key", "cert_alt", "key_alt")
+    pem_keys = ("cert", "cert_digest", "crls") if is_ca else ("cert", "key", "cert_alt", "key_alt")
     pem = {k: raw[k] for k in pem_keys if k in raw}
     try:
         parse = parse_ca_certificate_entity if is_ca else parse_certificate_entity

@@ -53,7 +53,7 @@ CERTIFICATE_FIELDS: Final = frozenset(
 )
 #: Fields a CA Certificate may carry (``id`` and timestamps left to the caller).
 CA_CERTIFICATE_FIELDS: Final = frozenset(
-    {"cert", "cert_digest", "tags", "id", "created_at", "updated_at"}
+    {"cert", "cert_digest", "crls", "tags", "id", "created_at", "updated_at"}
 )
 #: Days before expiry from which :func:`certificate_warnings` warns (Let's
 #: Encrypt renews at 30 days left; certbot's default is the same).
@@ -143,9 +143,48 @@ def parse_ca_certificate_entity(raw: Mapping[str, Any], *, now: int, id: str) ->
             problems.append(
                 Problem("cert_digest", f"does not match the certificate (its digest is {digest})")
             )
+    crls = _crls(raw.get("crls"), cert, problems)
     if problems or cert is None or digest is None:
         raise ConfigError(problems or [Problem("cert", "required")])
-    return CACertificate(id=id, cert=_chain_pem([cert]), cert_digest=digest, tags=tags)
+    return CACertificate(id=id, cert=_chain_pem([cert]), cert_digest=digest, crls=crls, tags=tags)
+
+
+#: CRLs attached to one CA certificate (each may be large; the Admin API bounds bodies too).
+MAX_ATTACHED_CRLS = 16
+
+
+def _crls(value: Any, ca: x509.Certificate | None, problems: list[Problem]) -> tuple[str, ...]:
+    """Attached CRLs: PEM texts, each issued and signed by this CA (so a wrong file is caught at upload)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_ATTACHED_CRLS:
+        problems.append(Problem("crls", f"expected a list of at most {MAX_ATTACHED_CRLS} PEM CRLs"))
+        return ()
+    out = []
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            problems.append(Problem(f"crls[{i}]", "expected a PEM CRL (text)"))
+            continue
+        try:
+            crl = x509.load_pem_x509_crl(text.strip().encode())
+        except ValueError:
+            problems.append(Problem(f"crls[{i}]", "not a PEM CRL (-----BEGIN X509 CRL-----)"))
+            continue
+        if ca is not None:
+            if crl.issuer != ca.subject:
+                problems.append(Problem(f"crls[{i}]", "was not issued by this CA (issuer name differs)"))
+                continue
+            try:
+                valid = crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                problems.append(Problem(f"crls[{i}]", "its signature does not verify with this CA's key"))
+                continue
+        out.append(crl.public_bytes(serialization.Encoding.PEM).decode())
+    return tuple(out)
 
 
 def redact_certificate(certificate: Certificate) -> dict[str, Any]:

@@ -275,7 +275,7 @@ class _Loader:
         fields = Fields(raw, path, self.ctx)
         fields.check_keys(CA_CERTIFICATE_FIELDS)
         common = {"id": fields.identity(), "tags": fields.tags(), **fields.timestamps()}
-        pem = {k: raw[k] for k in ("cert", "cert_digest") if k in raw}
+        pem = {k: raw[k] for k in ("cert", "cert_digest", "crls") if k in raw}
         try:
             entity = parse_ca_certificate_entity(pem, now=self.ctx.now, id="")
         except ConfigError as exc:

@@ -131,7 +131,7 @@ def _sni(sni: SNI, *, nested: bool = False) -> dict[str, Any]:
 
 
 def _ca_certificate(ca: CACertificate) -> dict[str, Any]:
-    return _set(_common(ca), cert=ca.cert, cert_digest=ca.cert_digest or None)
+    return _set(_common(ca), cert=ca.cert, cert_digest=ca.cert_digest or None, crls=list(ca.crls) or None)
 
 
 def _consumer(consumer: Consumer, entities: Entities) -> dict[str, Any]:

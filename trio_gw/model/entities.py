@@ -50,6 +50,8 @@ class CACertificate:
     id: str
     cert: str
     cert_digest: str = ""
+    #: CRLs issued by this CA (PEM), used by revocation checks before any is fetched.
+    crls: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     created_at: int = 0
     updated_at: int = 0

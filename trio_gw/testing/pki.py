@@ -335,3 +335,27 @@ def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
     if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey):
         return hashes.SHA256()
     return None  # Ed25519, Ed448 and ML-DSA sign without a separate hash
+
+
+def crl_pem(signer: Issued, revoked: Sequence[Issued] = (), *, now: int | None = None, days: int = 7) -> str:
+    """A PEM CRL signed by ``signer`` listing ``revoked`` (valid from a day before ``now`` for ``days``)."""
+    import time as _time
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives import serialization as _serialization
+
+    moment = datetime.fromtimestamp(now if now is not None else _time.time(), tz=timezone.utc)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(signer.cert.subject)
+        .last_update(moment - timedelta(days=1))
+        .next_update(moment + timedelta(days=days))
+    )
+    for leaf in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(leaf.cert.serial_number)
+            .revocation_date(moment - timedelta(days=1)).build()
+        )
+    crl = builder.sign(signer.key, _hashes.SHA256())
+    return crl.public_bytes(_serialization.Encoding.PEM).decode()

@@ -381,3 +381,19 @@ def test_ca_missing_cert() -> None:
 def test_normalised_key_parses_back(pair: tuple[Issued, Issued]) -> None:
     entity = parse_certificate_entity(_entity(pair[1]), now=NOW, id="c1")
     assert parse_private_key(entity.key).private_numbers() == pair[1].key.private_numbers()  # type: ignore[union-attr]
+
+
+def test_ca_certificate_with_attached_crls() -> None:
+    from trio_gw.testing.pki import crl_pem, issue, make_ca
+
+    ca, other = make_ca(), make_ca(common_name="another CA")
+    leaf = issue(ca, "client.example")
+    good = crl_pem(ca, [leaf])
+    entity = parse_ca_certificate_entity({"cert": ca.cert_pem(), "crls": [good]}, now=NOW, id="ca")
+    assert len(entity.crls) == 1 and "BEGIN X509 CRL" in entity.crls[0]
+    with pytest.raises(ConfigError) as info:
+        parse_ca_certificate_entity({"cert": ca.cert_pem(), "crls": [crl_pem(other), "garbage"]}, now=NOW, id="ca")
+    assert [str(p) for p in info.value.problems] == [
+        "crls[0]: was not issued by this CA (issuer name differs)",
+        "crls[1]: not a PEM CRL (-----BEGIN X509 CRL-----)",
+    ]
