@@ -31,6 +31,7 @@ from typing import Final
 
 from cryptography import x509
 
+from trio_gw.model.entities import Entities
 from trio_gw.pki.info import unix_seconds
 from trio_gw.tls.revocation import parse_crl
 
@@ -92,3 +93,24 @@ class CrlCache:
         """Forget that ``url`` is wanted after a failed fetch (asked again on the next miss)."""
         self._wanted.pop(url, None)
 
+
+
+#: Plugins whose config carries Kong's ``cert_cache_ttl`` / ``http_timeout`` (milliseconds).
+CRL_PLUGINS = frozenset({"mtls-auth", "header-cert-auth"})
+#: Kong's ``http_timeout`` default (30000 ms).
+DEFAULT_CRL_HTTP_TIMEOUT = 30.0
+
+
+def crl_fetch_settings(entities: Entities) -> tuple[float, float]:
+    """``(ttl, timeout)`` in seconds for the node's one CRL cache and fetcher.
+
+    The node keeps one cache for every route, so the strictest configuration
+    wins: the smallest ``cert_cache_ttl`` and the smallest ``http_timeout`` of
+    the enabled plugins that check revocation; Kong's defaults otherwise.
+    """
+    ttls, timeouts = [], []
+    for plugin in entities.plugins.values():
+        if plugin.enabled and plugin.name in CRL_PLUGINS:
+            ttls.append(float(plugin.config.get("cert_cache_ttl", DEFAULT_CRL_TTL * 1000)) / 1000)
+            timeouts.append(float(plugin.config.get("http_timeout", DEFAULT_CRL_HTTP_TIMEOUT * 1000)) / 1000)
+    return (min(ttls) if ttls else DEFAULT_CRL_TTL, min(timeouts) if timeouts else DEFAULT_CRL_HTTP_TIMEOUT)

@@ -26,7 +26,7 @@ from trio_gw.model.declarative import load_declarative_text
 from trio_gw.model.entities import Certificate, Entities
 from trio_gw.net.http_fetch import FetchError, fetch
 from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
-from trio_gw.plugins.crl_cache import CrlCache
+from trio_gw.plugins.crl_cache import CrlCache, crl_fetch_settings
 from trio_gw.pki.keys import key_type
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.net.server import Listener, open_listener
@@ -185,6 +185,7 @@ class Gateway:
         self.metrics = Metrics()
         self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self._record)
         self.crl_cache = CrlCache()
+        self.crl_fetch_timeout = CRL_FETCH_TIMEOUT
         self.proxy.crl_source = self.crl_cache
         self._snapshot: Snapshot | None = None
         self.store: Store | None = None
@@ -235,6 +236,7 @@ class Gateway:
         self.server_tls.activate()
         self.upstream_tls.activate()
         self._snapshot = snapshot
+        self.crl_cache.ttl, self.crl_fetch_timeout = crl_fetch_settings(snapshot.entities)
         self.metrics.observe_snapshot(snapshot)
         for warning in snapshot.warnings:
             log.warning("%s", warning)
@@ -281,7 +283,7 @@ class Gateway:
             await trio.sleep(CRL_FETCH_INTERVAL)
             for url in self.crl_cache.wanted():
                 try:
-                    body = await fetch(url, timeout=CRL_FETCH_TIMEOUT)
+                    body = await fetch(url, timeout=self.crl_fetch_timeout)
                 except FetchError as exc:
                     log.warning("CRL %s could not be fetched: %s", url, exc)
                     self.crl_cache.failed(url)

@@ -221,3 +221,17 @@ def test_credential_problems_have_paths(pki: Pki, cred: dict[str, Any], where: s
 def test_ssl_plugin_still_works(pki: Pki) -> None:
     entities = load(document(pki, plugins=[{"name": "ssl", "config": {"only_https": True}}]))
     assert run(entities, request(tls=False, sni=None)).reason == "https_required"  # type: ignore[union-attr]
+
+
+def test_crl_fetch_settings_take_the_strictest_plugin() -> None:
+    from trio_gw.model.entities import Entities, Plugin
+    from trio_gw.plugins.crl_cache import crl_fetch_settings
+
+    assert crl_fetch_settings(Entities()) == (60.0, 30.0)  # Kong's defaults
+    plugins = {
+        "a": Plugin(id="a", name="mtls-auth", config={"cert_cache_ttl": 120000, "http_timeout": 5000}),
+        "b": Plugin(id="b", name="header-cert-auth", config={"cert_cache_ttl": 30000, "http_timeout": 9000}),
+        "c": Plugin(id="c", name="mtls-auth", config={"cert_cache_ttl": 1000}, enabled=False),
+        "d": Plugin(id="d", name="ssl", config={}),
+    }
+    assert crl_fetch_settings(Entities(plugins=plugins)) == (30.0, 5.0)
