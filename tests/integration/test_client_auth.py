@@ -580,3 +580,19 @@ async def test_revoked_by_crl_attached_to_the_ca_certificate(
     port = port_of(gw, ssl=True)
     denied(await get(port, tls_client(ca, tmp_path, mallory, "mallory")), 401, "revoked")
     assert (await get(port, tls_client(ca, tmp_path, alice, "alice"))).status == 200
+
+
+async def test_key_auth_hide_credentials_removes_the_key_from_header_and_query(
+    start_gateway: StartGateway, upstream: Upstream
+) -> None:
+    consumers = [{"username": "alice.example", "keyauth_credentials": [{"key": "alice-key"}]}]
+    config = {"_format_version": "3.0", "consumers": consumers, "services": [{
+        "name": "echo", "url": upstream.url, "routes": [{"name": "k", "paths": ["/"], "plugins": [
+            {"name": "key-auth", "config": {"hide_credentials": True}}]}]}]}
+    gw = await start_gateway(config)
+    client = await Client.connect(port_of(gw))
+    seen = (await client.request("GET", "/anything?apikey=alice-key&page=2")).json()
+    assert seen["query"] == "page=2"
+    seen = (await client.request("GET", "/anything", headers=[("apikey", "alice-key")])).json()
+    assert "apikey" not in seen["headers"]
+    assert seen["headers"]["x-consumer-username"] == "alice.example"

@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from urllib.parse import parse_qsl, urlencode
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -246,6 +247,8 @@ class ProxyServer:
                 extra = decision.upstream_headers
                 if decision.strip_headers:
                     strip = strip | decision.strip_headers
+                if decision.strip_query and facts.query:
+                    facts = replace(facts, query=without_params(facts.query, decision.strip_query))
             try:
                 return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex, extra, strip)
             except UpstreamFailure as exc:
@@ -497,6 +500,11 @@ class ProxyServer:
         if discard and conn.their_state is not h11.DONE:
             return await _discard_body(stream, conn)
         return True
+
+
+def without_params(query: str, names: frozenset[str]) -> str:
+    """``query`` without the parameters ``names`` (a hidden API key never reaches the upstream)."""
+    return urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in names])
 
 
 def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *, head: bool) -> bytes:

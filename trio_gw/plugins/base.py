@@ -82,6 +82,8 @@ class Allow:
     consumer: Consumer | None = None
     strip_headers: frozenset[bytes] = frozenset()
     credential: str | None = None
+    #: Query parameters removed before proxying (key-auth ``hide_credentials``).
+    strip_query: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,7 @@ def decide_all(plugins: Sequence[BoundPlugin], request: RequestContext) -> Decis
     """
     headers: list[Header] = []
     strip: set[bytes] = set()
+    strip_query: set[str] = set()
     consumer: Consumer | None = None
     credential: str | None = None
     for bound in plugins:
@@ -283,9 +286,10 @@ def decide_all(plugins: Sequence[BoundPlugin], request: RequestContext) -> Decis
             return decision
         headers.extend(decision.upstream_headers)
         strip |= decision.strip_headers
+        strip_query |= decision.strip_query
         if decision.consumer is not None:
             consumer, credential = decision.consumer, decision.credential
-    return Allow(tuple(headers), consumer, frozenset(strip), credential)
+    return Allow(tuple(headers), consumer, frozenset(strip), credential, frozenset(strip_query))
 
 
 def routes_with_plugin(entities: Entities, name: str) -> list[tuple[Route, Plugin]]:

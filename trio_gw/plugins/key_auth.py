@@ -144,7 +144,8 @@ def decide(plugin: KeyAuth, request: RequestContext) -> Decision:
     consumer = plugin.consumers.get(cred.consumer)
     if config.get("require_subscription") and not _subscribed(plugin, cred.consumer, request.now):
         return Deny(403, "no active subscription to this API", "no_subscription")
-    return Allow(consumer_headers(consumer, credential=cred.id), consumer, strip, cred.id)
+    hidden = frozenset(names) if config["hide_credentials"] else frozenset()
+    return Allow(consumer_headers(consumer, credential=cred.id), consumer, strip, cred.id, strip_query=hidden)
 
 
 def _find_key(plugin: KeyAuth, names: list[str], request: RequestContext) -> str | None:
