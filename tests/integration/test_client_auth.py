@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import socket
+import shutil
 import ssl
 import time
 import urllib.parse
@@ -596,3 +597,22 @@ async def test_key_auth_hide_credentials_removes_the_key_from_header_and_query(
     seen = (await client.request("GET", "/anything", headers=[("apikey", "alice-key")])).json()
     assert "apikey" not in seen["headers"]
     assert seen["headers"]["x-consumer-username"] == "alice.example"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+@pytest.mark.parametrize("send_ca_dn", [False, True])
+async def test_send_ca_dn_announces_the_plugin_cas(
+    start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], ca_pem: Path, send_ca_dn: bool
+) -> None:
+    root = pki.make_ca(common_name="Announced Client Root")
+    gw = await gateway(start_gateway, server_pair, mtls_config(upstream, root, plugin={"send_ca_dn": send_ca_dn}))
+    result = await trio.run_process(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port_of(gw, ssl=True)}", "-servername", "localhost",
+         "-CAfile", str(ca_pem)],
+        stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
+    )
+    out = result.stdout.decode()
+    if send_ca_dn:
+        assert "Acceptable client certificate CA names" in out and "CN = Announced Client Root" in out, out
+    else:
+        assert "No client certificate CA names sent" in out, out

@@ -41,6 +41,13 @@ class _Lib:
         self.ssl.SSL_CTX_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
         self.ssl.SSL_CTX_get_verify_depth.restype = ctypes.c_int
         self.ssl.SSL_CTX_get_verify_depth.argtypes = [ctypes.c_void_p]
+        self.crypto = ctypes.CDLL("libcrypto.so.3")
+        self.crypto.d2i_X509.restype = ctypes.c_void_p
+        self.crypto.d2i_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_long]
+        self.crypto.X509_free.restype = None
+        self.crypto.X509_free.argtypes = [ctypes.c_void_p]
+        self.ssl.SSL_CTX_add_client_CA.restype = ctypes.c_int
+        self.ssl.SSL_CTX_add_client_CA.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self.ssl.SSL_CTX_set_timeout.restype = ctypes.c_long
         self.ssl.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
         self.ssl.SSL_CTX_get_timeout.restype = ctypes.c_long
@@ -113,3 +120,22 @@ def set_session_timeout(ctx: ssl.SSLContext, seconds: int) -> None:
 
 def get_session_timeout(ctx: ssl.SSLContext) -> int:
     return int(_require().ssl.SSL_CTX_get_timeout(_ctx_ptr(ctx)))
+
+
+def add_client_ca(ctx: ssl.SSLContext, der: bytes) -> None:
+    """``SSL_CTX_add_client_CA``: announce this CA's name in CertificateRequests (notes §3).
+
+    Raises:
+        ShimUnavailable: the layout check failed.
+        ConfigError: OpenSSL could not parse or add the certificate.
+    """
+    lib = _require()
+    buf = ctypes.c_char_p(der)
+    x509 = lib.crypto.d2i_X509(None, ctypes.byref(buf), len(der))
+    if not x509:
+        raise ConfigError("OpenSSL could not parse a CA certificate to announce")
+    try:
+        if lib.ssl.SSL_CTX_add_client_CA(_ctx_ptr(ctx), x509) != 1:
+            raise ConfigError("OpenSSL refused to announce a CA certificate")
+    finally:
+        lib.crypto.X509_free(x509)  # SSL_CTX_add_client_CA copies the name

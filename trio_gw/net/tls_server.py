@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from trio_gw.errors import CertificateError
 from trio_gw.model.entities import Certificate
 from trio_gw.net.contexts import load_pem_pair, new_server_context
+from trio_gw.net.openssl_shim import add_client_ca
 from trio_gw.tls.sni import select_certificate
 
 if TYPE_CHECKING:
@@ -98,8 +99,11 @@ class ServerTls:
         ctx = new_server_context(snapshot.downstream_tls)
         auth = snapshot.client_auth
         if auth.request_certificate and auth.anchors_pem:
-            # The swapped (per-certificate) context supplies the trust store (notes §1).
+            # The swapped (per-certificate) context supplies the trust store and the
+            # announced CA names (notes §1, §3).
             ctx.load_verify_locations(cadata=auth.anchors_pem)
+            for pem in auth.announce_pem:
+                add_client_ca(ctx, ssl.PEM_cert_to_DER_cert(pem))
         return ctx
 
     def context_for(self, cert: Certificate, snapshot: Snapshot) -> ssl.SSLContext:

@@ -6,8 +6,8 @@ Configuration (Kong's names and defaults; see :mod:`trio_gw.plugins.client_cert`
 (``CN`` | ``DN``), ``default_consumer``, ``anonymous``, ``allow_partial_chain``
 (false), ``revocation_check_mode`` (``SKIP`` | ``IGNORE_CA_ERROR`` (default) |
 ``STRICT``), ``cert_cache_ttl`` (60000 ms: how long a fetched CRL is used),
-``http_timeout`` (30000 ms: CRL fetches), ``send_ca_dn`` (accepted; CA names
-are announced per listener).  trio-gw adds ``forward_client_cert`` (``none`` |
+``http_timeout`` (30000 ms: CRL fetches), ``send_ca_dn`` (the plugin's CA
+names are announced in every listener's CertificateRequest).  trio-gw adds ``forward_client_cert`` (``none`` |
 ``rfc9440`` | ``xfcc``) and ``require_subscription`` (Gravitee plans).
 
 ``ca_certificates`` may be empty when every client is registered by its

@@ -53,12 +53,15 @@ def client_cert_requirements(entities: Entities) -> ListenerClientAuth:
     wanted = [p for p in plugins if p.name in CLIENT_CERT_PLUGINS]
     partial = any(p.config.get("allow_partial_chain") for p in wanted)
     pems: list[str] = []
+    announce: list[str] = []
     for p in wanted:
         ids = p.config.get("ca_certificates", ()) if p.name == "mtls-auth" else p.config.get("certificates", ())
         for entry in ids:
             stored = entities.ca_certificates.get(entry) or entities.certificates.get(entry)
             if stored is not None:
                 pems.append(stored.cert)
+                if p.name == "mtls-auth" and p.config.get("send_ca_dn"):
+                    announce.append(stored.cert)
     if any(p.name == "mtls-auth" for p in wanted):
         pems.extend(_credential_pems(entities))
     bound_keys = any(p.name == "key-auth" for p in plugins) and any(
@@ -72,7 +75,7 @@ def client_cert_requirements(entities: Entities) -> ListenerClientAuth:
         partial = partial or not info.is_self_issued
     if not (wanted or bound_keys) or not anchors:
         return NO_CLIENT_AUTH
-    return ListenerClientAuth.build(anchors.values(), partial_chain=partial)
+    return ListenerClientAuth.build(anchors.values(), partial_chain=partial, announce_pem=announce)
 
 
 def _credential_pems(entities: Entities) -> list[str]:

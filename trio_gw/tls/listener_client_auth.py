@@ -33,14 +33,21 @@ class ListenerClientAuth:
     anchors_pem: str = ""
     partial_chain: bool = False
     generation: str = ""
+    #: CA certificates whose names are announced in the CertificateRequest
+    #: (Kong's ``send_ca_dn``; Python's ssl announces none by default).
+    announce_pem: tuple[str, ...] = ()
 
     @classmethod
-    def build(cls, anchors_pem: Iterable[str], *, partial_chain: bool) -> ListenerClientAuth:
+    def build(
+        cls, anchors_pem: Iterable[str], *, partial_chain: bool, announce_pem: Iterable[str] = ()
+    ) -> ListenerClientAuth:
         """Ask for certificates trusted by ``anchors_pem`` (deduplicated, order-independent)."""
         unique = sorted({p.strip() + "\n" for p in anchors_pem if p.strip()})
+        announce = tuple(sorted({p.strip() + "\n" for p in announce_pem if p.strip()}))
         text = "".join(unique)
-        digest = hashlib.sha256(f"{partial_chain}\0{text}".encode()).hexdigest()
-        return cls(request_certificate=True, anchors_pem=text, partial_chain=partial_chain, generation=digest)
+        digest = hashlib.sha256(f"{partial_chain}\0{text}\0{''.join(announce)}".encode()).hexdigest()
+        return cls(request_certificate=True, anchors_pem=text, partial_chain=partial_chain, generation=digest,
+                   announce_pem=announce)
 
 
 #: No route needs a client certificate: the handshake asks for none.
