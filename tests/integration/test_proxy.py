@@ -233,3 +233,13 @@ async def test_graceful_shutdown_finishes_in_flight_request(start_gateway: Start
         gw.proxy.draining = True  # what SIGTERM does first; the request in flight must still complete
     assert replies[0].status == 200
     assert replies[0].headers.get("connection") != "keep-alive"
+
+
+async def test_status_reports_configuration_and_database(start_gateway: StartGateway, upstream: Upstream) -> None:
+    gw = await start_gateway(service(upstream))
+    reply = await (await Client.connect(port_of(gw, kind="status"))).request("GET", "/status")
+    status = reply.json()
+    assert reply.status == 200
+    assert status["configuration_hash"] == gw.snapshot_now().config_hash
+    assert status["database"]["kind"] == "off"
+    assert status["snapshot_age_seconds"] >= 0

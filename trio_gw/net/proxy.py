@@ -34,7 +34,7 @@ import trio
 
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.guards import check_request_head
-from trio_gw.http.headers import downstream_response_headers, upstream_request_headers
+from trio_gw.http.headers import TrustedNetworks, downstream_response_headers, upstream_request_headers
 from trio_gw.http.responses import error_response
 from trio_gw.http.facts import RequestFacts
 from trio_gw.http.routing import RouteMatch, https_redirect, select_route
@@ -66,6 +66,15 @@ class ConnectionInfo:
     peer_certificate_der: bytes | None = None
     #: The certificates the client sent after its leaf; empty on a resumed session (the leaf survives).
     peer_chain_der: tuple[bytes, ...] = ()
+    #: Whether ``client_ip`` is in ``trusted_ips``, worked out once per connection (and again
+    #: only if a reload brought new networks): ``_trusted_in`` is the networks it was checked against.
+    _trusted: bool = False
+    _trusted_in: object = None
+
+    def is_trusted(self, networks: TrustedNetworks) -> bool:
+        if self._trusted_in is not networks:
+            self._trusted, self._trusted_in = networks.is_trusted(self.client_ip), networks
+        return self._trusted
 
 
 #: Headers never forwarded from a client: ``Expect`` (the gateway answers
@@ -235,7 +244,7 @@ class ProxyServer:
             if plugins:
                 decision = decide_all(plugins, RequestContext(
                     facts=facts, headers=request.headers, client_ip=info.client_ip,
-                    trusted_client=snapshot.trusted.is_trusted(info.client_ip), tls=info.tls,
+                    trusted_client=info.is_trusted(snapshot.trusted), tls=info.tls,
                     tls_version=info.tls_version, sni=info.sni, now=time.time(),
                     peer_certificate_der=info.peer_certificate_der, peer_chain_der=info.peer_chain_der,
                     crl_source=self.crl_source,
@@ -298,7 +307,7 @@ class ProxyServer:
             facts,
             client_ip=info.client_ip,
             server_port=info.server_port,
-            trusted=snapshot.trusted,
+            trusted=info.is_trusted(snapshot.trusted),
             strip=strip,
         )
         headers.extend(extra_headers)
