@@ -28,8 +28,16 @@ It runs, in order, and stops at the first failure with a stable
    and the extension policies of :mod:`trio_gw.tls.client_policy`; a failure
    is classified from the EKU callback's own flag and from cryptography's
    error text (pinned by tests).
-5. **Revocation** (``revoked``) with :mod:`trio_gw.tls.revocation`.
-6. **Allowlist** (``not_allowed``): the leaf's SHA-256 fingerprint, when the
+5. **Name constraints on subject names** (``bad_certificate``): cryptography
+   applies name constraints to subjectAltName entries only; RFC 5280
+   (4.2.1.10) also applies directoryName subtrees to the subject DN and
+   rfc822Name subtrees to its emailAddress attributes.  Both are checked
+   here, with OpenSSL's matching rules, so a name-constrained CA cannot vouch
+   for the subject names consumers are found by.  (OpenSSL's legacy rule
+   applying dNSName subtrees to a host-name-like CN is not followed, as
+   cryptography, Go and x509-limbo do not.)
+6. **Revocation** (``revoked``) with :mod:`trio_gw.tls.revocation`.
+7. **Allowlist** (``not_allowed``): the leaf's SHA-256 fingerprint, when the
    policy restricts them.
 
 The X.509 profile (extension policies relaxed from cryptography's WebPKI
@@ -40,13 +48,15 @@ chain handling live with the policy, in :mod:`trio_gw.tls.client_policy`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, VerificationError
 
 from trio_gw.errors import CertificateError
@@ -187,6 +197,7 @@ def verify_client_certificate(
     leaf, presented = _parse_inputs(leaf_der, chain_der)
     _check_issuer_known(leaf, presented, policy)
     chain = _verify_path(leaf, presented, policy, now)
+    _check_subject_name_constraints(chain)
     checks = _check_revocation(chain, policy, [*policy.crls, *crls], now)
     info = describe_certificate(leaf)
     allowed = policy.allowed_fingerprints
@@ -261,6 +272,110 @@ def _verify_path(
         raise ClientCertRejected(
             ClientCertReason.BAD_CERTIFICATE, type(exc).__name__
         ) from exc
+
+
+def _check_subject_name_constraints(chain: list[x509.Certificate]) -> None:
+    """RFC 5280 name constraints on subject names (cryptography checks SANs).
+
+    Every certificate of the verified chain (leaf first; self-issued
+    intermediates excepted) is checked against the constraints of each
+    certificate above it, the anchor included, as OpenSSL does.  Only
+    CA-signed certificates of at most :data:`MAX_CERT_SIZE` bytes get here,
+    which bounds the names x subtrees work.
+    """
+    for depth, cert in enumerate(chain[:-1]):
+        if depth and cert.subject == cert.issuer:
+            continue
+        for issuer in chain[depth + 1 :]:
+            try:
+                nc = issuer.extensions.get_extension_for_class(x509.NameConstraints)
+            except x509.ExtensionNotFound:
+                continue
+            problem = _subject_violation(cert.subject, nc.value)
+            if problem:
+                raise ClientCertRejected(
+                    ClientCertReason.BAD_CERTIFICATE,
+                    f"subject {problem} violates a CA's name constraints",
+                )
+
+
+def _subject_violation(subject: x509.Name, nc: x509.NameConstraints) -> str | None:
+    if not len(subject):  # RFC 5280: an empty subject is not constrained
+        return None
+    if _violates(nc, x509.DirectoryName, subject, _dn_within):
+        return "DN"
+    # RFC 5280 asks this when there is no SAN; OpenSSL always does, and so do we.
+    for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
+        if _violates(nc, x509.RFC822Name, str(attr.value), _email_within):
+            return "emailAddress"
+    return None
+
+
+_Name = TypeVar("_Name", x509.Name, str)
+
+
+def _violates(
+    nc: x509.NameConstraints,
+    kind: type[x509.GeneralName],
+    name: _Name,
+    within: Callable[[_Name, Any], bool],
+) -> bool:
+    """Outside every permitted subtree of its kind (if any), or inside an excluded one."""
+    permitted = [g.value for g in nc.permitted_subtrees or () if isinstance(g, kind)]
+    excluded = [g.value for g in nc.excluded_subtrees or () if isinstance(g, kind)]
+    try:
+        if permitted and not any(within(name, base) for base in permitted):
+            return True
+        return any(within(name, base) for base in excluded)
+    except ValueError:  # a name OpenSSL cannot match either ("unsupported name syntax")
+        return True
+
+
+_ASCII_UPPER: Final = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+)
+_SPACES: Final = " \t\n\v\f\r"
+_SPACE_RUNS: Final = re.compile(f"[{_SPACES}]+")
+
+
+def _lower(text: str) -> str:
+    return text.translate(_ASCII_UPPER)
+
+
+def _canonical_rdn(
+    rdn: x509.RelativeDistinguishedName,
+) -> frozenset[tuple[x509.ObjectIdentifier, str | bytes]]:
+    """OpenSSL's canonical form: ASCII lowercase, spaces trimmed and collapsed."""
+    return frozenset(
+        (
+            attr.oid,
+            _lower(_SPACE_RUNS.sub(" ", attr.value.strip(_SPACES)))
+            if isinstance(attr.value, str)
+            else attr.value,
+        )
+        for attr in rdn
+    )
+
+
+def _dn_within(name: x509.Name, base: x509.Name) -> bool:
+    """OpenSSL's ``nc_dn``: the subtree's RDNs start the name."""
+    prefix, rdns = base.rdns, name.rdns
+    return len(prefix) <= len(rdns) and all(
+        _canonical_rdn(a) == _canonical_rdn(b) for a, b in zip(prefix, rdns)
+    )
+
+
+def _email_within(email: str, base: str) -> bool:
+    """OpenSSL's ``nc_email``: a mailbox, a host, or ``.domain`` (subdomains)."""
+    local, at, host = email.rpartition("@")
+    if not at:
+        raise ValueError("not a mailbox")
+    if "@" not in base and base.startswith("."):
+        return len(email) > len(base) and _lower(email[-len(base) :]) == _lower(base)
+    base_local, _, base_host = base.rpartition("@")
+    if base_local and base_local != local:  # the local part is case-sensitive
+        return False
+    return _lower(host) == _lower(base_host)
 
 
 def _check_revocation(
