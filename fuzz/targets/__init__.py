@@ -18,6 +18,8 @@ TARGETS: dict[str, str] = {
     "sni-select": "fuzz.targets.sni_select",
     "declarative": "fuzz.targets.declarative_config",
     "tls-policy": "fuzz.targets.tls_policy",
+    "forwarded-cert": "fuzz.targets.forwarded_cert",
+    "cert-upload": "fuzz.targets.cert_upload",
 }
 
 

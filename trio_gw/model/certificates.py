@@ -16,7 +16,11 @@ Decisions:
   certificate before its window opens is how rotation is staged.  It is
   reported by :func:`certificate_warnings` (``config check``, expiry monitor).
 - **Encrypted keys are rejected** here: entities carry no passphrase, and
-  sealing at rest is the store's job, not the key's PEM encryption.
+  sealing at rest is the store's job, not the key's PEM encryption.  The
+  message says how to remove the passphrase (Kong's own recipe does).
+- **Keys below OpenSSL's security level 2 are rejected** (RSA/DSA under 2048
+  bits, curves under 224 bits) with their size: OpenSSL would refuse to serve
+  them anyway (``EE_KEY_TOO_SMALL``), and saying so at upload names the field.
 - A ``cert`` field holding a private key is rejected, because ``cert`` is shown
   back by the Admin API and in logs; the message never contains key material.
 - Stored PEM is normalised: the chain is re-encoded certificate by certificate
@@ -38,9 +42,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from trio_gw.errors import CertificateError, ConfigError, Problem
 from trio_gw.model.entities import CACertificate, Certificate
+from trio_gw.model.fields import field_label
 from trio_gw.pki.info import describe_certificate, fingerprint_sha256, format_timestamp
-from trio_gw.pki.keys import KEY_TYPE_DISPLAY, key_matches_certificate, key_type
+from trio_gw.pki.keys import KEY_TYPE_DISPLAY, key_matches_certificate, key_size, key_type
 from trio_gw.pki.parse import (
+    DECODE_ERRORS,
     has_private_key_block,
     parse_certificates,
     parse_private_key,
@@ -55,6 +61,9 @@ CERTIFICATE_FIELDS: Final = frozenset(
 CA_CERTIFICATE_FIELDS: Final = frozenset(
     {"cert", "cert_digest", "crls", "tags", "id", "created_at", "updated_at"}
 )
+#: Smallest RSA/DSA modulus and EC curve OpenSSL's default security level (2) serves.
+MIN_RSA_BITS: Final = 2048
+MIN_EC_BITS: Final = 224
 #: Days before expiry from which :func:`certificate_warnings` warns (Let's
 #: Encrypt renews at 30 days left; certbot's default is the same).
 DEFAULT_EXPIRY_WARNING_DAYS: Final = 30
@@ -169,7 +178,10 @@ def _crls(value: Any, ca: x509.Certificate | None, problems: list[Problem]) -> t
             continue
         try:
             crl = x509.load_pem_x509_crl(text.strip().encode())
-        except ValueError:
+            for revoked in crl:  # force the lazy parts, as tls.revocation.parse_crl does when it is used
+                _ = revoked.serial_number, revoked.extensions
+            _ = crl.extensions, crl.issuer.rfc4514_string(), crl.next_update_utc
+        except DECODE_ERRORS:  # InvalidVersion is not a ValueError (found by fuzzing)
             problems.append(Problem(f"crls[{i}]", "not a PEM CRL (-----BEGIN X509 CRL-----)"))
             continue
         if ca is not None:
@@ -178,7 +190,7 @@ def _crls(value: Any, ca: x509.Certificate | None, problems: list[Problem]) -> t
                 continue
             try:
                 valid = crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-            except (TypeError, ValueError):
+            except DECODE_ERRORS:
                 valid = False
             if not valid:
                 problems.append(Problem(f"crls[{i}]", "its signature does not verify with this CA's key"))
@@ -263,7 +275,21 @@ def _pair(
     if not key_matches_certificate(key, chain[0]):
         problems.append(Problem(key_field, _mismatch(key, chain, cert_field)))
         return None
+    small = _too_small(key)
+    if small is not None:
+        problems.append(Problem(key_field, small))
+        return None
     return _Pair(chain, key)
+
+
+def _too_small(key: CertificateIssuerPrivateKeyTypes) -> str | None:
+    kind = key_type(key)
+    minimum = {"rsa": MIN_RSA_BITS, "dsa": MIN_RSA_BITS, "ec": MIN_EC_BITS}.get(kind)
+    bits = key_size(key)
+    if minimum is None or bits >= minimum:
+        return None
+    return (f"{KEY_TYPE_DISPLAY.get(kind, kind)} key of {bits} bits is too small: at least {minimum} bits "
+            "(OpenSSL security level 2 refuses it)")
 
 
 def _chain(
@@ -301,7 +327,10 @@ def _key(
     try:
         return parse_private_key(value)
     except CertificateError as exc:
-        problems.append(Problem(field, str(exc)))
+        message = str(exc)
+        if "encrypted" in message:
+            message += ": trio-gw takes no passphrase; remove it (openssl pkey -in KEY -out KEY)"
+        problems.append(Problem(field, message))
         return None
 
 
@@ -342,7 +371,7 @@ def _mismatch(
 
 def _unknown_fields(raw: Mapping[str, Any], allowed: frozenset[str]) -> list[Problem]:
     return [
-        Problem(str(name), "unknown field")
+        Problem(field_label(name), "unknown field")
         for name in sorted(raw, key=str)
         if name not in allowed
     ]

@@ -13,6 +13,7 @@ declarative loader resolves them once every entity has its id.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -82,6 +83,23 @@ def describe(value: object) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
+_FIELD_NAME: Final = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,64}")
+
+
+def field_label(key: object) -> str:
+    """``key`` as an error message may show it: itself when it looks like a field name.
+
+    An unknown key is echoed back in 400 answers and logs.  A body sent with the
+    wrong encoding (``curl -d @key.pem`` form-encodes the whole file into one
+    field *name*) would echo a private key; anything that is not a short field
+    name is described, never shown.
+    """
+    text = str(key)
+    if _FIELD_NAME.fullmatch(text):
+        return text
+    return f"<a field name of {len(text)} characters, not shown>"
+
+
 def unknown_key_message(key: object, allowed: Collection[str]) -> str:
     """Say that ``key`` is unknown, suggesting the closest allowed key.
 
@@ -138,7 +156,7 @@ class Fields:
                 if value is not None and (value != default or type(value) is not type(default)):
                     self.report(key, f"not supported yet (only Kong's default {default!r} is accepted)")
             elif key not in known:
-                self.report(key, unknown_key_message(key, known))
+                self.report(field_label(key), unknown_key_message(key, known))
 
     def integer(self, key: str, low: int, high: int, default: T) -> int | T:
         """Read an integer in ``low..high``; ``default`` when absent or wrong."""

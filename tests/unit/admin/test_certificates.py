@@ -132,6 +132,18 @@ def test_unknown_field_named(admin: Admin, leaf: trustme.LeafCert) -> None:
     assert reply.status == 400 and "snii" in reply.body["fields"]
 
 
+def test_key_sent_with_the_wrong_encoding_is_not_echoed(admin: Admin, leaf: trustme.LeafCert) -> None:
+    # `curl -d @key.pem` form-encodes the whole file into one field *name*; the
+    # unknown-field message must describe it, not repeat it.
+    key_pem = leaf.private_key_pem.bytes()
+    reply = admin.request("POST", "/certificates", raw=key_pem,
+                          content_type="application/x-www-form-urlencoded")
+    assert reply.status == 400
+    assert b"PRIVATE KEY" not in reply.raw and key_pem.split(b"\n")[1][:20] not in reply.raw
+    assert "not shown" in reply.raw.decode()
+    assert admin.get("/certificates").body["data"] == []
+
+
 def test_key_never_returned(admin: Admin, leaf: trustme.LeafCert) -> None:
     cert_id = admin.post("/certificates", pem_pair(leaf)).body["id"]
     for path in ("/certificates", f"/certificates/{cert_id}"):

@@ -24,6 +24,7 @@ from trio_gw.testing.pki import (
     expired_leaf,
     issue,
     make_ca,
+    make_key,
     not_yet_valid_leaf,
     rsa_and_ec_leaves,
 )
@@ -170,8 +171,21 @@ def test_expired_intermediate_is_allowed(root: Issued) -> None:
 def test_encrypted_key(pair: tuple[Issued, Issued]) -> None:
     rsa_leaf, _ = pair
     assert _problems(_entity(rsa_leaf, key=rsa_leaf.key_pem(password=b"pw"))) == {
-        Problem("key", "key is encrypted and no password was given")
+        Problem("key", "key is encrypted and no password was given: trio-gw takes no passphrase; "
+                       "remove it (openssl pkey -in KEY -out KEY)")
     }
+
+
+def test_small_rsa_key_is_refused_with_its_size(root: Issued) -> None:
+    leaf = issue(root, "legacy.example", key=make_key("rsa", rsa_bits=1024))
+    assert _problems(_entity(leaf)) == {
+        Problem("key", "RSA key of 1024 bits is too small: at least 2048 bits (OpenSSL security level 2 refuses it)")
+    }
+
+
+def test_2048_bit_rsa_key_is_accepted(root: Issued) -> None:
+    leaf = issue(root, "modern.example", key=make_key("rsa", rsa_bits=2048))
+    parse_certificate_entity(_entity(leaf), now=NOW, id="c1")
 
 
 @pytest.mark.parametrize(
