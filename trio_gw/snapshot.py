@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trio_gw.errors import ConfigError
@@ -31,7 +31,7 @@ from trio_gw.plugins.base import (
     plugins_by_route,
     routes_with_plugin,
 )
-from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth
+from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth, with_server_verification
 from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
 
@@ -78,6 +78,7 @@ def build_snapshot(
     *,
     default_certificates: Sequence[Certificate] = (),
     extra_certificates: Sequence[Certificate] = (),
+    client_truststore: Sequence[str] = (),
     https_port: int = 443,
     now: float,
 ) -> Snapshot:
@@ -89,6 +90,8 @@ def build_snapshot(
         default_certificates: the ``ssl_cert``/``ssl_cert_key`` pairs, already read.
         extra_certificates: certificates from Tyk's ``ssl_certificates`` files,
             selected by their SAN/CN names like store certificates without SNIs.
+        client_truststore: the ``ssl_client_certificate`` CA certificates (PEM,
+            one per item), already read: the server truststore of ``ssl_verify_client``.
         https_port: the port https redirects point at.
         now: the build time (Unix seconds).
 
@@ -96,7 +99,7 @@ def build_snapshot(
         ConfigError: the combination cannot be served (e.g. a duplicate SNI).
     """
     raw = settings.raw
-    check_plugins_available(entities)
+    check_plugins_available(entities, raw.get("plugins"))
     downstream = parse_downstream_policy(raw)
     trusted = TrustedNetworks.parse(list(raw["trusted_ips"]))
     router = Router.build(entities.routes.values(), entities.services)
@@ -108,7 +111,9 @@ def build_snapshot(
     for sni in entities.snis.values():
         names_by_cert.setdefault(sni.certificate, []).append(sni.name)
     candidates = []
-    for order, cert in enumerate((*entities.certificates.values(), *extra_certificates)):
+    orders = _certificate_order(settings, entities, extra_certificates)
+    for cert in (*entities.certificates.values(), *extra_certificates):
+        order = orders[cert.id]
         candidates.append(
             SniCandidate(
                 certificate_id=cert.id,
@@ -117,7 +122,9 @@ def build_snapshot(
                 order=order,
             )
         )
-    client_auth = listener_client_auth(entities)
+    verify_client = str(raw.get("ssl_verify_client", "off"))
+    client_auth = with_server_verification(listener_client_auth(entities), verify_client, client_truststore)
+    client_auth, announce_warnings = _skip_ca_announcement(client_auth, bool(raw.get("skip_client_ca_announcement")))
     plugin_certs = _ssl_plugin_certificates(entities)
     for order, (cert, hosts) in enumerate(plugin_certs, start=len(candidates)):
         certificates[cert.id] = cert
@@ -142,7 +149,8 @@ def build_snapshot(
         route_plugins=plugins_by_route(entities, raw),
         config_hash=config_hash(entities),
         created_at=now,
-        warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, raw)),
+        warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, raw),
+                  *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings),
     )
 
 
@@ -159,6 +167,15 @@ def listener_client_auth(entities: Entities) -> ListenerClientAuth:
     return result
 
 
+def _verify_client_warnings(mode: str, truststore: Sequence[str], auth: ListenerClientAuth) -> tuple[str, ...]:
+    if mode == "off" and truststore:
+        return ("ssl_client_certificate is set but ssl_verify_client is off: the server truststore is not used",)
+    if mode != "off" and not auth.anchors_pem:
+        return (f"ssl_verify_client is {mode} but nothing is trusted (no ssl_client_certificate, no route "
+                "naming a CA or a client certificate): every client certificate is refused",)
+    return ()
+
+
 def _ssl_plugin_certificates(entities: Entities) -> list[tuple[Certificate, tuple[str, ...]]]:
     """Certificates of Kong's legacy ``ssl`` plugin, each with the hosts of its routes."""
     hosts: dict[str, list[str]] = {}
@@ -173,6 +190,40 @@ def _ssl_plugin_certificates(entities: Entities) -> list[tuple[Certificate, tupl
             if name not in hosts.setdefault(cert_id, []):
                 hosts[cert_id].append(name)
     return [(pairs[k], tuple(hosts.get(k, ()))) for k in sorted(pairs)]
+
+
+def _certificate_order(settings: Any, entities: Entities, extra: Sequence[Certificate]) -> dict[str, int]:
+    """Configuration order of the SAN-selected certificates (Tyk: the first loaded is the default).
+
+    The ``ssl_certificates`` entries come first, in their order — files and store
+    references alike — then the other store certificates as the store lists them.
+    """
+    files = {c.id for c in extra}
+    fingerprints: dict[str, str] | None = None
+    listed: list[str] = []
+    for i, entry in enumerate(settings.raw.get("ssl_certificates", ())):
+        cid: str | None = f"ssl_certificates#{i}"
+        if cid not in files:
+            cid = entry.lower() if entry.lower() in entities.certificates else None
+        if cid is None and entry.lower().startswith("sha256:"):
+            if fingerprints is None:
+                fingerprints = {describe_certificate(parse_certificates(c.cert)[0]).fingerprint_sha256: c.id
+                                for c in entities.certificates.values()}
+            cid = fingerprints.get(entry.lower().removeprefix("sha256:"))
+        if cid is not None and cid not in listed:
+            listed.append(cid)
+    rest = [c.id for c in (*entities.certificates.values(), *extra) if c.id not in listed]
+    return {cid: n for n, cid in enumerate([*listed, *rest])}
+
+
+def _skip_ca_announcement(auth: ListenerClientAuth, skip: bool) -> tuple[ListenerClientAuth, tuple[str, ...]]:
+    """Tyk ``skip_client_ca_announcement``: no CA names in the CertificateRequest, whatever ``send_ca_dn`` says."""
+    if not skip or not auth.announce_pem:
+        return auth, ()
+    generation = hashlib.sha256(f"{auth.generation}\0no CA names".encode()).hexdigest()
+    warning = (f"skip_client_ca_announcement is on: the {len(auth.announce_pem)} CA name(s) mtls-auth send_ca_dn "
+               "asks for are not announced")
+    return replace(auth, announce_pem=(), generation=generation), (warning,)
 
 
 def _check_store_references(settings: Any, entities: Entities) -> None:

@@ -135,3 +135,42 @@ def _root(exc: BaseException) -> BaseException:
             exc = exc.__cause__
         else:
             return exc
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl s_client")
+@pytest.mark.parametrize("skip_announcement", [False, True])
+async def test_admin_mtls_announces_its_ca_and_closes_with_close_notify(
+    start_gateway: StartGateway, tmp_path: Path, skip_announcement: bool
+) -> None:
+    """The admin CAs are named in the CertificateRequest (Tyk's default; skip_client_ca_announcement
+    turns it off), and a Connection: close answer ends with close_notify (s_client exits 0)."""
+    admin_ca = trustme.CA(organization_name="trio-gw admin operators")
+    ca_file, client_pem = tmp_path / "admin-ca.pem", tmp_path / "operator.pem"
+    admin_ca.cert_pem.write_to_path(str(ca_file))
+    admin_ca.issue_cert("operator@example.test").private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    gw = await start_gateway(None, database="sqlite", admin_listen="127.0.0.1:0 ssl", admin_mtls="on",
+                             admin_mtls_ca_certificates=str(ca_file),
+                             skip_client_ca_announcement="on" if skip_announcement else "off")
+    port = port_of(gw, ssl=True, kind="admin")
+    result = await trio.run_process(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+         "-cert", str(client_pem), "-ign_eof"],
+        stdin=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", capture_stdout=True,
+        capture_stderr=True, check=False)
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "HTTP/1.1 200" in out and "unexpected eof" not in err and result.returncode == 0, err
+    if skip_announcement:
+        assert "No client certificate CA names sent" in out
+    else:
+        assert "Acceptable client certificate CA names" in out and "trio-gw admin operators" in out
+
+
+async def test_admin_mtls_refuses_a_plain_admin_listener(start_gateway: StartGateway, ca_pem: Path) -> None:
+    """A plain admin listener next to admin_mtls would serve the Admin API without a certificate."""
+    from trio_gw.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        await start_gateway(None, database="sqlite", admin_listen="127.0.0.1:0 ssl, 127.0.0.1:0", admin_mtls="on",
+                            admin_mtls_ca_certificates=str(ca_pem))
+    (problem,) = refused.value.problems
+    assert problem.path == "admin_listen" and "127.0.0.1:0 has no `ssl` flag" in problem.message

@@ -428,20 +428,26 @@ class ConnectProxy:
 
     heads: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # (request line, proxy-authorization)
     expected_auth: bytes = b"Basic dXNlcjpzM2NyZXQ="  # user:s3cret
+    peers: list[Any] = field(default_factory=list)  # https proxy: the client certificate of each connection
 
-    async def serve(self, listener: trio.SocketListener) -> None:
+    async def serve(self, listener: trio.abc.Listener[Any]) -> None:
         async with trio.open_nursery() as nursery:
             while True:
                 sock = await listener.accept()
                 nursery.start_soon(self._one, sock)
 
-    async def _one(self, sock: trio.SocketStream) -> None:
+    async def _one(self, sock: Any) -> None:
         data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = await sock.receive_some(4096)
-            if not chunk:
-                return
-            data += chunk
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = await sock.receive_some(4096)
+                if not chunk:
+                    return
+                data += chunk
+        except trio.BrokenResourceError:
+            return  # the gateway refused this https proxy's certificate
+        if isinstance(sock, trio.SSLStream):
+            self.peers.append(sock.getpeercert(binary_form=True))
         head, rest = data.split(b"\r\n\r\n", 1)
         lines = head.split(b"\r\n")
         auth = next((ln.split(b":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith(b"proxy-authorization:")), None)
@@ -475,10 +481,17 @@ async def _pipe(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(dst)
 
 
-async def start_proxy(nursery: trio.Nursery) -> tuple[ConnectProxy, int]:
+async def start_proxy(
+    nursery: trio.Nursery, tls: ssl.SSLContext | None = None, peers: list[Any] | None = None,
+) -> tuple[ConnectProxy, int]:
+    """Start a proxy; with ``tls`` an https one, appending the client certificate it got (or None) to ``peers``."""
     proxy = ConnectProxy()
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    nursery.start_soon(proxy.serve, listeners[0])
+    listener: Any = listeners[0]
+    if tls is not None:
+        listener = trio.SSLListener(listener, tls, https_compatible=True)
+        proxy.peers = peers if peers is not None else []
+    nursery.start_soon(proxy.serve, listener)
     return proxy, listeners[0].socket.getsockname()[1]
 
 
@@ -516,6 +529,37 @@ async def test_plain_http_upstream_through_proxy_uses_absolute_form(
     assert status == 200
     assert proxy.heads[-1] == (f"GET http://127.0.0.1:{upstream.port}/anything HTTP/1.1".encode(), proxy.expected_auth)
     assert seen["path"] == f"http://127.0.0.1:{upstream.port}/anything"  # this test proxy forwards verbatim
+
+
+async def test_https_proxy_is_verified_against_the_os_store_and_gets_no_client_certificate(
+    nursery: trio.Nursery, start_gateway: StartGateway, server_ca: trustme.CA, client_ca: trustme.CA,
+    mtls_upstream_ctx: ssl.SSLContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tyk: an https:// proxy is validated against the OS root store; SSL_CERT_FILE chooses that store."""
+    proxy_ca, rogue_ca = trustme.CA(organization_name="proxy operator"), trustme.CA()
+    (tmp_path / "proxy-ca.pem").write_bytes(proxy_ca.cert_pem.bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "proxy-ca.pem"))
+    up = await start_tls_echo(nursery, mtls_upstream_ctx)
+    ports, peers = [], []
+    for ca in (proxy_ca, rogue_ca):
+        ctx = server_context(*pem_of(ca.issue_cert("127.0.0.1")), client_ca=client_ca, tmp=tmp_path)
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # ask the gateway for a certificate: it must present none
+        proxy, port = await start_proxy(nursery, ctx, peers)
+        ports.append(port)
+    cert = cert_entity(client_ca.issue_cert("via.clients.test", common_name="via-https-proxy"))
+    ca = ca_entity(server_ca)
+    common = {"client_certificate": cert["id"], "ca_certificates": [ca["id"]]}
+    gw = await start_gateway(config(
+        svc("via", up.url(), proxy_url=f"https://user:s3cret@127.0.0.1:{ports[0]}", **common),
+        svc("rogue", up.url(), proxy_url=f"https://user:s3cret@127.0.0.1:{ports[1]}", **common),
+        certificates=[cert], ca_certificates=[ca],
+    ))
+    status, seen = await get(gw, "/via/x")
+    assert status == 200 and "CN=via-https-proxy" in seen["client_cert_subject"]
+    assert peers == [None]  # the proxy asked, the gateway presented nothing to it
+    before = len(up.server.requests)
+    assert (await get(gw, "/rogue/x"))[1]["reason"] == "proxy_connect_failed"
+    assert len(up.server.requests) == before and peers == [None]  # refused before the CONNECT
 
 
 async def test_unreachable_proxy_is_proxy_connect_failed(

@@ -31,6 +31,7 @@ from trio_gw.model.entities import (
 )
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
+from trio_gw.plugins.base import public_config
 
 #: Read-only fields derived from a certificate, shown on GET and refused on writes.
 CERTIFICATE_FACTS: Final = (
@@ -99,6 +100,8 @@ def present(kind: str, entity: Any, entities: Entities, *, now: int) -> dict[str
     if isinstance(entity, CACertificate):
         return {**_common(entity), "cert": entity.cert, "cert_digest": entity.cert_digest, "crls": list(entity.crls),
                 **certificate_facts(entity.cert, now)}
+    if isinstance(entity, Plugin):  # no private key either (the ssl plugin's config.key)
+        return {**_common(entity), **_plain(entity), "config": public_config(entity.name, entity.config)}
     return {**_common(entity), **_plain(entity)}
 
 

@@ -1,13 +1,14 @@
 """The facts about one request that routing and header rewriting need.
 
-Built once per request head by :meth:`RequestFacts.from_h11`, after the guards
-(:mod:`trio_gw.http.guards`) have accepted the head.
+Built once per request head by :meth:`RequestFacts.from_h11` (HTTP/1.1) or
+:meth:`RequestFacts.from_head` (HTTP/2), after the guards (:mod:`trio_gw.http.guards`,
+:mod:`trio_gw.http.h2_request`) have accepted the head.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -110,26 +111,61 @@ class RequestFacts:
         Raises:
             RequestRejected: the Host header is malformed.
         """
+        return cls.from_head(
+            request.method, request.target, request.headers,
+            protocol=protocol, sni=sni, header_names=header_names,
+        )
+
+    @classmethod
+    def from_head(
+        cls,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        protocol: str,
+        sni: str | None = None,
+        header_names: frozenset[str] = frozenset(),
+    ) -> RequestFacts:
+        """Build the facts from a request head of any HTTP version.
+
+        The HTTP/1.1 driver passes h11's fields (:meth:`from_h11`); the HTTP/2
+        driver the head :func:`trio_gw.http.h2_request.parse_h2_request` made
+        from the pseudo-headers, whose ``host`` field carries ``:authority``.
+
+        Args:
+            method: the request method.
+            target: the origin-form target (path and query).
+            headers: lowercase ``(name, value)`` fields, ``host`` among them.
+            protocol: ``"http"`` or ``"https"``.
+            sni: the TLS server name, if any.
+            header_names: the header names routes match on; only those are collected.
+
+        Returns:
+            The facts, with the path normalised.
+
+        Raises:
+            RequestRejected: the Host header is malformed.
+        """
         raw_host = ""
-        headers: dict[str, tuple[str, ...]] = {}
-        for name, value in request.headers:
+        collected: dict[str, tuple[str, ...]] = {}
+        for name, value in headers:
             if name == b"host":
                 raw_host = value.decode("latin-1")
             elif header_names:
                 key = name.decode("latin-1")
                 if key in header_names:
-                    headers[key] = headers.get(key, ()) + (value.decode("latin-1"),)
+                    collected[key] = collected.get(key, ()) + (value.decode("latin-1"),)
         host, port = parse_host_header(raw_host)
-        target = request.target.decode("latin-1")
-        path, _, query = target.partition("?")
+        path, _, query = target.decode("latin-1").partition("?")
         return cls(
-            method=request.method.decode("latin-1"),
+            method=method.decode("latin-1"),
             host=host,
             path=normalize_path(path),
             query=query,
             protocol=protocol,
             sni=sni.lower().rstrip(".") if sni else None,
-            headers=headers,
+            headers=collected,
             port=port,
             host_header=raw_host,
         )

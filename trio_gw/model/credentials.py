@@ -224,7 +224,7 @@ def _read_mtls(f: Fields) -> dict[str, Any]:
         if out["fingerprint"] is not None and fingerprint is not None and fingerprint != out["fingerprint"]:
             f.report("fingerprint", "does not match the certificate given")
         out.update(certificate=pem, fingerprint=fingerprint or out["fingerprint"])
-    if not any(out.get(k) for k in ("subject_name", "certificate", "certificate_id", "fingerprint")):
+    if cert is None and not any(out.get(k) for k in ("subject_name", "fingerprint")):
         f.report(None, "give one of subject_name, certificate or fingerprint")
     elif out["subject_name"] and (cert is not None or f.get("fingerprint") is not None):
         f.report("subject_name", "give either subject_name or a certificate/fingerprint, not both")

@@ -21,7 +21,8 @@ def dump_declarative(entities: Entities, *, include_keys: bool = False) -> dict[
 
     Args:
         entities: the configuration.
-        include_keys: write certificates' private keys (``key``/``key_alt``).
+        include_keys: write private keys (certificates' ``key``/``key_alt``, the
+            ssl plugin's ``config.key``).
             Without them the document documents the configuration but cannot be
             loaded again.
 
@@ -40,7 +41,7 @@ def dump_declarative(entities: Entities, *, include_keys: bool = False) -> dict[
         "snis": [_sni(s) for s in entities.snis.values() if s.id not in nested_snis],
         "ca_certificates": [_ca_certificate(c) for c in entities.ca_certificates.values()],
         "consumers": [_consumer(c, entities) for c in entities.consumers.values()],
-        "plugins": [_plugin(p) for p in entities.plugins.values()],
+        "plugins": [_plugin(p, include_keys) for p in entities.plugins.values()],
     }
     document.update((kind, items) for kind, items in lists.items() if items)
     return document
@@ -152,11 +153,14 @@ def _credential(credential: Credential) -> dict[str, Any]:
     return out
 
 
-def _plugin(plugin: Plugin) -> dict[str, Any]:
+def _plugin(plugin: Plugin, include_keys: bool) -> dict[str, Any]:
+    config = copy.deepcopy(dict(plugin.config))
+    if not include_keys:  # the ssl plugin's config.key: a private key, like a certificate's
+        config = {k: v for k, v in config.items() if not (isinstance(v, str) and "PRIVATE KEY-----" in v)}
     return _set(
         _common(plugin),
         name=plugin.name,
-        config=copy.deepcopy(dict(plugin.config)),
+        config=config,
         enabled=plugin.enabled,
         protocols=plugin.protocols,
         service=plugin.service,

@@ -16,7 +16,7 @@ import trio
 from trio_gw.admin.api import AdminRequest, AdminResponse
 from trio_gw.http.responses import error_response
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.proxy import ConnectionInfo
+from trio_gw.net.proxy import ConnectionInfo, close_stream
 
 #: Largest Admin API request body (a certificate bundle is a few KiB; decK imports more).
 MAX_ADMIN_BODY = 16 * 1024 * 1024
@@ -49,7 +49,7 @@ class AdminServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
-            await trio.aclose_forcefully(stream)
+            await close_stream(stream)  # TLS: close_notify first, so clients can tell an end from a truncation
 
     async def _next(self, stream: trio.abc.Stream, conn: h11.Connection) -> object:
         while True:

@@ -26,6 +26,11 @@ from trio_gw.tls.downstream import DownstreamTlsPolicy
 
 #: Read TLS streams in records of this size (tls-stack-notes §9: fastest on this stack).
 TLS_RECEIVE_SIZE = 16384
+#: ALPN offered by an ssl listener without the ``http2`` flag.
+ALPN_HTTP11: tuple[str, ...] = ("http/1.1",)
+#: ALPN offered by an ssl listener with the ``http2`` flag (Kong's ``http2``, Tyk's
+#: ``enable_http2``): h2 preferred, HTTP/1.1 for clients that do not speak it.
+ALPN_H2: tuple[str, ...] = ("h2", "http/1.1")
 
 
 @contextmanager
@@ -56,12 +61,14 @@ def load_pem_pair(ctx: ssl.SSLContext, chain_pem: str | bytes, key_pem: str | by
         raise CertificateError(f"certificate or key not usable by OpenSSL ({exc.reason})") from exc
 
 
-def new_server_context(policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext:
+def new_server_context(policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ALPN_HTTP11) -> ssl.SSLContext:
     """A server context carrying ``policy`` (versions, ciphers, options, tickets).
 
     Per-SNI contexts (certificate, ALPN, TLS 1.2 ciphers) are made with the same
     function; OpenSSL takes versions, options and ticket keys from the listener's
-    context only (tls-stack-notes §1), so both must agree.
+    context only (tls-stack-notes §1), so both must agree.  The ALPN list, on the
+    contrary, comes from the context the SNI callback swapped in: a listener
+    offering ``h2`` needs certificate contexts built with the same ``alpn``.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ciphers = policy.ciphers.openssl_ciphers

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 *https upstream*: TCP (and TLS, for an ``https://`` proxy, verified against the
-system roots) to the proxy, then ``CONNECT host:port`` with ``Host`` and, when
+system roots — OpenSSL's default paths, so ``SSL_CERT_FILE``/``SSL_CERT_DIR``
+choose them, as for Go and thus Tyk — with no client certificate) to the proxy, then ``CONNECT host:port`` with ``Host`` and, when
 the URL has credentials, ``Proxy-Authorization: Basic``.  h11 needs an
 ``EndOfMessage`` after the CONNECT request to reach ``SWITCHED_PROTOCOL``
 (notes §8).  A 2xx answer opens the tunnel; bytes h11 read past the answer
@@ -21,6 +22,7 @@ request head h11 is asked to send, so the proxy exchange code stays unaware.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -30,6 +32,8 @@ import trio
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.tls.proxy_url import ForwardProxy
 from trio_gw.tls.upstream_identity import UpstreamReason, UpstreamTlsError
+
+log = logging.getLogger("trio_gw.upstream")
 
 #: Largest CONNECT answer head accepted from a proxy.
 MAX_CONNECT_RESPONSE = 16384
@@ -68,7 +72,7 @@ async def open_proxy_stream(proxy: ForwardProxy, proxy_context: ssl.SSLContext |
     try:
         sock = await trio.open_tcp_stream(proxy.host, proxy.port)
     except OSError as exc:
-        raise UpstreamTlsError(UpstreamReason.PROXY_CONNECT_FAILED, f"{proxy.describe()}: {exc}") from exc
+        raise _failed(f"{proxy.describe()}: {exc}") from exc
     if not proxy.tls:
         return sock
     ctx = proxy_context or ssl.create_default_context()
@@ -77,8 +81,14 @@ async def open_proxy_stream(proxy: ForwardProxy, proxy_context: ssl.SSLContext |
         await tls.do_handshake()
     except trio.BrokenResourceError as exc:
         await trio.aclose_forcefully(sock)
-        raise UpstreamTlsError(UpstreamReason.PROXY_CONNECT_FAILED, f"TLS to {proxy.describe()}: {exc.__cause__}") from exc
+        raise _failed(f"TLS to {proxy.describe()}: {exc.__cause__}") from exc
     return tls
+
+
+def _failed(detail: str) -> UpstreamTlsError:
+    """A ``proxy_connect_failed`` error, its detail logged (at info) as the client never sees it."""
+    log.info("forward proxy: %s", detail)
+    return UpstreamTlsError(UpstreamReason.PROXY_CONNECT_FAILED, detail)
 
 
 async def open_connect_tunnel(
@@ -111,7 +121,6 @@ async def _connect(stream: trio.abc.Stream, proxy: ForwardProxy, host: str, port
     if proxy.authorization is not None:
         headers.append((b"proxy-authorization", proxy.authorization))
     request = h11.Request(method=b"CONNECT", target=authority, headers=headers)
-    failed = UpstreamReason.PROXY_CONNECT_FAILED
     try:
         await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
         while True:
@@ -123,11 +132,11 @@ async def _connect(stream: trio.abc.Stream, proxy: ForwardProxy, host: str, port
                 continue
             break
     except (trio.BrokenResourceError, h11.RemoteProtocolError, OSError) as exc:
-        raise UpstreamTlsError(failed, f"CONNECT via {proxy.describe()}: {exc}") from exc
+        raise _failed(f"CONNECT via {proxy.describe()}: {exc}") from exc
     if not isinstance(event, h11.Response):
-        raise UpstreamTlsError(failed, f"{proxy.describe()} closed during CONNECT")
+        raise _failed(f"{proxy.describe()} closed during CONNECT")
     if not 200 <= event.status_code < 300:
-        raise UpstreamTlsError(failed, f"{proxy.describe()} answered CONNECT with {event.status_code}")
+        raise _failed(f"{proxy.describe()} answered CONNECT with {event.status_code}")
     data, _closed = conn.trailing_data
     return PrefixedStream(stream, bytes(data)) if data else stream
 

@@ -1,4 +1,4 @@
-"""The downstream HTTP/1.1 loop and the reverse proxy exchange.
+"""The downstream HTTP/1.1 loop and the reverse proxy exchange shared with HTTP/2.
 
 Theory of operation
 -------------------
@@ -6,9 +6,10 @@ One task per client connection drives an ``h11.Connection(h11.SERVER)``:
 
     read head (client_header_timeout; keepalive_timeout while idle)
       → guards (smuggling, sizes)            http.guards
-      → route on the current snapshot         http.routing
+      → route on the current snapshot         ProxyServer.route (shared)
       → https enforcement                     http.routing.https_redirect
-      → upstream connection from the pool     net.upstream
+      → plugins                               plugins.base.decide_all
+      → upstream connection from the pool     ProxyServer.forward (shared)
       → stream request body up, response down (send_all is the backpressure)
       → access log line
       → next request on the same connection, or close
@@ -17,6 +18,13 @@ Every decision is taken by a pure module; this module only moves bytes and maps
 IO failures to responses: connection refused → 502, timeouts → 504 (upstream)
 or 408 (client), a peer protocol error → its h11 status hint.  The snapshot is
 read once per request, so a reload never changes a request half-way.
+
+The HTTP/2 driver (:mod:`trio_gw.net.h2_proxy`) turns each stream into the same
+request head and calls the same two steps: :meth:`ProxyServer.route` (sync: the
+route, https enforcement and plugin decisions, returning :class:`Forward` or
+:class:`Answer`) and :meth:`ProxyServer.forward` (the upstream exchange, which
+reads the client's body from a :class:`BodySource` and writes the answer into a
+:class:`ResponseSink`).  Only reading heads and writing answers is per protocol.
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ import logging
 import ssl
 import time
 from urllib.parse import parse_qsl, urlencode
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import h11
 import trio
@@ -86,6 +94,8 @@ STRIP_UPSTREAM = frozenset({b"expect"}) | IDENTITY_HEADERS
 #: A response batch larger than this is sent before more is read (backpressure).
 RELAY_FLUSH_BYTES = 65536
 
+Header = tuple[bytes, bytes]
+
 
 class UpstreamFailure(Exception):
     """The upstream could not be used; carries the status and reason for the client."""
@@ -116,6 +126,127 @@ class Exchange:
     upstream_time: float | None = None
     bytes_in: int = 0
     bytes_out: int = 0
+    protocol: str = "HTTP/1.1"
+
+
+@dataclass(slots=True)
+class Forward:
+    """:meth:`ProxyServer.route`'s answer when the request goes upstream.
+
+    Treat as immutable; not ``frozen`` because one is built per proxied request
+    and a frozen dataclass's ``__init__`` costs about a microsecond more.
+    """
+
+    match: RouteMatch
+    facts: RequestFacts
+    #: Headers the plugins add to the upstream request.
+    extra_headers: tuple[Header, ...] = ()
+    #: Client headers never forwarded (:data:`STRIP_UPSTREAM` and the plugins' strip sets).
+    strip: frozenset[bytes] = STRIP_UPSTREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """:meth:`ProxyServer.route`'s answer when the gateway answers itself.
+
+    ``body`` is ``None`` for a JSON error document (``message`` or the status's
+    standard text, with ``reason``); otherwise it is the exact body, and
+    ``headers`` carry everything but the length (the https redirect).
+    """
+
+    status: int
+    reason: str | None
+    message: str | None = None
+    headers: tuple[Header, ...] = ()
+    body: bytes | None = None
+
+
+class BodySource(Protocol):
+    """The client's request body, as the upstream exchange reads it."""
+
+    async def receive(self) -> bytes | None:
+        """The next piece of the body, or ``None`` at its end.
+
+        Raises:
+            ClientGone: the client stalled (``client_body_timeout``), broke the
+                framing or went away.
+        """
+        ...
+
+
+class ResponseSink(Protocol):
+    """Where the upstream's answer goes: an HTTP/1.1 connection or one HTTP/2 stream.
+
+    ``head``/``data``/``end`` only buffer; ``flush`` sends (and is where
+    backpressure applies), so a small answer leaves in one write.
+    """
+
+    @property
+    def buffered(self) -> int:
+        """Bytes buffered and not yet flushed."""
+        ...
+
+    def head(self, status: int, headers: list[Header], reason: bytes) -> None: ...
+
+    def data(self, data: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class _H11Body:
+    """The request body of an HTTP/1.1 request, read through h11."""
+
+    __slots__ = ("stream", "conn", "timeout")
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.timeout = timeout
+
+    async def receive(self) -> bytes | None:
+        try:
+            with trio.fail_after(self.timeout):
+                event = await _next_client_event(self.stream, self.conn)
+        except trio.TooSlowError as exc:
+            raise ClientGone("client body timeout") from exc
+        except h11.RemoteProtocolError as exc:
+            raise ClientGone(f"client body: {exc}") from exc
+        if isinstance(event, h11.Data):
+            return event.data
+        if isinstance(event, h11.EndOfMessage):
+            return None
+        raise ClientGone("client closed during the request body")
+
+
+class _H11Sink:
+    """The answer to an HTTP/1.1 request, serialised by h11 into one buffer."""
+
+    __slots__ = ("stream", "conn", "out")
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.out = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self.out)
+
+    def head(self, status: int, headers: list[Header], reason: bytes) -> None:
+        self.out += self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
+
+    def data(self, data: bytes) -> None:
+        self.out += self.conn.send(h11.Data(data=data))
+
+    def end(self) -> None:
+        self.out += self.conn.send(h11.EndOfMessage())
+
+    async def flush(self) -> None:
+        if self.out:
+            await self.stream.send_all(self.out)
+            self.out.clear()
 
 
 class ProxyServer:
@@ -135,6 +266,14 @@ class ProxyServer:
         self.log_access = log_access
         self.in_flight = 0
         self.draining = False
+        #: Set when draining starts; HTTP/2 connections wait on it to send GOAWAY.
+        self.drain_started = trio.Event()
+
+    def start_draining(self) -> None:
+        """Stop taking new requests: HTTP/1.1 connections close after the current
+        one, HTTP/2 connections send GOAWAY and finish their open streams."""
+        self.draining = True
+        self.drain_started.set()
 
     async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
         """Run the request loop on one (possibly TLS) client stream until it closes."""
@@ -215,6 +354,8 @@ class ProxyServer:
         """Answer one request; returns whether the connection may serve another."""
         ex = Exchange(started=time.monotonic(), method=request.method.decode("ascii", "replace"),
                       target=request.target.decode("ascii", "replace"))
+        if request.http_version != b"1.1":
+            ex.protocol = "HTTP/" + request.http_version.decode("ascii", "replace")
         try:
             try:
                 check_request_head(
@@ -230,103 +371,154 @@ class ProxyServer:
                 ex.status, ex.reason = exc.status, exc.reason
                 await self._reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
-            match = select_route(snapshot.router, facts)
-            if match is None:
-                ex.status, ex.reason = 404, "no_route"
-                return await self._respond_error(stream, conn, 404, None, ex)
-            ex.route = match.route.name or match.route.id
-            ex.service = match.service.name or match.service.id
-            if match.https_required:
-                return await self._enforce_https(stream, conn, match, facts, snapshot, ex)
-            extra: tuple[tuple[bytes, bytes], ...] = ()
-            strip = STRIP_UPSTREAM
-            plugins = snapshot.route_plugins.get(match.route.id, ())
-            if plugins:
-                decision = decide_all(plugins, RequestContext(
-                    facts=facts, headers=request.headers, client_ip=info.client_ip,
-                    trusted_client=info.is_trusted(snapshot.trusted), tls=info.tls,
-                    tls_version=info.tls_version, sni=info.sni, now=time.time(),
-                    peer_certificate_der=info.peer_certificate_der, peer_chain_der=info.peer_chain_der,
-                    crl_source=self.crl_source,
-                ))
-                if isinstance(decision, Deny):
-                    ex.reason = decision.reason
-                    return await self._respond_error(stream, conn, decision.status, decision.message, ex,
-                                                     headers=decision.headers)
-                extra = decision.upstream_headers
-                if decision.strip_headers:
-                    strip = strip | decision.strip_headers
-                if decision.strip_query and facts.query:
-                    facts = replace(facts, query=without_params(facts.query, decision.strip_query))
+            decision = self.route(facts, request.headers, snapshot, info, ex)
+            if isinstance(decision, Answer):
+                if decision.body is not None:
+                    return await self._enforce_https(stream, conn, decision, ex)
+                return await self._respond_error(stream, conn, decision.status, decision.message, ex,
+                                                 headers=decision.headers)
+            if conn.they_are_waiting_for_100_continue:
+                await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            chunked = _has_chunked_body(request)
+            has_body = chunked or _content_length(request) > 0
+            body = _H11Body(stream, conn, snapshot.settings.client_body_timeout) if has_body else None
             try:
-                return await self._proxy(stream, conn, request, match, facts, snapshot, info, ex, extra, strip)
+                uploaded = await self.forward(decision, request.method, request.headers, body=body, chunked=chunked,
+                                              sink=_H11Sink(stream, conn), snapshot=snapshot, info=info, ex=ex)
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     return await self._respond_error(stream, conn, exc.status, exc.message, ex)
                 return False
+            # The upstream answered before taking the whole body (e.g. 413): close.
+            return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
         finally:
             self.log_access(info, ex)
+
+    def route(
+        self, facts: RequestFacts, headers: Sequence[Header], snapshot: Snapshot, info: ConnectionInfo, ex: Exchange,
+    ) -> Forward | Answer:
+        """Decide what to do with one request head (both protocols; no IO).
+
+        Args:
+            facts: the request facts (guards already passed).
+            headers: the client's header fields, lowercase names (``host`` included).
+            snapshot: the snapshot the request runs on.
+            info: the connection's facts (TLS version, SNI, client certificate).
+            ex: the access-log record; route, service and reason are filled in.
+
+        Returns:
+            :class:`Forward` to go upstream, or the :class:`Answer` the gateway
+            gives itself (404 no route, https enforcement, a plugin's denial).
+        """
+        match = select_route(snapshot.router, facts)
+        if match is None:
+            ex.reason = "no_route"
+            return Answer(404, "no_route")
+        ex.route = match.route.name or match.route.id
+        ex.service = match.service.name or match.service.id
+        if match.https_required:
+            redirect = https_redirect(match, facts, snapshot.https_port)
+            ex.reason = "https_required"
+            return Answer(redirect.status, "https_required", headers=redirect.headers, body=redirect.body)
+        plugins = snapshot.route_plugins.get(match.route.id, ())
+        if not plugins:
+            return Forward(match, facts)
+        decision = decide_all(plugins, RequestContext(
+            facts=facts, headers=headers, client_ip=info.client_ip,
+            trusted_client=info.is_trusted(snapshot.trusted), tls=info.tls,
+            tls_version=info.tls_version, sni=info.sni, now=time.time(),
+            peer_certificate_der=info.peer_certificate_der, peer_chain_der=info.peer_chain_der,
+            crl_source=self.crl_source,
+        ))
+        if isinstance(decision, Deny):
+            ex.reason = decision.reason
+            return Answer(decision.status, decision.reason, decision.message, headers=decision.headers)
+        strip = STRIP_UPSTREAM | decision.strip_headers if decision.strip_headers else STRIP_UPSTREAM
+        if decision.strip_query and facts.query:
+            facts = replace(facts, query=without_params(facts.query, decision.strip_query))
+        return Forward(match, facts, decision.upstream_headers, strip)
 
     async def _respond_error(
         self, stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, ex: Exchange,
         *, headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> bool:
         keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
-        headers = tuple(h for h in headers if h[0] != b"connection") + (() if keep else ((b"connection", b"close"),))
+        # A refusal may name connection options of its own (the ssl plugin's 426 says
+        # "Connection: Upgrade" beside "Upgrade", RFC 9110 §7.8); "close" joins them.
+        options = [v for n, v in headers if n == b"connection"] + ([] if keep else [b"close"])
+        headers = tuple(h for h in headers if h[0] != b"connection") + (
+            ((b"connection", b", ".join(options)),) if options else ())
         response, body = error_response(status, message, reason=ex.reason, headers=list(headers))
         ex.status = status
         await stream.send_all(_whole_response(conn, response, body, head=ex.method == "HEAD"))
         ex.bytes_out = 0 if ex.method == "HEAD" else len(body)
         return keep
 
-    async def _enforce_https(
-        self, stream: trio.abc.Stream, conn: h11.Connection, match: RouteMatch, facts: RequestFacts,
-        snapshot: Snapshot, ex: Exchange,
-    ) -> bool:
-        decision = https_redirect(match, facts, snapshot.https_port)
-        ex.status, ex.reason = decision.status, "https_required"
+    async def _enforce_https(self, stream: trio.abc.Stream, conn: h11.Connection, answer: Answer, ex: Exchange) -> bool:
+        assert answer.body is not None
+        ex.status = answer.status
         keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
-        headers = list(decision.headers) + ([] if keep else [(b"connection", b"close")])
-        headers.append((b"content-length", str(len(decision.body)).encode()))
-        response = h11.Response(status_code=decision.status, headers=headers)
-        await stream.send_all(_whole_response(conn, response, decision.body, head=ex.method == "HEAD"))
+        headers = list(answer.headers) + ([] if keep else [(b"connection", b"close")])
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+        response = h11.Response(status_code=answer.status, headers=headers)
+        await stream.send_all(_whole_response(conn, response, answer.body, head=ex.method == "HEAD"))
         return keep
 
-    async def _proxy(
-        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, match: RouteMatch,
-        facts: RequestFacts, snapshot: Snapshot, info: ConnectionInfo, ex: Exchange,
-        extra_headers: tuple[tuple[bytes, bytes], ...] = (),
-        strip: frozenset[bytes] = frozenset(),
+    async def forward(
+        self, fwd: Forward, method: bytes, headers: Sequence[Header], *, body: BodySource | None, chunked: bool,
+        sink: ResponseSink, snapshot: Snapshot, info: ConnectionInfo, ex: Exchange,
     ) -> bool:
+        """Send one request upstream and relay the answer into ``sink`` (both protocols).
+
+        Args:
+            fwd: :meth:`route`'s decision.
+            method: the request method.
+            headers: the client's header fields, lowercase names.
+            body: the request body, or ``None`` when there is none.
+            chunked: the body's length is unknown: re-frame it chunked upstream.
+            sink: where the answer goes.
+            snapshot: the snapshot the request runs on.
+            info: the connection's facts.
+            ex: the access-log record.
+
+        Returns:
+            Whether the request body was read to its end (``False`` when the
+            upstream answered before taking all of it).
+
+        Raises:
+            UpstreamFailure: the upstream failed; ``ex.status`` is 0 when
+                nothing was relayed yet (the caller can still answer).
+            ClientGone: the client stalled or went away, or the upstream
+                closed mid-response.
+        """
+        match, facts = fwd.match, fwd.facts
         service = match.service
         target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
-        headers = upstream_request_headers(
-            request.headers,
+        up_headers = upstream_request_headers(
+            headers,
             match,
             facts,
             client_ip=info.client_ip,
             server_port=info.server_port,
             trusted=info.is_trusted(snapshot.trusted),
-            strip=strip,
+            strip=fwd.strip,
         )
-        headers.extend(extra_headers)
-        chunked = _has_chunked_body(request)
+        up_headers.extend(fwd.extra_headers)
         if chunked:  # re-frame: the hop-by-hop filter dropped the client's framing
-            headers.append((b"transfer-encoding", b"chunked"))
-        up_request = h11.Request(method=request.method, target=target, headers=headers)
-        has_body = chunked or _content_length(request) > 0
-        if conn.they_are_waiting_for_100_continue:
-            await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            up_headers.append((b"transfer-encoding", b"chunked"))
+        up_request = h11.Request(method=method, target=target, headers=up_headers)
+        has_body = body is not None
         up_started = time.monotonic()
         for attempt in (1, 2):
             upstream = await self._connect(service, snapshot, ex, fresh=attempt == 2)
             try:
                 await self._send_head(upstream, up_request, service, has_body=has_body)
-                if has_body:
-                    keep = await self._full_duplex(upstream, stream, conn, request, service, ex)
+                if body is not None:
+                    uploaded = await self._full_duplex(upstream, body, sink, service, ex)
                 else:
-                    keep = await self._relay_response(upstream, stream, conn, request, service, ex)
+                    await self._relay_response(upstream, sink, service, ex)
+                    uploaded = True
                 break
             except UpstreamFailure as exc:
                 await upstream.aclose()
@@ -341,7 +533,7 @@ class ProxyServer:
                 ex.upstream_time = time.monotonic() - up_started
         if not self.pool.give_back(upstream):
             await upstream.aclose()
-        return keep
+        return uploaded
 
     async def _connect(self, service: Any, snapshot: Snapshot, ex: Exchange, *, fresh: bool = False) -> UpstreamConnection:
         plan = self.upstream_tls.plan_for(service)
@@ -382,20 +574,20 @@ class ProxyServer:
         upstream.requests += 1
 
     async def _full_duplex(
-        self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
-        request: h11.Request, service: Any, ex: Exchange,
+        self, upstream: UpstreamConnection, body: BodySource, sink: ResponseSink, service: Any, ex: Exchange,
     ) -> bool:
         """Stream the body up while relaying the response down (an echoing upstream
-        would otherwise deadlock against a client that sends everything first)."""
+        would otherwise deadlock against a client that sends everything first).
+
+        Returns whether the whole body was uploaded."""
         # Errors are caught inside the nursery and re-raised after it, so callers
         # see UpstreamFailure/ClientGone themselves, never an ExceptionGroup.
         failure: list[Exception] = []
         uploaded = trio.Event()
-        keep = False
 
         async def upload() -> None:
             try:
-                await self._send_body(upstream, stream, conn, service, ex)
+                await self._send_body(upstream, body, service, ex)
                 uploaded.set()
             except Exception as exc:  # re-raised below, after the nursery
                 failure.append(exc)
@@ -404,7 +596,7 @@ class ProxyServer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(upload)
             try:
-                keep = await self._relay_response(upstream, stream, conn, request, service, ex, discard=False)
+                await self._relay_response(upstream, sink, service, ex)
             except Exception as exc:  # re-raised below, after the nursery
                 failure.insert(0, exc)
                 nursery.cancel_scope.cancel()
@@ -412,35 +604,20 @@ class ProxyServer:
                 # The upstream answered before taking the whole body (e.g. 413): stop
                 # uploading; neither connection is reusable.
                 nursery.cancel_scope.cancel()
-                keep = False
                 upstream.h11 = h11.Connection(h11.CLIENT)  # never pooled: state is mid-request
         if failure:
             raise failure[0]
-        return keep
+        return uploaded.is_set()
 
-    async def _send_body(
-        self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
-        service: Any, ex: Exchange,
-    ) -> None:
+    async def _send_body(self, upstream: UpstreamConnection, body: BodySource, service: Any, ex: Exchange) -> None:
         write_timeout = service.write_timeout / 1000
-        body_timeout = self.get_snapshot().settings.client_body_timeout
-        has_body = True
-        while has_body:
-            try:
-                with trio.fail_after(body_timeout):
-                    event = await _next_client_event(stream, conn)
-            except trio.TooSlowError as exc:
-                raise ClientGone("client body timeout") from exc
-            except h11.RemoteProtocolError as exc:
-                raise ClientGone(f"client body: {exc}") from exc
-            if isinstance(event, h11.Data):
-                ex.bytes_in += len(event.data)
-                data = upstream.h11.send(event)
-            elif isinstance(event, h11.EndOfMessage):
+        while True:
+            chunk = await body.receive()
+            if chunk is None:
                 data = upstream.h11.send(h11.EndOfMessage())
-                has_body = False
             else:
-                raise ClientGone("client closed during the request body")
+                ex.bytes_in += len(chunk)
+                data = upstream.h11.send(h11.Data(data=chunk))
             try:
                 with trio.fail_after(write_timeout):
                     await upstream.stream.send_all(data)
@@ -448,24 +625,20 @@ class ProxyServer:
                 raise UpstreamFailure(502, "upstream_write_failed") from exc
             except trio.TooSlowError as exc:
                 raise UpstreamFailure(504, "upstream_write_timeout") from exc
-        if upstream.h11.our_state is h11.SEND_BODY:
-            await upstream.stream.send_all(upstream.h11.send(h11.EndOfMessage()))
+            if chunk is None:
+                return
 
-    async def _relay_response(
-        self, upstream: UpstreamConnection, stream: trio.abc.Stream, conn: h11.Connection,
-        request: h11.Request, service: Any, ex: Exchange, *, discard: bool = True,
-    ) -> bool:
+    async def _relay_response(self, upstream: UpstreamConnection, sink: ResponseSink, service: Any, ex: Exchange) -> None:
         """Relay the upstream's response to the client.
 
         Output is batched: everything h11 can give without another read (often
-        head, body and end together) goes out in one ``send_all`` — one TLS
-        record and one syscall instead of three.  The batch is flushed before
-        every read and whenever it exceeds ``RELAY_FLUSH_BYTES``, so a large
-        body still streams with backpressure.
+        head, body and end together) goes out in one flush — one TLS record and
+        one syscall instead of three.  The batch is flushed before every read
+        and whenever it exceeds ``RELAY_FLUSH_BYTES``, so a large body still
+        streams with backpressure.
         """
         read_timeout = service.read_timeout / 1000
         h = upstream.h11
-        out = bytearray()
         started = False
         while True:
             try:
@@ -473,9 +646,8 @@ class ProxyServer:
             except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body
                 raise UpstreamFailure(502, _read_failure_reason(exc)) from exc
             if event is h11.NEED_DATA:
-                if out:
-                    await stream.send_all(out)
-                    out.clear()
+                if sink.buffered:
+                    await sink.flush()
                 with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
                     try:
                         data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
@@ -489,26 +661,21 @@ class ProxyServer:
                 continue  # 1xx from upstream: we already answered 100-continue ourselves
             if isinstance(event, h11.Response):
                 ex.status = event.status_code
-                headers = downstream_response_headers(event.headers)
-                out += conn.send(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
+                sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
                 started = True
             elif isinstance(event, h11.Data):
                 ex.bytes_out += len(event.data)
-                out += conn.send(h11.Data(data=event.data))
-                if len(out) >= RELAY_FLUSH_BYTES:
-                    await stream.send_all(out)
-                    out.clear()
+                sink.data(event.data)
+                if sink.buffered >= RELAY_FLUSH_BYTES:
+                    await sink.flush()
             elif isinstance(event, h11.EndOfMessage):
-                out += conn.send(h11.EndOfMessage())
-                await stream.send_all(out)
-                break
+                sink.end()
+                await sink.flush()
+                return
             else:  # ConnectionClosed before the end of the response
                 if started:
                     raise ClientGone("upstream closed mid-response")
                 raise UpstreamFailure(502, "upstream_closed")
-        if discard and conn.their_state is not h11.DONE:
-            return await _discard_body(stream, conn)
-        return True
 
 
 def without_params(query: str, names: frozenset[str]) -> str:

@@ -87,7 +87,13 @@ def compile_client_context(profile: UpstreamTlsProfile, *, alpn: tuple[str, ...]
 
 
 def new_proxy_context() -> ssl.SSLContext:
-    """The context for ``https://`` forward proxies: system roots, full verification (as Tyk)."""
+    """The context for ``https://`` forward proxies: system roots, full verification, no certificate (as Tyk).
+
+    The system roots are OpenSSL's default paths, read when this is called, so
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` select them (as for Go, hence Tyk): the
+    way to trust a private proxy CA.  A service's ``tls_verify`` and
+    ``ca_certificates`` concern the origin beyond the proxy, never the proxy.
+    """
     ctx = ssl.create_default_context()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_RENEGOTIATION

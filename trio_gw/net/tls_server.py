@@ -12,6 +12,11 @@ Theory of operation
 * The SNI callback only asks the snapshot's pure :mod:`trio_gw.tls.sni` index
   which certificate to serve and swaps ``ssl_object.context``; with no answer it
   returns the ``unrecognized_name`` alert.
+* The ALPN list comes from the *swapped* context (tls-stack-notes §1), so every
+  ALPN offer in use (``http/1.1`` alone, or ``h2, http/1.1`` on listeners with
+  the ``http2`` flag) has its own listener context and its own certificate
+  contexts, and each listener context's SNI callback swaps in contexts of its
+  own offer.  A node with only one kind of ssl listener builds one family.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import hashlib
 import logging
 import ssl
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from trio_gw.errors import CertificateError
 from trio_gw.model.entities import Certificate
-from trio_gw.net.contexts import load_pem_pair, new_server_context
+from trio_gw.net.contexts import ALPN_HTTP11, load_pem_pair, new_server_context
 from trio_gw.net.openssl_shim import add_client_ca
 from trio_gw.tls.sni import select_certificate
 
@@ -47,12 +53,21 @@ def _content_key(cert: Certificate) -> str:
     return h.hexdigest()
 
 
-class ServerTls:
-    """Listener context and per-certificate contexts for one snapshot generation."""
+Alpn = tuple[str, ...]
 
-    def __init__(self) -> None:
+
+class ServerTls:
+    """Listener contexts and per-certificate contexts for one snapshot generation.
+
+    Args:
+        alpn_offers: the ALPN lists the node's ssl listeners offer (one context
+            family each); the first is the default of :meth:`listener_context`.
+    """
+
+    def __init__(self, alpn_offers: Iterable[Alpn] = (ALPN_HTTP11,)) -> None:
+        self._offers: tuple[Alpn, ...] = tuple(dict.fromkeys(alpn_offers)) or (ALPN_HTTP11,)
         self._snapshot: Snapshot | None = None
-        self._listener_ctx: ssl.SSLContext | None = None
+        self._listener_ctx: dict[Alpn, ssl.SSLContext] = {}
         self._policy_key: object = None
         self._cache: OrderedDict[str, ssl.SSLContext] = OrderedDict()
 
@@ -66,22 +81,17 @@ class ServerTls:
         """
         policy = (snapshot.downstream_tls, snapshot.client_auth)
         listener_ctx = self._listener_ctx
-        if listener_ctx is None or policy != self._policy_key:
-            # A changed policy gets a new listener context: new ticket keys, so no
+        if not listener_ctx or policy != self._policy_key:
+            # A changed policy gets new listener contexts: new ticket keys, so no
             # session resumed from an old ticket skips the new policy (notes §10).
-            listener_ctx = self._new_context(snapshot)
-            auth = snapshot.client_auth
-            if auth.request_certificate:
-                listener_ctx.verify_mode = ssl.CERT_OPTIONAL
-                if auth.partial_chain:
-                    listener_ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-            listener_ctx.sni_callback = self._sni_callback
+            listener_ctx = {alpn: self._new_listener_context(snapshot, alpn) for alpn in self._offers}
         # Warm the cache off the loop so first handshakes do not build contexts
         # inside the (synchronous) SNI callback; beyond the limit, build on first use.
         for i, cert in enumerate(snapshot.certificates.values()):
             if i >= PREWARM_LIMIT and cert.id not in snapshot.default_certificate_ids:
                 continue
-            self.context_for(cert, snapshot)
+            for alpn in self._offers:
+                self.context_for(cert, snapshot, alpn)
         self._pending = (snapshot, listener_ctx, policy)
 
     def activate(self) -> None:
@@ -89,14 +99,35 @@ class ServerTls:
         snapshot, listener_ctx, policy = self._pending
         self._snapshot, self._listener_ctx, self._policy_key = snapshot, listener_ctx, policy
 
-    def listener_context(self) -> ssl.SSLContext:
-        assert self._listener_ctx is not None, "ServerTls used before a snapshot was activated"
-        return self._listener_ctx
+    def listener_context(self, alpn: Alpn | None = None) -> ssl.SSLContext:
+        """The listener context offering ``alpn`` (default: the first offer)."""
+        assert self._listener_ctx, "ServerTls used before a snapshot was activated"
+        return self._listener_ctx[alpn or self._offers[0]]
+
+    def source(self, alpn: Alpn) -> _ListenerSource:
+        """What a listener offering ``alpn`` wraps its connections with (``server.ContextSource``).
+
+        Raises:
+            ValueError: ``alpn`` is not one of the offers given at construction.
+        """
+        if alpn not in self._offers:
+            raise ValueError(f"ALPN offer {alpn!r} was not prepared (offers: {self._offers!r})")
+        return _ListenerSource(self, alpn)
 
     # --- contexts ---------------------------------------------------------------
 
-    def _new_context(self, snapshot: Snapshot) -> ssl.SSLContext:
-        ctx = new_server_context(snapshot.downstream_tls)
+    def _new_listener_context(self, snapshot: Snapshot, alpn: Alpn) -> ssl.SSLContext:
+        ctx = self._new_context(snapshot, alpn)
+        auth = snapshot.client_auth
+        if auth.request_certificate:
+            ctx.verify_mode = ssl.CERT_REQUIRED if auth.require_certificate else ssl.CERT_OPTIONAL
+            if auth.partial_chain:
+                ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        ctx.sni_callback = self._sni_callback_for(alpn)
+        return ctx
+
+    def _new_context(self, snapshot: Snapshot, alpn: Alpn) -> ssl.SSLContext:
+        ctx = new_server_context(snapshot.downstream_tls, alpn=alpn)
         auth = snapshot.client_auth
         if auth.request_certificate and auth.anchors_pem:
             # The swapped (per-certificate) context supplies the trust store and the
@@ -106,14 +137,14 @@ class ServerTls:
                 add_client_ca(ctx, ssl.PEM_cert_to_DER_cert(pem))
         return ctx
 
-    def context_for(self, cert: Certificate, snapshot: Snapshot) -> ssl.SSLContext:
-        """The cached context serving ``cert``, built on first use."""
-        key = _content_key(cert) + snapshot.client_auth.generation
+    def context_for(self, cert: Certificate, snapshot: Snapshot, alpn: Alpn = ALPN_HTTP11) -> ssl.SSLContext:
+        """The cached context serving ``cert`` with ALPN offer ``alpn``, built on first use."""
+        key = _content_key(cert) + snapshot.client_auth.generation + ",".join(alpn)
         ctx = self._cache.get(key)
         if ctx is not None:
             self._cache.move_to_end(key)
             return ctx
-        ctx = self._new_context(snapshot)
+        ctx = self._new_context(snapshot, alpn)
         load_pem_pair(ctx, cert.cert, cert.key)
         if cert.cert_alt and cert.key_alt:
             load_pem_pair(ctx, cert.cert_alt, cert.key_alt)
@@ -124,7 +155,13 @@ class ServerTls:
 
     # --- the SNI callback (synchronous, on the event loop, every handshake) -----
 
-    def _sni_callback(self, sslobj: Any, server_name: str | None, _initial: ssl.SSLContext) -> int | None:
+    def _sni_callback_for(self, alpn: Alpn) -> Callable[[Any, str | None, ssl.SSLContext], int | None]:
+        def callback(sslobj: Any, server_name: str | None, _initial: ssl.SSLContext) -> int | None:
+            return self._sni_callback(sslobj, server_name, alpn)
+
+        return callback
+
+    def _sni_callback(self, sslobj: Any, server_name: str | None, alpn: Alpn) -> int | None:
         snapshot = self._snapshot
         assert snapshot is not None
         sslobj.trio_gw_sni = server_name
@@ -135,9 +172,22 @@ class ServerTls:
         if cert is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         try:
-            sslobj.context = self.context_for(cert, snapshot)
+            sslobj.context = self.context_for(cert, snapshot, alpn)
         except CertificateError as exc:
             log.error("certificate %s cannot be served: %s", cert.id, exc)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         sslobj.trio_gw_certificate = selection
         return None
+
+
+class _ListenerSource:
+    """One ALPN family of a :class:`ServerTls`, as a listener's context source."""
+
+    __slots__ = ("tls", "alpn")
+
+    def __init__(self, tls: ServerTls, alpn: Alpn) -> None:
+        self.tls = tls
+        self.alpn = alpn
+
+    def listener_context(self) -> ssl.SSLContext:
+        return self.tls.listener_context(self.alpn)

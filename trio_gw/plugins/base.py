@@ -14,7 +14,7 @@ headers / naming a consumer) or :class:`Deny` (status, message, stable reason).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -128,6 +128,8 @@ class PluginSpec:
     prepare: Callable[[Mapping[str, Any], PrepareEnv], Any] | None = None
     for_route: Callable[[Any, Route], Any] | None = None
     warnings: Callable[[Any], Sequence[str]] | None = None
+    #: Config fields never shown by the Admin API (a private key): see :func:`public_config`.
+    secret_fields: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -147,21 +149,47 @@ def register(spec: PluginSpec) -> PluginSpec:
     return spec
 
 
-def check_plugins_available(entities: Entities) -> None:
-    """Refuse a configuration naming a plugin trio-gw does not have.
+def public_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A plugin's config as the Admin API shows it: without its secret fields (a private key).
+
+    Like certificates, whose keys the Admin API never returns, a secret field is
+    left out (a PATCH that does not name it keeps the stored value).
+    """
+    import trio_gw.plugins  # noqa: F401  (registers every plugin, so each one's secret fields are known)
+
+    spec = REGISTRY.get(name)
+    secret = spec.secret_fields if spec is not None else frozenset()
+    return {k: v for k, v in config.items() if k not in secret}
+
+
+def check_plugins_available(entities: Entities, enabled: Collection[str] | None = None) -> None:
+    """Refuse a configuration naming a plugin trio-gw does not have, or one not enabled on this node.
 
     Accepting it silently would let a user believe a policy (say, ``acl``) is
-    enforced when it is not.
+    enforced when it is not.  ``enabled`` is the node's ``plugins`` setting
+    (Kong's ``plugins``, formerly ``plugins_available``): a plugin trio-gw has
+    but this node does not enable is refused as Kong refuses it (the start
+    fails; an Admin API write gets 400), whether the plugin entity is enabled
+    or not.
+
+    Args:
+        entities: the configuration.
+        enabled: the plugin names enabled on the node; ``None``: every plugin.
 
     Raises:
-        ConfigError: naming each unknown plugin.
+        ConfigError: naming each unknown or not enabled plugin.
     """
-    problems = [
-        Problem(f"plugins[{p.id}].name", f"plugin {p.name!r} is not available in trio-gw "
-                f"(available: {', '.join(sorted(REGISTRY)) or 'none'})")
-        for p in entities.plugins.values()
-        if p.name not in REGISTRY
-    ]
+    problems = []
+    for p in sorted(entities.plugins.values(), key=lambda p: p.id):
+        if p.name not in REGISTRY:
+            problems.append(Problem(f"plugins[{p.id}].name", f"plugin {p.name!r} is not available in trio-gw "
+                                    f"(available: {', '.join(sorted(REGISTRY)) or 'none'})"))
+        elif enabled is not None and p.name not in enabled:
+            problems.append(Problem(
+                f"plugins[{p.id}].name",
+                f"plugin {p.name!r} is not enabled on this node; add it to the 'plugins' setting "
+                f"(enabled: {', '.join(sorted(enabled)) or 'none'})",
+            ))
     if problems:
         raise ConfigError(problems)
 

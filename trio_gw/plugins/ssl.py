@@ -18,6 +18,7 @@ from typing import Any
 
 from trio_gw.errors import ConfigError, Problem
 from trio_gw.model.certificates import parse_certificate_entity
+from trio_gw.model.fields import field_label
 from trio_gw.plugins.base import ALLOW, Decision, Deny, PluginSpec, RequestContext, register
 
 FIELDS = ("cert", "key", "only_https", "accept_http_if_already_terminated")
@@ -25,7 +26,7 @@ FIELDS = ("cert", "key", "only_https", "accept_http_if_already_terminated")
 
 def parse_config(raw: Mapping[str, Any], path: str) -> Mapping[str, Any]:
     """Check the plugin config; a certificate pair is validated like a certificate entity."""
-    problems = [Problem(str(k), "unknown field") for k in raw if k not in FIELDS]
+    problems = [Problem(field_label(k), "unknown field") for k in raw if k not in FIELDS]
     out: dict[str, Any] = {}
     for flag in ("only_https", "accept_http_if_already_terminated"):
         value = raw.get(flag, False)
@@ -64,4 +65,5 @@ def decide(config: Mapping[str, Any], request: RequestContext) -> Decision:
                 headers=((b"upgrade", b"TLS/1.2, HTTP/1.1"), (b"connection", b"Upgrade")))
 
 
-SPEC = register(PluginSpec(name="ssl", priority=1000, parse_config=parse_config, decide=decide))
+SPEC = register(PluginSpec(name="ssl", priority=1000, parse_config=parse_config, decide=decide,
+                          secret_fields=frozenset({"key"})))

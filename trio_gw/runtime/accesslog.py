@@ -39,6 +39,7 @@ class AccessLog:
                     "client_ip": info.client_ip,
                     "method": ex.method,
                     "path": ex.target,
+                    "protocol": ex.protocol,
                     "status": ex.status,
                     "reason": ex.reason,
                     "latency_ms": latency_ms,
@@ -57,7 +58,7 @@ class AccessLog:
         else:
             tls = f"{info.tls_version} {info.cipher} sni={info.sni or '-'}" if info.tls else "-"
             line = (
-                f'{info.client_ip} - - [{time.strftime("%d/%b/%Y:%H:%M:%S %z")}] "{ex.method} {ex.target}" '
+                f'{info.client_ip} - - [{time.strftime("%d/%b/%Y:%H:%M:%S %z")}] "{ex.method} {ex.target} {ex.protocol}" '
                 f"{ex.status} {ex.bytes_out} in={ex.bytes_in} {latency_ms}ms "
                 f"upstream={ex.upstream or '-'} {upstream_ms if upstream_ms is not None else '-'}ms "
                 f"tls=[{tls}] reason={ex.reason or '-'}"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trio_gw.admin.api import AdminRequest, AdminResponse, handle_admin_request
-from trio_gw.errors import ConfigError
+from trio_gw.errors import CertificateError, ConfigError
 from trio_gw.net.contexts import load_pem_pair
 from trio_gw.net.proxy import ConnectionInfo
 from trio_gw.runtime.devpki import ensure_dev_pki
@@ -38,6 +39,7 @@ class AdminApi:
     """Connects the pure Admin API to one gateway node."""
 
     def __init__(self, gateway: Gateway) -> None:
+        check_admin_listeners(gateway.settings)
         self.gateway = gateway
 
     def read_only_reason(self) -> str | None:
@@ -69,6 +71,26 @@ class AdminApi:
         return result.response
 
 
+def check_admin_listeners(settings: Settings) -> None:
+    """With ``admin_mtls`` every Admin API listener must be ``ssl``: a plain one would serve it
+    without a client certificate (Tyk's ``control_api_use_mutual_tls`` needs TLS too).
+
+    Raises:
+        ConfigError: naming ``admin_listen`` and the plain listeners.
+    """
+    if not settings.admin_mtls:
+        return
+    plain = [f"{a.host}:{a.port}" for a in settings.admin_listen if not a.ssl]
+    if plain:
+        raise ConfigError(
+            f"admin_mtls is on, but {', '.join(plain)} has no `ssl` flag and would serve the Admin API "
+            "without a client certificate: add `ssl` to it or remove it",
+            path="admin_listen",
+        )
+    if not settings.admin_listen:
+        log.warning("admin_mtls is on but admin_listen is off: no Admin API listener")
+
+
 class AdminTls:
     """The Admin API's TLS listener context (``admin_ssl_cert``; mTLS with ``admin_mtls``)."""
 
@@ -79,8 +101,11 @@ class AdminTls:
         return self._ctx
 
 
-def admin_tls_context(settings: Settings) -> ssl.SSLContext:
-    """Build the admin listener context (blocking: worker thread).
+def listener_tls_context(settings: Settings, setting: str, role: str) -> ssl.SSLContext:
+    """A TLS listener context for the Admin or Status API: ``setting``/``setting_key`` pairs (blocking: thread).
+
+    The downstream policy (versions, ciphers) is the proxy's.  Without pairs the
+    generated certificate under ``prefix``/pki is served, as Kong generates one.
 
     Raises:
         ConfigError: naming the setting whose file cannot be used.
@@ -90,13 +115,26 @@ def admin_tls_context(settings: Settings) -> ssl.SSLContext:
     from trio_gw.net.contexts import new_server_context
 
     ctx = new_server_context(parse_downstream_policy(settings.raw))
-    pairs = list(zip(settings.admin_ssl_cert, settings.admin_ssl_cert_key))
+    pairs = list(zip(getattr(settings, setting), getattr(settings, f"{setting}_key")))
     if not pairs:
         pki = ensure_dev_pki(Path(settings.prefix) / "pki")
-        log.warning("no admin_ssl_cert configured: the Admin API serves %s (CA %s)", pki.server_cert, pki.ca_cert)
+        log.warning("no %s configured: the %s serves %s (CA %s)", setting, role, pki.server_cert, pki.ca_cert)
         pairs = [(str(pki.server_cert), str(pki.server_key))]
-    for cert in read_pairs(pairs, "admin_ssl_cert", now=int(time.time())):
-        load_pem_pair(ctx, cert.cert, cert.key)
+    for i, cert in enumerate(read_pairs(pairs, setting, now=int(time.time()))):
+        try:
+            load_pem_pair(ctx, cert.cert, cert.key)
+        except CertificateError as exc:
+            raise ConfigError(str(exc), path=f"{setting}[{i}]") from exc
+    return ctx
+
+
+def admin_tls_context(settings: Settings) -> ssl.SSLContext:
+    """Build the admin listener context (blocking: worker thread).
+
+    Raises:
+        ConfigError: naming the setting whose file cannot be used.
+    """
+    ctx = listener_tls_context(settings, "admin_ssl_cert", "Admin API")
     if settings.admin_mtls:
         if not settings.admin_mtls_ca_certificates:
             raise ConfigError("admin_mtls is on but no CA is configured", path="admin_mtls_ca_certificates")
@@ -111,4 +149,18 @@ def admin_tls_context(settings: Settings) -> ssl.SSLContext:
         except ssl.SSLError as exc:
             raise ConfigError(f"not a PEM CA bundle ({exc.reason})", path="admin_mtls_ca_certificates") from exc
         ctx.verify_mode = ssl.CERT_REQUIRED  # no certificate from these CAs, no Admin API
+        if not settings.skip_client_ca_announcement:
+            _announce(ctx, "".join(cadata))
     return ctx
+
+
+def _announce(ctx: ssl.SSLContext, bundle: str) -> None:
+    """Name the admin CAs in the CertificateRequest (Tyk announces its client CAs by default), so a
+    client holding several certificates presents one these CAs issued."""
+    from trio_gw.net.openssl_shim import ShimUnavailable, add_client_ca
+
+    try:
+        for pem in re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", bundle, re.DOTALL):
+            add_client_ca(ctx, ssl.PEM_cert_to_DER_cert(pem))
+    except ShimUnavailable as exc:
+        log.warning("the Admin API's client CA names are not announced: %s", exc)

@@ -152,8 +152,8 @@ def cmd_config_load(args: argparse.Namespace) -> int:
 
     try:
         entities = load_declarative_text(Path(args.file).read_text(), now=int(time.time()))
-        check_plugins_available(entities)
-        _, store = _store_from(args)
+        settings, store = _store_from(args)
+        check_plugins_available(entities, settings.plugins)  # type: ignore[attr-defined]  # as `run` would
     except OSError as exc:
         print(f"trio-gw: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2

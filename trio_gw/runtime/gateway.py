@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,10 +25,13 @@ from trio_gw.errors import CertificateError, ConfigError, Problem
 from trio_gw.model.certificates import certificate_warnings, parse_certificate_entity
 from trio_gw.model.declarative import load_declarative_text
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.net.http_fetch import FetchError, fetch
+from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
+from trio_gw.net.contexts import ALPN_H2, ALPN_HTTP11
+from trio_gw.net.h2_proxy import Http2Server
 from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
 from trio_gw.plugins.crl_cache import CrlCache, crl_fetch_settings
 from trio_gw.pki.keys import key_type
+from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.net.server import Listener, open_listener
 from trio_gw.net.tls_client import UpstreamTls
@@ -35,12 +39,12 @@ from trio_gw.net.tls_server import ServerTls
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.net.admin_server import AdminServer
 from trio_gw.runtime.accesslog import AccessLog
-from trio_gw.runtime.admin import AdminApi, AdminTls, admin_tls_context
+from trio_gw.runtime.admin import AdminApi, AdminTls, admin_tls_context, listener_tls_context
 from trio_gw.runtime.datastore import open_store
 from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.runtime.metrics import Metrics
-from trio_gw.runtime.settings import Settings
+from trio_gw.runtime.settings import Settings, http2_flag_warnings, serves_http2
 from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.runtime.status import StatusServer
 from trio_gw.snapshot import Snapshot, build_snapshot
@@ -83,6 +87,11 @@ def _merge_alt_pairs(certs: list[Certificate]) -> list[Certificate]:
     return certs
 
 
+def _subject(pem: str) -> str:
+    """The RFC 4514 subject of the first certificate of ``pem``, for log lines."""
+    return describe_certificate(parse_certificates(pem)[0]).subject
+
+
 def read_pairs(pairs: list[tuple[str, str]], setting: str, *, now: int) -> list[Certificate]:
     """Read certificate/key file pairs into certificate entities.
 
@@ -99,7 +108,11 @@ def read_pairs(pairs: list[tuple[str, str]], setting: str, *, now: int) -> list[
         try:
             certs.append(parse_certificate_entity({"cert": cert_text, "key": key_text}, now=now, id=f"{setting}#{i}"))
         except ConfigError as exc:
-            problems.extend(exc.prefixed(f"{setting}[{i}] ({cert_path})").problems)
+            for p in exc.problems:  # a key problem names the key's setting and file
+                if p.path == "key":
+                    problems.append(Problem(f"{setting}_key[{i}] ({key_path})", p.message))
+                else:
+                    problems.extend(ConfigError([p]).prefixed(f"{setting}[{i}] ({cert_path})").problems)
     if problems:
         raise ConfigError(problems)
     return certs
@@ -112,9 +125,10 @@ def read_default_certificates(settings: Settings, *, now: int) -> list[Certifica
         ConfigError: a file is unreadable or its content unusable, naming the setting.
     """
     pairs = list(zip(settings.ssl_cert, settings.ssl_cert_key))
-    if not pairs and any(a.ssl for a in settings.proxy_listen):
+    if not pairs and not settings.ssl_certificates and any(a.ssl for a in settings.proxy_listen):
         # Kong generates a default certificate when none is configured; so do we, under
-        # prefix/pki, signed by a local CA the user can choose to trust.
+        # prefix/pki, signed by a local CA the user can choose to trust.  With Tyk's
+        # ssl_certificates the first of them is the default instead (tls/sni.py rule 7).
         pki = ensure_dev_pki(Path(settings.prefix) / "pki")
         log.warning("no ssl_cert configured: serving the generated certificate %s (CA %s)",
                     pki.server_cert, pki.ca_cert)
@@ -135,6 +149,12 @@ def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certifi
         blocks = PEM_BLOCK.findall(text)
         key = "".join(b for b in blocks if "PRIVATE KEY" in b.split("\n", 1)[0])
         chain = "".join(b for b in blocks if "PRIVATE KEY" not in b.split("\n", 1)[0])
+        if not key or not chain:
+            # Tyk: "must contain both the certificate (public key) and private key"
+            missing = "private key" if chain else "certificate"
+            problems.append(Problem(f"ssl_certificates[{i}] ({entry})", f"holds no {missing}: a server certificate "
+                                    "pair is one PEM file with the certificate chain and its private key"))
+            continue
         try:
             certs.append(parse_certificate_entity({"cert": chain, "key": key}, now=now, id=f"ssl_certificates#{i}"))
         except ConfigError as exc:
@@ -142,6 +162,38 @@ def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certifi
     if problems:
         raise ConfigError(problems)
     return certs
+
+
+def read_client_truststore(settings: Settings) -> list[str]:
+    """The CA certificates of ``ssl_client_certificate`` (PEM bundles), one PEM per certificate.
+
+    Raises:
+        ConfigError: a file is unreadable, holds no certificate, or a certificate
+            that is not a CA, naming ``ssl_client_certificate[i]``.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from trio_gw.pki.info import describe_certificate
+
+    pems: list[str] = []
+    problems: list[Problem] = []
+    for i, path in enumerate(settings.ssl_client_certificate):
+        key = f"ssl_client_certificate[{i}]"
+        text = _read(path, key, problems)
+        if text is None:
+            continue
+        try:
+            certs = parse_certificates(text)
+        except CertificateError as exc:
+            problems.append(Problem(key, f"{path}: {exc}"))
+            continue
+        for cert in certs:
+            if not describe_certificate(cert).is_ca:
+                problems.append(Problem(key, f"{path}: {cert.subject.rfc4514_string()} is not a CA certificate"))
+            pems.append(cert.public_bytes(Encoding.PEM).decode("ascii"))
+    if problems:
+        raise ConfigError(problems)
+    return pems
 
 
 def read_entities(settings: Settings, *, now: int) -> Entities:
@@ -174,7 +226,10 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.prefix = Path(settings.prefix)
-        self.server_tls = ServerTls()
+        # One family of server contexts per ALPN offer in use (the list follows the SNI context).
+        self.server_tls = ServerTls(
+            ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11 for a in settings.proxy_listen if a.ssl
+        )
         self.upstream_tls = UpstreamTls()
         self.pool = UpstreamPool(
             size=settings.upstream_keepalive_pool_size,
@@ -184,8 +239,11 @@ class Gateway:
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         self.metrics = Metrics()
         self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self._record)
+        self.http2 = Http2Server(self.proxy)
         self.crl_cache = CrlCache()
         self.crl_fetch_timeout = CRL_FETCH_TIMEOUT
+        #: Trust of the node's own https fetches (``lua_ssl_trusted_certificate``), built at start.
+        self.fetch_tls: ssl.SSLContext | None = None
         self.proxy.crl_source = self.crl_cache
         self._snapshot: Snapshot | None = None
         self.store: Store | None = None
@@ -223,7 +281,7 @@ class Gateway:
         extra = read_ssl_certificates_files(self.settings, now=now)
         snapshot = build_snapshot(
             self.settings, entities, default_certificates=defaults, extra_certificates=extra,
-            https_port=self.https_port, now=time.time(),
+            client_truststore=read_client_truststore(self.settings), https_port=self.https_port, now=time.time(),
         )
         try:
             self.server_tls.prepare(snapshot)
@@ -272,10 +330,10 @@ class Gateway:
         days = self.settings.certificate_expiry_warning_days
         for cert in snapshot.certificates.values():
             for text in certificate_warnings(cert.cert, now=now, warn_days=days):
-                log.warning("certificate %s: %s", cert.id, text)
+                log.warning("certificate %s (%s): %s", cert.id, _subject(cert.cert), text)
         for ca in snapshot.entities.ca_certificates.values():
             for text in certificate_warnings(ca.cert, now=now, warn_days=days):
-                log.warning("CA certificate %s: %s", ca.id, text)
+                log.warning("CA certificate %s (%s): %s", ca.id, _subject(ca.cert), text)
 
     async def _fetch_crls(self) -> None:
         """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
@@ -283,7 +341,7 @@ class Gateway:
             await trio.sleep(CRL_FETCH_INTERVAL)
             for url in self.crl_cache.wanted():
                 try:
-                    body = await fetch(url, timeout=self.crl_fetch_timeout)
+                    body = await fetch(url, timeout=self.crl_fetch_timeout, ssl_context=self.fetch_tls)
                 except FetchError as exc:
                     log.warning("CRL %s could not be fetched: %s", url, exc)
                     self.crl_cache.failed(url)
@@ -332,10 +390,15 @@ class Gateway:
         s = self.settings
         limiter = trio.CapacityLimiter(s.max_connections)
         chains = IntermediateCache()  # one for every proxy listener: they share the snapshot's tickets
+        for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
+            log.warning("%s", warning)
         for addr in s.proxy_listen:
+            http2 = serves_http2(addr, s.enable_http2)
             listener = await open_listener(
-                addr.host, addr.port, name=f"proxy {addr}", handler=self.proxy.serve_connection,
-                tls=self.server_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout,
+                addr.host, addr.port, name=f"proxy {addr}",
+                handler=self.http2.serve_connection if http2 else self.proxy.serve_connection,
+                tls=self.server_tls.source(ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
+                handshake_timeout=s.ssl_handshake_timeout,
                 limiter=limiter, reuseport=addr.reuseport, observe=self.metrics.record_handshake, chains=chains,
             )
             self.listeners["proxy"].append(listener)
@@ -353,10 +416,14 @@ class Gateway:
             )
             self.listeners["admin"].append(listener)
         status = StatusServer(self)
+        status_tls = None
+        if any(a.ssl for a in s.status_listen):
+            status_tls = AdminTls(await trio.to_thread.run_sync(
+                listener_tls_context, s, "status_ssl_cert", "Status API"))
         for addr in s.status_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"status {addr}", handler=status.serve_connection,
-                tls=None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
+                tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
             )
             self.listeners["status"].append(listener)
 
@@ -373,6 +440,8 @@ class Gateway:
     async def run(self, *, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED) -> None:
         """Start, serve until SIGTERM/SIGINT (or cancellation), then drain and stop."""
         check_database_settings(self.settings)
+        self.fetch_tls = await trio.to_thread.run_sync(
+            outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
         self.store = await trio.to_thread.run_sync(open_store, self.settings)
         await self._bind()
         try:
@@ -420,7 +489,7 @@ class Gateway:
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def _drain(self, connections: trio.Nursery) -> None:
-        self.proxy.draining = True
+        self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
             while self.proxy.in_flight:
                 await trio.sleep(0.05)

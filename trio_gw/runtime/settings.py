@@ -44,6 +44,33 @@ class ListenAddress:
         return f"{host}:{self.port}{flags}"
 
 
+def serves_http2(address: ListenAddress, enable_http2: bool = False) -> bool:
+    """Whether a proxy listener offers HTTP/2: an ``ssl`` listener with the ``http2`` flag or
+    ``enable_http2`` on (Tyk).  HTTP/2 is negotiated by ALPN, so never on a plain listener."""
+    return address.ssl and (address.http2 or enable_http2)
+
+
+def http2_flag_warnings(
+    proxy_listen: tuple[ListenAddress, ...],
+    admin_listen: tuple[ListenAddress, ...] = (),
+    status_listen: tuple[ListenAddress, ...] = (),
+) -> list[str]:
+    """One warning per listener whose ``http2`` flag has no effect (never ignored silently).
+
+    Kong accepts ``http2`` on any listener; trio-gw offers HTTP/2 only through
+    ALPN on ``ssl`` proxy listeners, and the Admin API and status listeners
+    speak HTTP/1.1 only.
+    """
+    out = [
+        f"proxy_listen {a}: `http2` needs `ssl` (HTTP/2 is offered by ALPN; h2c is not supported): "
+        "this listener serves HTTP/1.1 only"
+        for a in proxy_listen if a.http2 and not a.ssl
+    ]
+    for name, addresses in (("admin_listen", admin_listen), ("status_listen", status_listen)):
+        out += [f"{name} {a}: `http2` is ignored: this listener serves HTTP/1.1 only" for a in addresses if a.http2]
+    return out
+
+
 # --- value parsers: raw value -> typed value, or ValueError with a reason -------------
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -146,6 +173,37 @@ def parse_listen(v: object) -> tuple[ListenAddress, ...]:
     return tuple(out)
 
 
+def _verify_client(v: object) -> str:
+    """nginx ``ssl_verify_client``: ``off``, ``optional`` or ``on`` (YAML booleans read as off/on)."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return _choice("off", "optional", "on")(v)
+
+
+def _plugin_names(v: object) -> tuple[str, ...]:
+    """Kong's ``plugins``: names, ``bundled`` (every plugin of trio-gw) or ``off`` (none).
+
+    Returns the enabled names, sorted; an unknown name is refused with the closest known one.
+    """
+    import trio_gw.plugins  # noqa: F401  (registers every plugin)
+    from trio_gw.plugins.base import REGISTRY
+
+    entries = ["off"] if v is False else [e.strip().lower() for e in _str_list(v)]  # YAML reads `off` as false
+    if entries == ["off"]:
+        return ()
+    enabled: set[str] = set()
+    for entry in entries:
+        if entry == "bundled":
+            enabled.update(REGISTRY)
+        elif entry in REGISTRY:
+            enabled.add(entry)
+        else:
+            close = difflib.get_close_matches(entry, [*REGISTRY, "bundled", "off"], n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown plugin {entry!r}{hint}; known: bundled, off, {', '.join(sorted(REGISTRY))}")
+    return tuple(sorted(enabled))
+
+
 def _optional_bool(v: object) -> bool | None:
     return None if v is None else _bool(v)
 
@@ -181,11 +239,16 @@ def _s(
 SETTINGS: tuple[Setting, ...] = (
     # listeners
     _s("proxy_listen", parse_listen, "127.0.0.1:8000, 127.0.0.1:8443 ssl", "listen list",
-       "Proxy listeners (kong.conf). Flags: `ssl`, `http2`, `reuseport`. Kong binds 0.0.0.0; we default to loopback."),
+       "Proxy listeners (kong.conf). Flags: `ssl`, `http2`, `reuseport`. Kong binds 0.0.0.0; we default to loopback. "
+       "`http2` on an `ssl` listener offers HTTP/2 by ALPN (`h2`, then `http/1.1`); on a plain listener it is "
+       "ignored with a warning at start (no h2c: HTTP/1.1 is served)."),
+    _s("enable_http2", _bool, False, "bool",
+       "Tyk `http_server_options.enable_http2`: offer HTTP/2 on every `ssl` proxy listener, as if each had the "
+       "`http2` flag."),
     _s("admin_listen", parse_listen, "127.0.0.1:8001, 127.0.0.1:8444 ssl", "listen list",
        "Admin API listeners (kong.conf default)."),
     _s("status_listen", parse_listen, "127.0.0.1:8007", "listen list",
-       "Status listener serving `/status` (Kong's default port)."),
+       "Status listener serving `/status` (Kong's default port). Flag `ssl`: served over TLS with `status_ssl_cert`."),
     # data
     _s("prefix", _str, "trio-gw-data", "path",
        "Data directory: dev PKI, SQLite file, ready file. Relative to the working directory."),
@@ -221,6 +284,17 @@ SETTINGS: tuple[Setting, ...] = (
     _s("admin_mtls_ca_certificates", _str_list, (), "path list", "PEM CA bundle(s) for `admin_mtls`."),
     _s("admin_ssl_cert", _str_list, (), "path list", "Server certificate(s) of the Admin API's ssl listeners."),
     _s("admin_ssl_cert_key", _str_list, (), "path list", "Private key(s) for `admin_ssl_cert`."),
+    _s("status_ssl_cert", _str_list, (), "path list",
+       "Kong: server certificate(s) of the Status API's ssl listeners (`status_listen ... ssl`); "
+       "unset: the generated certificate under `prefix`/pki, as for the Admin API."),
+    _s("status_ssl_cert_key", _str_list, (), "path list", "Kong: private key(s) for `status_ssl_cert`."),
+    _s("lua_ssl_trusted_certificate", _str_list, ("system",), "path list",
+       "Kong: CA certificates (PEM files) trusted for the gateway's own outbound TLS that is not proxying — "
+       "downloads of CRLs from https distribution points. `system` stands for the OS trust store; "
+       "a list without it trusts only the files."),
+    _s("lua_ssl_verify_depth", _optional_int, None, "int",
+       "Kong: most intermediates in the chain of a server the gateway itself talks to "
+       "(`lua_ssl_trusted_certificate`).", "(OpenSSL: 100)"),
     # TLS policy (validated by trio_gw.tls)
     _s("ssl_protocols", _raw, None, "string",
        "Kong's list, e.g. `TLSv1.2 TLSv1.3`. `ssl_min_version`/`ssl_max_version` win when set.", "(preset's)"),
@@ -240,6 +314,20 @@ SETTINGS: tuple[Setting, ...] = (
     _s("ssl_sni_strict", _bool, False, "bool",
        "Unknown or missing SNI gets the `unrecognized_name` alert instead of the default certificate."),
     _s("ssl_handshake_timeout", _duration, 10.0, "duration", "Deadline for a client's TLS handshake."),
+    _s("skip_client_ca_announcement", _bool, False, "bool",
+       "Tyk `http_server_options.skip_client_ca_announcement`: never list trusted CA names in the "
+       "CertificateRequest, even for mtls-auth `send_ca_dn`. (trio-gw announces none unless `send_ca_dn` asks.)"),
+    _s("ssl_verify_client", _verify_client, "off", "off|optional|on",
+       "nginx `ssl_verify_client` (Gravitee `http.ssl.clientAuth`): `on` makes every proxy TLS handshake require a "
+       "client certificate trusted by `ssl_client_certificate` or by a route's client-certificate plugin (the union); "
+       "`optional` asks for one. Each route still applies its own plugins. `off`: asked only when a route needs one."),
+    _s("ssl_client_certificate", _str_list, (), "path list",
+       "nginx `ssl_client_certificate` (Gravitee's server truststore): PEM CA bundle(s) trusted for client "
+       "certificates in the handshake when `ssl_verify_client` is `on` or `optional`."),
+    _s("plugins", _plugin_names, ("bundled",), "plugin list",
+       "Kong's `plugins` (formerly `plugins_available`): the plugins enabled on this node — names, `bundled` "
+       "(every plugin of trio-gw) or `off`. A configuration using a plugin not enabled here is refused "
+       "(start-up error, Admin API 400)."),
     _s("allow_unsafe_dynamic_mtls_token", _bool, False, "bool",
        "Tyk 5.12 `security.allow_unsafe_dynamic_mtls_token`: accept a key-auth key bound to client certificates "
        "without one of them (token only). Unsafe: the key alone does not prove possession of the private key; "
@@ -280,8 +368,14 @@ SETTINGS: tuple[Setting, ...] = (
     _s("proxy_ssl_trusted_certificate", _str_list, (), "path list",
        "Kong `nginx_proxy_proxy_ssl_trusted_certificate`: CA PEM files for upstream verification "
        "(services' `ca_certificates` win); empty: the system roots."),
-    _s("proxy_ssl_insecure_skip_verify", _bool, False, "bool",
-       "Tyk: do not verify upstream certificates (services' `tls_verify` wins). Not for production."),
+    _s("proxy_ssl_verify", _optional_bool, None, "bool",
+       "Kong `nginx_proxy_proxy_ssl_verify` (the seed's `nginx_proxy_proxy_tls_verify`): verify upstream "
+       "certificates (chain and name) globally. On by default — Kong's default is off. The inverse of Tyk's "
+       "`proxy_ssl_insecure_skip_verify`: set either; both set and disagreeing is an error. "
+       "Services' `tls_verify` wins.", "on"),
+    _s("proxy_ssl_insecure_skip_verify", _optional_bool, None, "bool",
+       "Tyk: do not verify upstream certificates (the inverse of `proxy_ssl_verify`; services' `tls_verify` "
+       "wins). Not for production.", "off"),
     _s("proxy_ssl_verify_depth", _optional_int, None, "int",
        "Kong `nginx_proxy_proxy_ssl_verify_depth`: most intermediates in an upstream chain.", "(OpenSSL: 100)"),
     _s("proxy_ssl_min_version", _raw, None, "version", "Tyk: lowest TLS version to upstreams.", "1.2"),
@@ -303,6 +397,15 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+#: Other names accepted for a setting (Kong's full ``nginx_proxy_*`` names): alias → setting.  Giving a
+#: setting twice in one source (by its name and an alias) is an error; a later source wins as usual.
+ALIASES: dict[str, str] = {
+    "nginx_proxy_proxy_ssl_trusted_certificate": "proxy_ssl_trusted_certificate",
+    "nginx_proxy_proxy_ssl_verify": "proxy_ssl_verify",
+    "nginx_proxy_proxy_tls_verify": "proxy_ssl_verify",
+    "nginx_proxy_proxy_ssl_verify_depth": "proxy_ssl_verify_depth",
+}
 
 
 #: Settings whose values are never printed.
@@ -329,7 +432,7 @@ class Settings:
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, [*BY_NAME, *ALIASES], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -349,13 +452,19 @@ def parse_settings(layers: Iterable[tuple[str, Mapping[str, object]]]) -> Settin
     sources = {s.name: "default" for s in SETTINGS}
     problems: list[Problem] = []
     for source, layer in layers:
+        spelled: dict[str, str] = {}  # setting → the name this source gave it under
         for key, value in layer.items():
             key = str(key).strip().lower()
-            if key not in BY_NAME:
+            name = ALIASES.get(key, key)
+            if name not in BY_NAME:
                 problems.append(Problem(key, f"unknown setting in {source}{_suggest(key)}"))
                 continue
-            raw[key] = value
-            sources[key] = source
+            if name in spelled:
+                problems.append(Problem(key, f"{name!r} is already set in {source} as {spelled[name]!r}; use one name"))
+                continue
+            spelled[name] = key
+            raw[name] = value
+            sources[name] = source if key == name else f"{source}, as {key}"
     values: dict[str, Any] = {}
     for s in SETTINGS:
         try:
@@ -366,6 +475,11 @@ def parse_settings(layers: Iterable[tuple[str, Mapping[str, object]]]) -> Settin
         problems.append(Problem("ssl_cert_key", "needs one key per ssl_cert entry"))
     if len(values.get("admin_ssl_cert", ())) != len(values.get("admin_ssl_cert_key", ())):
         problems.append(Problem("admin_ssl_cert_key", "needs one key per admin_ssl_cert entry"))
+    if len(values.get("status_ssl_cert", ())) != len(values.get("status_ssl_cert_key", ())):
+        problems.append(Problem("status_ssl_cert_key", "needs one key per status_ssl_cert entry"))
+    depth = values.get("lua_ssl_verify_depth")
+    if depth is not None and not 0 <= depth <= 100:
+        problems.append(Problem("lua_ssl_verify_depth", f"expected 0 to 100, got {depth}"))
     if problems:
         raise ConfigError(problems)
     return Settings(values, sources)
@@ -445,5 +559,7 @@ def settings_reference_markdown() -> str:
             default = "(none)"
         elif isinstance(default, bool):
             default = "on" if default else "off"
-        lines.append(f"| `{s.name}` | {s.kind} | `{default}` | {s.help} |")
+        aliases = ", ".join(f"`{a}`" for a, name in ALIASES.items() if name == s.name)
+        text = f"{s.help} Also accepted as {aliases}." if aliases else s.help
+        lines.append(f"| `{s.name}` | {s.kind} | `{default}` | {text} |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,9 @@
-"""The status listener: ``GET /status`` reports health, config hash and snapshot age."""
+"""The status listener: ``GET /status`` reports health, config hash and snapshot age.
+
+Listeners with the ``ssl`` flag (``status_listen 127.0.0.1:8100 ssl``) serve it
+over TLS with ``status_ssl_cert`` (Kong); the handshake happens in the
+listener, and the answer ends with close_notify like every TLS answer.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import trio
 
 from trio_gw.http.responses import error_response
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.proxy import ConnectionInfo
+from trio_gw.net.proxy import ConnectionInfo, close_stream
 
 if TYPE_CHECKING:
     from trio_gw.runtime.gateway import Gateway
@@ -67,4 +72,4 @@ class StatusServer:
         except (trio.BrokenResourceError, h11.ProtocolError):
             return
         finally:
-            await trio.aclose_forcefully(stream)
+            await close_stream(stream)  # TLS: close_notify first, so clients can tell an end from a truncation

@@ -10,8 +10,9 @@ to the origin, never to the proxy).  A plain-http upstream is asked for with
 an absolute-form target (``GET http://host:port/path``, RFC 9112 §3.2.2).
 Credentials become ``Proxy-Authorization: Basic`` (RFC 7617; user and password
 percent-decoded, joined by ``:``).  With ``https://`` the connection to the
-proxy itself is TLS, verified against the system roots (as Tyk does); no
-client certificate is presented to the proxy.
+proxy itself is TLS, verified against the system roots (as Tyk does;
+``SSL_CERT_FILE``/``SSL_CERT_DIR`` select them); no client certificate is
+presented to the proxy.
 
 This module only parses and describes; ``net.forward_proxy`` does the IO.
 The password never appears in ``describe()`` or ``repr()``.

@@ -21,7 +21,8 @@ client certificate         ``client_certificate`` /           ``upstream_certifi
                            currently valid)
 trusted CAs                ``ca_certificates``                —                           ``proxy_ssl_trusted_certificate``,
                                                                                           else the system roots
-verify                     ``tls_verify``                     —                           not ``proxy_ssl_insecure_skip_verify``
+verify                     ``tls_verify``                     —                           ``proxy_ssl_verify`` (Kong), or not
+                                                                                          ``proxy_ssl_insecure_skip_verify`` (Tyk)
 verify depth               ``tls_verify_depth``               —                           ``proxy_ssl_verify_depth``
 min / max version          ``tls_min_version`` /              —                           ``proxy_ssl_min_version`` /
                            ``tls_max_version`` (per bound)                                ``proxy_ssl_max_version``
@@ -38,20 +39,22 @@ resolved against the entities here.  Time is a parameter.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from trio_gw.errors import ConfigError, Problem
+from trio_gw.errors import CertificateError, ConfigError, Problem
 from trio_gw.model.entities import Certificate, Entities, Service
 from trio_gw.pki.info import describe_certificate
-from trio_gw.pki.parse import parse_certificates
+from trio_gw.pki.keys import key_matches_certificate
+from trio_gw.pki.parse import parse_certificates, parse_private_key
 from trio_gw.tls import renegotiation
 from trio_gw.tls.ciphers import CipherPolicy, parse_cipher_policy
-from trio_gw.tls.downstream import UpstreamTlsPolicy
-from trio_gw.tls.downstream import parse_upstream_policy
+from trio_gw.tls.downstream import UpstreamTlsPolicy, parse_upstream_policy
 from trio_gw.tls.hostmap import HostMap, parse_host_map, parse_host_map_values
 from trio_gw.tls.pinning import PinSet, is_pin, parse_pin, spki_digest
 from trio_gw.tls.versions import VersionRange, parse_tls_version
@@ -136,14 +139,38 @@ class UpstreamTlsDefaults:
 def split_combined_pem(text: str, *, path: str) -> tuple[str, str]:
     """Split a combined PEM file (Tyk: chain and key together) into ``(chain, key)``.
 
+    Tyk registers an upstream client certificate as one PEM holding the
+    certificate (chain) concatenated with its private key; the blocks may come
+    in either order, the leaf first among the certificates.
+
     Raises:
-        ConfigError: no certificate, or not exactly one private key.
+        ConfigError: no certificate, no private key (the usual mistake: the
+            certificate file alone), several keys, an encrypted or unreadable
+            key, or a key that is not the leaf's.
     """
     blocks = [(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(text)]
     keys = [b for label, b in blocks if label.endswith("PRIVATE KEY")]
     chain = "".join(b for label, b in blocks if label == "CERTIFICATE")
-    if not chain or len(keys) != 1:
-        raise ConfigError("expected a certificate chain and exactly one private key in one PEM file", path)
+    if not chain:
+        raise ConfigError("holds no certificate: a combined PEM is the client certificate (chain) followed by "
+                          "its private key", path)
+    if not keys:
+        raise ConfigError("holds a certificate but no private key: a client certificate for upstreams must be "
+                          "concatenated with its private key in one PEM (as Tyk registers it), or name a store "
+                          "certificate", path)
+    if len(keys) > 1:
+        raise ConfigError(f"holds {len(keys)} private keys; expected exactly one, the leaf certificate's", path)
+    try:
+        key = parse_private_key(keys[0])
+    except CertificateError as exc:
+        raise ConfigError(f"the private key is not usable: {exc}", path) from None
+    try:
+        matches = key_matches_certificate(key, parse_certificates(chain)[0])
+    except CertificateError as exc:
+        raise ConfigError(f"the certificate is not usable: {exc}", path) from None
+    if not matches:
+        raise ConfigError("the private key is not the one of the first certificate (the leaf); put the leaf "
+                          "certificate first and its own key with it", path)
     return chain, keys[0]
 
 
@@ -225,6 +252,12 @@ def _policy(service: Service, defaults: UpstreamTlsDefaults) -> UpstreamTlsPolic
     if service.tls_ciphers:
         ciphers = parse_cipher_policy(None, list(service.tls_ciphers), ciphers_path=_where(service, "tls_ciphers"))
     versions = _versions(service, base.versions)
+    # As for the global setting: OpenSSL 3 needs security level 0 for TLS 1.0/1.1 (Tyk's minVersion may
+    # be 1.0/1.1); a service raising the minimum to 1.2 gets the default level back.
+    if versions.minimum < ssl.TLSVersion.TLSv1_2:
+        ciphers = dataclasses.replace(ciphers, security_level=0)
+    elif ciphers.security_level == 0:
+        ciphers = dataclasses.replace(ciphers, security_level=None)
     try:
         return UpstreamTlsPolicy(versions, ciphers)
     except ConfigError as exc:  # versions and ciphers do not fit together
@@ -329,7 +362,7 @@ def parse_upstream_defaults(
 
     return UpstreamTlsDefaults(
         policy=parse_upstream_policy(settings),
-        verify=not bool(settings.get("proxy_ssl_insecure_skip_verify")),
+        verify=_global_verify(settings),
         verify_depth=depth,
         trusted_cas=cas,
         client_certificate=_global_certificate(settings, read_text),
@@ -337,6 +370,26 @@ def parse_upstream_defaults(
         certificates_by_host=by_host.map(certificate),
         pins_by_host=pins.map(pin_set),
     )
+
+
+def _global_verify(settings: Mapping[str, object]) -> bool:
+    """Kong's ``proxy_ssl_verify`` (``nginx_proxy_proxy_ssl_verify`` / ``_tls_verify``) or Tyk's inverse.
+
+    Unset both: verification on (trio-gw's default; Kong's is off).
+
+    Raises:
+        ConfigError: both are set and say opposite things (verify and skip verification).
+    """
+    verify, skip = settings.get("proxy_ssl_verify"), settings.get("proxy_ssl_insecure_skip_verify")
+    if verify is not None and skip is not None and bool(verify) == bool(skip):
+        said = "on" if verify else "off"
+        raise ConfigError(
+            f"proxy_ssl_verify (Kong: nginx_proxy_proxy_ssl_verify / nginx_proxy_proxy_tls_verify) is {said}, but "
+            f"proxy_ssl_insecure_skip_verify (Tyk) is {'on' if skip else 'off'}: they are each other's inverse; "
+            "set only one of them", "proxy_ssl_verify")
+    if verify is not None:
+        return bool(verify)
+    return not bool(skip)
 
 
 def _paths(value: object) -> tuple[str, ...]:

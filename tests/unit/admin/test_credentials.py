@@ -71,3 +71,24 @@ def test_ca_bound_by_a_credential_cannot_be_deleted(admin: Admin) -> None:
     assert admin.post("/consumers/alice/mtls-auth", {"subject_name": "client-1", "ca_certificate": ca}).status == 201
     refused = admin.delete(f"/ca_certificates/{ca}")
     assert refused.status == 409 and "credentials" in refused.body["message"]
+
+
+def test_certificate_given_base64_is_accepted(admin: Admin) -> None:
+    """Gravitee pastes the client certificate base64-encoded: of its DER, or of its PEM."""
+    import base64
+
+    admin.post("/consumers", {"username": "shop"})
+    der = admin.post("/consumers/shop/mtls-auth", {"certificate": base64.b64encode(CERT.cert_der()).decode()})
+    assert der.status == 201 and der.body["fingerprint"] == FINGERPRINT, der.body
+    assert der.body["certificate"].startswith("-----BEGIN CERTIFICATE-----")  # stored as PEM
+    admin.delete(f"/consumers/shop/mtls-auth/{der.body['id']}")
+    pem = admin.post("/consumers/shop/mtls-auth", {"certificate": base64.b64encode(CERT.cert_pem().encode()).decode()})
+    assert pem.status == 201 and pem.body["fingerprint"] == FINGERPRINT, pem.body
+
+
+def test_certificate_that_does_not_parse_is_one_clear_400(admin: Admin) -> None:
+    admin.post("/consumers", {"username": "shop"})
+    bad = admin.post("/consumers/shop/mtls-auth", {"certificate": "bm90IGEgY2VydGlmaWNhdGU="})
+    assert bad.status == 400
+    assert bad.body["fields"] == {"certificate": "unparsable certificate: base64 content is neither DER nor PEM"}
+    assert admin.get("/consumers/shop/mtls-auth").body["data"] == []

@@ -100,3 +100,56 @@ def test_reference_page_lists_every_setting() -> None:
     page = settings_reference_markdown()
     for s in SETTINGS:
         assert f"| `{s.name}` |" in page
+
+
+# --- aliases: Kong's full nginx_proxy_* names ----------------------------------------------
+
+
+def test_kong_names_are_aliases_from_file_and_environment(tmp_path: Path) -> None:
+    conf = tmp_path / "gw.yaml"
+    conf.write_text("nginx_proxy_proxy_ssl_trusted_certificate: /ca.pem\nnginx_proxy_proxy_tls_verify: off\n")
+    s = load_settings(conf, environ={"TRIO_GW_NGINX_PROXY_PROXY_SSL_VERIFY_DEPTH": "3"})
+    assert s.proxy_ssl_trusted_certificate == ("/ca.pem",)
+    assert s.proxy_ssl_verify is False
+    assert s.proxy_ssl_verify_depth == 3
+    assert s.sources["proxy_ssl_verify"] == f"{conf}, as nginx_proxy_proxy_tls_verify"
+    assert s.sources["proxy_ssl_verify_depth"] == "environment, as nginx_proxy_proxy_ssl_verify_depth"
+    env = load_settings(environ={"TRIO_GW_NGINX_PROXY_PROXY_SSL_VERIFY": "on"})
+    assert env.proxy_ssl_verify is True and env.proxy_ssl_insecure_skip_verify is None
+
+
+def test_a_setting_given_twice_in_one_source_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings([("gw.yaml", {"proxy_ssl_verify": True, "nginx_proxy_proxy_tls_verify": False})])
+    assert str(info.value) == ("nginx_proxy_proxy_tls_verify: 'proxy_ssl_verify' is already set in gw.yaml as "
+                               "'proxy_ssl_verify'; use one name")
+
+
+def test_a_later_source_may_use_the_other_name() -> None:
+    s = parse_settings([("gw.yaml", {"proxy_ssl_trusted_certificate": "/a.pem"}),
+                        ("environment", {"nginx_proxy_proxy_ssl_trusted_certificate": "/b.pem"})])
+    assert s.proxy_ssl_trusted_certificate == ("/b.pem",)
+
+
+def test_bad_value_under_an_alias_says_which_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings([("gw.yaml", {"nginx_proxy_proxy_tls_verify": "maybe"})])
+    assert info.value.problems[0].path == "proxy_ssl_verify"
+    assert "(from gw.yaml, as nginx_proxy_proxy_tls_verify)" in str(info.value)
+
+
+def test_unknown_key_suggests_an_alias() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'nginx_proxy_proxy_tls_verify'"):
+        parse_settings([("gw.yaml", {"nginx_proxy_proxy_tls_verfy": "on"})])
+
+
+def test_verification_switches_default_to_unset() -> None:
+    s = parse_settings([])
+    assert s.proxy_ssl_verify is None and s.proxy_ssl_insecure_skip_verify is None  # verify on (tls.upstream)
+
+
+def test_reference_page_lists_aliases() -> None:
+    page = settings_reference_markdown()
+    line = next(x for x in page.splitlines() if x.startswith("| `proxy_ssl_verify` |"))
+    assert "`nginx_proxy_proxy_ssl_verify`, `nginx_proxy_proxy_tls_verify`" in line and "| `on` |" in line
+    assert "Also accepted as `nginx_proxy_proxy_ssl_trusted_certificate`" in page

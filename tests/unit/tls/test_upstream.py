@@ -7,6 +7,7 @@ import pytest
 from trio_gw.errors import ConfigError
 from trio_gw.model.entities import CACertificate, Certificate, Entities, Service
 from trio_gw.testing import pki as tpki
+from trio_gw.tls.downstream import parse_upstream_policy
 from trio_gw.tls.hostmap import parse_host_map, parse_host_map_values
 from trio_gw.tls.pinning import PinSet, matches_pins, parse_pin, spki_digest, spki_pin
 from trio_gw.tls.proxy_url import parse_proxy_url
@@ -166,6 +167,81 @@ def test_split_combined_pem() -> None:
     assert "CERTIFICATE" in chain and "PRIVATE KEY" in key
     with pytest.raises(ConfigError):
         split_combined_pem(SAN_LEAF.chain_pem(), path="f")
+
+
+def test_split_combined_pem_takes_either_order() -> None:
+    assert split_combined_pem(SAN_LEAF.key_pem() + SAN_LEAF.chain_pem(), path="f") == (
+        SAN_LEAF.chain_pem(), SAN_LEAF.key_pem())
+
+
+@pytest.mark.parametrize("text, message", [
+    (SAN_LEAF.chain_pem(), ("holds a certificate but no private key: a client certificate for upstreams "
+                            "must be concatenated with its private key")),
+    (SAN_LEAF.key_pem(), "holds no certificate"),
+    (SAN_LEAF.chain_pem() + SAN_LEAF.key_pem() + CN_LEAF.key_pem(), "holds 2 private keys"),
+    (SAN_LEAF.chain_pem() + CN_LEAF.key_pem(), "not the one of the first certificate (the leaf)"),
+    (SAN_LEAF.chain_pem() + "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+     "the private key is not usable"),
+])
+def test_split_combined_pem_says_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        split_combined_pem(text, path="upstream_certificates.api.example")
+    assert exc.value.problems[0].path == "upstream_certificates.api.example"
+    assert message in exc.value.problems[0].message
+    assert "BEGIN" not in str(exc.value)
+
+
+def test_host_map_file_without_key_is_named() -> None:
+    files = {"/cert.pem": SAN_LEAF.chain_pem()}
+    with pytest.raises(ConfigError, match="upstream_certificates.api.example: holds a certificate but no private key"):
+        parse_upstream_defaults({"upstream_certificates": {"api.example": "/cert.pem"}}, Entities(),
+                                lambda p, w: files[p])
+
+
+@pytest.mark.parametrize("settings, verify", [
+    ({}, True),
+    ({"proxy_ssl_verify": None, "proxy_ssl_insecure_skip_verify": None}, True),
+    ({"proxy_ssl_verify": False}, False),
+    ({"proxy_ssl_verify": True}, True),
+    ({"proxy_ssl_insecure_skip_verify": True}, False),
+    ({"proxy_ssl_insecure_skip_verify": False}, True),
+    ({"proxy_ssl_verify": False, "proxy_ssl_insecure_skip_verify": True}, False),
+    ({"proxy_ssl_verify": True, "proxy_ssl_insecure_skip_verify": False}, True),
+])
+def test_global_verify_kong_switch_and_tyk_inverse(settings: dict[str, object], verify: bool) -> None:
+    assert parse_upstream_defaults(settings, Entities(), lambda p, w: "").verify is verify
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_global_verify_switches_that_disagree_are_refused(verify: bool) -> None:
+    settings = {"proxy_ssl_verify": verify, "proxy_ssl_insecure_skip_verify": verify}
+    with pytest.raises(ConfigError) as exc:
+        parse_upstream_defaults(settings, Entities(), lambda p, w: "")
+    problem = exc.value.problems[0]
+    assert problem.path == "proxy_ssl_verify"
+    assert "nginx_proxy_proxy_tls_verify" in problem.message and "set only one" in problem.message
+
+
+def test_service_tls_verify_wins_over_the_global_switch() -> None:
+    defaults = parse_upstream_defaults({"proxy_ssl_verify": False}, Entities(), lambda p, w: "")
+    strict = Service(id="s", host="a.example", protocol="https", tls_verify=True)
+    loose = Service(id="l", host="a.example", protocol="https")
+    assert select_upstream_profile(strict, Entities(), defaults, now=0).verify
+    assert not select_upstream_profile(loose, Entities(), defaults, now=0).verify
+
+
+def test_service_min_version_below_1_2_lowers_the_security_level() -> None:
+    """Tyk's tlsTransport.minVersion may be 1.0/1.1: OpenSSL 3 needs security level 0 for them."""
+    old = Service(id="s", name="old", host="a", protocol="https", tls_min_version="1.1",
+                  tls_ciphers=("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",))
+    p = select_upstream_profile(old, Entities(), UpstreamTlsDefaults(), now=0)
+    assert p.policy.versions.minimum is ssl.TLSVersion.TLSv1_1
+    assert p.policy.ciphers.openssl_ciphers is not None and p.policy.ciphers.openssl_ciphers.endswith("@SECLEVEL=0")
+    # a global TLS 1.1 minimum lowered it; a service raising the minimum gets the default level back
+    defaults = UpstreamTlsDefaults(policy=parse_upstream_policy({"proxy_ssl_min_version": "1.1"}))
+    modern = Service(id="m", host="a", protocol="https", tls_min_version="1.2")
+    ciphers = select_upstream_profile(modern, Entities(), defaults, now=0).policy.ciphers.openssl_ciphers
+    assert ciphers is not None and "@SECLEVEL" not in ciphers
 
 
 def test_profile_defaults_are_secure() -> None:
