@@ -82,6 +82,10 @@ def _args(step: dict[str, Any], env: StepEnv) -> list[str]:
     return [env.context.render(a) for a in step.get("args", [])]
 
 
+def _env(step: dict[str, Any], env: StepEnv) -> dict[str, str]:
+    return {k: env.context.render(v) for k, v in step.get("env", {}).items()}
+
+
 def _stdin(step: dict[str, Any], env: StepEnv) -> bytes:
     return env.context.render(step.get("stdin", "")).encode()
 
@@ -95,7 +99,7 @@ def run_curl(step: dict[str, Any], env: StepEnv) -> Outcome:
     dump = env.directory / f"step{env.index}.headers"
     timeout = _timeout(step)
     command = ["curl", "-sS", "--max-time", f"{timeout:g}", "-D", str(dump), *_args(step, env)]
-    outcome = run_process(command, timeout + 2, _stdin(step, env), env.directory, step.get("env"))
+    outcome = run_process(command, timeout + 2, _stdin(step, env), env.directory, _env(step, env))
     text = dump.read_text(errors="replace") if dump.exists() else ""
     outcome.responses, outcome.interim = parse_heads(text)
     outcome.tls = parse_curl_tls(outcome.stderr)
@@ -105,7 +109,7 @@ def run_curl(step: dict[str, Any], env: StepEnv) -> Outcome:
 def run_openssl(step: dict[str, Any], env: StepEnv) -> Outcome:
     """``openssl ARGS`` with the step's stdin (closed after it, so s_client exits)."""
     command = ["openssl", *_args(step, env)]
-    outcome = run_process(command, _timeout(step), _stdin(step, env), env.directory, step.get("env"))
+    outcome = run_process(command, _timeout(step), _stdin(step, env), env.directory, _env(step, env))
     outcome.tls = parse_openssl_tls(outcome.stdout_text)
     return outcome
 
@@ -113,14 +117,14 @@ def run_openssl(step: dict[str, Any], env: StepEnv) -> Outcome:
 def run_cli(step: dict[str, Any], env: StepEnv) -> Outcome:
     """``trio-gw ARGS``."""
     command = [*gateway_command(), *_args(step, env)]
-    return run_process(command, _timeout(step), _stdin(step, env), env.directory, step.get("env"))
+    return run_process(command, _timeout(step), _stdin(step, env), env.directory, _env(step, env))
 
 
 def run_config_check(step: dict[str, Any], env: StepEnv) -> Outcome:
     """``trio-gw config check FILE`` (FILE defaults to the scenario's declarative file)."""
     path = env.context.render(step.get("file", "{{declarative}}"))
     command = [*gateway_command(), "config", "check", path, *_args(step, env)]
-    return run_process(command, _timeout(step), b"", env.directory, step.get("env"))
+    return run_process(command, _timeout(step), b"", env.directory, _env(step, env))
 
 
 def run_gateway_start_fails(step: dict[str, Any], env: StepEnv) -> Outcome:
@@ -130,7 +134,7 @@ def run_gateway_start_fails(step: dict[str, Any], env: StepEnv) -> Outcome:
     stopped, and the outcome's note says so; ``exit_code`` is then ``None``.
     """
     gateway = Gateway(env.directory, env.settings_path, [*env.gateway_args, *_args(step, env)],
-                      {**env.gateway_env, **step.get("env", {})}, name=f"step{env.index}-gateway")
+                      {**env.gateway_env, **_env(step, env)}, name=f"step{env.index}-gateway")
     started = time.monotonic()
     deadline = started + _timeout(step)
     gateway.spawn()
@@ -163,7 +167,8 @@ def run_gateway_stop(step: dict[str, Any], env: StepEnv) -> Outcome:
     started = time.monotonic()
     code = env.gateway.stop(_timeout(step))
     out, err = env.gateway.output()
-    return Outcome(command=["kill", "-TERM", str(env.context.get("gateway.pid"))], exit_code=code,
+    pid = env.gateway.process.pid if env.gateway.process is not None else 0
+    return Outcome(command=["kill", "-TERM", str(pid)], exit_code=code,
                    stdout=out.encode(), body=out.encode(), stderr=err, duration=time.monotonic() - started)
 
 
@@ -176,7 +181,7 @@ def run_sleep(step: dict[str, Any], env: StepEnv) -> Outcome:
 
 def _target(step: dict[str, Any], env: StepEnv) -> tuple[str, int, bool]:
     target = env.context.render(step.get("target", "proxy.http"))
-    for prefix in ("proxy.", "admin.", "status.", "upstream."):
+    for prefix in ("proxy.", "admin.", "status.", "upstream.", "node."):
         if target.startswith(prefix):
             host = env.context.get(f"{target}.host")
             port = env.context.get(f"{target}.port")
@@ -186,7 +191,8 @@ def _target(step: dict[str, Any], env: StepEnv) -> tuple[str, int, bool]:
             return str(host), int(port), tls
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
-        raise StepError(f"raw target {target!r}: expected proxy.http, proxy.https, upstream.NAME or host:port")
+        raise StepError(f"raw target {target!r}: expected proxy.http, proxy.https, node.NAME.proxy.https, "
+                        "upstream.NAME or host:port")
     return host, int(port), False
 
 

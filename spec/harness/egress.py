@@ -17,12 +17,16 @@ types ``r`` on its stdin so the server sends a HelloRequest
 from __future__ import annotations
 
 import base64
+import select
 import socket
 import socketserver
+import ssl
 import subprocess
 import tempfile
 import threading
 from typing import Any
+
+from cryptography import x509
 
 from spec.harness.pki import Material
 
@@ -30,14 +34,20 @@ CONNECTION_TIMEOUT = 10.0
 
 
 class ConnectProxy(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """A CONNECT / absolute-form forward proxy; ``Observed`` is set by the caller."""
+    """A CONNECT / absolute-form forward proxy; ``Observed`` is set by the caller.
+
+    With ``ssl_context`` it is an ``https://`` proxy: the connection *to the proxy*
+    is TLS (handshake in the connection's thread), and each record says
+    ``tls`` and the client certificate the gateway presented to the proxy (if
+    the context asked for one).
+    """
 
     daemon_threads = True
     allow_reuse_address = False
-    ssl_context = None
 
-    def __init__(self, auth: str | None, observed: Any) -> None:
+    def __init__(self, auth: str | None, observed: Any, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.ssl_context = ssl_context
         self.expected = b"Basic " + base64.b64encode(auth.encode()) if auth else None
         self.observed = observed
         self._open: list[socket.socket] = []
@@ -64,6 +74,12 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         client: socket.socket = self.request
         client.settimeout(CONNECTION_TIMEOUT)
         self.server.track(client)
+        if self.server.ssl_context is not None:
+            try:
+                client = self.server.ssl_context.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError):
+                return  # the gateway refused the proxy's certificate (or went away): nothing is recorded
+            self.server.track(client)
         data = b""
         while b"\r\n\r\n" not in data:
             piece = client.recv(65536)
@@ -78,7 +94,8 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             self.server.observed.connections += 1
         self.server.observed.add({
             "upstream": "proxy", "method": method, "path": target, "query": "", "http_version": "1.1",
-            "headers": headers, "body_length": 0, "body_sha256": "", "tls": False, "client_cert_subject": "",
+            "headers": headers, "body_length": 0, "body_sha256": "", "tls": isinstance(client, ssl.SSLSocket),
+            "client_cert_subject": _peer_subject(client),
         })  # fmt: skip
         if self.server.expected is not None and headers.get("proxy-authorization", "").encode() != self.server.expected:
             client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
@@ -95,10 +112,40 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         else:
             origin.sendall(head + b"\r\n\r\n" + rest)
+        if isinstance(client, ssl.SSLSocket):
+            _pump(client, origin)  # one thread: an SSL object must not be read and written concurrently
+            return
         pump = threading.Thread(target=_pipe, args=(origin, client), daemon=True)
         pump.start()
         _pipe(client, origin)
         pump.join(timeout=CONNECTION_TIMEOUT)
+
+
+def _peer_subject(sock: socket.socket) -> str:
+    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string() if der else ""
+
+
+def _pump(tls: ssl.SSLSocket, plain: socket.socket) -> None:
+    """Copy bytes both ways between a TLS client and a plain origin, in this thread, until either closes."""
+    try:
+        while True:
+            ready = [tls] if tls.pending() else select.select([tls, plain], [], [], CONNECTION_TIMEOUT)[0]
+            if not ready:
+                return  # idle
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                (plain if sock is tls else tls).sendall(data)
+    except (OSError, ValueError):
+        pass  # either side closed, reset or timed out
+    finally:
+        for sock in (tls, plain):
+            try:
+                sock.close()
+            except OSError:
+                pass  # already gone
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:

@@ -171,11 +171,12 @@ class Gateway:
         """The last lines of stderr, for failure messages."""
         return "\n".join(_read(self.stderr_path).splitlines()[-lines:])
 
-    def define_placeholders(self, context: Context) -> None:
+    def define_placeholders(self, context: Context, prefix: str = "") -> None:
         """``proxy.http.*``/``proxy.https.*`` (first plain/TLS listener) and ``proxy.http.N.*``.
 
         Each gets ``.port``, ``.host``, ``.address`` and ``.url``; the same for ``admin``
-        and ``status``.
+        and ``status``.  ``prefix`` names another node's (``node.b.``: ``node.b.proxy.http.port``,
+        and ``node.b.pid`` instead of ``gateway.pid``).
         """
         for role, listeners in self.listeners.items():
             by_scheme: dict[str, list[Listener]] = {"http": [], "https": []}
@@ -183,13 +184,13 @@ class Gateway:
                 by_scheme["https" if listener.ssl else "http"].append(listener)
             for scheme, group in by_scheme.items():
                 for i, listener in enumerate(group):
-                    names = [f"{role}.{scheme}.{i}"] + ([f"{role}.{scheme}"] if i == 0 else [])
+                    names = [f"{prefix}{role}.{scheme}.{i}"] + ([f"{prefix}{role}.{scheme}"] if i == 0 else [])
                     for name in names:
                         context.set(f"{name}.port", listener.port)
                         context.set(f"{name}.host", listener.host)
                         context.set(f"{name}.address", f"{listener.host}:{listener.port}")
                         context.set(f"{name}.url", f"{scheme}://{listener.host}:{listener.port}")
-        context.set("gateway.pid", self.process.pid if self.process else 0)
+        context.set(f"{prefix}pid" if prefix else "gateway.pid", self.process.pid if self.process else 0)
 
 
 def _parse_ready(data: Any) -> dict[str, list[Listener]]:

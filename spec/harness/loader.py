@@ -34,7 +34,9 @@ SPEC_DIR = Path(__file__).resolve().parent.parent
 CASES_DIR = SPEC_DIR / "cases"
 FEATURES_PATH = SPEC_DIR / "features.toml"
 
-_MERGE_BY_NAME = ("pki", "files", "upstreams", "gateway_env")
+_MERGE_BY_NAME = ("pki", "files", "upstreams", "gateway_env", "nodes")
+#: A node's name, as it appears in placeholders (``{{node.b.proxy.https.port}}``).
+NODE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,30}$")
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,16 @@ class Scenario:
         """Whether the runner starts a gateway before the first step."""
         if "gateway" in self.data:
             return bool(self.data["gateway"])
+        if any(node.get("start", True) for node in self.data.get("nodes", {}).values()):
+            return True
         return any(step["kind"] in GATEWAY_STEP_KINDS for step in self.steps)
 
     @property
     def tools(self) -> list[str]:
         """External programs the scenario needs."""
         tools = {STEP_TOOLS[s["kind"]] for s in self.steps if s["kind"] in STEP_TOOLS}
+        if any("openssl" in entry for entry in self.data.get("pki", {}).values()):
+            tools.add("openssl")  # pki entries made by the openssl command line
         return sorted(tools | set(self.data.get("requires", [])))
 
 
@@ -106,8 +112,16 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
     pki = s.get("pki", {})
     for name, entry in pki.items():
         issuer = entry.get("issuer")
-        if entry["kind"] == "leaf" and (issuer is None) != bool(entry.get("self_signed")):
+        if entry["kind"] == "leaf" and "openssl" not in entry and (issuer is None) != bool(entry.get("self_signed")):
             problems.append(f"{where}.pki.{name}.issuer: required for a leaf, unless self_signed (then none)")
+        if "openssl" in entry and issuer is not None:
+            problems.append(f"{where}.pki.{name}.issuer: an openssl-made entry is whatever its commands make")
+        if ("cert_file" in entry or "key_file" in entry) and "openssl" not in entry:
+            problems.append(f"{where}.pki.{name}: cert_file/key_file name what the `openssl` commands make")
+        if (entry.get("crl") == "https") != ("crl_tls" in entry):
+            problems.append(f"{where}.pki.{name}.crl_tls: required with crl = \"https\" (and only then)")
+        elif "crl_tls" in entry and pki.get(entry["crl_tls"], {}).get("kind") != "leaf":
+            problems.append(f"{where}.pki.{name}.crl_tls: {entry['crl_tls']!r} is not a leaf of this scenario")
         if entry.get("crl") and entry["kind"] != "ca":
             problems.append(f"{where}.pki.{name}.crl: only a CA publishes a CRL")
         if entry.get("revoked") and not pki.get(issuer or "", {}).get("crl"):
@@ -122,8 +136,22 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
                 problems.append(f"{where}.upstreams.{name}.{key}: {ref!r} is not a {kind} of this scenario's pki")
         if entry["kind"] == "closed" and set(entry) - {"kind"}:
             problems.append(f"{where}.upstreams.{name}: a closed upstream takes no options")
+    nodes = s.get("nodes", {})
+    for name, node in nodes.items():
+        if not NODE_NAME.match(name):
+            problems.append(f"{where}.nodes.{name}: a node name is lower-case letters, digits, '-' or '_'")
+        if node.get("start", True) and s.get("gateway") is False:
+            problems.append(f"{where}.nodes.{name}: nodes start after the scenario's gateway; gateway = false")
     for i, step in enumerate(s["steps"]):
         problems += _check_step(step, f"{where}.steps[{i}]", upstreams)
+        node = step.get("node")
+        if node is not None and node not in nodes:
+            problems.append(f"{where}.steps[{i}].node: no node {node!r} in this scenario")
+        elif node is not None and step["kind"] == "gateway_stop" and not nodes[node].get("start", True):
+            problems.append(f"{where}.steps[{i}].node: node {node!r} is never started (start = false)")
+        elif node is not None and step["kind"] == "gateway_start_fails" and nodes[node].get("start", True):
+            problems.append(f"{where}.steps[{i}].node: node {node!r} is started with the scenario; "
+                            "gateway_start_fails needs start = false")
     return problems
 
 
@@ -141,15 +169,25 @@ _STEP_ALLOWS: dict[str, frozenset[str]] = {
     "raw": frozenset({"target", "send", "send_hex", "repeat", "repeat_part", "pause_ms", "half_close", "read_timeout",
                       "tls_server_name", "tls_ca"}),
 }
-_COMMON_STEP_KEYS = frozenset({"kind", "name", "timeout", "expect"})
+_COMMON_STEP_KEYS = frozenset({"kind", "name", "timeout", "expect", "node", "capture"})
+#: Steps whose effect cannot be repeated: no retry_ms.
+_NO_RETRY = frozenset({"gateway_stop", "gateway_start_fails", "sleep"})
 
 
 def _check_step(step: Mapping[str, Any], where: str, upstreams: Mapping[str, Any]) -> list[str]:
     kind = step["kind"]
     problems = [f"{where}.{key}: required for a {kind} step" for key in _STEP_NEEDS.get(kind, ())
                 if key not in step]
-    extra = set(step) - _COMMON_STEP_KEYS - _STEP_ALLOWS[kind]
+    extra = set(step) - _COMMON_STEP_KEYS - _STEP_ALLOWS[kind] - ({"retry_ms"} if kind not in _NO_RETRY else set())
     problems += [f"{where}.{key}: not used by a {kind} step" for key in sorted(extra)]
+    for name, pattern in step.get("capture", {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            problems.append(f"{where}.capture.{name}: a capture name is letters, digits, '_' or '-'")
+        try:
+            if re.compile(pattern).groups > 1:
+                problems.append(f"{where}.capture.{name}: at most one group (its text is the value)")
+        except re.error as exc:
+            problems.append(f"{where}.capture.{name}: not a regular expression ({exc})")
     if kind == "raw" and ("send" in step) == ("send_hex" in step):
         problems.append(f"{where}: a raw step needs exactly one of send, send_hex")
     target = step.get("target", "")
@@ -163,7 +201,9 @@ def _check_step(step: Mapping[str, Any], where: str, upstreams: Mapping[str, Any
 
 _PKI_ATTRS = ("cert", "key", "chain", "pem", "cert_pem", "chain_pem", "key_pem", "subject", "sha256",
               "der_base64", "pem_urlencoded")
-_ENDPOINT = re.compile(r"^(proxy|admin|status)\.https?(\.\d+)?\.(port|host|address|url)$")
+_ENDPOINT = re.compile(r"^(node\.([a-z][a-z0-9_-]*)\.)?(proxy|admin|status)\.https?(\.\d+)?\.(port|host|address|url)$")
+#: Defined when ``postgres = true``.
+_PG_ATTRS = ("schema", "host", "port", "database", "user")
 
 
 def _strings(value: Any) -> Iterable[str]:
@@ -179,7 +219,14 @@ def _strings(value: Any) -> Iterable[str]:
 
 def _check_placeholders(s: Mapping[str, Any], where: str) -> list[str]:
     """Every ``{{name}}`` must name something the scenario defines (or the gateway will)."""
-    known = {"dir", "prefix", "settings", "gateway.pid"} | ({"declarative"} if "declarative" in s else set())
+    known = {"dir", "prefix", "settings", "gateway.pid", "run_id"} | ({"declarative"} if "declarative" in s else set())
+    if s.get("postgres"):
+        known |= {f"pg.{attr}" for attr in _PG_ATTRS}
+    nodes = s.get("nodes", {})
+    for name in nodes:
+        known |= {f"node.{name}.{attr}" for attr in ("settings", "prefix", "pid")}
+    for step in s["steps"]:
+        known |= {f"capture.{name}" for name in step.get("capture", {})}
     for name in s.get("pki", {}):
         known |= {f"pki.{name}.{attr}" for attr in _PKI_ATTRS}
         if s["pki"][name].get("crl"):
@@ -192,7 +239,8 @@ def _check_placeholders(s: Mapping[str, Any], where: str) -> list[str]:
     for text in _strings({k: v for k, v in s.items() if k not in ("title", "description", "skip")}):
         for m in PLACEHOLDER.finditer(text):
             name = m.group(1)
-            if name not in known and not _ENDPOINT.match(name):
+            endpoint = _ENDPOINT.match(name)
+            if name not in known and not (endpoint and (endpoint.group(2) is None or endpoint.group(2) in nodes)):
                 close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
                 hint = f" (did you mean {{{{{close[0]}}}}}?)" if close else ""
                 problems.append(f"{where}: unknown placeholder {{{{{name}}}}}{hint}")

@@ -22,7 +22,19 @@ scenario's ``pki`` table becomes files and placeholders:
 A leaf with ``self_signed = true`` has no issuer.  A CA with ``crl = true``
 publishes a CRL over HTTP (:class:`CrlServer`, 127.0.0.1, port 0, started
 before the leaves are made so they can name it in ``cRLDistributionPoints``);
-the leaves it issues with ``revoked = true`` are on it.
+the leaves it issues with ``revoked = true`` are on it.  With ``crl = "https"``
+the CRL is served over TLS instead, on a port of its own, with the leaf named
+by ``crl_tls`` (issued by another CA of the scenario: the gateway trusts it only
+if told to, which is what ``lua_ssl_trusted_certificate`` scenarios need); the
+URL is ``https://127.0.0.1:PORT/NAME.crl``, so that leaf needs the SAN
+``127.0.0.1``.
+
+An entry with ``openssl = [[ARGS...], ...]`` is made by the openssl command
+line instead of trustme, as a user following a product's documentation would:
+each command runs as ``openssl ARGS`` in ``{{dir}}/pki/NAME/`` (in order, 60 s
+at most each), and ``cert_file``/``key_file`` name the files it leaves there
+(default ``cert.pem``/``key.pem``).  The files are used as written — an
+encrypted or 1024-bit key stays so — and give the same placeholders.
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ import base64
 import datetime
 import hashlib
 import http.server
+import socket
+import ssl
+import subprocess
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -149,6 +164,34 @@ def _drop_empty_san(cert_pem: str, issuer: trustme.CA, crl_url: str | None = Non
     return signed.public_bytes(serialization.Encoding.PEM).decode()
 
 
+#: Deadline of one ``openssl`` command of a pki entry (a 4096-bit RSA key takes a second or two).
+OPENSSL_TIMEOUT = 60.0
+
+
+def _openssl_material(name: str, entry: Mapping[str, Any], directory: Path) -> Material:
+    """Run the entry's openssl commands in ``directory/NAME`` and read the files they made."""
+    workdir = directory / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    for i, args in enumerate(entry["openssl"]):
+        try:
+            done = subprocess.run(["openssl", *args], cwd=workdir, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=OPENSSL_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PkiError(f"pki.{name}.openssl[{i}]: {exc}") from exc
+        if done.returncode != 0:
+            raise PkiError(f"pki.{name}.openssl[{i}]: openssl {' '.join(args)} exited {done.returncode}: "
+                           f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+    texts = []
+    for key, default in (("cert_file", "cert.pem"), ("key_file", "key.pem")):
+        path = workdir / entry.get(key, default)
+        try:
+            texts.append(path.read_text())
+        except OSError as exc:
+            raise PkiError(f"pki.{name}.{key}: the openssl commands left no {path.name} ({exc.strerror})") from exc
+    cert_pem, key_pem = texts
+    return Material(name, cert_pem, cert_pem, key_pem, entry["kind"] == "ca", None)
+
+
 def generate_pki(
     entries: Mapping[str, Mapping[str, Any]], directory: Path, context: Context, crls: CrlServer | None = None
 ) -> dict[str, Material]:
@@ -174,7 +217,9 @@ def generate_pki(
         entry = entries[name]
         issuer_name = entry.get("issuer")
         issuer = made[issuer_name].ca if issuer_name else None
-        if entry["kind"] == "ca":
+        if "openssl" in entry:
+            made[name] = _openssl_material(name, entry, directory)
+        elif entry["kind"] == "ca":
             ca = _make_ca(entry, issuer)
             cert_pem = ca.cert_pem.bytes().decode()
             chain_pem = cert_pem
@@ -183,6 +228,8 @@ def generate_pki(
             if entry.get("crl"):
                 if crls is None:
                     raise PkiError(f"pki.{name}.crl: no CRL server")
+                if entry["crl"] == "https":
+                    crls.use_https(name)
                 context.set(f"pki.{name}.crl_url", crls.url(name))
         elif entry.get("self_signed"):
             made[name] = _self_signed_leaf(name, entry, now)
@@ -203,6 +250,11 @@ def generate_pki(
         for name, entry in entries.items():
             if entry.get("crl"):
                 crls.publish(name, made[name].ca)  # type: ignore[arg-type]
+            if entry.get("crl") == "https":
+                leaf = made.get(entry.get("crl_tls", ""))
+                if leaf is None or leaf.is_ca:
+                    raise PkiError(f"pki.{name}.crl_tls: a leaf of this scenario serves an https CRL")
+                crls.serve_tls(name, leaf, directory)
     return made
 
 
@@ -229,12 +281,47 @@ def _self_signed_leaf(name: str, entry: Mapping[str, Any], now: datetime.datetim
     return Material(name, cert_pem, cert_pem, key_pem, False, None)
 
 
+class _TlsHttpServer(http.server.ThreadingHTTPServer):
+    """An HTTP server whose connections are wrapped in TLS in their own thread, once a context is set.
+
+    The socket is bound first (the port goes into the CRL URL of leaves made
+    before the serving leaf may exist); a connection before :attr:`ssl_context`
+    is set is closed.
+    """
+
+    daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        context = self.ssl_context
+        if context is None or not isinstance(request, socket.socket):
+            return
+        request.settimeout(10)
+        try:
+            conn = context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # the client refused our certificate: what https CRL scenarios are about
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            try:
+                conn.unwrap()
+            except (ssl.SSLError, OSError, ValueError):
+                pass
+            conn.close()
+
+
 class CrlServer:
-    """CRLs of the scenario's ``crl`` CAs over HTTP on 127.0.0.1 (a thread; :meth:`stop` ends it)."""
+    """CRLs of the scenario's ``crl`` CAs over HTTP on 127.0.0.1 (a thread; :meth:`stop` ends it).
+
+    A CA with ``crl = "https"`` gets its own TLS server (:meth:`use_https`,
+    :meth:`serve_tls`); ``fetches`` counts requests on all of them.
+    """
 
     def __init__(self) -> None:
         self._revoked: dict[str, list[int]] = {}
         self._bodies: dict[str, bytes] = {}
+        self._https: dict[str, tuple[_TlsHttpServer, threading.Thread]] = {}
         self.fetches = 0
         bodies, server_self = self._bodies, self
 
@@ -251,6 +338,7 @@ class CrlServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
+        self._handler = Handler
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
@@ -260,7 +348,28 @@ class CrlServer:
 
     def url(self, ca_name: str) -> str:
         """Where the CRL of ``ca_name`` is served."""
+        if ca_name in self._https:
+            return f"https://127.0.0.1:{self._https[ca_name][0].server_address[1]}/{ca_name}.crl"
         return f"http://127.0.0.1:{self.port}/{ca_name}.crl"
+
+    def use_https(self, ca_name: str) -> None:
+        """Serve the CRL of ``ca_name`` over TLS on a port of its own (bound now, TLS set by :meth:`serve_tls`)."""
+        if ca_name in self._https:
+            return
+        server = _TlsHttpServer(("127.0.0.1", 0), self._handler)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=f"spec-crl-https-{ca_name}", daemon=True)
+        thread.start()
+        self._https[ca_name] = (server, thread)
+
+    def serve_tls(self, ca_name: str, leaf: Material, directory: Path) -> None:
+        """Present ``leaf`` (chain and key) on the https CRL server of ``ca_name``."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        path = directory / f"crl-tls-{ca_name}.pem"
+        path.write_text(leaf.chain_pem + leaf.key_pem)
+        path.chmod(0o600)
+        ctx.load_cert_chain(str(path))
+        self._https[ca_name][0].ssl_context = ctx
 
     def revoke(self, ca_name: str, serial: int) -> None:
         """Put ``serial`` on the CRL of ``ca_name`` (before :meth:`publish`)."""
@@ -283,10 +392,11 @@ class CrlServer:
         self._bodies[ca_name] = crl.public_bytes(serialization.Encoding.DER)
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-        self._server.server_close()
+        """Stop serving and close the sockets."""
+        for server, thread in [(self._server, self._thread), *self._https.values()]:
+            server.shutdown()
+            thread.join(timeout=5)
+            server.server_close()
 
 
 def _write(material: Material, directory: Path, context: Context) -> None:

@@ -161,6 +161,8 @@ UPSTREAM_EXPECT = Table({
     "body_sha256": _k(_is_str),
     "body_length": _k(_is_int),
     "client_cert_subject": _k(_is_str, "substring of the RFC 4514 subject; \"\" means none presented"),
+    "tls_version": _k(_is_str, 'echo: the negotiated version, "TLSv1.2" or "TLSv1.3" ("" without TLS)'),
+    "cipher": _k(_is_str, "echo: the negotiated suite, OpenSSL's name (ECDHE-ECDSA-AES128-GCM-SHA256, TLS_AES_128_GCM_SHA256)"),
     "tls": _k(_is_bool, "whether the request came over TLS"),
 })
 
@@ -218,7 +220,7 @@ STEP = Table({
     "env": _k(_is_str_map, "extra environment for the process"),
     "stdin": _k(_is_str, "text fed to the client's stdin"),
     "file": _k(_is_str, "config_check: the file to check (default: the scenario's declarative file)"),
-    "target": _k(_is_str, 'raw: "proxy.http", "proxy.https", "upstream.NAME" or "host:port"'),
+    "target": _k(_is_str, 'raw: "proxy.http", "proxy.https", "admin.https", "node.NAME.proxy.https", "upstream.NAME" or "host:port"'),
     "send": _k(_is_str_or_list, "raw: text to send (TOML escapes; \\r\\n explicit), or parts"),
     "send_hex": _k(_is_str_or_list, "raw: bytes to send, hex"),
     "repeat": _k(_is_int, "raw: send one part this many times — for oversize heads"),
@@ -229,8 +231,23 @@ STEP = Table({
     "tls_server_name": _k(_is_str, "raw with TLS: SNI to send"),
     "tls_ca": _k(_is_str, "raw with TLS: CA file (default: no verification)"),
     "ms": _k(_is_int, "sleep: milliseconds"),
+    "node": _k(_is_nonempty_str, "a key of `nodes`: the gateway that gateway_stop/gateway_start_fails and "
+                                 "the gateway_* expectations refer to (default: the scenario's gateway)"),
+    "retry_ms": _k(_is_int, "run the step again (100 ms apart) until its expectations hold, at most this long"),
+    "capture": _k(_is_str_map, "NAME = regex over stdout (curl: the body), then stderr: "
+                               "group 1 (or the match) becomes {{capture.NAME}}"),
     "expect": Key(table=EXPECT),
 })
+
+
+def _is_crl(v: Any) -> str | None:
+    return None if isinstance(v, bool) or v in ("http", "https") else 'expected true, false, "http" or "https"'
+
+
+def _is_arg_lists(v: Any) -> str | None:
+    ok = isinstance(v, list) and v and all(_is_str_list(x) is None and x for x in v)
+    return None if ok else "expected a non-empty list of non-empty lists of strings"
+
 
 PKI_ENTRY = Table({
     "kind": _k(_one_of("ca", "leaf"), required=True),
@@ -243,17 +260,33 @@ PKI_ENTRY = Table({
     "not_before_days": _k(_is_int, "leaf validity start, days from now (may be negative)"),
     "not_after_days": _k(_is_int, "leaf validity end, days from now (negative: expired)"),
     "self_signed": _k(_is_bool, "a leaf without issuer: a self-signed end-entity certificate"),
-    "crl": _k(_is_bool, "a CA: serve its CRL over HTTP; the leaves it issues name it as CRL distribution point"),
+    "crl": _k(_is_crl, "a CA: serve its CRL over HTTP (true) or HTTPS (\"https\"); the leaves it issues name it "
+                       "as CRL distribution point"),
+    "crl_tls": _k(_is_nonempty_str, "a CA with crl = \"https\": the leaf of `pki` its CRL server presents"),
     "revoked": _k(_is_bool, "a leaf of a `crl` CA: listed on that CRL"),
+    "openssl": _k(_is_arg_lists, "made by these openssl commands (each a list of arguments) run in {{dir}}/pki/NAME"),
+    "cert_file": _k(_is_nonempty_str, "with `openssl`: the certificate file it makes (default cert.pem)"),
+    "key_file": _k(_is_nonempty_str, "with `openssl`: the key file it makes (default key.pem)"),
 })
 
 UPSTREAM = Table({
     "kind": _k(_one_of("echo", "closed", "connect_proxy", "renegotiate"), required=True),
     "tls": _k(_is_nonempty_str, "a leaf of `pki`: serve TLS with it"),
-    "max_version": _k(_one_of("1.2", "1.3"), "echo with tls: highest TLS version served"),
+    "max_version": _k(_one_of("1.0", "1.1", "1.2", "1.3"),
+                      "echo with tls: highest TLS version served (below 1.2: minimum lowered too, security level 0)"),
+    "min_version": _k(_one_of("1.0", "1.1", "1.2", "1.3"), "echo with tls: lowest TLS version served"),
+    "ciphers": _k(_is_nonempty_str, "echo with tls: OpenSSL cipher string for TLS 1.2 and older"),
     "auth": _k(_is_nonempty_str, "connect_proxy: required `user:password` (Proxy-Authorization: Basic)"),
     "client_ca": _k(_is_nonempty_str, "a CA of `pki`: require a client certificate issued by it"),
     "delay_ms": _k(_is_int, "wait this long before answering every request"),
+})
+
+NODE = Table({
+    "settings": _k(_is_table_or_text, "settings over the scenario gateway's (own prefix: {{node.NAME.prefix}})"),
+    "gateway_args": _k(_is_str_list, "extra `trio-gw run` arguments (after the scenario's)"),
+    "gateway_env": _k(_is_str_map, "extra environment (over the scenario's)"),
+    "start": _k(_is_bool, "start it once the scenario's gateway is ready (default true); "
+                          "false: only for a gateway_start_fails step naming it"),
 })
 
 FILE_ENTRY = Table({
@@ -273,6 +306,9 @@ _SCENARIO_COMMON: dict[str, Key] = {
     "timeout": _k(_is_number, "seconds for the whole scenario (default 60)"),
     "gateway": _k(_is_bool, "start a gateway before the first step (default: when a step talks to one)"),
     "requires": _k(_is_str_list, "external programs needed besides those the step kinds imply"),
+    "nodes": Key(table=Table(values=Key(table=NODE))),
+    "postgres": _k(_is_bool, "needs the PostgreSQL of SPEC_PG_* (default 127.0.0.1:5432, database test, user "
+                             "postgres): database = postgres in a schema of its own, dropped afterwards"),
 }
 
 SCENARIO = Table({
@@ -295,8 +331,11 @@ FILE = Table({
 })
 
 FEATURE = Table({
-    "title": _k(_is_nonempty_str, required=True),
-    "source": _k(_is_nonempty_str, "seed document and section, or DESIGN.md section", required=True),
+    "title": _k(_is_nonempty_str, "the feature statement", required=True),
+    "source": _k(_is_nonempty_str, "the seed file (seed rows), or where the feature comes from", required=True),
+    "section": _k(_is_nonempty_str, "the seed heading the statement sits under, or (introduction)"),
+    "note": _k(_is_nonempty_str, "how trio-gw does it where that differs"),
+    "out_of_scope": _k(_is_nonempty_str, "why the row cannot apply to trio-gw (no scenario needed)"),
 })
 FEATURES_FILE = Table(values=Key(table=FEATURE))
 

@@ -35,6 +35,7 @@ import ssl
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -182,6 +183,8 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
             "body_length": length,
             "body_sha256": sha256,
             "tls": isinstance(self.connection, ssl.SSLSocket),
+            "tls_version": _tls_version(self.connection),
+            "cipher": _cipher(self.connection),
             "client_cert_subject": _peer_subject(self.connection),
             "connection": self.server.connection_number(self.connection),
         }
@@ -197,6 +200,17 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(piece)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+def _tls_version(sock: socket.socket) -> str:
+    """``TLSv1.2``, ``TLSv1.3`` ... as negotiated; ``""`` for plain connections."""
+    return (sock.version() or "") if isinstance(sock, ssl.SSLSocket) else ""
+
+
+def _cipher(sock: socket.socket) -> str:
+    """The negotiated suite, OpenSSL's name (``ECDHE-ECDSA-AES128-GCM-SHA256``, ``TLS_AES_256_GCM_SHA384``)."""
+    suite = sock.cipher() if isinstance(sock, ssl.SSLSocket) else None
+    return suite[0] if suite else ""
 
 
 def _peer_subject(sock: socket.socket) -> str:
@@ -272,12 +286,27 @@ def _close_tls(conn: ssl.SSLSocket) -> None:
     conn.close()
 
 
+_VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
+             "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
 def _server_context(
-    leaf: Material, client_ca: Material | None, directory: str, max_version: str | None = None
+    leaf: Material, client_ca: Material | None, directory: str, max_version: str | None = None,
+    min_version: str | None = None, ciphers: str | None = None,
 ) -> ssl.SSLContext:
+    """A server context; ``max_version`` below 1.2 also lowers the minimum and OpenSSL's security level to 0."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    if max_version is not None:
-        ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[max_version]
+    low = min_version or (max_version if max_version in ("1.0", "1.1") else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 on purpose
+        if low is not None:
+            ctx.minimum_version = _VERSIONS[low]
+        if max_version is not None:
+            ctx.maximum_version = _VERSIONS[max_version]
+    if low in ("1.0", "1.1"):
+        ctx.set_ciphers((ciphers or "DEFAULT") + ":@SECLEVEL=0")
+    elif ciphers is not None:
+        ctx.set_ciphers(ciphers)
     with tempfile.NamedTemporaryFile("w", suffix=".pem", dir=directory, delete=False) as f:
         f.write(leaf.chain_pem + leaf.key_pem)
     ctx.load_cert_chain(f.name)
@@ -349,7 +378,12 @@ def start_upstreams(
                 sock.bind(("127.0.0.1", 0))
                 upstream = Upstream(name, "closed", None, sock)
             elif entry["kind"] == "connect_proxy":
-                proxy = egress.ConnectProxy(entry.get("auth"), Observed())
+                proxy_ctx = None
+                if "tls" in entry:  # an https:// proxy; with client_ca it asks for (never requires) a certificate
+                    proxy_ctx = _server_context(pki[entry["tls"]], pki.get(entry.get("client_ca", "")), directory)
+                    if "client_ca" in entry:
+                        proxy_ctx.verify_mode = ssl.CERT_OPTIONAL
+                proxy = egress.ConnectProxy(entry.get("auth"), Observed(), proxy_ctx)
                 upstream = Upstream(name, "connect_proxy", proxy, None)  # type: ignore[arg-type]
             elif entry["kind"] == "renegotiate":
                 reneg = egress.RenegotiatingServer(pki[entry["tls"]], directory, Observed())
@@ -358,7 +392,7 @@ def start_upstreams(
                 ctx = None
                 if "tls" in entry:
                     ctx = _server_context(pki[entry["tls"]], pki.get(entry.get("client_ca", "")), directory,
-                                          entry.get("max_version"))
+                                          entry.get("max_version"), entry.get("min_version"), entry.get("ciphers"))
                 upstream = Upstream(name, "echo", _EchoServer(name, ctx, entry.get("delay_ms", 0)), None)
             started.append(upstream)
             upstream.start()
