@@ -9,9 +9,14 @@ Usage::
     python -m spec --self-test          # check every scenario file's format; start nothing
     python -m spec --harness-test       # exercise the harness (PKI, upstreams, clients) without a gateway
     python -m spec -j 2 --keep          # two at a time; keep temporary directories
+    python -m spec --matrix             # print the feature matrix (which scenarios prove what); run nothing
+    python -m spec --write-features     # regenerate spec/FEATURES.md from features.toml and the scenarios
 
-Exit status: 0 when nothing failed, 1 on any failure (FAILED, ERROR, XPASS),
-2 when the scenario files themselves are malformed.  ``SPEC_GATEWAY`` overrides
+After a run the feature matrix (spec/features.toml: every seed statement, with
+the scenarios proving it) is printed with each row's verdict.  Exit status: 0
+when nothing failed, 1 on any failure (FAILED, ERROR, XPASS) or, on a full run,
+any in-scope row without a scenario; 2 when the scenario files themselves are
+malformed.  ``SPEC_GATEWAY`` overrides
 the gateway command (default: the ``trio-gw`` next to this Python).
 """
 
@@ -31,11 +36,13 @@ from spec.harness.loader import (
     load_all,
     load_features,
 )
+from spec.harness import matrix
 from spec.harness.report import as_json, failures, markdown, summary, table
 from spec.harness.runner import FAILING, Options, Result, is_ci, run_scenario
 from spec.harness.selftest import self_test
 
 HARNESS_CASES = SPEC_DIR / "harness" / "selftest.toml"
+FEATURES_MD = SPEC_DIR / "FEATURES.md"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep each scenario's temporary directory")
     p.add_argument("--list", action="store_true", help="list the selected scenarios and exit")
     p.add_argument("--self-test", action="store_true", help="validate every scenario file; start nothing")
+    p.add_argument("--matrix", action="store_true",
+                   help="print the feature matrix (rows and the scenarios proving them) and exit")
+    p.add_argument("--write-features", action="store_true",
+                   help=f"write {FEATURES_MD.relative_to(SPEC_DIR.parent)} from features.toml and the scenarios")
     p.add_argument("--harness-test", action="store_true",
                    help="run the harness's own scenarios (no gateway) to check PKI, upstreams and clients")
     return p
@@ -73,13 +84,28 @@ def main(argv: list[str] | None = None) -> int:
         return self_test(print)
     paths = [HARNESS_CASES] if args.harness_test else (args.files or None)
     try:
-        scenarios = [s for s in load_all(paths) if _selected(s, args.only)]
+        loaded = load_all(paths)
         features = load_features()
     except SpecFormatError as exc:
         print("scenario files are malformed (python -m spec --self-test):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    scenarios = [s for s in loaded if _selected(s, args.only)]
+    # The matrix is judged only on a full run: a partial one cannot see every row's scenarios.
+    full_run = not args.only and not args.files and not args.harness_test
+    if args.matrix or args.write_features:
+        rows = matrix.build(features, loaded)
+        if args.write_features:
+            FEATURES_MD.write_text(matrix.features_md(rows))
+            print(f"written {FEATURES_MD}")
+        else:
+            print(matrix.table(rows))
+            print(matrix.counts(rows))
+        uncovered = [r for r in rows if r.verdict == matrix.UNCOVERED]
+        for row in uncovered:
+            print(f"UNCOVERED {row.id}: {row.title}", file=sys.stderr)
+        return 1 if uncovered else 0
     if args.list:
         for s in scenarios:
             print(f"{s.id:50} {', '.join(s.features)}")
@@ -97,6 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(details)
     print()
+    rows = matrix.build(features, loaded if full_run else scenarios,
+                        {r.scenario.id: r.result for r in results})
+    if not full_run:
+        rows = [r for r in rows if r.verdict != matrix.UNCOVERED]
+    if not args.harness_test:
+        print()
+        print(matrix.table([r for r in rows if r.verdict != matrix.NOT_RUN]))
+        print()
+        print(matrix.counts(rows))
+    matrix_problems = matrix.problems(rows) if full_run else []
+    for problem in matrix_problems:
+        print(f"MATRIX {problem}")
     print(f"{summary(results)}; wall time {time.monotonic() - started:.1f}s")
     # A closing line CI tooling reads: "N passed, N failed" alone on the line.
     passed = sum(1 for r in results if r.result in ("PASSED", "XFAIL"))
@@ -104,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     skipped = sum(1 for r in results if r.result == "SKIPPED")
     print(f"spec: {passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     for path in args.report:
-        text = as_json(results) if path.suffix == ".json" else markdown(results, features)
+        text = as_json(results, rows) if path.suffix == ".json" else markdown(results, rows)
         path.write_text(text)
         print(f"report written to {path}")
-    return 1 if any(r.result in FAILING for r in results) else 0
+    return 1 if any(r.result in FAILING for r in results) or matrix_problems else 0
 
 
 def _run(scenarios: list[Scenario], options: Options, jobs: int) -> list[Result]:

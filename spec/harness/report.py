@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from spec.harness import matrix
 from spec.harness.runner import FAILING, Result
 
 _ORDER = ("PASSED", "FAILED", "ERROR", "XPASS", "XFAIL", "SKIPPED")
@@ -46,28 +47,23 @@ def failures(results: Sequence[Result]) -> str:
     return "\n\n".join(blocks)
 
 
-def markdown(results: Sequence[Result], features: Mapping[str, Mapping[str, str]]) -> str:
-    """A Markdown report: summary, per-scenario table, per-feature coverage, failure details."""
-    lines = ["# trio-gw conformance report", "", summary(results), "",
+def markdown(results: Sequence[Result], rows: Sequence[matrix.Row]) -> str:
+    """A Markdown report: summary, the feature matrix with results, per-scenario table, failures."""
+    lines = ["# trio-gw conformance report", "", summary(results), "", matrix.counts(rows), "",
+             "## Feature matrix", "", matrix.markdown(rows, with_results=True),
+             "## Scenarios", "",
              "| scenario | title | features | result | time | reason |", "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         lines.append(f"| `{r.scenario.id}` | {_md(r.scenario.title)} | {', '.join(r.scenario.features)} | "
                      f"{r.result} | {r.duration:.2f}s | {_md(_one_line(r.reason))} |")
-    lines += ["", "## Features", "", "| feature | source | scenarios | passed |", "| --- | --- | --- | --- |"]
-    for fid, info in features.items():
-        mine = [r for r in results if fid in r.scenario.features]
-        if not mine and fid.startswith("harness:"):
-            continue  # the harness's own scenarios run only with --harness-test
-        passed = sum(1 for r in mine if r.result == "PASSED")
-        lines.append(f"| `{fid}` {_md(info['title'])} | {_md(info['source'])} | {len(mine)} | {passed} |")
     details = failures(results)
     if details:
         lines += ["", "## Failures", "", "```", details, "```"]
     return "\n".join(lines) + "\n"
 
 
-def as_json(results: Sequence[Result]) -> str:
-    """Machine-readable results."""
+def as_json(results: Sequence[Result], rows: Sequence[matrix.Row]) -> str:
+    """Machine-readable results and matrix."""
     out: list[dict[str, Any]] = [{
         "id": r.scenario.id,
         "title": r.scenario.title,
@@ -78,7 +74,8 @@ def as_json(results: Sequence[Result]) -> str:
         "reason": r.reason,
         "details": r.details,
     } for r in results]
-    return json.dumps({"summary": summary(results), "results": out}, indent=2) + "\n"
+    return json.dumps({"summary": summary(results), "matrix_summary": matrix.counts(rows),
+                       "matrix": matrix.as_json(rows), "results": out}, indent=2) + "\n"
 
 
 def _one_line(text: str, limit: int = 160) -> str:

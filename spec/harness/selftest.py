@@ -51,9 +51,9 @@ def self_test(say: Callable[[str], None]) -> int:
     files = sorted({s.source for s in scenarios})
     say(f"{len(scenarios)} scenarios in {len(files)} files; {len(features)} features registered")
     covered = {f for s in scenarios for f in s.features}
-    for fid in features:
-        if fid not in covered:
-            say(f"  note: feature {fid} has no scenario yet")
+    for fid, info in features.items():
+        if fid not in covered and not info.get("out_of_scope") and not fid.startswith("harness:"):
+            say(f"  note: feature {fid} has no scenario yet (python -m spec fails on a full run)")
     if problems:
         say(f"self-test: {len(problems)} problem(s)")
         return 2
