@@ -279,8 +279,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("certificate_expiry_warning_days", _int, 30, "int",
        "Log a warning at load and daily for every certificate expiring within this many days."),
     _s("admin_mtls", _bool, False, "bool",
-       "Require a client certificate from `admin_mtls_ca_certificates` on the Admin API's ssl listeners "
-       "(Tyk's `control_api_use_mutual_tls`)."),
+       "Require a client certificate from `admin_mtls_ca_certificates` on the Admin API "
+       "(Tyk's `control_api_use_mutual_tls`); every `admin_listen` entry must then be `ssl`."),
     _s("admin_mtls_ca_certificates", _str_list, (), "path list", "PEM CA bundle(s) for `admin_mtls`."),
     _s("admin_ssl_cert", _str_list, (), "path list", "Server certificate(s) of the Admin API's ssl listeners."),
     _s("admin_ssl_cert_key", _str_list, (), "path list", "Private key(s) for `admin_ssl_cert`."),
