@@ -67,6 +67,7 @@ from trio_gw.model.certificates import (
     redact_certificate,
 )
 from trio_gw.model.entities import CACertificate, Certificate
+from trio_gw.model.fields import field_label
 from trio_gw.pki.info import describe_certificate, fingerprint_sha256
 from trio_gw.pki.keys import key_matches_certificate, key_type
 from trio_gw.pki.parse import (
@@ -444,16 +445,21 @@ def _no_secret(texts: list[str], where: str, extra: frozenset[bytes] = frozenset
 
 
 def _check_error(exc: ConfigError, raw: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    fields = set(raw) | allowed
+    # An unknown field is named as field_label shows it: itself when it looks like a
+    # field name, a description otherwise (so a key sent as a field name is not echoed).
+    labels = {field_label(k) for k in raw}
+    fields = labels | allowed
     for problem in exc.problems:
         head = re.split(r"[.\[]", problem.path, maxsplit=1)[0]
-        if not problem.path or (problem.path not in raw and head not in fields):
+        if not problem.path or (problem.path not in labels and head not in fields):
             raise InvariantViolation(f"problem without a field of the entity: {problem}")
         if not problem.message:
             raise InvariantViolation(f"problem without a message at {problem.path}")
-    # Paths name the fields the sender chose (an unknown field's name is echoed, as everywhere):
-    # only the messages are the code's own words.
+    # Messages are the code's own words: no key material at all. Paths may echo a short
+    # field name the sender chose, but never a private-key block.
     _no_secret([p.message for p in exc.problems], "a ConfigError message")
+    if any(_KEY_ARMOUR.search(p.path) for p in exc.problems):
+        raise InvariantViolation("a ConfigError path holds a private-key block")
 
 
 def _check_certificate(entity: Certificate, now: int) -> None:
