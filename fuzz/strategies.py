@@ -3,6 +3,8 @@
 Random bytes rarely get past an HTTP parser's first line, so the request
 strategy builds *valid-looking* requests (pipelined, with every framing) and
 then applies a few byte-level mutations, as a coverage-guided fuzzer would.
+The HTTP/2 strategy builds programs of the ``proxy-h2`` target (opcodes that
+become well-formed frames), then a few raw bytes, mutated the same way.
 """
 
 from __future__ import annotations
@@ -92,3 +94,36 @@ def http_traffic(max_requests: int = 3) -> st.SearchStrategy[bytes]:
     """What a client may send on one connection: pipelined requests, mutated."""
     pipeline = st.lists(http_request(), min_size=1, max_size=max_requests).map(b"".join)
     return mutated(pipeline)
+
+
+# --- HTTP/2: programs of the ``proxy-h2`` target (see fuzz/targets/proxy_h2.py) --------
+
+#: Argument bytes each ``proxy-h2`` opcode reads (``H`` also reads two per header field).
+H2_ARGUMENTS = {b"D": 3, b"R": 2, b"W": 2, b"S": 1, b"K": 0, b"P": 1, b"G": 2, b"Y": 2, b"C": 1, b"U": 1, b"Z": 1,
+                b"Q": 1}
+
+
+def _arg(value: int) -> bytes:
+    return bytes([0x30 + value])
+
+
+@st.composite
+def h2_operation(draw: st.DrawFn) -> bytes:
+    """One operation of a ``proxy-h2`` program, its arguments mostly small (common choices)."""
+    small = st.integers(0, 3) | st.integers(0, 20)
+    op = draw(st.sampled_from([b"H", b"H", b"H", b"D", b"D", b"R", b"W", b"S", b"K", b"K", b"P", b"G", b"Y",
+                               b"C", b"U", b"Z", b"Z", b"Q"]))
+    if op == b"H":
+        stream = draw(st.sampled_from([1, 1, 0, 2, 3, 7, 8]))
+        flags = draw(st.sampled_from([0, 1, 1, 1]) | st.integers(0, 63))
+        fields = draw(st.lists(st.tuples(small, small), max_size=4))
+        head = [stream, flags, *(draw(small) for _ in range(3)), len(fields)]
+        return op + b"".join(_arg(v) for v in head) + b"".join(_arg(n) + _arg(v) for n, v in fields)
+    return op + b"".join(_arg(draw(small)) for _ in range(H2_ARGUMENTS[op]))
+
+
+def h2_traffic(max_operations: int = 10) -> st.SearchStrategy[bytes]:
+    """A ``proxy-h2`` input: a program, then (after ``.``) a few raw bytes, the whole mutated."""
+    program = st.lists(h2_operation(), min_size=1, max_size=max_operations).map(b"".join)
+    raw = st.just(b"") | st.binary(max_size=24).map(lambda tail: b"." + tail)
+    return mutated(st.tuples(program, raw).map(b"".join))

@@ -219,6 +219,27 @@ async def test_slow_head_gets_408_and_idle_keepalive_closes(start_gateway: Start
         assert await client.stream.receive_some(10) == b""  # closed quietly after keepalive_timeout
 
 
+async def test_client_that_stops_reading_is_dropped_after_send_timeout(
+    start_gateway: StartGateway, upstream: Upstream
+) -> None:
+    gw = await start_gateway(service(upstream), send_timeout="300ms")
+    stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    await stream.send_all(b"GET /api/bytes/200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    with trio.fail_after(10):
+        while not gw.proxy.in_flight:
+            await trio.sleep(0.01)
+        # We never read: the socket buffers fill, the gateway's write waits, and
+        # after send_timeout it gives the request (and its upstream connection) up.
+        while gw.proxy.in_flight:
+            await trio.sleep(0.05)
+    received = 0
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(1 << 20):
+            received += len(chunk)
+    assert 0 < received < 200_000_000  # what the buffers held, then the close
+    await stream.aclose()
+
+
 async def test_graceful_shutdown_finishes_in_flight_request(start_gateway: StartGateway, upstream: Upstream) -> None:
     gw = await start_gateway(service(upstream))
     client = await Client.connect(port_of(gw))

@@ -25,7 +25,16 @@ more than one / non-decimal ``content-length``  400     ``bad_content_length``
 ``:path`` not starting with ``/``               400     ``invalid_target``
 no ``:authority`` and no ``host``               400     ``missing_host``
 malformed authority                             400     ``invalid_host``
+what h11 refuses in a head: a method that is    400     ``bad_request``
+not a token, a ``:path`` with other than
+visible ASCII, a field name that is not a token
 =============================================  ======  =========================
+
+``h2`` does not check that the method is a token, refuses in ``:path`` only
+NUL/CR/LF and surrounding whitespace, and lets field names with separators
+(``/``, ``{``, ``"``…) through; on HTTP/1.1 h11 refuses such a head (400
+``bad_request``), and here h11 would refuse to send it upstream, so it is
+answered the same way.
 
 The size is counted as the equivalent HTTP/1.1 head (request line plus
 ``name: value`` lines), so ``max_header_size`` means the same for both
@@ -52,6 +61,9 @@ Header = tuple[bytes, bytes]
 
 # Same set as the HTTP/1.1 guard: controls other than HTAB, and DEL.
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# What h11 accepts (RFC 9110 token; request-target of visible ASCII).
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(rb"[\x21-\x7e]+")
 # The equivalent HTTP/1.1 head: request line overhead, and ": " + CRLF per field.
 _LINE_OVERHEAD = 12
 _FIELD_OVERHEAD = 4
@@ -121,6 +133,8 @@ def parse_h2_request(headers: Iterable[Header], *, max_header_size: int, max_hea
                 size += len(value)
             continue
         size += len(name) + len(value) + _FIELD_OVERHEAD
+        if _TOKEN.fullmatch(name) is None:
+            raise _reject(400, "bad_request")
         if name == b"host":
             host = value
             continue
@@ -139,9 +153,13 @@ def parse_h2_request(headers: Iterable[Header], *, max_header_size: int, max_hea
     method = pseudo.get(b":method", b"")
     if method == b"CONNECT":
         raise _reject(405, "connect_not_allowed")
+    if _TOKEN.fullmatch(method) is None:
+        raise _reject(400, "bad_request")
     target = pseudo.get(b":path", b"")
     if not target.startswith(b"/"):
         raise _reject(400, "asterisk_form" if target == b"*" else "invalid_target")
+    if _TARGET.fullmatch(target) is None:
+        raise _reject(400, "bad_request")
     if authority is None:
         raise _reject(400, "missing_host")
     try:

@@ -29,7 +29,10 @@ one nursery:
 Flow control: received DATA is acknowledged (WINDOW_UPDATE) only once the body
 reader took it for the upstream, so a slow upstream slows the client down and
 a connection buffers at most :data:`CONNECTION_WINDOW`.  Response DATA is sent
-within the client's windows; a sender without credit flushes and waits.
+within the client's windows; a sender without credit flushes and waits, at
+most ``send_timeout`` between two window updates (nginx's name): a client that never opens its window (SETTINGS_INITIAL_WINDOW_SIZE
+0) is stalled like one that stops sending its body, and the stream is reset,
+so it cannot hold the stream and its upstream connection forever.
 
 Closing: GOAWAY(NO_ERROR, last accepted stream) after the connection idled for
 ``keepalive_timeout`` (``client_header_timeout`` before its first request),
@@ -147,12 +150,15 @@ class _Stream:
 class _Body:
     """The request body of one stream, as :class:`trio_gw.net.proxy.BodySource`."""
 
-    __slots__ = ("conn", "st", "timeout")
+    __slots__ = ("conn", "expected", "received", "st", "timeout")
 
-    def __init__(self, conn: _H2Connection, st: _Stream, timeout: float) -> None:
+    def __init__(self, conn: _H2Connection, st: _Stream, timeout: float, expected: int | None) -> None:
         self.conn = conn
         self.st = st
         self.timeout = timeout
+        #: The request's content-length, if any, and the body bytes received so far.
+        self.expected = expected
+        self.received = 0
 
     async def receive(self) -> bytes | None:
         st = self.st
@@ -168,12 +174,18 @@ class _Body:
                 if not waiter.is_set():
                     raise ClientGone("client body timeout")
         if not st.chunks:
+            if self.expected is not None and self.received != self.expected:
+                # Ended (by trailers) short of its content-length: malformed (RFC 9113 §8.1.1),
+                # which h2 checks only when DATA ends the stream.
+                self.conn.reset(st, ErrorCodes.PROTOCOL_ERROR)
+                raise ClientGone("request body shorter than its content-length")
             return None
         parts = []
         while st.chunks:
             data, flow = st.chunks.popleft()
             parts.append(data)
             st.unacked += flow
+            self.received += len(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
@@ -251,6 +263,8 @@ class _H2Connection:
         # The writer: the flush tickets requested and written so far.
         self._requested = 0
         self._written = 0
+        #: What the writer took from h2 and has not finished writing (lost if it is cancelled).
+        self._unsent = b""
         self._writer_wakeup = trio.Event()
         self._progress = trio.Event()
 
@@ -276,9 +290,14 @@ class _H2Connection:
     async def _last_goaway(self) -> None:
         """Cancelled (drain deadline, node stopping): still tell the client, briefly."""
         self.h2.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.last_stream_id)
+        # A write cancelled before it began (SSLStream checks for cancellation first) left
+        # the stream usable and the frames h2 already counted as sent unwritten: they go
+        # first, or the client would miss them (even the SETTINGS that must open the
+        # connection).  A write cancelled midway broke the stream: this one fails too.
+        data, self._unsent = self._unsent + self.h2.data_to_send(), b""
         with trio.CancelScope(shield=True, deadline=trio.current_time() + GOAWAY_FLUSH_TIMEOUT):
             try:
-                await self.transport.send_all(self.h2.data_to_send())
+                await self.transport.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
                 pass  # the writer was cut off mid-write, or the client is gone: nothing to tell it
 
@@ -405,6 +424,12 @@ class _H2Connection:
                 self._read_scope.deadline = self._idle_deadline()
         self.kick()
 
+    def reset(self, st: _Stream, code: ErrorCodes) -> None:
+        """Reset ``st`` now (a malformed request): nothing more is sent on it."""
+        st.closed = True
+        self._reset(st.id, code)
+        self.kick()
+
     def _reset(self, stream_id: int, code: ErrorCodes) -> None:
         try:
             self.h2.reset_stream(stream_id, code)
@@ -444,6 +469,10 @@ class _H2Connection:
                     head.method, head.target, head.headers, protocol="https" if info.tls else "http",
                     sni=info.sni, header_names=snapshot.router.header_names,
                 )
+                if head.content_length and st.ended and not st.chunks:
+                    # END_STREAM with the head yet a content-length: malformed (RFC 9113
+                    # §8.1.1); h2 checks the length only against DATA frames.
+                    raise RequestRejected(400, "Bad request", reason="bad_content_length", close=False)
             except RequestRejected as exc:
                 ex.reason = exc.reason
                 await self._answer(st, ex, Answer(exc.status, exc.reason, exc.message))
@@ -461,7 +490,7 @@ class _H2Connection:
             try:
                 await proxy.forward(
                     decision, head.method, head.headers,
-                    body=_Body(self, st, settings.client_body_timeout) if has_body else None,
+                    body=_Body(self, st, settings.client_body_timeout, head.content_length) if has_body else None,
                     chunked=has_body and head.content_length is None,
                     sink=sink, snapshot=snapshot, info=info, ex=ex,
                 )
@@ -517,7 +546,8 @@ class _H2Connection:
         """Queue ``data`` on ``st`` within the client's flow-control windows.
 
         Raises:
-            ClientGone: the stream or the connection is closed.
+            ClientGone: the stream or the connection is closed, or the client gave
+                no credit for ``send_timeout``.
         """
         view = memoryview(data)
         h = self.h2
@@ -528,7 +558,10 @@ class _H2Connection:
                 if size <= 0 and view:
                     # No credit: let the client see what is queued, then wait for WINDOW_UPDATE.
                     await self.flush()
-                    await opened.wait()
+                    with trio.move_on_after(self.settings.send_timeout):
+                        await opened.wait()
+                    if not opened.is_set():
+                        raise ClientGone("no flow-control credit from the client")
                     continue
                 last = size == len(view)
                 h.send_data(st.id, view[:size], end_stream=end and last)
@@ -569,13 +602,18 @@ class _H2Connection:
             ticket = self._requested
             data = self.h2.data_to_send()
             if data:
+                self._unsent = data
                 try:
-                    await self.transport.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # A client that stops reading loses the connection after send_timeout
+                    # (a cancelled TLS write breaks the stream: nothing more can be sent).
+                    with trio.fail_after(self.settings.send_timeout):
+                        await self.transport.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
                     self.broken = True
                     self._progress.set()
                     self._nursery.cancel_scope.cancel()
                     return
+                self._unsent = b""
             self._written = ticket
             self._progress.set()
             self._progress = trio.Event()

@@ -221,14 +221,19 @@ class _H11Body:
 
 
 class _H11Sink:
-    """The answer to an HTTP/1.1 request, serialised by h11 into one buffer."""
+    """The answer to an HTTP/1.1 request, serialised by h11 into one buffer.
 
-    __slots__ = ("stream", "conn", "out")
+    A write that cannot finish within ``send_timeout`` (a client that stopped
+    reading) gives up: the client is gone, and the upstream connection with it.
+    """
 
-    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection) -> None:
+    __slots__ = ("stream", "conn", "out", "timeout")
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float) -> None:
         self.stream = stream
         self.conn = conn
         self.out = bytearray()
+        self.timeout = timeout
 
     @property
     def buffered(self) -> int:
@@ -245,7 +250,11 @@ class _H11Sink:
 
     async def flush(self) -> None:
         if self.out:
-            await self.stream.send_all(self.out)
+            # A bare CancelScope, as for upstream writes (cheaper than trio.fail_after).
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                await self.stream.send_all(self.out)
+            if scope.cancelled_caught:
+                raise ClientGone("client send timeout")
             self.out.clear()
 
 
@@ -384,7 +393,7 @@ class ProxyServer:
             body = _H11Body(stream, conn, snapshot.settings.client_body_timeout) if has_body else None
             try:
                 uploaded = await self.forward(decision, request.method, request.headers, body=body, chunked=chunked,
-                                              sink=_H11Sink(stream, conn), snapshot=snapshot, info=info, ex=ex)
+                                              sink=_H11Sink(stream, conn, snapshot.settings.send_timeout), snapshot=snapshot, info=info, ex=ex)
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):

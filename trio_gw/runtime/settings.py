@@ -339,6 +339,9 @@ SETTINGS: tuple[Setting, ...] = (
        "Deadline for a complete request head (nginx: 60s)."),
     _s("client_body_timeout", _duration, 60.0, "duration",
        "Deadline between two reads of a request body (nginx: 60s)."),
+    _s("send_timeout", _duration, 60.0, "duration",
+       "Deadline between two writes of a response to a client that has stopped reading (or, in HTTP/2, "
+       "gives no flow-control credit); the connection (HTTP/2: the stream) is then closed (nginx: 60s)."),
     _s("keepalive_timeout", _duration, 60.0, "duration",
        "Idle keep-alive connections to clients close after this (Kong: 60s)."),
     _s("keepalive_requests", _positive_int, 10000, "int", "Requests per client connection (Kong: 10000)."),
