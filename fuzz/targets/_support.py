@@ -8,10 +8,36 @@ A target's ``fuzz_one`` returns normally when its invariant holds and raises
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 
 class InvariantViolation(AssertionError):
     """The code under test broke the target's stated invariant for this input."""
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    """A reported, unfixed bug: the pinned input and how its failure is recognised.
+
+    The bounded tests (``tests/property/test_fuzz_*.py``) run each as a strict
+    ``xfail``, so CI notices the day it is fixed.
+    """
+
+    example: bytes
+    reason: str
+    cause: type[BaseException]
+    message: str
+
+    def matches(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or an exception it was raised from) is this bug."""
+        return any(isinstance(e, self.cause) and self.message in str(e) for e in _chain(exc))
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__
 
 
 def pick(data: bytes, choices: int, salt: int = 0) -> int:

@@ -19,8 +19,6 @@ frames) with a raw tail, mutated; ``@example`` pins inputs that once failed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,27 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fuzz.strategies import h2_traffic
 from fuzz.targets import proxy_h2 as target
-from fuzz.targets._support import InvariantViolation
-
-
-@dataclass(frozen=True)
-class KnownBug:
-    """A reported, unfixed bug: the pinned input and how its failure is recognised."""
-
-    example: bytes
-    reason: str
-    cause: type[BaseException]
-    message: str
-
-    def matches(self, exc: BaseException) -> bool:
-        return any(isinstance(e, self.cause) and self.message in str(e) for e in _chain(exc))
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__
-
+from fuzz.targets._support import InvariantViolation, KnownBug
 
 #: Reported, unfixed bugs.  Fixed so far (pinned as @example below): a method or
 #: ``:path`` h11 refuses reached the upstream request (h11's LocalProtocolError
