@@ -94,3 +94,14 @@ def test_run_serves_then_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "received SIGTERM: stopping" in err
     assert not ready.exists()
+
+
+def test_spec_passes_its_options_through() -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([*GW, "spec", "--matrix"], capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert "seed statements:" in done.stdout and "seed-003:http2" in done.stdout
+    listed = subprocess.run([*GW, "spec", "--only", "ssl-plugin::*", "--list"], capture_output=True, text=True,
+                            timeout=60, cwd=root)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() and all(line.startswith("ssl-plugin::") for line in listed.stdout.splitlines())

@@ -193,15 +193,20 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_spec(args: argparse.Namespace) -> int:
+def cmd_spec(spec_args: list[str]) -> int:
     root = Path.cwd()
     if not (root / "spec" / "__main__.py").exists():
         print("trio-gw spec: run it from a source checkout (no spec/ directory here)", file=sys.stderr)
         return 2
-    return subprocess.call([sys.executable, "-m", "spec", *args.args], cwd=root)
+    return subprocess.call([sys.executable, "-m", "spec", *spec_args], cwd=root)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["spec"]:
+        # Everything after `spec` belongs to the suite's own parser (argparse's
+        # REMAINDER refuses a first argument that looks like an option).
+        return cmd_spec(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
@@ -219,8 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_keys_reseal(args)
     if args.command == "settings":
         return cmd_settings(args)
-    if args.command == "spec":
-        return cmd_spec(args)
     raise RuntimeError(f"Unexpected command: {args.command!r}")
 
 
