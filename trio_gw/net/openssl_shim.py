@@ -11,6 +11,22 @@ must equal ``ctx.options`` for two contexts with different options.  A wrong
 pointer would crash instead of raising, so nothing is called until the check
 passes; if it fails, every function raises :class:`ShimUnavailable` and callers
 report a clear configuration error (or fall back, where one exists).
+
+One call works on a connection rather than a context: ``SSL_set_verify``, so the
+SNI callback can stop a handshake from asking for a client certificate
+(:func:`set_verify_none`, as nginx's servername callback does for a server
+without ``ssl_verify_client``).  The ``SSL*`` of a CPython ``_ssl._SSLSocket``
+(the ``_sslobj`` of an ``ssl.SSLObject``) sits after ``PyObject_HEAD`` and the
+``Socket`` weakref (``id(obj) + 24`` on 64-bit).  It is proven twice before
+use.  Once per process (:func:`connection_shim_available`): ``PyObject_HEAD``
+must be two pointers (``object.__basicsize__``; debug and free-threaded builds
+differ), and on real ``SSLObject`` s of two contexts with different verify
+modes ``SSL_get_SSL_CTX`` must return that context's ``SSL_CTX*`` — also after
+the object's context is replaced — and ``SSL_get_verify_mode`` its mode.  Then
+on every call: ``SSL_get_SSL_CTX`` must return the ``SSL_CTX*`` of the context
+the object has at that moment, and the verify mode must be the listener
+context's.  When a check fails nothing is changed and the caller keeps the
+listener's verify mode (the client is asked, as without the shim).
 """
 
 from __future__ import annotations
@@ -20,10 +36,20 @@ import ctypes.util
 import ssl
 import sys
 from functools import lru_cache
+from typing import Any
 
 from trio_gw.errors import ConfigError
 
 _PTR_OFFSET = 2 * ctypes.sizeof(ctypes.c_void_p)  # ob_refcnt + ob_type
+#: ``SSL*`` in ``PySSLSocket``: after PyObject_HEAD and the ``Socket`` weakref.
+_SSL_PTR_OFFSET = 3 * ctypes.sizeof(ctypes.c_void_p)
+#: The C type of ``ssl.SSLObject._sslobj``.
+_SSL_SOCKET_TYPE: type | None = getattr(getattr(ssl, "_ssl", None), "_SSLSocket", None)
+
+SSL_VERIFY_NONE = 0
+_SSL_VERIFY_POST_HANDSHAKE = 0x08
+#: What ``SSLContext.verify_mode`` sets with ``SSL_CTX_set_verify`` (CPython ``_ssl.c``).
+_VERIFY_BITS = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 0x01, ssl.CERT_REQUIRED: 0x01 | 0x02}
 
 
 class ShimUnavailable(ConfigError):
@@ -52,6 +78,14 @@ class _Lib:
         self.ssl.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
         self.ssl.SSL_CTX_get_timeout.restype = ctypes.c_long
         self.ssl.SSL_CTX_get_timeout.argtypes = [ctypes.c_void_p]
+        self.ssl.SSL_get_SSL_CTX.restype = ctypes.c_void_p
+        self.ssl.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
+        self.ssl.SSL_get_verify_mode.restype = ctypes.c_int
+        self.ssl.SSL_get_verify_mode.argtypes = [ctypes.c_void_p]
+        self.ssl.SSL_get_verify_callback.restype = ctypes.c_void_p
+        self.ssl.SSL_get_verify_callback.argtypes = [ctypes.c_void_p]
+        self.ssl.SSL_set_verify.restype = None
+        self.ssl.SSL_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
 
 
 def _ctx_ptr(ctx: ssl.SSLContext) -> int:
@@ -139,3 +173,87 @@ def add_client_ca(ctx: ssl.SSLContext, der: bytes) -> None:
             raise ConfigError("OpenSSL refused to announce a CA certificate")
     finally:
         lib.crypto.X509_free(x509)  # SSL_CTX_add_client_CA copies the name
+
+
+# --- per connection ---------------------------------------------------------------
+
+
+def _ssl_ptr(sslobj: Any) -> int:
+    """The ``SSL*`` of an ``ssl.SSLObject`` (0 when it has no ``_ssl._SSLSocket``)."""
+    inner = getattr(sslobj, "_sslobj", None)
+    if _SSL_SOCKET_TYPE is None or type(inner) is not _SSL_SOCKET_TYPE:
+        return 0
+    return ctypes.c_void_p.from_address(id(inner) + _SSL_PTR_OFFSET).value or 0
+
+
+@lru_cache(maxsize=1)
+def connection_shim_available() -> bool:
+    """Whether :func:`set_verify_none` can work here (the once-per-process layout proof).
+
+    Cheap after the first call; call it off the event loop first (it builds
+    two contexts and two ``SSLObject`` s, about a millisecond).
+    """
+    lib = _lib()
+    if lib is None or object.__basicsize__ != _PTR_OFFSET:
+        return False
+    optional = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    optional.verify_mode = ssl.CERT_OPTIONAL
+    required = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    required.verify_mode = ssl.CERT_REQUIRED
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for ctx, other in ((optional, plain), (required, plain)):
+        obj = ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+        p = _ssl_ptr(obj)
+        if not p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(ctx):
+            return False
+        if lib.ssl.SSL_get_verify_mode(p) & ~_SSL_VERIFY_POST_HANDSHAKE != _VERIFY_BITS[ctx.verify_mode]:
+            return False
+        obj.context = other  # what the SNI callback does: SSL_set_SSL_CTX
+        if _ssl_ptr(obj) != p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(other):
+            return False
+    return True
+
+
+def set_verify_none(sslobj: Any, listener_ctx: ssl.SSLContext) -> bool:
+    """``SSL_set_verify(ssl, SSL_VERIFY_NONE)``: this handshake asks for no client certificate.
+
+    Call it from the SNI callback (before the CertificateRequest is built;
+    TLS 1.2 and 1.3), after any change of ``sslobj.context``.
+
+    Args:
+        sslobj: the ``ssl.SSLObject`` being handshaken.
+        listener_ctx: the context the connection was created with (it set
+            the connection's verify mode).
+
+    Returns:
+        True when the verify mode was changed; False — nothing changed, the
+        listener's mode stands — when the shim is unavailable, the layout
+        check fails, or the connection's ``SSL*`` does not prove to be the
+        object's (its ``SSL_CTX`` is not the object's current context, or its
+        verify mode is not the listener context's).  Never raises.
+    """
+    try:
+        if not connection_shim_available():
+            return False
+        lib = _lib()
+        p = _ssl_ptr(sslobj)
+        if lib is None or not p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(sslobj.context):
+            return False
+        mode = lib.ssl.SSL_get_verify_mode(p) & ~_SSL_VERIFY_POST_HANDSHAKE
+        if mode != _VERIFY_BITS.get(listener_ctx.verify_mode, -1):
+            return False
+        lib.ssl.SSL_set_verify(p, SSL_VERIFY_NONE, lib.ssl.SSL_get_verify_callback(p))
+        return True
+    except Exception:  # noqa: BLE001 — a handshake must never fail because of the shim
+        return False
+
+
+def get_verify_mode(sslobj: Any) -> int | None:
+    """``SSL_get_verify_mode`` of a connection (tests, diagnostics); None when unavailable."""
+    if not connection_shim_available():
+        return None
+    lib = _lib()
+    p = _ssl_ptr(sslobj)
+    if lib is None or not p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(sslobj.context):
+        return None
+    return int(lib.ssl.SSL_get_verify_mode(p))

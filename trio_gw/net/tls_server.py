@@ -12,6 +12,16 @@ Theory of operation
 * The SNI callback only asks the snapshot's pure :mod:`trio_gw.tls.sni` index
   which certificate to serve and swaps ``ssl_object.context``; with no answer it
   returns the ``unrecognized_name`` alert.
+* Client certificates per host: the listener context asks (``CERT_OPTIONAL``)
+  when any route needs a certificate, but the verify mode is the one thing a
+  connection can still change in the SNI callback.  When the policy's pure
+  :meth:`~trio_gw.tls.listener_client_auth.ListenerClientAuth.asks_for` says
+  no route the client's SNI can reach needs one, the callback sets the
+  connection's mode to ``SSL_VERIFY_NONE`` (:func:`trio_gw.net.openssl_shim.set_verify_none`,
+  nginx's per-server ``ssl_verify_client``): no CertificateRequest, no browser
+  prompt.  A set lookup and a few ctypes calls per handshake.  Where the shim
+  cannot prove the connection's ``SSL*`` (checked once per process off the
+  loop, and per call), nothing changes and every client is asked, as before.
 * The ALPN list comes from the *swapped* context (tls-stack-notes §1), so every
   ALPN offer in use (``http/1.1`` alone, or ``h2, http/1.1`` on listeners with
   the ``http2`` flag) has its own listener context and its own certificate
@@ -31,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from trio_gw.errors import CertificateError
 from trio_gw.model.entities import Certificate
 from trio_gw.net.contexts import ALPN_HTTP11, load_pem_pair, new_server_context
-from trio_gw.net.openssl_shim import add_client_ca
+from trio_gw.net.openssl_shim import add_client_ca, connection_shim_available, set_verify_none
 from trio_gw.tls.sni import select_certificate
 
 if TYPE_CHECKING:
@@ -82,6 +92,11 @@ class ServerTls:
         policy = (snapshot.downstream_tls, snapshot.client_auth)
         listener_ctx = self._listener_ctx
         if not listener_ctx or policy != self._policy_key:
+            auth = snapshot.client_auth
+            # The layout proof runs here, off the loop, not in the first handshake.
+            if auth.request_certificate and auth.certificate_hosts is not None and not connection_shim_available():
+                log.warning("the ssl module's layout cannot be proven for SSL_set_verify: every TLS client is "
+                            "asked for a certificate, not only those of hosts whose routes need one")
             # A changed policy gets new listener contexts: new ticket keys, so no
             # session resumed from an old ticket skips the new policy (notes §10).
             listener_ctx = {alpn: self._new_listener_context(snapshot, alpn) for alpn in self._offers}
@@ -156,12 +171,12 @@ class ServerTls:
     # --- the SNI callback (synchronous, on the event loop, every handshake) -----
 
     def _sni_callback_for(self, alpn: Alpn) -> Callable[[Any, str | None, ssl.SSLContext], int | None]:
-        def callback(sslobj: Any, server_name: str | None, _initial: ssl.SSLContext) -> int | None:
-            return self._sni_callback(sslobj, server_name, alpn)
+        def callback(sslobj: Any, server_name: str | None, initial: ssl.SSLContext) -> int | None:
+            return self._sni_callback(sslobj, server_name, alpn, initial)
 
         return callback
 
-    def _sni_callback(self, sslobj: Any, server_name: str | None, alpn: Alpn) -> int | None:
+    def _sni_callback(self, sslobj: Any, server_name: str | None, alpn: Alpn, initial: ssl.SSLContext) -> int | None:
         snapshot = self._snapshot
         assert snapshot is not None
         sslobj.trio_gw_sni = server_name
@@ -177,6 +192,11 @@ class ServerTls:
             log.error("certificate %s cannot be served: %s", cert.id, exc)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         sslobj.trio_gw_certificate = selection
+        auth = snapshot.client_auth
+        if auth.request_certificate and not auth.asks_for(server_name):
+            # No route this SNI can reach needs a certificate: do not ask (no
+            # browser prompt).  If the shim declines, the listener's mode stands.
+            set_verify_none(sslobj, initial)
         return None
 
 

@@ -32,6 +32,7 @@ from trio_gw.model.fields import Context, Fields
 from trio_gw.model.values import InvalidValue
 from trio_gw.plugins.base import Allow, Decision, Deny, PluginSpec, PrepareEnv, RequestContext, register
 from trio_gw.plugins.identity import IDENTITY_HEADERS, consumer_headers
+from trio_gw.plugins.mtls_auth import sni_host_mismatch
 
 #: Kong's key-auth priority.
 PRIORITY = 1250
@@ -139,6 +140,12 @@ def decide(plugin: KeyAuth, request: RequestContext) -> Decision:
     if refusal is not None:
         return Deny(401, f"Invalid authentication credentials: the key is {refusal.replace('_', ' ')}", refusal)
     if cred.bound_certificates and not _binding_ok(plugin, cred, request):
+        # A connection opened for another host may never have been asked for a
+        # certificate (tls/listener_client_auth.py asks per server name): 421 makes
+        # the client retry on a connection of its own, as mtls-auth does.
+        mismatch = sni_host_mismatch(request)
+        if mismatch is not None:
+            return mismatch
         return Deny(401, "The API key is bound to a client certificate that was not presented",
                     "binding_mismatch")
     consumer = plugin.consumers.get(cred.consumer)

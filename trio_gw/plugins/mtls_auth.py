@@ -14,8 +14,8 @@ names are announced in every listener's CertificateRequest).  trio-gw adds ``for
 certificate (``mtls_auth_credentials`` with ``certificate``: Tyk's Certificate
 Auth, Gravitee's application certificates).
 
-The listener asks for a client certificate (``CERT_OPTIONAL``) when any route
-has this plugin (:func:`trio_gw.plugins.requirements.client_cert_requirements`);
+The listener asks for a client certificate (``CERT_OPTIONAL``) when the SNI can
+reach a route with this plugin (:func:`trio_gw.plugins.requirements.client_cert_requirements`);
 the route's own policy is applied here on every request, so a resumed TLS
 session is re-checked against the current configuration.  When the request's
 Host differs from the TLS server name (SNI), the request gets 421

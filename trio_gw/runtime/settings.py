@@ -320,7 +320,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("ssl_verify_client", _verify_client, "off", "off|optional|on",
        "nginx `ssl_verify_client` (Gravitee `http.ssl.clientAuth`): `on` makes every proxy TLS handshake require a "
        "client certificate trusted by `ssl_client_certificate` or by a route's client-certificate plugin (the union); "
-       "`optional` asks for one. Each route still applies its own plugins. `off`: asked only when a route needs one."),
+       "`optional` asks for one. Each route still applies its own plugins. `off`: asked only when the client's SNI "
+       "(or no SNI) can reach a route that needs one."),
     _s("ssl_client_certificate", _str_list, (), "path list",
        "nginx `ssl_client_certificate` (Gravitee's server truststore): PEM CA bundle(s) trusted for client "
        "certificates in the handshake when `ssl_verify_client` is `on` or `optional`."),

@@ -150,6 +150,20 @@ def test_bound_key_needs_its_certificate(pki: Pki) -> None:
         assert isinstance(decision, Deny) and (decision.status, decision.reason) == (401, "binding_mismatch")
 
 
+def test_bound_key_on_a_connection_for_another_host_is_misdirected(pki: Pki) -> None:
+    # The connection was opened for public.example, whose handshake asked for no
+    # certificate: 421 sends the client to a connection of its own, not 401.
+    entities = keyed(pki)
+    on_other = request(headers=[(b"apikey", b"bound-key")], sni="public.example", host="api.example")
+    decision = run(entities, on_other)
+    assert isinstance(decision, Deny) and (decision.status, decision.reason) == (421, "sni_host_mismatch")
+    # With the right certificate the key is accepted whatever the connection (nothing to retry).
+    assert isinstance(run(entities, request(pki.bob, headers=[(b"apikey", b"bound-key")], sni="public.example")),
+                      Allow)
+    # A plain key never depends on the connection.
+    assert isinstance(run(entities, request(headers=[(b"apikey", b"plain-key")], sni="public.example")), Allow)
+
+
 def test_unsafe_token_only_mode_is_reported(pki: Pki) -> None:
     entities = keyed(pki)
     unsafe = {"allow_unsafe_dynamic_mtls_token": True}

@@ -77,3 +77,87 @@ def test_snapshot_combines_and_warns(cas: tuple[str, str]) -> None:
     assert any("ssl_verify_client is off" in w for w in unused.warnings)
     empty = build_snapshot(settings(ssl_verify_client="optional"), Entities(), now=NOW)
     assert any("nothing is trusted" in w for w in empty.warnings)
+
+
+# --- which handshakes are asked (asks_for) ------------------------------------------------------
+
+HOSTS = ["secure.example", "*.wild.example", "pre.*", "Port.Example:8443", "Trailing.Example."]
+
+
+def test_nothing_requested_asks_nobody() -> None:
+    for sni in (None, "", "secure.example", "anything.example"):
+        assert not NO_CLIENT_AUTH.asks_for(sni)
+
+
+def test_hosts_none_asks_every_sni(cas: tuple[str, str]) -> None:
+    every = ListenerClientAuth.build([cas[1]], partial_chain=False)
+    assert every.certificate_hosts is None
+    assert all(every.asks_for(sni) for sni in (None, "public.example", "secure.example"))
+
+
+def test_asks_only_the_hosts_of_routes_needing_a_certificate(cas: tuple[str, str]) -> None:
+    auth = ListenerClientAuth.build([cas[1]], partial_chain=False, hosts=HOSTS)
+    assert auth.certificate_hosts == {"secure.example", "*.wild.example", "pre.*", "port.example", "trailing.example"}
+    asked = ["secure.example", "SECURE.Example.", "a.wild.example", "a.b.wild.example", "pre.x", "pre.x.y",
+             "port.example", "trailing.example", None, ""]
+    not_asked = ["public.example", "wild.example", "xwild.example", "pre", "pre.", "secure.example.org",
+                 "sub.secure.example", "127.0.0.1"]
+    assert [sni for sni in asked if not auth.asks_for(sni)] == []
+    assert [sni for sni in not_asked if auth.asks_for(sni)] == []
+
+
+def test_empty_host_set_asks_only_clients_without_sni(cas: tuple[str, str]) -> None:
+    auth = ListenerClientAuth.build([cas[1]], partial_chain=False, hosts=[])
+    assert auth.asks_for(None) and not auth.asks_for("secure.example")
+
+
+def test_required_certificates_and_server_verification_ask_every_host(cas: tuple[str, str]) -> None:
+    server, route = cas
+    required = ListenerClientAuth.build([route], partial_chain=False, hosts=HOSTS, require_certificate=True)
+    assert required.certificate_hosts is None and required.asks_for("public.example")
+    routes = ListenerClientAuth.build([route], partial_chain=False, hosts=HOSTS)
+    assert with_server_verification(routes, "off", [server]).asks_for("secure.example")
+    assert not with_server_verification(routes, "off", [server]).asks_for("public.example")
+    for mode in ("optional", "on"):
+        assert with_server_verification(routes, mode, [server]).asks_for("public.example")
+
+
+def test_hosts_are_part_of_the_generation(cas: tuple[str, str]) -> None:
+    route = cas[1]
+    a = ListenerClientAuth.build([route], partial_chain=False, hosts=["a.example", "b.example"])
+    assert a == ListenerClientAuth.build([route], partial_chain=False, hosts=["B.example", "a.example:443", "a.example"])
+    others = [ListenerClientAuth.build([route], partial_chain=False, hosts=h) for h in (["a.example"], [], None)]
+    assert len({a.generation, *(o.generation for o in others)}) == 4
+    assert all(o != a for o in others)  # the listener context is replaced
+
+
+def test_replace_keeps_the_lookup_consistent(cas: tuple[str, str]) -> None:
+    from dataclasses import replace
+
+    auth = ListenerClientAuth.build([cas[1]], partial_chain=False, hosts=["*.wild.example"])
+    assert replace(auth, announce_pem=()).asks_for("x.wild.example")
+    assert not replace(auth, certificate_hosts=frozenset({"other.example"})).asks_for("x.wild.example")
+
+
+def test_a_host_the_router_refuses_is_refused(cas: tuple[str, str]) -> None:
+    from trio_gw.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        ListenerClientAuth.build([cas[1]], partial_chain=False, hosts=["a.*.example"])
+
+
+def test_snapshot_records_the_hosts_of_mtls_routes(cas: tuple[str, str]) -> None:
+    from trio_gw.model.declarative import parse_declarative
+
+    ca_id = "6b1f2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
+    doc = {"_format_version": "3.0", "ca_certificates": [{"id": ca_id, "cert": cas[1]}],
+           "services": [{"name": "s", "url": "http://up.example", "routes": [
+               {"name": "secure", "hosts": ["secure.example"], "plugins": [
+                   {"name": "mtls-auth", "config": {"ca_certificates": [ca_id]}}]},
+               {"name": "public", "hosts": ["public.example"]}]}]}
+    snap = build_snapshot(settings(), parse_declarative(doc, now=NOW), now=NOW)
+    assert snap.client_auth.certificate_hosts == {"secure.example"}
+    assert snap.client_auth.asks_for("secure.example") and not snap.client_auth.asks_for("public.example")
+    optional = build_snapshot(settings(ssl_verify_client="optional"), parse_declarative(doc, now=NOW),
+                              client_truststore=[cas[0]], now=NOW)
+    assert optional.client_auth.asks_for("public.example")
