@@ -154,7 +154,7 @@ class ServerTls:
 
     def context_for(self, cert: Certificate, snapshot: Snapshot, alpn: Alpn = ALPN_HTTP11) -> ssl.SSLContext:
         """The cached context serving ``cert`` with ALPN offer ``alpn``, built on first use."""
-        key = _content_key(cert) + snapshot.client_auth.generation + ",".join(alpn)
+        key = _content_key(cert) + snapshot.client_auth.trust_key + ",".join(alpn)
         ctx = self._cache.get(key)
         if ctx is not None:
             self._cache.move_to_end(key)

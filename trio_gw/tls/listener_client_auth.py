@@ -88,8 +88,15 @@ class ListenerClientAuth:
     _exact: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _suffixes: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
     _prefixes: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    #: What a per-certificate context takes from this policy (the trust store and
+    #: the announced CA names), digested: certificate contexts are keyed on it, not
+    #: on ``generation``, so changing which hosts are asked replaces the listener
+    #: contexts (new ticket keys) without rebuilding every certificate's context.
+    trust_key: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
+        trust = f"{self.request_certificate}\0{self.anchors_pem}\0{''.join(self.announce_pem)}"
+        object.__setattr__(self, "trust_key", hashlib.sha256(trust.encode()).hexdigest())
         hosts = self.certificate_hosts or ()
         object.__setattr__(self, "_exact", frozenset(h for h in hosts if not _is_wildcard(h)))
         object.__setattr__(self, "_suffixes", frozenset(h[1:] for h in hosts if h.startswith("*.")))

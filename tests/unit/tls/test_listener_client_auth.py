@@ -129,6 +129,10 @@ def test_hosts_are_part_of_the_generation(cas: tuple[str, str]) -> None:
     others = [ListenerClientAuth.build([route], partial_chain=False, hosts=h) for h in (["a.example"], [], None)]
     assert len({a.generation, *(o.generation for o in others)}) == 4
     assert all(o != a for o in others)  # the listener context is replaced
+    # ... but what a certificate's context holds is the same: those are not rebuilt.
+    assert {o.trust_key for o in others} == {a.trust_key}
+    other_trust = ListenerClientAuth.build(cas, partial_chain=False, hosts=["a.example", "b.example"])
+    assert other_trust.trust_key != a.trust_key
 
 
 def test_replace_keeps_the_lookup_consistent(cas: tuple[str, str]) -> None:
