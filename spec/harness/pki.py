@@ -43,6 +43,7 @@ import base64
 import datetime
 import hashlib
 import http.server
+import ipaddress
 import socket
 import ssl
 import subprocess
@@ -59,6 +60,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spec.harness.placeholders import Context
+from trio_gw.testing.pki import Issued, build_certificate
 
 _KEY_TYPES = {"ecdsa": trustme.KeyType.ECDSA, "rsa": trustme.KeyType.RSA}
 
@@ -134,34 +136,50 @@ def _make_leaf(entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datet
     )
 
 
-def _drop_empty_san(cert_pem: str, issuer: trustme.CA, crl_url: str | None = None) -> str:
-    """Re-sign a CN-only leaf without trustme's empty (critical) subjectAltName.
+def _cryptography_leaf(
+    entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datetime, crl_url: str | None
+) -> tuple[str, str, str]:
+    """A leaf trustme cannot make, built with cryptography: ``(cert_pem, chain_pem, key_pem)``.
 
-    An empty SAN extension is invalid (RFC 5280 §4.2.1.6) and strict verifiers
-    reject the certificate outright, so a "CN and no SANs" leaf must have no
-    SAN extension at all to test CN-based name checks.  With ``crl_url`` the
-    SAN is kept and a ``cRLDistributionPoints`` extension naming it is added.
+    A "CN and no SANs" leaf must have no subjectAltName extension at all to test
+    CN-based name checks (an empty one is invalid, RFC 5280 §4.2.1.6, and
+    cryptography 51 refuses to build the empty one trustme 1.2 asks for); a leaf
+    of a CA with a CRL names it in ``cRLDistributionPoints``.
     """
-    cert = x509.load_pem_x509_certificate(cert_pem.encode())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(cert.subject)
-        .issuer_name(cert.issuer)
-        .public_key(cert.public_key())
-        .serial_number(cert.serial_number)
-        .not_valid_before(cert.not_valid_before_utc)
-        .not_valid_after(cert.not_valid_after_utc)
+    days = datetime.timedelta(days=1)
+    not_before = now - days
+    not_after = now + 365 * days
+    if "not_before_days" in entry:
+        not_before = now + entry["not_before_days"] * days
+    if "not_after_days" in entry:
+        not_after = now + entry["not_after_days"] * days
+        if "not_before_days" not in entry and not_after <= now:
+            not_before = not_after - 30 * days  # an expired leaf must have been valid once
+    sans: list[str] = list(entry.get("sans", []))
+    ips = [n for n in sans if _is_ip(n)]
+    emails = [n for n in sans if "@" in n and n not in ips]
+    uris = [n for n in sans if "://" in n and n not in ips]
+    dns = [n for n in sans if n not in (*ips, *emails, *uris)]
+    leaf = build_certificate(
+        issuer=Issued.from_trustme(issuer),
+        key_kind={"ecdsa": "ec", "rsa": "rsa"}[entry.get("key", "ecdsa")],
+        common_name=entry.get("cn"),
+        organization_name=entry.get("o"),
+        organizational_unit_name=entry.get("ou"),
+        dns_names=dns, ip_addresses=ips, emails=emails, uris=uris,
+        not_before=int(not_before.timestamp()),
+        not_after=int(not_after.timestamp()),
+        crl_urls=[crl_url] if crl_url else (),
     )
-    for ext in cert.extensions:
-        if crl_url is not None or ext.oid != x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
-            builder = builder.add_extension(ext.value, ext.critical)
-    if crl_url is not None:
-        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
-        builder = builder.add_extension(x509.CRLDistributionPoints([point]), False)
-    key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
-    algorithm = cert.signature_hash_algorithm
-    signed = builder.sign(key, algorithm)  # type: ignore[arg-type]
-    return signed.public_bytes(serialization.Encoding.PEM).decode()
+    return leaf.cert_pem(), leaf.chain_pem(), leaf.key_pem()
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 #: Deadline of one ``openssl`` command of a pki entry (a 4096-bit RSA key takes a second or two).
@@ -236,15 +254,17 @@ def generate_pki(
         else:
             if issuer is None:
                 raise PkiError(f"pki.{name}: a leaf needs an issuer")
-            leaf = _make_leaf(entry, issuer, now)
-            pems = [blob.bytes().decode() for blob in leaf.cert_chain_pems]
             crl_url = crls.url(issuer_name) if crls is not None and entries[issuer_name].get("crl") else None
             if not entry.get("sans") or crl_url is not None:
-                pems[0] = _drop_empty_san(pems[0], issuer, crl_url)
+                cert_pem, chain_pem, key_pem = _cryptography_leaf(entry, issuer, now, crl_url)
+            else:
+                leaf = _make_leaf(entry, issuer, now)
+                pems = [blob.bytes().decode() for blob in leaf.cert_chain_pems]
+                # trustme's chain ends with the intermediates, never the root.
+                cert_pem, chain_pem, key_pem = pems[0], "".join(pems), leaf.private_key_pem.bytes().decode()
             if entry.get("revoked") and crls is not None:
-                crls.revoke(issuer_name, x509.load_pem_x509_certificate(pems[0].encode()).serial_number)
-            # trustme's chain ends with the intermediates, never the root.
-            made[name] = Material(name, pems[0], "".join(pems), leaf.private_key_pem.bytes().decode(), False, None)
+                crls.revoke(issuer_name, x509.load_pem_x509_certificate(cert_pem.encode()).serial_number)
+            made[name] = Material(name, cert_pem, chain_pem, key_pem, False, None)
         _write(made[name], directory, context)
     if crls is not None:
         for name, entry in entries.items():

@@ -19,15 +19,18 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Final
+from typing import TYPE_CHECKING, Final, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    import trustme
 
 #: Default validity window: 2000-01-01 to 3000-01-01 (trustme's choice).
 DEFAULT_NOT_BEFORE: Final = 946_684_800
@@ -54,6 +57,23 @@ class Issued:
     cert: x509.Certificate
     key: CertificateIssuerPrivateKeyTypes
     parents: tuple[Issued, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_trustme(cls, ca: trustme.CA) -> Issued:
+        """A trustme CA (and the CAs above it) as an :class:`Issued`, to sign what trustme cannot make.
+
+        trustme 1.2 builds a CN-only leaf with an *empty* subjectAltName, which
+        cryptography 51 refuses to build at all: a test that needs a SAN-less
+        leaf under a trustme CA uses ``issue(Issued.from_trustme(ca), common_name=...)``.
+        Only trustme's public attributes are read (``cert_pem``, ``private_key_pem``, ``parent_cert``).
+        """
+        parents: tuple[Issued, ...] = ()
+        if ca.parent_cert is not None:
+            parent = cls.from_trustme(ca.parent_cert)
+            parents = (parent, *parent.parents)
+        cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+        key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+        return cls(cert, cast("CertificateIssuerPrivateKeyTypes", key), parents)
 
     @property
     def root(self) -> Issued:
@@ -128,6 +148,8 @@ def build_certificate(
     key: CertificateIssuerPrivateKeyTypes | None = None,
     key_kind: str = "ec",
     common_name: str | None = None,
+    organization_name: str | None = "trio-gw tests",
+    organizational_unit_name: str | None = None,
     dns_names: Sequence[str] = (),
     ip_addresses: Sequence[str] = (),
     uris: Sequence[str] = (),
@@ -140,6 +162,7 @@ def build_certificate(
     client_auth: bool = True,
     server_auth: bool = True,
     serial: int | None = None,
+    crl_urls: Sequence[str] = (),
 ) -> Issued:
     """Build one certificate; the general builder behind every helper here.
 
@@ -147,7 +170,9 @@ def build_certificate(
         issuer: who signs it; ``None`` makes it self-signed.
         key: its key pair; generated with ``key_kind`` when ``None``.
         key_kind: see :func:`make_key`.
-        common_name: subject CN (the subject is ``O=trio-gw tests`` plus it).
+        common_name: subject CN.
+        organization_name, organizational_unit_name: subject O and OU
+            (``O=trio-gw tests`` unless told otherwise).
         dns_names, ip_addresses, uris, emails: SAN entries; no SAN extension
             when all are empty.
         not_before, not_after: validity window, Unix seconds.
@@ -156,12 +181,13 @@ def build_certificate(
         basic_constraints: include the ``basicConstraints`` extension at all.
         client_auth, server_auth: EKUs of a leaf (no EKU extension if neither).
         serial: serial number; random when ``None``.
+        crl_urls: ``cRLDistributionPoints`` URIs (none: no extension).
 
     Returns:
         The :class:`Issued` certificate.
     """
     key = key if key is not None else make_key(key_kind)
-    name = _name(common_name)
+    name = _name(common_name, organization_name, organizational_unit_name)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -188,6 +214,9 @@ def build_certificate(
     ekus += [ExtendedKeyUsageOID.SERVER_AUTH] if server_auth else []
     if ekus and not is_ca:
         builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), False)
+    if crl_urls:
+        points = [x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in crl_urls]
+        builder = builder.add_extension(x509.CRLDistributionPoints(points), False)
     cert = builder.sign(signer, _hash_for(signer))
     parents = (issuer, *issuer.parents) if issuer else ()
     return Issued(cert, key, parents)
@@ -300,8 +329,12 @@ def _datetime(seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
 
-def _name(common_name: str | None) -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trio-gw tests")]
+def _name(common_name: str | None, organization: str | None = "trio-gw tests", unit: str | None = None) -> x509.Name:
+    attributes = []
+    if organization is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    if unit is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
     if common_name is not None:
         attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attributes)
@@ -332,9 +365,9 @@ def _key_usage(is_ca: bool, key: CertificateIssuerPrivateKeyTypes) -> x509.KeyUs
 
 
 def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
-    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | dsa.DSAPrivateKey):
-        return hashes.SHA256()
-    return None  # Ed25519, Ed448 and ML-DSA sign without a separate hash
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) or type(key).__name__.startswith("MLDSA"):
+        return None  # Ed25519, Ed448 and ML-DSA sign without a separate hash
+    return hashes.SHA256()  # RSA, EC (and DSA, named nowhere: cryptography 51 warns on the name)
 
 
 def crl_pem(signer: Issued, revoked: Sequence[Issued] = (), *, now: int | None = None, days: int = 7) -> str:
