@@ -1,5 +1,10 @@
 """Key helpers: the type and size of a key, and whether a key belongs to a certificate.
 
+DSA keys are recognised by class name too: cryptography 51 deprecates DSA and
+warns whenever a name of ``asymmetric.dsa`` is touched, which would print a
+warning at every start.  trio-gw never accepts DSA keys (OpenSSL's security
+level 2 refuses them anyway); it only has to name one in a refusal.
+
 cryptography 47+ also returns post-quantum keys (ML-DSA in certificates,
 ML-KEM), whose class names changed between releases (``MlDsa44PrivateKey``,
 ``MLDSA44PrivateKey``).  They are recognised by class name rather than by
@@ -17,7 +22,6 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import (
-    dsa,
     ec,
     ed448,
     ed25519,
@@ -53,7 +57,6 @@ _KEY_TYPES: Final[tuple[tuple[tuple[type, ...], str], ...]] = (
     ((ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey), "ec"),
     ((ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey), "ed25519"),
     ((ed448.Ed448PrivateKey, ed448.Ed448PublicKey), "ed448"),
-    ((dsa.DSAPrivateKey, dsa.DSAPublicKey), "dsa"),
     ((x25519.X25519PrivateKey, x25519.X25519PublicKey), "x25519"),
     ((x448.X448PrivateKey, x448.X448PublicKey), "x448"),
 )
@@ -62,7 +65,6 @@ _PRIVATE_KEY_TYPES: Final = (
     ec.EllipticCurvePrivateKey,
     ed25519.Ed25519PrivateKey,
     ed448.Ed448PrivateKey,
-    dsa.DSAPrivateKey,
     x25519.X25519PrivateKey,
     x448.X448PrivateKey,
 )
@@ -71,11 +73,10 @@ _PUBLIC_KEY_TYPES: Final = (
     ec.EllipticCurvePublicKey,
     ed25519.Ed25519PublicKey,
     ed448.Ed448PublicKey,
-    dsa.DSAPublicKey,
     x25519.X25519PublicKey,
     x448.X448PublicKey,
 )
-_POST_QUANTUM: Final = re.compile(r"ML-?(DSA|KEM)-?(\d+)(PRIVATE|PUBLIC)KEY")
+_BY_CLASS_NAME: Final = re.compile(r"(?:ML-?(DSA|KEM)-?(\d+)|(DSA))(PRIVATE|PUBLIC)KEY")
 
 
 def key_type(key: PrivateKeyTypes | PublicKeyTypes) -> str:
@@ -94,10 +95,10 @@ def key_type(key: PrivateKeyTypes | PublicKeyTypes) -> str:
     for classes, name in _KEY_TYPES:
         if isinstance(key, classes):
             return name
-    post_quantum = _post_quantum(key)
-    if post_quantum is None:
+    named = _by_class_name(key)
+    if named is None:
         raise CertificateError(f"unsupported key type: {type(key).__name__}")
-    return post_quantum[0]
+    return named[0]
 
 
 def key_size(key: PrivateKeyTypes | PublicKeyTypes) -> int:
@@ -118,8 +119,11 @@ def key_size(key: PrivateKeyTypes | PublicKeyTypes) -> int:
     """
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         return key.curve.key_size
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey | dsa.DSAPrivateKey | dsa.DSAPublicKey):
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return key.key_size
+    named = _by_class_name(key)
+    if named is not None and named[0] == "dsa":
+        return int(cast(Any, key).key_size)
     raw = _public(key).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return 8 * len(raw)
 
@@ -170,18 +174,19 @@ def _public(key: PrivateKeyTypes | PublicKeyTypes) -> Any:
         return key
     if isinstance(key, _PRIVATE_KEY_TYPES):
         return key.public_key()
-    post_quantum = _post_quantum(key)
-    if post_quantum is None:
+    named = _by_class_name(key)
+    if named is None:
         raise CertificateError(f"unsupported key type: {type(key).__name__}")
-    return cast(Any, key).public_key() if post_quantum[1] else key
+    return cast(Any, key).public_key() if named[1] else key
 
 
-def _post_quantum(key: object) -> tuple[str, bool] | None:
-    """``("ml-dsa-44", is_private)`` for a cryptography post-quantum key, else None."""
+def _by_class_name(key: object) -> tuple[str, bool] | None:
+    """``("ml-dsa-44", is_private)`` or ``("dsa", is_private)`` for such a cryptography key, else None."""
     if not type(key).__module__.startswith("cryptography"):
         return None
-    match = _POST_QUANTUM.fullmatch(type(key).__name__.upper())
+    match = _BY_CLASS_NAME.fullmatch(type(key).__name__.upper())
     if match is None:
         return None
-    algorithm, level, half = match.groups()
-    return f"ml-{algorithm.lower()}-{level}", half == "PRIVATE"
+    algorithm, level, dsa, half = match.groups()
+    name = "dsa" if dsa else f"ml-{algorithm.lower()}-{level}"
+    return name, half == "PRIVATE"

@@ -31,7 +31,7 @@ from typing import Final, TypeVar
 from cryptography import x509
 from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     PrivateKeyTypes,
@@ -67,8 +67,7 @@ _SIGNING_KEY_TYPES: Final = (
     ec.EllipticCurvePrivateKey,
     ed25519.Ed25519PrivateKey,
     ed448.Ed448PrivateKey,
-    dsa.DSAPrivateKey,
-)
+)  # not DSA: deprecated by cryptography, refused by OpenSSL's security level 2 (pki/keys.py names it)
 
 #: What cryptography raises on undecodable input.  Several of these derive
 #: from ``Exception`` only (``InvalidVersion``: found by fuzzing), so a bare
@@ -310,7 +309,7 @@ def _signing_key(key: PrivateKeyTypes) -> CertificateIssuerPrivateKeyTypes:
     if not isinstance(key, _SIGNING_KEY_TYPES):
         name = KEY_TYPE_DISPLAY.get(key_type(key), type(key).__name__)
         raise CertificateError(
-            f"unsupported key type {name} (supported: RSA, ECDSA, Ed25519, Ed448, DSA)"
+            f"unsupported key type {name} (supported: RSA, ECDSA, Ed25519, Ed448)"
         )
     return key
 

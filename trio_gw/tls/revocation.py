@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from trio_gw.errors import CertificateError
@@ -75,8 +75,7 @@ _CRL_SIGNING_KEYS: Final = (
     ec.EllipticCurvePublicKey,
     ed25519.Ed25519PublicKey,
     ed448.Ed448PublicKey,
-    dsa.DSAPublicKey,
-)
+)  # DSA-signed CRLs are not used (DSA is deprecated; naming the class warns)
 
 
 class RevocationCheckMode(enum.Enum):

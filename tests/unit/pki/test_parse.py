@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import re
+
 import base64
 import urllib.parse
 from contextlib import nullcontext
@@ -315,17 +319,34 @@ def test_invalid_x509_version_is_a_certificate_error(leaf: trustme.LeafCert) -> 
         parse_certificates(der)
 
 
-def test_many_unclosed_pem_markers_take_linear_time() -> None:
-    """A BEGIN..END regex was quadratic here: 41 s for 272 KB of markers."""
-    import time
+def test_many_unclosed_pem_markers_take_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A BEGIN..END regex was quadratic here: 41 s for 272 KB of markers.
+
+    Bounded work, counted rather than timed: each parse scans the text with the
+    marker pattern once, and every marker is looked at once.
+    """
+    from trio_gw.pki import encoding
 
     data = "-----BEGIN A-----" * (DEFAULT_MAX_INPUT_SIZE // 17)
-    started = time.perf_counter()
+    markers = data.count("-----BEGIN")
+    real = encoding._PEM_MARKER
+    scans: list[int] = []
+
+    class Counting:
+        def finditer(self, text: str) -> Iterator[re.Match[str]]:
+            scans.append(0)
+            for match in real.finditer(text):
+                scans[-1] += 1
+                yield match
+
+    monkeypatch.setattr(encoding, "_PEM_MARKER", Counting())
     for parse in (parse_certificates, parse_private_key, has_private_key_block):
+        scans.clear()
         expect = pytest.raises(CertificateError) if parse is not has_private_key_block else nullcontext()
         with expect:
             parse(data)
-    assert time.perf_counter() - started < 5
+        assert 1 <= len(scans) <= 2, parse  # the text (and at most one other reading of it)
+        assert all(n <= markers for n in scans), parse
 
 
 def test_mismatched_end_label_is_not_a_block(leaf: trustme.LeafCert) -> None:
@@ -368,3 +389,37 @@ def test_oversized_key_is_refused_before_loading() -> None:
     pem = f"-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n"
     with pytest.raises(CertificateError, match="key too large"):
         parse_private_key(pem)
+
+
+def _dsa_private_key_pem() -> bytes:
+    import warnings
+
+    with warnings.catch_warnings():  # cryptography 51 deprecates DSA: only this test makes such a key
+        warnings.simplefilter("ignore")
+        from cryptography.hazmat.primitives.asymmetric import dsa
+
+        key = dsa.generate_private_key(key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def test_dsa_key_is_refused_by_name() -> None:
+    with pytest.raises(CertificateError, match=r"unsupported key type DSA \(supported: RSA, ECDSA, Ed25519, Ed448\)"):
+        parse_private_key(_dsa_private_key_pem())
+
+
+def test_an_ecdsa_key_beside_it_is_accepted(leaf: trustme.LeafCert) -> None:
+    assert parse_private_key(leaf.private_key_pem.bytes()) is not None
+
+
+def test_importing_the_package_touches_no_deprecated_name() -> None:
+    """`make run` printed five CryptographyDeprecationWarnings (DSA) before its banner."""
+    import subprocess
+    import sys
+
+    code = ("import trio_gw.runtime.cli, trio_gw.runtime.gateway, trio_gw.testing.pki, trio_gw.tls.revocation, "
+            "trio_gw.pki.keys; from trio_gw.pki.keys import key_type, key_size")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
