@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_bad_settings_name_the_problem(tmp_path: Path, values: dict[str, object]
 def test_env_overrides_file(tmp_path: Path) -> None:
     conf = settings_file(tmp_path)
     result = subprocess.run([*GW, "settings", "-c", str(conf)], capture_output=True, text=True,
-                            env={"TRIO_GW_KEEPALIVE_TIMEOUT": "7s", "PATH": "/usr/bin:/bin"}, timeout=30)
+                            env={"TRIO_GW_KEEPALIVE_TIMEOUT": "7s", "PATH": os.environ["PATH"]}, timeout=30)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["keepalive_timeout"] == 7.0
 
@@ -105,3 +106,36 @@ def test_spec_passes_its_options_through() -> None:
                             timeout=60, cwd=root)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines() and all(line.startswith("ssl-plugin::") for line in listed.stdout.splitlines())
+
+
+_WITHOUT_PSYCOPG = """
+import importlib.abc, sys
+class NoPsycopg(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "psycopg" or name.startswith("psycopg."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, NoPsycopg())
+from trio_gw.runtime.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_postgres_without_psycopg_is_one_line_naming_the_setting_and_the_fix(tmp_path: Path) -> None:
+    conf = settings_file(tmp_path, database="postgres")
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_PSYCOPG, "run", "-c", str(conf)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "trio-gw: configuration error: database: postgres needs the psycopg driver, which is not installed: "
+        "pip install 'trio-gw[postgres]'"
+    ]
+
+
+def test_sqlite_starts_without_psycopg(tmp_path: Path) -> None:
+    """The same blocked import is harmless when nothing asks for PostgreSQL."""
+    conf = settings_file(tmp_path, database="sqlite")
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_PSYCOPG, "config", "dump", "-c", str(conf)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "_format_version" in result.stdout

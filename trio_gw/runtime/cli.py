@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(exc: ConfigError) -> int:
+    """Print every problem (one line when there is one) and return the exit status 2."""
+    if len(exc.problems) == 1:
+        print(f"trio-gw: configuration error: {exc.problems[0]}", file=sys.stderr)
+        return 2
     print("trio-gw: configuration error:", file=sys.stderr)
     for problem in exc.problems:
         print(f"  {problem}", file=sys.stderr)

@@ -41,8 +41,15 @@ def open_store(settings: Settings) -> Store | None:
             path.parent.mkdir(parents=True, exist_ok=True)
             return SqliteStore.open(path, secret=secret)
         if settings.database == "postgres":
-            from trio_gw.store.postgres import PostgresStore
-
+            try:
+                from trio_gw.store.postgres import PostgresStore
+            except ModuleNotFoundError as exc:
+                if exc.name is None or not exc.name.startswith("psycopg"):
+                    raise
+                raise ConfigError(
+                    "postgres needs the psycopg driver, which is not installed: pip install 'trio-gw[postgres]'",
+                    path="database",
+                ) from None
             return PostgresStore.open(postgres_conninfo(settings), secret=secret, schema=settings.pg_schema)
     except SealedKeyError as exc:
         raise ConfigError(str(exc), path="private_key_encryption_secret") from exc
