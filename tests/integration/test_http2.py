@@ -90,13 +90,12 @@ async def test_concurrent_streams_on_one_connection(
     gw = await h2_gateway(start_gateway, server_pair, service(upstream))
     client = await connect(gw, ca)
     before = len(upstream.server.requests)
-    started = trio.current_time()
     replies = await client.exchange(*(H2Request("GET", f"/api/delay/400?n={i}") for i in range(12)))
-    elapsed = trio.current_time() - started
     assert [r.status for r in replies] == [200] * 12
     assert sorted(r.json()["query"] for r in replies) == sorted(f"n={i}" for i in range(12))
     assert len(upstream.server.requests) - before == 12
-    assert elapsed < 12 * 0.4 / 2, elapsed  # concurrently, not one after the other
+    # concurrently, not one after the other: the upstream had several of them in hand at once
+    assert upstream.server.max_in_flight >= 2
     assert client.conn.remote_settings.max_concurrent_streams == MAX_CONCURRENT_STREAMS
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -125,11 +124,9 @@ def test_a_commit_is_notified_to_other_nodes(conninfo: str, schema: str, entitie
     writer = PostgresStore.open(conninfo, secret=None, schema=schema)
     watcher = PostgresStore.open(conninfo, secret=None, schema=schema)
     assert watcher.wait_for_change(0.05) is None  # starts listening
-    started = time.monotonic()
     thread = threading.Timer(0.1, lambda: writer.commit(Entities(), entities))
     thread.start()
-    assert watcher.wait_for_change(5.0) == 1
-    assert time.monotonic() - started < 1.0
+    assert watcher.wait_for_change(5.0) == 1  # woken by the notification, not by the timeout (None)
     thread.join()
     assert watcher.load() == entities
     writer.close()

@@ -33,6 +33,9 @@ class EchoServer:
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
+    #: Requests being answered now, and the most seen at once (shows concurrency without a clock).
+    in_flight: int = 0
+    max_in_flight: int = 0
     ssl_context: ssl.SSLContext | None = None
 
     async def serve(self, listeners: list[trio.SocketListener]) -> None:
@@ -133,7 +136,12 @@ async def _describe(
     status = 200
     parts = path.strip("/").split("/")
     if parts[0] == "delay" and len(parts) > 1 and parts[1].isdigit():
-        await trio.sleep(int(parts[1]) / 1000)
+        server.in_flight += 1
+        server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            await trio.sleep(int(parts[1]) / 1000)
+        finally:
+            server.in_flight -= 1
     elif parts[0] == "status" and len(parts) > 1 and parts[1].isdigit():
         status = int(parts[1])
     elif parts[0] == "bytes" and len(parts) > 1 and parts[1].isdigit():
