@@ -22,6 +22,7 @@ from trio_gw.errors import CertificateError, ConfigError
 from trio_gw.net.contexts import load_pem_pair
 from trio_gw.net.proxy import ConnectionInfo
 from trio_gw.runtime.devpki import ensure_dev_pki
+from trio_gw.runtime.logs import NOTICE
 from trio_gw.runtime.settings import Settings
 from trio_gw.store import StoreConflict, StoreError
 
@@ -67,7 +68,7 @@ class AdminApi:
             status = 409 if "unique" in str(exc).lower() else 503
             return _json(status, {"message": "the datastore refused the change" if status == 409
                                   else "the datastore is unavailable; nothing was changed"})
-        log.warning("admin %s %s from %s: configuration changed", request.method, request.path, info.client_ip)
+        log.log(NOTICE, "admin %s %s from %s: configuration changed", request.method, request.path, info.client_ip)
         return result.response
 
 

@@ -1,4 +1,5 @@
-"""A local development PKI for the demo: a CA, a ``localhost`` server certificate, a client certificate.
+"""A local development PKI for the demo: a CA, server certificates for ``localhost`` and
+``mtls.localhost``, and a client certificate.
 
 Generated with trustme into the data directory on first use (never shipped,
 never committed); later runs reuse it so a browser or curl trusting the CA
@@ -21,6 +22,9 @@ class DevPki:
     server_key: Path
     client_cert: Path
     client_key: Path
+    #: ``mtls.localhost``: the demo's host whose route requires a client certificate.
+    mtls_cert: Path
+    mtls_key: Path
 
     @classmethod
     def at(cls, directory: Path) -> DevPki:
@@ -30,6 +34,8 @@ class DevPki:
             server_key=directory / "server.key",
             client_cert=directory / "client.pem",
             client_key=directory / "client.key",
+            mtls_cert=directory / "mtls.pem",
+            mtls_key=directory / "mtls.key",
         )
 
     def exists(self) -> bool:
@@ -46,14 +52,14 @@ def ensure_dev_pki(directory: Path) -> DevPki:
     server = ca.issue_cert("localhost", "127.0.0.1", "::1", common_name="localhost")
     client = ca.issue_cert("demo-client@trio-gw.test", common_name="demo-client")
     ca.cert_pem.write_to_path(str(pki.ca_cert))
-    server.private_key_pem.write_to_path(str(pki.server_key))
-    with open(pki.server_cert, "wb") as f:
-        for blob in server.cert_chain_pems:
-            f.write(blob.bytes())
-    client.private_key_pem.write_to_path(str(pki.client_key))
-    with open(pki.client_cert, "wb") as f:
-        for blob in client.cert_chain_pems:
-            f.write(blob.bytes())
-    for key in (pki.server_key, pki.client_key):
-        os.chmod(key, 0o600)
+    mtls = ca.issue_cert("mtls.localhost", common_name="mtls.localhost")
+    for leaf, cert_path, key_path in ((server, pki.server_cert, pki.server_key),
+                                      (client, pki.client_cert, pki.client_key),
+                                      (mtls, pki.mtls_cert, pki.mtls_key)):
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others
+        with os.fdopen(fd, "wb") as f:
+            f.write(leaf.private_key_pem.bytes())
+        with open(cert_path, "wb") as f:
+            for blob in leaf.cert_chain_pems:
+                f.write(blob.bytes())
     return pki

@@ -43,6 +43,7 @@ from trio_gw.runtime.admin import AdminApi, AdminTls, admin_tls_context, listene
 from trio_gw.runtime.datastore import open_store
 from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
+from trio_gw.runtime.logs import NOTICE, configure_logging
 from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.settings import Settings, http2_flag_warnings, serves_http2
 from trio_gw.tls.resumed_chain import IntermediateCache
@@ -371,7 +372,7 @@ class Gateway:
                 self.store_reachable = False
                 continue
             if not self.store_reachable:
-                log.warning("datastore reachable again")
+                log.log(NOTICE, "datastore reachable again")
                 self.store_reachable = True
             if version != self.store_version:
                 await self.reload()
@@ -382,7 +383,7 @@ class Gateway:
         except ConfigError as exc:
             log.error("reload failed, still serving the previous configuration:\n%s", exc)
             return
-        log.warning("configuration reloaded (hash %s)", snapshot.config_hash)
+        log.log(NOTICE, "configuration reloaded (hash %s)", snapshot.config_hash)
 
     # --- listeners --------------------------------------------------------------
 
@@ -449,7 +450,7 @@ class Gateway:
             self._write_ready_file()
             for kind, items in self.listeners.items():
                 for li in items:
-                    log.warning("%s listening on %s:%d%s", kind, li.host, li.port, " (ssl)" if li.tls else "")
+                    log.info("%s listening on %s:%d%s", kind, li.host, li.port, " (ssl)" if li.tls else "")
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
                     for items in self.listeners.values():
@@ -480,7 +481,7 @@ class Gateway:
                 if signum == signal.SIGHUP:
                     await self.reload()
                 else:
-                    log.warning("received %s: stopping", signal.Signals(signum).name)
+                    log.log(NOTICE, "received %s: stopping", signal.Signals(signum).name)
                     accepting.cancel_scope.cancel()
                     return
 
@@ -494,12 +495,6 @@ class Gateway:
             while self.proxy.in_flight:
                 await trio.sleep(0.05)
         connections.cancel_scope.cancel()
-
-
-def configure_logging(level: str) -> None:
-    levels = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.WARNING, "warn": logging.WARNING,
-              "error": logging.ERROR, "crit": logging.CRITICAL}
-    logging.basicConfig(level=levels.get(level, logging.INFO), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 
 
 async def run_gateway(settings: Settings) -> None:
