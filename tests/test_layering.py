@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "trio_gw"
-PURE = ["model", "tls", "pki", "http", "plugins", "admin", "snapshot.py", "errors.py"]
+PURE = ["model", "tls", "pki", "http", "plugins", "admin", "settings", "snapshot.py", "errors.py"]
 FORBIDDEN_MODULES = {"trio", "socket", "selectors", "asyncio", "subprocess", "threading"}
 FORBIDDEN_INTERNAL = ("trio_gw.net", "trio_gw.runtime", "trio_gw.store", "trio_gw.admin")
 #: A layer may import its own modules.

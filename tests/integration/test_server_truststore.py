@@ -12,7 +12,7 @@ import trustme
 
 from trio_gw.errors import ConfigError
 from trio_gw.runtime.gateway import read_client_truststore
-from trio_gw.runtime.settings import parse_settings
+from trio_gw.settings import parse_settings
 
 from .conftest import StartGateway, port_of
 

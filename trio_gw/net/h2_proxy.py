@@ -83,7 +83,7 @@ from trio_gw.net.proxy import (
 )
 
 if TYPE_CHECKING:
-    from trio_gw.runtime.settings import Settings
+    from trio_gw.settings import Settings
 
 log = logging.getLogger("trio_gw.h2")
 

@@ -136,7 +136,7 @@ class UpstreamTls:
             ConfigError: a setting or service field cannot be used (named by path).
             CertificateError: a client certificate or key is unusable.
         """
-        defaults = parse_upstream_defaults(snapshot.settings.raw, snapshot.entities, _read_text)
+        defaults = parse_upstream_defaults(snapshot.settings.as_mapping(), snapshot.entities, _read_text)
         by_profile: dict[UpstreamTlsProfile, ssl.SSLContext] = {}
         plans: dict[str, UpstreamPlan] = {}
         now = int(time.time())

@@ -23,7 +23,7 @@ from trio_gw.net.contexts import load_pem_pair
 from trio_gw.net.proxy import ConnectionInfo
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.runtime.logs import NOTICE
-from trio_gw.runtime.settings import Settings
+from trio_gw.settings import Settings
 from trio_gw.store import StoreConflict, StoreError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def listener_tls_context(settings: Settings, setting: str, role: str) -> ssl.SSL
     from trio_gw.tls.downstream import parse_downstream_policy
     from trio_gw.net.contexts import new_server_context
 
-    ctx = new_server_context(parse_downstream_policy(settings.raw))
+    ctx = new_server_context(parse_downstream_policy(settings.as_mapping()))
     pairs = list(zip(getattr(settings, setting), getattr(settings, f"{setting}_key")))
     if not pairs:
         pki = ensure_dev_pki(Path(settings.prefix) / "pki")

@@ -45,7 +45,7 @@ from trio_gw.store import Store, StoreError
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.runtime.logs import NOTICE, configure_logging
 from trio_gw.runtime.metrics import Metrics
-from trio_gw.runtime.settings import Settings, http2_flag_warnings, serves_http2
+from trio_gw.settings import Settings, http2_flag_warnings, serves_http2
 from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.runtime.status import StatusServer
 from trio_gw.snapshot import Snapshot, build_snapshot
