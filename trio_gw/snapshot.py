@@ -10,6 +10,7 @@ started with.  Building is pure: time and file contents are parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from trio_gw.errors import ConfigError
 from trio_gw.http.headers import TrustedNetworks
 from trio_gw.http.routing import Router
 from trio_gw.model.entities import Certificate, Entities
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory, Role, Usage, build_inventory
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.settings import Settings
@@ -53,18 +55,35 @@ class Snapshot:
     route_plugins: Mapping[str, tuple[BoundPlugin, ...]]
     config_hash: str
     created_at: float
+    #: Every certificate of the configuration, parsed once, by role (expiry, metrics, listings).
+    inventory: Inventory = field(default_factory=Inventory)
     warnings: tuple[str, ...] = field(default=())
 
 
-def config_hash(entities: Entities) -> str:
-    """A stable digest of a configuration (shown by ``/status``; equal configs, equal hash)."""
+def config_hash(entities: Entities, served: Sequence[Certificate] = ()) -> str:
+    """A stable digest of what a configuration serves: equal configurations, equal hash.
+
+    Shown by ``/status`` so drift between nodes and workers is visible.  The
+    bookkeeping timestamps (``created_at``/``updated_at``) are left out — a
+    declarative file loaded twice stamps them twice — and so is every entity's
+    position in its mapping; certificates the settings name (``served``) are
+    included by content, since they change what is served.
+    """
     h = hashlib.sha256()
     for kind in ("services", "routes", "certificates", "ca_certificates", "snis", "consumers", "plugins",
                  "credentials"):
         items: Mapping[str, Any] = getattr(entities, kind)
         for key in sorted(items):
-            h.update(json.dumps([kind, key, repr(items[key])]).encode())
+            h.update(json.dumps([kind, key, repr(_without_timestamps(items[key]))]).encode())
+    for cert in sorted(served, key=lambda c: c.id):
+        h.update(json.dumps(["file", cert.id, cert.cert, cert.cert_alt]).encode())
     return h.hexdigest()[:32]
+
+
+def _without_timestamps(entity: Any) -> Any:
+    if dataclasses.is_dataclass(entity) and hasattr(entity, "created_at"):
+        return dataclasses.replace(entity, created_at=0, updated_at=0)  # type: ignore[type-var]
+    return entity
 
 
 def _san_names(cert: Certificate) -> tuple[str, ...]:
@@ -148,11 +167,25 @@ def build_snapshot(
         https_port=https_port,
         client_auth=client_auth,
         route_plugins=plugins_by_route(entities, options),
-        config_hash=config_hash(entities),
+        config_hash=config_hash(entities, (*default_certificates, *extra_certificates)),
         created_at=now,
+        inventory=build_inventory(entities, _configured(default_certificates, extra_certificates, plugin_certs)),
         warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, options),
                   *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings),
     )
+
+
+def _configured(
+    defaults: Sequence[Certificate], extra: Sequence[Certificate],
+    plugin_certs: Sequence[tuple[Certificate, tuple[str, ...]]],
+) -> list[ConfiguredCertificate]:
+    """The server certificates configured outside the certificate entities, for the inventory."""
+    out = [ConfiguredCertificate(c.id, Role.SERVER, c.id, c.cert, (Usage("setting", c.id.split("#")[0]),))
+           for c in (*defaults, *extra)]
+    out += [ConfiguredCertificate(c.id, Role.SERVER, "ssl plugin", c.cert,
+                                  (Usage("plugin", c.id.removeprefix("ssl-plugin:"), "ssl"),))
+            for c, _hosts in plugin_certs]
+    return out
 
 
 def listener_client_auth(entities: Entities) -> ListenerClientAuth:

@@ -21,7 +21,7 @@ import trio
 import trustme
 from h2.errors import ErrorCodes
 
-from trio_gw.net.h2_proxy import MAX_CONCURRENT_STREAMS
+from trio_gw.net.http2 import MAX_CONCURRENT_STREAMS
 from trio_gw.testing import pki
 from trio_gw.testing.http_client import Client
 

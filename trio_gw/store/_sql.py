@@ -48,6 +48,7 @@ from trio_gw.store.codec import (
 )
 from trio_gw.store.migrations import Cursor
 from trio_gw.store.sealing import (
+    SEALED_FIELDS,
     Sealer,
     SealRecord,
     has_plain_fields,
@@ -130,12 +131,16 @@ class SqlStore(ABC):
 
     def load(self) -> Entities:
         """Read the whole configuration (see :meth:`trio_gw.store.base.Store.load`)."""
+        return self.load_versioned()[0]
+
+    def load_versioned(self) -> tuple[Entities, int]:
+        """The whole configuration and the version it is at, read in one transaction."""
         with self._transaction(write=False) as cur:
             self._check_seal(cur)
             version = _read_version(cur)
             entities = self._read_entities(cur)
         self._remember(entities, version)
-        return entities
+        return entities, version
 
     def version(self) -> int:
         """The change counter (see :meth:`trio_gw.store.base.Store.version`)."""
@@ -200,10 +205,11 @@ class SqlStore(ABC):
         with self._transaction(write=True) as cur:
             if _read_meta(cur, "seal") != stored:
                 raise StoreConflict("the datastore was resealed meanwhile; retry")
-            for cert_id, text in cur.execute("SELECT id, data FROM certificates").fetchall():
-                plain = unseal_fields(old, "certificates", cert_id, load_row(f"certificates {cert_id}", text))
-                sealed = seal_fields(new, "certificates", cert_id, plain)
-                cur.execute("UPDATE certificates SET data = ? WHERE id = ?", (dump_row(f"certificates {cert_id}", sealed), cert_id))
+            for kind in SEALED_FIELDS:
+                for row_id, text in cur.execute(f"SELECT id, data FROM {kind}").fetchall():
+                    plain = unseal_fields(old, kind, row_id, load_row(f"{kind} {row_id}", text))
+                    sealed = seal_fields(new, kind, row_id, plain)
+                    cur.execute(f"UPDATE {kind} SET data = ? WHERE id = ?", (dump_row(f"{kind} {row_id}", sealed), row_id))
             self._store_seal(cur, new)
             version = _read_version(cur) + 1
             cur.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
@@ -273,15 +279,16 @@ class SqlStore(ABC):
         """Seal keys left in clear (datastore written before a secret was set)."""
         if self._sealer is None:
             return False
-        change = changes.get("certificates", Changes())
-        touched = set(change.deletes) | {e.id for e in change.upserts}
         swept = False
-        for cert_id, text in cur.execute("SELECT id, data FROM certificates").fetchall():
-            data = load_row(f"certificates {cert_id}", text)
-            if cert_id not in touched and has_plain_fields("certificates", data):
-                sealed = seal_fields(self._sealer, "certificates", cert_id, data)
-                cur.execute("UPDATE certificates SET data = ? WHERE id = ?", (dump_row(f"certificates {cert_id}", sealed), cert_id))
-                swept = True
+        for kind in SEALED_FIELDS:
+            change = changes.get(kind, Changes())
+            touched = set(change.deletes) | {e.id for e in change.upserts}
+            for row_id, text in cur.execute(f"SELECT id, data FROM {kind}").fetchall():
+                data = load_row(f"{kind} {row_id}", text)
+                if row_id not in touched and has_plain_fields(kind, data):
+                    sealed = seal_fields(self._sealer, kind, row_id, data)
+                    cur.execute(f"UPDATE {kind} SET data = ? WHERE id = ?", (dump_row(f"{kind} {row_id}", sealed), row_id))
+                    swept = True
         return swept
 
     # -- versions of handed-out configurations ---------------------------------------

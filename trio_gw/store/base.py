@@ -50,6 +50,14 @@ class Store(Protocol):
         """
         ...
 
+    def load_versioned(self) -> tuple[Entities, int]:
+        """The whole configuration and the version it is at, read in one transaction.
+
+        Raises:
+            StoreError: unreadable rows; SealedKeyError when a key does not open.
+        """
+        ...
+
     def commit(self, old: Entities, new: Entities) -> int:
         """Write the difference between ``old`` and ``new`` in one transaction.
 

@@ -46,6 +46,7 @@ __all__ = [
     "classify_read_failure",
     "classify_tls_failure",
     "matches_common_name",
+    "upstream_read_failure",
 ]
 
 
@@ -135,6 +136,30 @@ def classify_read_failure(reason: str | None) -> UpstreamReason | None:
     if text in ("SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_RENEGOTIATION", "TLSV1_ALERT_NO_RENEGOTIATION"):
         return UpstreamReason.RENEGOTIATION_REFUSED
     return None
+
+
+def upstream_read_failure(ssl_reason: str | None, detail: str, *, protocol_error: bool) -> str:
+    """The reason code of a failed read of an upstream's answer.
+
+    Args:
+        ssl_reason: OpenSSL's reason when the read raised a TLS error (or was caused by one).
+        detail: the error's text (alerts relayed by a TLS library that lost the reason).
+        protocol_error: the upstream broke HTTP/1.1 (h11's ``RemoteProtocolError``).
+
+    Returns:
+        ``upstream_rejected_client_cert`` / ``upstream_renegotiation_refused`` for
+        the TLS cases of :func:`classify_read_failure`, ``upstream_protocol_error``,
+        or ``upstream_read_failed``.
+    """
+    tls_reason = classify_read_failure(ssl_reason)
+    if tls_reason is not None:
+        return str(tls_reason)
+    text = detail.upper()
+    if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
+        return str(UpstreamReason.REJECTED_CLIENT_CERT)
+    if protocol_error:
+        return "upstream_protocol_error"
+    return "upstream_read_failed"
 
 
 def matches_common_name(cert: x509.Certificate, host: str) -> bool:
