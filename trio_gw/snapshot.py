@@ -26,7 +26,7 @@ from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.settings import Settings
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
-import trio_gw.plugins  # noqa: F401  (registers every plugin)
+from trio_gw.plugins import client_cert_requirements  # (importing the package registers every plugin)
 from trio_gw.plugins.base import (
     BoundPlugin,
     check_plugins_available,
@@ -34,7 +34,7 @@ from trio_gw.plugins.base import (
     plugins_by_route,
     routes_with_plugin,
 )
-from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth, with_server_verification
+from trio_gw.tls.listener_client_auth import ListenerClientAuth, with_server_verification
 from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
 
@@ -189,16 +189,8 @@ def _configured(
 
 
 def listener_client_auth(entities: Entities) -> ListenerClientAuth:
-    """What every TLS listener asks of clients, from the plugins that need a certificate.
-
-    The plugins module that knows client-certificate policy provides
-    ``client_cert_requirements``; until a configuration uses one, nothing is asked.
-    """
-    requirements = getattr(trio_gw.plugins, "client_cert_requirements", None)
-    if requirements is None:
-        return NO_CLIENT_AUTH
-    result: ListenerClientAuth = requirements(entities)
-    return result
+    """What every TLS listener asks of clients, from the plugins that need a certificate."""
+    return client_cert_requirements(entities)
 
 
 def _verify_client_warnings(mode: str, truststore: Sequence[str], auth: ListenerClientAuth) -> tuple[str, ...]:

@@ -143,10 +143,12 @@ def test_concurrent_patches_of_one_entity_on_two_nodes_are_applied_or_refused(
     assert answers <= {200, 409}, results
     refused = [body for _, (status, body) in results if status == 409]
     assert all("another writer" in body["message"] for body in refused)
-    # None silently lost: for each field, the last value the datastore took is one of
-    # those answered 200, and a field nobody managed to change is unchanged.
-    _, final = http(nodes[0].admin_port, "GET", f"/services/{created['id']}")
+    # None silently lost: once both nodes serve the last committed version, for each field the
+    # value is one of those answered 200 (a field nobody managed to change is unchanged).
+    versions = lambda: {http(n.status_port, "GET", "/status")[1]["database"]["version"] for n in nodes}  # noqa: E731
+    wait_for(lambda: len(versions()) == 1)
+    finals = [http(n.admin_port, "GET", f"/services/{created['id']}")[1] for n in nodes]
+    assert finals[0] == finals[1]
     for field in set(fields):
         accepted = {value for (_, f, value), (status, _) in results if f == field and status == 200}
-        if accepted:
-            assert final[field] in accepted, (field, final[field], accepted)
+        assert finals[0][field] in (accepted or {created[field]}), (field, finals[0][field], accepted)

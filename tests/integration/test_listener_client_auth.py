@@ -12,7 +12,7 @@ import pytest
 import trio
 import trustme
 
-import trio_gw.plugins
+import trio_gw.snapshot
 from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth
 
 from .conftest import StartGateway, Upstream, port_of
@@ -29,7 +29,7 @@ def client_ca() -> trustme.CA:
 def require(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Stand in for the plugins' requirements so the listener mechanics are tested on their own."""
     state: dict[str, ListenerClientAuth] = {"auth": NO_CLIENT_AUTH}
-    monkeypatch.setattr(trio_gw.plugins, "client_cert_requirements", lambda _e: state["auth"], raising=False)
+    monkeypatch.setattr(trio_gw.snapshot, "client_cert_requirements", lambda _e: state["auth"])
     return state
 
 

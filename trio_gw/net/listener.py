@@ -9,7 +9,7 @@ wrap it with, and the connection carries that generation's server contexts for
 the SNI callback (:mod:`trio_gw.net.tls_server`).
 
 A failed handshake's alert is flushed to the client before closing (trio drops
-it, notes §2), so curl shows ``unknown ca`` / ``protocol version`` /
+it, docs/tls-stack.md §2), so curl shows ``unknown ca`` / ``protocol version`` /
 ``unrecognized name`` instead of a reset.
 """
 
@@ -143,7 +143,7 @@ async def handshake(
         reason = classify_handshake_failure(
             getattr(cause, "reason", None), getattr(cause, "verify_message", None)
         ) if isinstance(cause, ssl.SSLError) else "client_closed"
-        alert = stream._outgoing.read()  # trio does not flush the alert (notes §2)
+        alert = stream._outgoing.read()  # trio does not flush the alert (docs/tls-stack.md §2)
         if alert:
             with trio.move_on_after(1):
                 try:

@@ -18,7 +18,7 @@ changes how that request is sent.
 
 Every context: ``PROTOCOL_TLS_CLIENT``; trust = the profile's CAs or the system
 roots; ``VERIFY_X509_STRICT`` and ``hostname_checks_common_name = False``
-(DESIGN.md); depth via the OpenSSL shim; ``OP_NO_RENEGOTIATION`` (the gateway
+(docs/architecture.md); depth via the OpenSSL shim; ``OP_NO_RENEGOTIATION`` (the gateway
 refuses server-initiated renegotiation and never starts one); ALPN http/1.1.
 ``tls_verify: false`` → ``CERT_NONE``; the CN check → ``CERT_REQUIRED`` without
 the context's own name check (``tls.upstream_identity`` judges the name).
@@ -78,7 +78,7 @@ def compile_client_context(profile: UpstreamTlsProfile, *, alpn: tuple[str, ...]
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     ctx.hostname_checks_common_name = False
     if not profile.check_hostname_in_handshake:
-        ctx.check_hostname = False  # must precede CERT_NONE (notes §6)
+        ctx.check_hostname = False  # must precede CERT_NONE (docs/tls-stack.md §6)
     ctx.verify_mode = ssl.CERT_REQUIRED if profile.verify else ssl.CERT_NONE
     if profile.verify_depth is not None:
         set_verify_depth(ctx, profile.verify_depth)

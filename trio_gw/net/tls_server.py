@@ -8,7 +8,7 @@ Theory of operation
   policy and the client-certificate policy are unchanged, so session tickets
   survive ordinary configuration changes; when either policy changes they are
   replaced — new ticket keys, so no session resumed from an old ticket skips
-  the new policy (tls-stack-notes §10).
+  the new policy (docs/tls-stack.md §10).
 * One *certificate context* per certificate entity and ALPN offer (RSA and
   ECDSA pair loaded together, so OpenSSL picks by the client's signature
   algorithms).  :class:`ServerTlsBuilder` builds them while a generation is
@@ -31,7 +31,7 @@ Theory of operation
   per-server ``ssl_verify_client``): no CertificateRequest, no browser prompt.
   Where the shim cannot prove the connection's ``SSL*`` (checked once per
   process off the loop, and per call), every client is asked, as before.
-* The ALPN list comes from the *swapped* context (tls-stack-notes §1), so each
+* The ALPN list comes from the *swapped* context (docs/tls-stack.md §1), so each
   ALPN offer in use has its own listener and certificate contexts.
 """
 
@@ -50,11 +50,12 @@ from trio_gw.model.entities import Certificate
 from trio_gw.net.contexts import ALPN_HTTP11, load_pem_pair, new_server_context
 from trio_gw.net.openssl_shim import add_client_ca, connection_shim_available, set_verify_none
 from trio_gw.snapshot import Snapshot
+from trio_gw.tls.session import ListenerPolicyKey, listener_context_change_reasons, needs_new_listener_context
 from trio_gw.tls.sni import select_certificate
 
 log = logging.getLogger("trio_gw.tls")
 
-#: Certificate contexts built on first use and kept per generation; each costs ~20 KiB (notes §1).
+#: Certificate contexts built on first use and kept per generation; each costs ~20 KiB (docs/tls-stack.md §1).
 LAZY_CONTEXT_LIMIT = 20_000
 #: Certificate contexts built with the generation (~0.75 ms each, in a worker thread).
 PREWARM_LIMIT = 2_000
@@ -79,7 +80,7 @@ class ServerContexts:
         snapshot: Snapshot,
         listener: Mapping[Alpn, ssl.SSLContext],
         prebuilt: Mapping[CertKey, ssl.SSLContext],
-        policy: object,
+        policy: ListenerPolicyKey,
     ) -> None:
         self.snapshot = snapshot
         self.listener = listener
@@ -135,7 +136,7 @@ def _new_context(snapshot: Snapshot, alpn: Alpn) -> ssl.SSLContext:
     auth = snapshot.client_auth
     if auth.request_certificate and auth.anchors_pem:
         # The swapped (per-certificate) context supplies the trust store and the
-        # announced CA names (notes §1, §3).
+        # announced CA names (docs/tls-stack.md §1, §3).
         ctx.load_verify_locations(cadata=auth.anchors_pem)
         for pem in auth.announce_pem:
             add_client_ca(ctx, ssl.PEM_cert_to_DER_cert(pem))
@@ -171,20 +172,26 @@ class ServerTlsBuilder:
         Raises:
             CertificateError: a certificate cannot be loaded.
         """
-        policy = (snapshot.downstream_tls, snapshot.client_auth)
-        if previous is not None and previous.policy == policy:
+        auth = snapshot.client_auth
+        policy = snapshot.downstream_tls.listener_key(requests_client_cert=auth.request_certificate,
+                                                      client_auth_generation=auth.generation)
+        old = previous.policy if previous is not None else None
+        if previous is not None and not needs_new_listener_context(old, policy):
             listener = previous.listener
         else:
+            if previous is not None:
+                log.info("listener TLS contexts replaced (%s): sessions resumed from earlier tickets do a full "
+                         "handshake", ", ".join(listener_context_change_reasons(old, policy)))
             self._check_shim(snapshot)
             # A changed policy gets new listener contexts: new ticket keys, so no
-            # session resumed from an old ticket skips the new policy (notes §10).
+            # session resumed from an old ticket skips the new policy (docs/tls-stack.md §10).
             listener = {alpn: self._listener_context(snapshot, alpn) for alpn in self.offers}
         reusable = dict(self._by_content)
         if previous is not None:
             for (cid, alpn), ctx in lazy.items():
-                old = previous.snapshot.certificates.get(cid)
-                if old is not None:
-                    reusable.setdefault(_content_key(old, previous.snapshot.client_auth.trust_key, alpn), ctx)
+                served = previous.snapshot.certificates.get(cid)
+                if served is not None:
+                    reusable.setdefault(_content_key(served, previous.snapshot.client_auth.trust_key, alpn), ctx)
         trust = snapshot.client_auth.trust_key
         prebuilt: dict[CertKey, ssl.SSLContext] = {}
         by_content: dict[str, ssl.SSLContext] = {}

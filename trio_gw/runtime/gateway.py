@@ -13,14 +13,16 @@ install it.  Three things start that path:
   refused and the current generation stays; a datastore that fails is logged
   once per outage, shown in ``/status``, retried with backoff — the node keeps
   serving its last generation and never exits because of its datastore;
-* **a write** (the Admin API) — :meth:`Gateway.write` computes the new
-  configuration from the *latest committed* one under the lock, builds its
-  generation (so a configuration that cannot be served is refused before
-  anything is written), then commits with compare-and-swap on the datastore's
-  version.  If another node or process committed meanwhile, the write is
-  re-read and re-applied, unless that other writer changed an entity this
-  write changes too: then it is answered as a conflict.  An acknowledged write
-  is never lost, and never silently undoes another;
+* **a write** (the Admin API) — :meth:`Gateway.write` takes the node's lock
+  and the datastore-wide writer lock (so writers on several nodes take turns
+  instead of racing), computes the new configuration from the *latest
+  committed* one, builds its generation (so a configuration that cannot be
+  served is refused before anything is written), then commits with
+  compare-and-swap on the datastore's version.  If a writer that does not
+  take the lock committed meanwhile, the write is re-read and re-applied,
+  unless that writer changed an entity this write changes too: then it is
+  answered as a conflict.  An acknowledged write is never lost, and never
+  silently undoes another;
 * nothing else: no other state is kept in step by hand.
 
 Start-up is all-or-nothing: settings, files, certificates and TLS policy are
@@ -239,27 +241,39 @@ class Gateway:
             StoreError: the datastore failed (nothing was written).
         """
         async with self._lock:
-            base, version = await trio.to_thread.run_sync(self._latest)
-            for _attempt in range(MAX_WRITE_ATTEMPTS):
-                answer, wanted = apply(base)
-                if wanted is None:
-                    return answer
-                generation = await self._build_in_thread(wanted, version)
-                if self.store is None:  # database: off has no writes; kept for embedding and tests
-                    self._install(generation)
-                    return answer
-                try:
-                    committed = await trio.to_thread.run_sync(self.store.commit, base, wanted)
-                except StoreConflict:
-                    latest, version = await trio.to_thread.run_sync(self.store.load_versioned)
-                    if _overlap(base, wanted, latest):
-                        raise WriteConflict("the entity was changed by another writer meanwhile; "
-                                            "read it again and retry") from None
-                    base = latest  # others changed other entities: re-apply on top of them
-                    continue
-                self._install(replace(generation, store_version=committed))
-                self.datastore.recovered(time.time())
+            store = self.store
+            if store is not None:
+                await trio.to_thread.run_sync(store.acquire_writer)
+            try:
+                return await self._write_locked(apply)
+            finally:
+                if store is not None:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(store.release_writer)
+
+    async def _write_locked(self, apply: Callable[[Entities], tuple[T, Entities | None]]) -> T:
+        base, version = await trio.to_thread.run_sync(self._latest)
+        for _attempt in range(MAX_WRITE_ATTEMPTS):
+            answer, wanted = apply(base)
+            if wanted is None:
                 return answer
+            generation = await self._build_in_thread(wanted, version)
+            if self.store is None:  # database: off has no writes; kept for embedding and tests
+                self._install(generation)
+                return answer
+            try:
+                committed = await trio.to_thread.run_sync(self.store.commit, base, wanted)
+            except StoreConflict:
+                # A writer that does not take the writer lock (`trio-gw config load`) committed meanwhile.
+                latest, version = await trio.to_thread.run_sync(self.store.load_versioned)
+                if _overlap(base, wanted, latest):
+                    raise WriteConflict("the entity was changed by another writer meanwhile; "
+                                        "read it again and retry") from None
+                base = latest  # others changed other entities: re-apply on top of them
+                continue
+            self._install(replace(generation, store_version=committed))
+            self.datastore.recovered(time.time())
+            return answer
         raise WriteConflict(f"other writers kept committing first ({MAX_WRITE_ATTEMPTS} attempts); retry")
 
     def _latest(self) -> tuple[Entities, int | None]:

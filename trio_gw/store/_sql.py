@@ -28,6 +28,7 @@ threads, one operation at a time.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 import weakref
 from collections.abc import Iterator, Mapping
@@ -56,7 +57,10 @@ from trio_gw.store.sealing import (
     unseal_fields,
 )
 
-__all__ = ["SqlStore"]
+__all__ = ["WRITER_WAIT_SECONDS", "SqlStore"]
+
+#: How long a writer waits for the datastore-wide writer lock before answering "busy".
+WRITER_WAIT_SECONDS = 30.0
 
 _NO_SECRET = "this datastore's private keys are sealed; set private_key_encryption_secret to open it"
 _RESEALED = (
@@ -94,6 +98,16 @@ class SqlStore(ABC):
     @abstractmethod
     def _begin_write(self, cur: Cursor) -> None:
         """Start a transaction holding the write lock (one writer at a time)."""
+        ...
+
+    @abstractmethod
+    def _try_writer_lock(self) -> bool:
+        """Take the datastore-wide writer lock if it is free; whether it was taken."""
+        ...
+
+    @abstractmethod
+    def _release_writer_lock(self) -> None:
+        """Give the writer lock back."""
         ...
 
     def _after_write(self, cur: Cursor, version: int) -> None:
@@ -168,6 +182,40 @@ class SqlStore(ABC):
             self._scrub()
         self._remember(new, version)
         return version
+
+    def acquire_writer(self, timeout: float = WRITER_WAIT_SECONDS) -> None:
+        """Hold the datastore-wide writer lock: one writer of the whole cluster at a time.
+
+        A write reads, computes, compiles and commits; holding this lock for the
+        whole of it means writers on other nodes and processes wait their turn
+        instead of losing compare-and-swap races to each other (which is what
+        keeps a burst of writes on several nodes from starving one of them).
+        The compare-and-swap in :meth:`commit` still guards correctness, so a
+        writer that does not take the lock (``trio-gw config load``) is safe too.
+
+        Raises:
+            StoreError: the lock stayed taken for ``timeout`` seconds, or the
+                datastore failed.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            try:
+                if self._try_writer_lock():
+                    return
+            except self.db_errors as exc:
+                raise StoreError(f"datastore error: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise StoreError(f"the datastore is busy: another writer held it for {timeout:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release_writer(self) -> None:
+        """Give the writer lock of :meth:`acquire_writer` back (never raises: a lost connection released it)."""
+        try:
+            self._release_writer_lock()
+        except self.db_errors:
+            pass
 
     def close(self) -> None:
         """Close the connection."""

@@ -75,6 +75,18 @@ class Store(Protocol):
         """
         ...
 
+    def acquire_writer(self, timeout: float = ...) -> None:
+        """Hold the datastore-wide writer lock (one writer of the cluster at a time; blocking).
+
+        Raises:
+            StoreError: it stayed taken for ``timeout`` seconds, or the datastore failed.
+        """
+        ...
+
+    def release_writer(self) -> None:
+        """Give the writer lock back."""
+        ...
+
     def version(self) -> int:
         """The change counter: bumped by every write, cheap enough to poll each second."""
         ...

@@ -5,7 +5,7 @@ Theory of operation
 The handshake with an upstream verifies the chain (against the profile's
 trusted CAs, up to its depth) and, normally, the host name: the context has
 ``check_hostname = True``, ``hostname_checks_common_name = False`` and
-``VERIFY_X509_STRICT`` (DESIGN.md), so only subjectAltNames count, and an IP
+``VERIFY_X509_STRICT`` (docs/architecture.md), so only subjectAltNames count, and an IP
 upstream is matched against iPAddress SANs.
 
 Two checks cannot be done by OpenSSL and run right after the handshake, before
@@ -125,7 +125,7 @@ def classify_read_failure(reason: str | None) -> UpstreamReason | None:
     Under TLS 1.3 a server reports a refused client certificate after the
     client's handshake has finished, so it surfaces at the first read.  A
     ``handshake_failure`` alert after the handshake answers our refusal of a
-    server-initiated renegotiation (``OP_NO_RENEGOTIATION``, notes §5).
+    server-initiated renegotiation (``OP_NO_RENEGOTIATION``, docs/tls-stack.md §5).
 
     Returns:
         The reason code, or ``None`` when the error says nothing TLS-specific.
