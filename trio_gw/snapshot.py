@@ -27,6 +27,7 @@ from trio_gw.pki.parse import parse_certificates
 from trio_gw.settings import Settings
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
 from trio_gw.plugins import client_cert_requirements  # (importing the package registers every plugin)
+from trio_gw.plugins.crl_cache import DEFAULT_CRL_HTTP_TIMEOUT, DEFAULT_CRL_TTL, crl_fetch_settings
 from trio_gw.plugins.base import (
     BoundPlugin,
     check_plugins_available,
@@ -57,6 +58,8 @@ class Snapshot:
     created_at: float
     #: Every certificate of the configuration, parsed once, by role (expiry, metrics, listings).
     inventory: Inventory = field(default_factory=Inventory)
+    #: ``(ttl, timeout)`` of CRL fetches: the strictest revocation-checking plugin's (Kong's defaults otherwise).
+    crl_fetch: tuple[float, float] = (DEFAULT_CRL_TTL, DEFAULT_CRL_HTTP_TIMEOUT)
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -170,6 +173,7 @@ def build_snapshot(
         config_hash=config_hash(entities, (*default_certificates, *extra_certificates)),
         created_at=now,
         inventory=build_inventory(entities, _configured(default_certificates, extra_certificates, plugin_certs)),
+        crl_fetch=crl_fetch_settings(entities),
         warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, options),
                   *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings),
     )

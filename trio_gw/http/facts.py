@@ -172,6 +172,20 @@ class RequestFacts:
         )
 
 
+def body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, int]:
+    """``(chunked, content_length)`` of a request head the guards accepted (no body: ``(False, 0)``).
+
+    The guards refused Content-Length together with Transfer-Encoding, several
+    lengths and any coding but ``chunked``, so one field decides.
+    """
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True, 0
+        if name == b"content-length":
+            return False, int(value)
+    return False, 0
+
+
 @dataclass(slots=True)
 class ConnectionFacts:
     """Facts about one client connection, fixed once its TLS handshake (if any) is done.

@@ -30,7 +30,7 @@ import trio
 
 from trio_gw.decision import Answer
 from trio_gw.http.errors import RequestRejected
-from trio_gw.http.facts import ConnectionFacts, RequestFacts
+from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
 from trio_gw.http.guards import check_request_head
 from trio_gw.http.responses import error_response
 from trio_gw.net.connection import close_stream
@@ -190,14 +190,14 @@ class Http1Server:
                 ex.status, ex.reason = exc.status, exc.reason
                 await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
-            chunked = _has_chunked_body(request)
+            chunked, length = body_framing(request.headers)
             decision = proxy.decide(facts, request.headers, conn_facts, gen, ex, method=request.method,
                                     chunked=chunked)
             if isinstance(decision, Answer):
                 return await _answer(stream, conn, decision, ex)
             if conn.they_are_waiting_for_100_continue:
                 await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            has_body = chunked or _content_length(request) > 0
+            has_body = chunked or length > 0
             body = _H11Body(stream, conn, settings.client_body_timeout) if has_body else None
             try:
                 uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout),
@@ -256,17 +256,6 @@ def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *
     if body and not head:
         out += conn.send(h11.Data(data=body))
     return out + conn.send(h11.EndOfMessage())
-
-
-def _content_length(request: h11.Request) -> int:
-    for name, value in request.headers:
-        if name == b"content-length":
-            return int(value)
-    return 0
-
-
-def _has_chunked_body(request: h11.Request) -> bool:
-    return any(name == b"transfer-encoding" for name, _ in request.headers)
 
 
 async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:

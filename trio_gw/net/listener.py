@@ -140,9 +140,13 @@ async def handshake(
         return stream, None
     except trio.BrokenResourceError as exc:
         cause = exc.__cause__
-        reason = classify_handshake_failure(
-            getattr(cause, "reason", None), getattr(cause, "verify_message", None)
-        ) if isinstance(cause, ssl.SSLError) else "client_closed"
+        refusal = getattr(stream._ssl_object, "trio_gw_refusal", None)  # the SNI callback's own reason
+        if refusal is not None:
+            reason = str(refusal)
+        elif isinstance(cause, ssl.SSLError):
+            reason = classify_handshake_failure(getattr(cause, "reason", None), getattr(cause, "verify_message", None))
+        else:
+            reason = "client_closed"
         alert = stream._outgoing.read()  # trio does not flush the alert (docs/tls-stack.md §2)
         if alert:
             with trio.move_on_after(1):

@@ -235,15 +235,16 @@ def sni_callback(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.
     snapshot = tls.snapshot
     sslobj.trio_gw_sni = server_name
     selection = select_certificate(snapshot.sni_index, server_name)
-    if selection is None:
-        return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-    cert = snapshot.certificates.get(selection.certificate_id)
+    cert = snapshot.certificates.get(selection.certificate_id) if selection is not None else None
     if cert is None:
+        # OpenSSL reports only CALLBACK_FAILED to the server: say why for the logs and metrics
+        sslobj.trio_gw_refusal = "unrecognized_name"
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
     try:
         sslobj.context = tls.certificate_context(cert, alpn)
     except CertificateError as exc:
         log.error("certificate %s cannot be served: %s", cert.id, exc)
+        sslobj.trio_gw_refusal = "certificate_unusable"
         return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
     auth = snapshot.client_auth
     if auth.request_certificate and not auth.asks_for(server_name):

@@ -70,20 +70,22 @@ class CrlCache:
         """URLs asked for and missing or stale, oldest first (the IO layer fetches them)."""
         return tuple(self._wanted)
 
-    def store(self, url: str, data: bytes, now: float) -> None:
+    def store(self, url: str, data: bytes, now: float, ttl: float | None = None) -> None:
         """Keep the CRL fetched from ``url``.
 
         Args:
             url: where it was fetched.
             data: the response body (DER or PEM).
             now: the fetch time, Unix seconds.
+            ttl: how long it is used (the plugins' ``cert_cache_ttl`` of the current
+                configuration); the cache's own default when ``None``.
 
         Raises:
             CertificateError: ``data`` is not a CRL (the URL stays wanted).
         """
         crl = parse_crl(data)
         next_update = crl.next_update_utc
-        fresh_until = now + self.ttl
+        fresh_until = now + (self.ttl if ttl is None else ttl)
         if next_update is not None:
             fresh_until = min(fresh_until, float(unix_seconds(next_update)))
         self._entries[url] = _Entry(crl, fresh_until)

@@ -58,7 +58,7 @@ from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
 from trio_gw.net.listener import FixedTls, Listener, open_listener
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
-from trio_gw.plugins.crl_cache import CrlCache, crl_fetch_settings
+from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
@@ -75,9 +75,8 @@ from trio_gw.tls.resumed_chain import IntermediateCache
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
-#: How often wanted CRLs are fetched, and each fetch's deadline.
+#: How often wanted CRLs are fetched (each fetch's deadline is the plugins' ``http_timeout``).
 CRL_FETCH_INTERVAL = 2.0
-CRL_FETCH_TIMEOUT = 10.0
 #: Expiry warnings are repeated this often, independent of traffic.
 EXPIRY_WARNING_INTERVAL = 24 * 3600.0
 #: While the datastore fails, polls back off up to this (seconds).
@@ -143,7 +142,6 @@ class Gateway:
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         self.metrics = Metrics()
         self.crl_cache = CrlCache()
-        self.crl_fetch_timeout = CRL_FETCH_TIMEOUT
         self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
         self.http1 = Http1Server(self.proxy)
         self.http2 = Http2Server(self.proxy, self.http1)
@@ -190,7 +188,6 @@ class Gateway:
 
     def _install(self, generation: Generation) -> None:
         self.holder.install(generation)
-        self.crl_cache.ttl, self.crl_fetch_timeout = crl_fetch_settings(generation.entities)
         self.metrics.observe_generation(generation)
         for warning in generation.snapshot.warnings:
             log.warning("%s", warning)
@@ -296,15 +293,16 @@ class Gateway:
         """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
         while True:
             await trio.sleep(CRL_FETCH_INTERVAL)
+            ttl, timeout = self.generation.snapshot.crl_fetch
             for url in self.crl_cache.wanted():
                 try:
-                    body = await fetch(url, timeout=self.crl_fetch_timeout, ssl_context=self.fetch_tls)
+                    body = await fetch(url, timeout=timeout, ssl_context=self.fetch_tls)
                 except FetchError as exc:
                     log.warning("CRL %s could not be fetched: %s", url, exc)
                     self.crl_cache.failed(url)
                     continue
                 try:
-                    self.crl_cache.store(url, body, time.time())
+                    self.crl_cache.store(url, body, time.time(), ttl)
                 except CertificateError as exc:
                     log.warning("CRL %s is not usable: %s", url, exc)
                     self.crl_cache.failed(url)

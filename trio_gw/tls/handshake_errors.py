@@ -38,7 +38,9 @@ _REASONS = {
 }
 
 HANDSHAKE_REASONS = frozenset(code for _, code in _VERIFY) | frozenset(_REASONS.values()) | {
-    "bad_certificate", "timeout", "other"}
+    "bad_certificate", "timeout", "other",
+    # set by the SNI callback itself (OpenSSL only says CALLBACK_FAILED)
+    "certificate_unusable"}
 
 
 def classify_handshake_failure(reason: str | None, verify_message: str | None = None) -> str:

@@ -1,0 +1,92 @@
+"""Server handshakes over in-memory streams: the generation pinned at accept, and alerts the client can read."""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+
+import pytest
+import trio
+import trio.testing
+import trustme
+
+from trio_gw.net.contexts import ALPN_HTTP11
+from trio_gw.net.generation import GenerationHolder, ProxyTls
+from trio_gw.net.listener import handshake
+
+from .conftest import BuildGeneration
+
+
+def served_by(ca: trustme.CA, name: str, org: str) -> dict[str, object]:
+    leaf = ca.issue_cert(name, organization_name=org)
+    return {"certificates": [{
+        "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, org)),
+        "cert": "".join(b.bytes().decode() for b in leaf.cert_chain_pems),
+        "key": leaf.private_key_pem.bytes().decode(),
+        "snis": [{"name": name}],
+    }]}
+
+
+async def client_handshake(stream: trio.abc.Stream, ca: trustme.CA, name: str) -> trio.SSLStream[trio.abc.Stream]:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    tls = trio.SSLStream(stream, ctx, server_hostname=name)
+    await tls.do_handshake()
+    return tls
+
+
+def organization(tls: trio.SSLStream[trio.abc.Stream]) -> str:
+    from cryptography import x509
+
+    der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return str(x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATION_NAME)[0].value)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def test_a_connection_handshakes_with_the_generation_current_at_accept(
+    build_generation: BuildGeneration, ca: trustme.CA,
+) -> None:
+    holder = GenerationHolder(build_generation(served_by(ca, "api.example", "first")))
+    source = ProxyTls(holder, ALPN_HTTP11)
+    context, tag = source.context_for_accept()  # accepted now...
+    holder.install(build_generation(served_by(ca, "api.example", "second")))  # ...a reload before its ClientHello
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        results: list[object] = []
+
+        async def serve() -> None:
+            results.append(await handshake(server, context, 5, tag))  # type: ignore[arg-type]
+
+        nursery.start_soon(serve)
+        tls = await client_handshake(client, ca, "api.example")
+    assert organization(tls) == "first"
+    later, later_tag = source.context_for_accept()
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handshake, server, later, 5, later_tag)
+        tls = await client_handshake(client, ca, "api.example")
+    assert organization(tls) == "second"
+
+
+async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: BuildGeneration, ca: trustme.CA) -> None:
+    holder = GenerationHolder(build_generation(served_by(ca, "api.example", "first"), ssl_sni_strict=True))
+    context, tag = ProxyTls(holder, ALPN_HTTP11).context_for_accept()
+    client, server = trio.testing.memory_stream_pair()
+    reasons: list[str | None] = []
+
+    async def serve() -> None:
+        stream, reason = await handshake(server, context, 5, tag)  # type: ignore[arg-type]
+        assert stream is None
+        reasons.append(reason)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        with pytest.raises(trio.BrokenResourceError) as info:
+            await client_handshake(client, ca, "unknown.example")
+    assert "UNRECOGNIZED_NAME" in str(info.value.__cause__).upper()  # the client read the alert
+    assert reasons == ["unrecognized_name"]
