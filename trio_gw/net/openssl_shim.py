@@ -125,6 +125,19 @@ def _require() -> _Lib:
     return lib
 
 
+def proven_ctx_pointer(ctx: ssl.SSLContext) -> int:
+    """The ``SSL_CTX*`` of ``ctx``, for other shims (OCSP stapling), after the layout proof.
+
+    Raises:
+        ShimUnavailable: the layout check failed (the pointer cannot be trusted).
+    """
+    _require()
+    pointer = _ctx_ptr(ctx)
+    if not pointer:  # pragma: no cover - the proof read two live pointers
+        raise ShimUnavailable("no SSL_CTX behind this context")
+    return pointer
+
+
 def set_tls13_ciphersuites(ctx: ssl.SSLContext, suites: str) -> None:
     """``SSL_CTX_set_ciphersuites``: restrict TLS 1.3 suites (colon-separated IANA names).
 
