@@ -163,6 +163,16 @@ def test_wrong_signer(signer: object) -> None:
     assert failure(der) in (OcspFailure.UNAUTHORIZED_SIGNER, OcspFailure.BAD_SIGNATURE)
 
 
+def test_check_signer_off_still_checks_certid_and_freshness() -> None:
+    """nginx's ssl_stapling_verify off: the signer is not checked, nothing else is skipped."""
+    forged = ocsp_response_der(CA, LEAF.cert.serial_number, now=NOW, signer=OTHER_CA)
+    assert verify(forged, check_signer=False).status is OcspCertStatus.GOOD
+    assert failure(forged) is OcspFailure.UNAUTHORIZED_SIGNER
+    other = ocsp_response_der(CA, SIBLING.cert.serial_number, now=NOW, signer=OTHER_CA)
+    assert failure(other, check_signer=False) is OcspFailure.NO_MATCHING_RESPONSE
+    assert failure(forged, check_signer=False, now=NOW + 3 * 86400) is OcspFailure.STALE
+
+
 def test_impostor_named_responder_fails_the_signature() -> None:
     der = ocsp_response_der(CA, LEAF.cert.serial_number, now=NOW, signer=IMPOSTOR, by_name=True)
     assert failure(der) is OcspFailure.BAD_SIGNATURE
