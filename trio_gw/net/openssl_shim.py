@@ -261,6 +261,25 @@ def set_verify_none(sslobj: Any, listener_ctx: ssl.SSLContext) -> bool:
         return False
 
 
+def proven_ssl_pointer(sslobj: Any) -> int:
+    """The ``SSL*`` of an ``ssl.SSLObject``, for other shims, or 0 when it does not prove to be its own.
+
+    The once-per-process proof (:func:`connection_shim_available`) must hold,
+    and ``SSL_get_SSL_CTX`` of the pointer must be the object's current context.
+    Never raises.
+    """
+    try:
+        lib = _lib()
+        if lib is None or not connection_shim_available():
+            return 0
+        p = _ssl_ptr(sslobj)
+        if not p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(sslobj.context):
+            return 0
+        return p
+    except Exception:  # noqa: BLE001 — callers run inside a handshake
+        return 0
+
+
 def get_verify_mode(sslobj: Any) -> int | None:
     """``SSL_get_verify_mode`` of a connection (tests, diagnostics); None when unavailable."""
     if not connection_shim_available():
