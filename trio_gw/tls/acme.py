@@ -10,7 +10,9 @@ The configuration keeps Kong's ``acme`` plugin names and defaults
 (``*.example.com`` matches one label, as Kong), ``allow_any_domain`` (false),
 ``fail_backoff_minutes`` (5), ``eab_kid`` + ``eab_hmac_key`` (together or
 not at all; the key is secret), ``preferred_chain``, and ``storage``
-(``kong`` | ``shm``: trio-gw keeps certificates in its datastore either way).
+(``kong`` | ``shm``: trio-gw keeps certificates in its datastore either way;
+``storage_config`` is accepted as written by decK and not used).  As in Kong,
+Let's Encrypt's production and staging directories need ``tos_accepted: true``.
 
 For each host :func:`plan_certificate` says what to do -- ``issue`` (no
 certificate), ``renew`` (``renew_threshold_days`` or fewer days left),
@@ -87,7 +89,9 @@ _DAY: Final = 86400
 #: Kong's ``acme`` plugin keys (and trio-gw's reading of them).
 ACME_FIELDS: Final = ("account_email", "api_uri", "tos_accepted", "cert_type", "rsa_key_size",
                       "renew_threshold_days", "domains", "allow_any_domain", "fail_backoff_minutes", "eab_kid",
-                      "eab_hmac_key", "preferred_chain", "storage")
+                      "eab_hmac_key", "preferred_chain", "storage", "storage_config")
+#: Kong's entity check: these directories require ``tos_accepted: true``.
+_TOS_REQUIRED: Final = ("https://acme-v02.api.letsencrypt.org", "https://acme-staging-v02.api.letsencrypt.org")
 #: Never shown by the Admin API nor logged.
 ACME_SECRET_FIELDS: Final = frozenset({"eab_hmac_key"})
 
@@ -183,6 +187,9 @@ def parse_acme_config(raw: Mapping[str, Any], path: str = "") -> AcmeConfig:
         preferred_chain=f.string("preferred_chain"),
         storage=f.choice("storage", ("kong", "shm"), "kong", unsupported=("redis", "consul", "vault")),
     )
+    f.mapping("storage_config")
+    if config.api_uri.startswith(_TOS_REQUIRED) and not config.tos_accepted:
+        f.report("tos_accepted", "terms of service must be accepted, see https://letsencrypt.org/repository/")
     if ctx.problems:
         raise ConfigError(ctx.problems)
     return config

@@ -35,9 +35,10 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from trio_gw.pki.info import unix_seconds
-from trio_gw.tls.ocsp import OcspAnswer, OcspCertStatus, is_fresh, issuer_in
+from trio_gw.tls.ocsp import OcspAnswer, OcspCertStatus, is_fresh
 from trio_gw.tls.revocation import CrlCheck, RevocationCheckMode, RevocationStatus, check_revocation
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "OcspAnswers",
     "check_chain_revocation",
     "check_pinned_revocation",
+    "issuer_in",
     "revocation_refusal",
 ]
 
@@ -155,3 +157,21 @@ def _check_one(
     if crl.status is RevocationStatus.UNKNOWN:
         return CrlCheck(RevocationStatus.UNKNOWN, serial, f"{noted}crl: {crl.detail}", "none")
     return crl
+
+
+def issuer_in(leaf: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The candidate that signed ``leaf`` (name and signature), or ``None``.
+
+    Used where a certificate is trusted without a built chain (a pinned leaf):
+    its issuer is looked for among the certificates the client sent and the
+    configured CAs, for revocation only.
+    """
+    for cert in candidates:
+        if cert.subject != leaf.issuer:
+            continue
+        try:
+            leaf.verify_directly_issued_by(cert)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return cert
+    return None

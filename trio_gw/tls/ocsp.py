@@ -74,7 +74,6 @@ __all__ = [
     "build_ocsp_request",
     "is_fresh",
     "is_must_staple",
-    "issuer_in",
     "ocsp_get_url",
     "ocsp_key",
     "ocsp_responder_urls",
@@ -433,21 +432,3 @@ def _answer(
         delegated=delegated,
         responder_nocheck=nocheck,
     )
-
-
-def issuer_in(leaf: x509.Certificate, candidates: Sequence[x509.Certificate]) -> x509.Certificate | None:
-    """The candidate that signed ``leaf`` (name and signature), or ``None``.
-
-    Used where a certificate is trusted without a built chain (a pinned leaf):
-    its issuer is looked for among the certificates the client sent and the
-    configured CAs, for revocation only.
-    """
-    for cert in candidates:
-        if cert.subject != leaf.issuer:
-            continue
-        try:
-            leaf.verify_directly_issued_by(cert)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            continue
-        return cert
-    return None

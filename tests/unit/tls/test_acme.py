@@ -38,7 +38,7 @@ TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 
 
 def config(**raw: Any) -> AcmeConfig:
-    return parse_acme_config({"account_email": "ops@example.com", **raw})
+    return parse_acme_config({"account_email": "ops@example.com", "tos_accepted": True, **raw})
 
 
 def problems(raw: dict[str, Any]) -> list[str]:
@@ -48,9 +48,9 @@ def problems(raw: dict[str, Any]) -> list[str]:
 
 
 def test_kong_defaults() -> None:
-    c = config()
-    assert (c.api_uri, c.tos_accepted, c.cert_type, c.rsa_key_size, c.renew_threshold_days) == (
-        LETSENCRYPT_DIRECTORY, False, "rsa", 4096, 14)
+    c = parse_acme_config({"account_email": "ops@example.com", "api_uri": "https://ca.example/dir"})
+    assert (c.tos_accepted, c.cert_type, c.rsa_key_size, c.renew_threshold_days) == (False, "rsa", 4096, 14)
+    assert config().api_uri == LETSENCRYPT_DIRECTORY
     assert (c.domains, c.allow_any_domain, c.fail_backoff_minutes, c.eab_kid, c.preferred_chain) == (
         (), False, 5, None, None)
 
@@ -63,23 +63,27 @@ def test_full_config() -> None:
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ({}, ["plugins[0].config.account_email: required field missing"]),
-    ({"account_email": "nobody"}, ["plugins[0].config.account_email: expected an email address"]),
-    ({"account_email": "a@b.example", "cert_type": "dsa"},
+    ({"tos_accepted": True}, ["plugins[0].config.account_email: required field missing"]),
+    ({"account_email": "nobody", "tos_accepted": True}, ["plugins[0].config.account_email: expected an email address"]),
+    ({"account_email": "a@b.example", "tos_accepted": True, "cert_type": "dsa"},
      ["plugins[0].config.cert_type: expected one of 'rsa', 'ecc', got 'dsa'"]),
-    ({"account_email": "a@b.example", "rsa_key_size": 1024},
+    ({"account_email": "a@b.example", "tos_accepted": True, "rsa_key_size": 1024},
      ["plugins[0].config.rsa_key_size: expected one of 2048, 3072, 4096, got 1024"]),
-    ({"account_email": "a@b.example", "domains": ["bad domain"]},
+    ({"account_email": "a@b.example", "tos_accepted": True, "domains": ["bad domain"]},
      ["plugins[0].config.domains[0]: expected a host name or *.domain"]),
-    ({"account_email": "a@b.example", "eab_kid": "kid-1"},
+    ({"account_email": "a@b.example", "tos_accepted": True, "eab_kid": "kid-1"},
      ["plugins[0].config.eab_hmac_key: eab_kid and eab_hmac_key are set together (external account binding)"]),
-    ({"account_email": "a@b.example", "api_uri": "ftp://x"},
+    ({"account_email": "a@b.example", "tos_accepted": True, "api_uri": "ftp://x"},
      ["plugins[0].config.api_uri: expected the ACME directory URL (https://...)"]),
-    ({"account_email": "a@b.example", "storage": "redis"},
+    ({"account_email": "a@b.example", "tos_accepted": True, "storage": "redis"},
      ["plugins[0].config.storage: 'redis' is not supported yet (supported: kong, shm)"]),
-    ({"account_email": "a@b.example", "renew_threshold_days": -1},
+    ({"account_email": "a@b.example", "tos_accepted": True, "renew_threshold_days": -1},
      ["plugins[0].config.renew_threshold_days: expected an integer between 0 and 365, got -1"]),
-    ({"account_email": "a@b.example", "acount_key": {}},
+    ({"account_email": "a@b.example"},
+     ["plugins[0].config.tos_accepted: terms of service must be accepted, see https://letsencrypt.org/repository/"]),
+    ({"account_email": "a@b.example", "tos_accepted": True, "storage_config": "redis"},
+     ["plugins[0].config.storage_config: expected a mapping, got 'redis'"]),
+    ({"account_email": "a@b.example", "tos_accepted": True, "acount_key": {}},
      ["plugins[0].config.acount_key: unknown field (did you mean 'account_email'?)"]),
 ])
 def test_config_errors_name_the_key(raw: dict[str, Any], expected: list[str]) -> None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from trio_gw.testing.ocsp_responder import ocsp_response_der
 from trio_gw.testing.pki import build_certificate, issue, make_ca
+from trio_gw.tls.client_revocation import issuer_in
 from trio_gw.tls.ocsp import (
     DEFAULT_CLOCK_SKEW,
     MAX_OCSP_RESPONSE_SIZE,
@@ -33,7 +34,6 @@ from trio_gw.tls.ocsp import (
     build_ocsp_request,
     is_fresh,
     is_must_staple,
-    issuer_in,
     ocsp_get_url,
     ocsp_key,
     ocsp_responder_urls,
