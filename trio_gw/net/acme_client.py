@@ -46,6 +46,7 @@ from acme import challenges, client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from josepy.errors import Error as JoseError
 from josepy.jwa import RS256
 from josepy.jwk import JWKRSA
 from requests.adapters import HTTPAdapter
@@ -306,6 +307,8 @@ def _mapped_errors(default_reason: str) -> Iterator[None]:
         raise AcmeError("ca_unreachable", f"{type(exc).__name__}: {_root_cause(exc)}") from exc
     except errors.Error as exc:
         raise AcmeError(default_reason, str(exc) or type(exc).__name__) from exc
+    except (JoseError, ValueError) as exc:  # a document the library could not read
+        raise AcmeError(default_reason, f"unexpected answer from the CA ({type(exc).__name__}: {exc})") from exc
 
 
 def _validation_detail(exc: errors.ValidationError) -> str:

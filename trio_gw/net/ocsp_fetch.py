@@ -88,6 +88,8 @@ async def _refresh(cache: OcspCache, target: OcspTarget, timeout: float, ssl_con
         except (FetchError, OcspError) as exc:
             problems.append(f"{url}: {exc}")
             continue
+        except KeyError:  # the target was dropped (certificate no longer served) while fetching
+            return False
         log.debug("OCSP %s serial %x: %s until %s", url, answer.serial_number, answer.status.value,
                   answer.fresh_until)
         return True

@@ -180,6 +180,8 @@ class OcspCache:
 
     def failed(self, key: str, now: float) -> None:
         """Record a failed fetch: the next try backs off (a held answer is kept while fresh)."""
+        if key not in self._targets:  # no longer wanted nor tracked (a new generation dropped it)
+            return
         state = self._states.get(key, _State())
         failures = state.failures + 1
         self._states[key] = replace(state, failures=failures,

@@ -169,8 +169,8 @@ def parse_acme_config(raw: Mapping[str, Any], path: str = "") -> AcmeConfig:
     email = f.string("account_email", _email, required=True)
     api_uri = f.string("api_uri", _https_url) or LETSENCRYPT_DIRECTORY
     eab_kid, eab_key = f.string("eab_kid"), f.string("eab_hmac_key", _base64url)
-    if (eab_kid is None) != (eab_key is None):
-        f.report("eab_hmac_key" if eab_key is None else "eab_kid",
+    if (f.get("eab_kid") is None) != (f.get("eab_hmac_key") is None):
+        f.report("eab_hmac_key" if f.get("eab_hmac_key") is None else "eab_kid",
                  "eab_kid and eab_hmac_key are set together (external account binding)")
     config = AcmeConfig(
         account_email=email or "",
@@ -209,7 +209,7 @@ def _https_url(value: str) -> str:
 
 def _base64url(value: str) -> str:
     try:
-        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
     except ValueError:
         raise InvalidValue("expected the base64url-encoded HMAC key the CA gave") from None
     return value

@@ -75,6 +75,8 @@ def test_full_config() -> None:
      ["plugins[0].config.eab_hmac_key: eab_kid and eab_hmac_key are set together (external account binding)"]),
     ({"account_email": "a@b.example", "tos_accepted": True, "api_uri": "ftp://x"},
      ["plugins[0].config.api_uri: expected the ACME directory URL (https://...)"]),
+    ({"account_email": "a@b.example", "tos_accepted": True, "eab_kid": "k", "eab_hmac_key": "not base64!"},
+     ["plugins[0].config.eab_hmac_key: expected the base64url-encoded HMAC key the CA gave"]),
     ({"account_email": "a@b.example", "tos_accepted": True, "storage": "redis"},
      ["plugins[0].config.storage: 'redis' is not supported yet (supported: kong, shm)"]),
     ({"account_email": "a@b.example", "tos_accepted": True, "renew_threshold_days": -1},
