@@ -208,3 +208,50 @@ async def test_always_valid_extra_case(rig: Rig) -> None:
     """PEBBLE_VA_ALWAYS_VALID: issuance with nothing answering (never the only case: see above)."""
     _, issued = await issue_in_thread(rig.issuer(store=ChallengeStore()))
     check_issued(issued, rig.pebble, ec.EllipticCurvePublicKey)
+
+
+async def test_the_renewal_task_issues_renews_and_writes_certificates(rig: Rig) -> None:
+    from trio_gw.admin.acme import ACME_TAG, acme_managed_hosts
+    from trio_gw.model.declarative import parse_declarative
+    from trio_gw.runtime.acme_renewal import AcmeRenewer
+
+    written: list[dict[str, object]] = []
+    saved: list[AcmeAccount] = []
+    clock = [time.time()]
+
+    async def write(document: dict[str, object]) -> None:
+        written.append(document)
+
+    async def save(account: AcmeAccount) -> None:
+        saved.append(account)
+
+    renewer = AcmeRenewer(rig.issuer(), write, save_account=save, clock=lambda: clock[0])
+    first = await renewer.ensure(DOMAIN, explicit=True)
+    assert first.issued is not None and len(saved) == 1 and "PRIVATE KEY" not in repr(saved[0])
+    document = {**written[0], "id": "0d5c3f5e-5a8e-4a4e-9a0f-2f6f0c8b9d11"}
+    entities = parse_declarative({"_format_version": "3.0", "certificates": [document]}, now=int(time.time()))
+    managed = acme_managed_hosts(entities)
+    assert list(managed) == [DOMAIN] and ACME_TAG in next(iter(entities.certificates.values())).tags
+    assert await renewer.renew_due(managed) == [await renewer.ensure(DOMAIN, not_after=managed[DOMAIN][1],
+                                                                     certificate_id=managed[DOMAIN][0])]
+    assert len(written) == 1  # nothing due yet: the CA is not asked
+    clock[0] = managed[DOMAIN][1] - 13 * 86400  # inside renew_threshold_days
+    (renewed,) = await renewer.renew_due(managed)
+    assert renewed.plan.action is AcmeAction.RENEW and renewed.issued is not None
+    assert written[-1]["id"] == managed[DOMAIN][0] and len(saved) == 1  # same entity replaced, same account
+
+
+@pytest.mark.parametrize("rig", [{"wrong_key_authorization": True}], indirect=True)
+async def test_the_renewal_task_backs_off_after_a_failure(rig: Rig) -> None:
+    from trio_gw.runtime.acme_renewal import AcmeRenewer
+
+    async def write(document: dict[str, object]) -> None:
+        raise AssertionError("nothing is written after a failure")
+
+    renewer = AcmeRenewer(rig.issuer(), write)
+    failed = await renewer.ensure(DOMAIN)
+    assert failed.failure is not None and failed.failure.reason == "challenge_failed"
+    orders = rig.pebble.log().count("POST /order-plz")
+    again = await renewer.ensure(DOMAIN, explicit=True)
+    assert (again.plan.action, again.plan.reason) == (AcmeAction.WAIT, "backing_off") and again.issued is None
+    assert orders == 1 and rig.pebble.log().count("POST /order-plz") == orders  # the CA was not asked again

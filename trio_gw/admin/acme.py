@@ -46,6 +46,7 @@ __all__ = [
     "acme_create_refusal",
     "acme_created_body",
     "acme_failed_body",
+    "acme_managed_hosts",
     "list_acme_certificates",
     "parse_acme_create",
 ]
@@ -153,6 +154,23 @@ def list_acme_certificates(entities: Entities, *, now: int) -> dict[str, Any]:
                 "not_after": _stamp(info.not_after), "valid": info.not_before <= now <= info.not_after,
             })
     return {"data": sorted(rows, key=lambda r: (r["host"], r["certificate_id"]))}
+
+
+def acme_managed_hosts(entities: Entities) -> dict[str, tuple[str, int]]:
+    """The hosts ACME keeps certificates for: host -> (certificate id, not_after), for the renewal task.
+
+    A host served by several ACME-managed certificates is renewed from the one expiring last.
+    """
+    names = _names_by_certificate(entities)
+    found: dict[str, tuple[str, int]] = {}
+    for cert in sorted(entities.certificates.values(), key=lambda c: c.id):
+        if ACME_TAG not in cert.tags:
+            continue
+        info = describe_certificate(parse_certificates(cert.cert)[0])
+        for host in names.get(cert.id, []) or list(info.dns_names):
+            if host not in found or found[host][1] < info.not_after:
+                found[host] = (cert.id, info.not_after)
+    return found
 
 
 def _names_by_certificate(entities: Entities) -> dict[str, list[str]]:

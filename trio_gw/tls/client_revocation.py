@@ -37,6 +37,7 @@ from typing import Final, Protocol
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
+from trio_gw.errors import ConfigError
 from trio_gw.pki.info import unix_seconds
 from trio_gw.tls.ocsp import OcspAnswer, OcspCertStatus, is_fresh
 from trio_gw.tls.revocation import CrlCheck, RevocationCheckMode, RevocationStatus, check_revocation
@@ -47,6 +48,7 @@ __all__ = [
     "check_chain_revocation",
     "check_pinned_revocation",
     "issuer_in",
+    "parse_ssl_ocsp",
     "revocation_refusal",
 ]
 
@@ -112,6 +114,29 @@ def check_pinned_revocation(
     if issuer is None:
         return (CrlCheck(RevocationStatus.UNKNOWN, leaf.serial_number, "issuer not at hand", "none"),)
     return check_chain_revocation([leaf, issuer], crls=crls, ocsp=ocsp, now=now)
+
+
+def parse_ssl_ocsp(value: object, setting: str = "ssl_ocsp") -> tuple[RevocationCheckMode, bool]:
+    """Read nginx's ``ssl_ocsp`` (the server truststore's and admin mTLS's revocation switch).
+
+    nginx checks the client chain by OCSP and fails verification when the
+    status cannot be learned: ``on`` is ``STRICT`` over the whole chain,
+    ``leaf`` ``STRICT`` over the leaf, ``off`` ``SKIP``.
+
+    Returns:
+        ``(mode, full_chain)``.
+
+    Raises:
+        ConfigError: any other value, naming ``setting``.
+    """
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in ("off", False, None):
+        return RevocationCheckMode.SKIP, False
+    if text in ("on", True):
+        return RevocationCheckMode.STRICT, True
+    if text == "leaf":
+        return RevocationCheckMode.STRICT, False
+    raise ConfigError(f"expected on, off or leaf, got {value!r}", setting)
 
 
 def revocation_refusal(checks: Sequence[CrlCheck], mode: RevocationCheckMode) -> tuple[str, str] | None:

@@ -81,3 +81,20 @@ def test_listing_shows_only_acme_certificates() -> None:
         ("a.example", True, "Pebble Intermediate CA 01ede8"), ("old.example", False, "Pebble Intermediate CA 01ede8")]
     assert rows[0]["serial_number"] == format(acme.cert.serial_number, "x") and rows[1]["not_after"] == (
         "2024-01-01 00:00:00")
+
+
+def test_managed_hosts_take_the_certificate_expiring_last() -> None:
+    from trio_gw.admin.acme import acme_managed_hosts
+
+    early = issue(CA, "a.example", not_after=NOW + 10 * 86400)
+    late = issue(CA, "a.example", not_after=NOW + 90 * 86400)
+    manual = issue(CA, "m.example")
+    doc = {"_format_version": "3.0", "certificates": [
+        {**acme_certificate_document(early.chain_pem(), early.key_pem(), ["a.example"]),
+         "id": "11111111-1111-4111-8111-111111111111"},
+        {**acme_certificate_document(late.chain_pem(), late.key_pem(), []),
+         "id": "22222222-2222-4222-8222-222222222222"},
+        {"cert": manual.chain_pem(), "key": manual.key_pem(), "snis": [{"name": "m.example"}]},
+    ]}
+    managed = acme_managed_hosts(parse_declarative(doc, now=NOW))
+    assert managed == {"a.example": ("22222222-2222-4222-8222-222222222222", NOW + 90 * 86400)}

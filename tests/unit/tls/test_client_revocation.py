@@ -14,7 +14,12 @@ from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.testing.ocsp_responder import ocsp_response_der
 from trio_gw.testing.pki import issue, make_ca
 from trio_gw.tls.client_auth import ClientCertPolicy, ClientCertReason, ClientCertRejected, verify_client_certificate
-from trio_gw.tls.client_revocation import check_chain_revocation, check_pinned_revocation, revocation_refusal
+from trio_gw.tls.client_revocation import (
+    check_chain_revocation,
+    check_pinned_revocation,
+    parse_ssl_ocsp,
+    revocation_refusal,
+)
 from trio_gw.tls.ocsp import OcspAnswer, verify_ocsp_response
 from trio_gw.tls.revocation import CrlCheck, RevocationCheckMode, RevocationStatus
 
@@ -116,6 +121,19 @@ def test_refusal_properties(statuses: list[RevocationStatus], mode: RevocationCh
         assert result is not None and result[0] == "revoked"  # revoked wins over unknown
     else:
         assert (result is not None) == (mode is STRICT)
+
+
+@pytest.mark.parametrize("value, parsed", [("off", (SKIP, False)), ("on", (STRICT, True)), (" Leaf ", (STRICT, False)),
+                                           (True, (STRICT, True)), (False, (SKIP, False))])
+def test_nginx_ssl_ocsp(value: object, parsed: tuple[RevocationCheckMode, bool]) -> None:
+    assert parse_ssl_ocsp(value) == parsed
+
+
+def test_nginx_ssl_ocsp_error_names_the_setting() -> None:
+    from trio_gw.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="admin_ssl_ocsp: expected on, off or leaf, got 'chain'"):
+        parse_ssl_ocsp("chain", "admin_ssl_ocsp")
 
 
 def test_strict_without_any_source_is_revocation_unknown_not_revoked() -> None:
