@@ -18,13 +18,13 @@ import trio
 from cryptography import x509
 
 from trio_gw.net.ocsp_fetch import refresh_ocsp_once, serve_ocsp_refresh
-from trio_gw.net.ocsp_stapling import install
+from trio_gw.net.ocsp_stapling import cache_source, install
 from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.testing.ocsp_responder import OcspResponder
 from trio_gw.testing.pki import issue, make_ca
 from trio_gw.testing.tls_server import TlsTestServer
 from trio_gw.tls.ocsp import OcspCertStatus, is_must_staple
-from trio_gw.tls.stapling import StapleDecision, StaplingPolicy, decide_staple
+from trio_gw.tls.stapling import StaplingPolicy
 
 CA = make_ca(common_name="refresh root")
 
@@ -106,12 +106,7 @@ async def test_staple_follows_the_cache_through_a_responder_outage(tmp_path: Pat
         cache = OcspCache()
         key = cache.track(leaf.cert, CA.cert)
         assert key is not None
-        must = is_must_staple(leaf.cert)
-
-        def source() -> StapleDecision:
-            return decide_staple(StaplingPolicy.LENIENT, cache.current(key), must_staple=must, now=time.time())
-
-        assert install(ctx, source)
+        assert install(ctx, cache_source(cache, key, StaplingPolicy.LENIENT, must_staple=is_must_staple(leaf.cert)))
 
         def status() -> str:
             result = subprocess.run(

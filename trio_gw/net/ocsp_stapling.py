@@ -44,6 +44,7 @@ import ctypes
 import itertools
 import logging
 import ssl
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,9 +52,10 @@ from functools import lru_cache
 from typing import Final
 
 from trio_gw.net.openssl_shim import ShimUnavailable, proven_ctx_pointer
-from trio_gw.tls.stapling import StapleAction, StapleDecision
+from trio_gw.plugins.ocsp_cache import OcspCache
+from trio_gw.tls.stapling import StapleAction, StapleDecision, StaplingPolicy, decide_staple
 
-__all__ = ["StapleSource", "install", "installed_source", "stapling_available"]
+__all__ = ["StapleSource", "cache_source", "install", "installed_source", "stapling_available"]
 
 log = logging.getLogger("trio_gw.ocsp_stapling")
 
@@ -207,3 +209,23 @@ def installed_source(ctx: ssl.SSLContext) -> StapleSource | None:
     lib.ssl.SSL_CTX_ctrl(proven_ctx_pointer(ctx), _GET_STATUS_CB_ARG, 0, ctypes.addressof(arg))
     entry = _REGISTRY.get(arg.value or 0)
     return entry.source if entry is not None else None
+
+
+def cache_source(
+    cache: OcspCache, key: str, policy: StaplingPolicy, *, must_staple: bool,
+    clock: Callable[[], float] = time.time,
+) -> StapleSource:
+    """The source of one certificate context: :func:`decide_staple` over the cache's current answer.
+
+    Args:
+        cache: the node's stapling cache (filled by :func:`trio_gw.net.ocsp_fetch.serve_ocsp_refresh`).
+        key: what :meth:`OcspCache.track` (or ``load_static``) returned for the certificate.
+        policy: ``ocsp_staple_policy``.
+        must_staple: :func:`trio_gw.tls.ocsp.is_must_staple` of the certificate.
+        clock: Unix time.
+    """
+
+    def source() -> StapleDecision:
+        return decide_staple(policy, cache.current(key), must_staple=must_staple, now=clock())
+
+    return source

@@ -42,11 +42,14 @@ a responder that is down only means no staple.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cryptography import x509
+
 from trio_gw.errors import ConfigError, Problem
+from trio_gw.tls.client_revocation import issuer_in
 from trio_gw.tls.ocsp import DEFAULT_CLOCK_SKEW, OcspAnswer, OcspCertStatus, is_fresh
 
 __all__ = [
@@ -56,6 +59,7 @@ __all__ = [
     "StaplingPolicy",
     "StaplingSettings",
     "decide_staple",
+    "select_stapling_issuer",
     "parse_stapling_policy",
     "parse_stapling_settings",
 ]
@@ -199,6 +203,25 @@ def decide_staple(
     if answer.status is OcspCertStatus.GOOD:
         return StapleDecision(StapleAction.STAPLE, "good", answer.der)
     return StapleDecision(StapleAction.OMIT if gentle else StapleAction.REFUSE, answer.status.value)
+
+
+def select_stapling_issuer(
+    chain: Sequence[x509.Certificate], trusted: Sequence[x509.Certificate] = ()
+) -> x509.Certificate | None:
+    """The issuer of a served chain's leaf: from the chain itself, then the trusted CAs.
+
+    nginx looks in the served chain, then ``ssl_trusted_certificate``; without
+    an issuer there is no CertID to ask about, and the certificate is served
+    without stapling (nginx: "issuer certificate not found").
+
+    Args:
+        chain: the served chain, leaf first.
+        trusted: further CA certificates that may have issued the leaf.
+
+    Returns:
+        The issuer (name and signature checked), or ``None``.
+    """
+    return issuer_in(chain[0], [*chain[1:], *trusted]) if chain else None
 
 
 def _switch(values: Mapping[str, Any], key: str, default: bool, problems: list[Problem]) -> bool:

@@ -15,6 +15,7 @@ from trio_gw.tls.stapling import (
     decide_staple,
     parse_stapling_policy,
     parse_stapling_settings,
+    select_stapling_issuer,
 )
 
 NOW = 1_750_000_000
@@ -95,3 +96,15 @@ def test_decision_properties(policy: StaplingPolicy, status: OcspCertStatus, mus
         assert decision.response_der == held.der
     if policy is L:  # lenient never refuses a handshake
         assert decision.action is not StapleAction.REFUSE
+
+
+def test_issuer_from_the_chain_then_the_trusted_cas() -> None:
+    from trio_gw.testing.pki import issue, make_ca
+
+    root = make_ca(common_name="staple root")
+    inter = make_ca(issuer=root, common_name="staple intermediate")
+    leaf = issue(inter, "s.example")
+    assert select_stapling_issuer([leaf.cert, inter.cert]) == inter.cert
+    assert select_stapling_issuer([leaf.cert], [root.cert, inter.cert]) == inter.cert
+    assert select_stapling_issuer([leaf.cert], [root.cert]) is None  # nginx: issuer certificate not found
+    assert select_stapling_issuer([]) is None
