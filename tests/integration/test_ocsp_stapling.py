@@ -172,3 +172,36 @@ def test_a_raising_source_never_reaches_openssl(ca_file: Path, tmp_path: Path) -
     with TlsTestServer(ctx) as server:
         result = s_client(server, "boom.example", ca_file, "-tls1_3")
     assert "OCSP response: no response sent" in result.stdout and "Verify return code: 0 (ok)" in result.stdout
+
+
+@pytest.mark.parametrize("sigalgs, kind", [("ECDSA+SHA256", "ec"), ("RSA-PSS+SHA256", "rsa")])
+def test_dual_certificate_context_staples_the_served_one(
+    responder: OcspResponder, ca_file: Path, tmp_path: Path, sigalgs: str, kind: str
+) -> None:
+    """Kong's cert + cert_alt: OpenSSL picks by signature algorithm; the staple must be about that certificate."""
+    import hashlib
+
+    from trio_gw.testing.pki import build_certificate
+
+    leaves = {k: build_certificate(issuer=CA, dns_names=["dual.example"], key_kind=k, ocsp_urls=[responder.url])
+              for k in ("ec", "rsa")}
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for k, leaf in leaves.items():
+        responder.set(leaf, "good")
+        (tmp_path / f"{k}.pem").write_text(leaf.chain_pem())
+        (tmp_path / f"{k}.key").write_text(leaf.key_pem())
+        ctx.load_cert_chain(tmp_path / f"{k}.pem", tmp_path / f"{k}.key")
+    sources = {}
+    for leaf in leaves.values():
+        answer = fetch_answer(leaf)
+        sources[hashlib.sha256(leaf.cert_der()).hexdigest()] = (
+            lambda answer=answer: decide_staple(StaplingPolicy.LENIENT, answer, must_staple=False, now=time.time()))
+    assert install(ctx, sources)  # type: ignore[arg-type]
+    with TlsTestServer(ctx) as server:
+        result = subprocess.run(
+            ["openssl", "s_client", "-connect", server.address, "-servername", "dual.example", "-status", "-CAfile",
+             str(ca_file), "-sigalgs", sigalgs, "-tls1_3", "-verify_return_error"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    served, other = leaves[kind], leaves["rsa" if kind == "ec" else "ec"]
+    assert "Cert Status: good" in result.stdout, result.stdout + result.stderr
+    assert f"{served.cert.serial_number:X}" in result.stdout and f"{other.cert.serial_number:X}" not in result.stdout

@@ -36,17 +36,25 @@ The callback decides nothing: the source (a closure over the current OCSP
 answer) returns :class:`~trio_gw.tls.stapling.StapleDecision`, from
 :func:`~trio_gw.tls.stapling.decide_staple`.  It runs inside the handshake on
 the event loop, so it must only read memory (no IO, no parsing).
+
+A context serving two certificates (Kong's ``cert`` and ``cert_alt``: RSA and
+ECDSA, OpenSSL picks by the client's signature algorithms) gets one source per
+certificate, keyed by the leaf's SHA-256 fingerprint: the callback asks
+OpenSSL which certificate this handshake serves (``SSL_get_certificate``,
+``i2d_X509``) and staples only that certificate's answer -- a response about
+the other one would fail the client's CertID check.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import itertools
 import logging
 import ssl
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
@@ -55,12 +63,14 @@ from trio_gw.net.openssl_shim import ShimUnavailable, proven_ctx_pointer
 from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.tls.stapling import StapleAction, StapleDecision, StaplingPolicy, decide_staple
 
-__all__ = ["StapleSource", "cache_source", "install", "installed_source", "stapling_available"]
+__all__ = ["StapleSource", "StapleSources", "cache_source", "install", "installed_source", "stapling_available"]
 
 log = logging.getLogger("trio_gw.ocsp_stapling")
 
 #: Returns the decision for one handshake; must only read memory.
 StapleSource = Callable[[], StapleDecision]
+#: Sources by the SHA-256 fingerprint (lowercase hex) of the leaf they are about.
+StapleSources = Mapping[str, StapleSource]
 
 # OpenSSL 3.0 <openssl/ssl.h> and <openssl/tls1.h> (stable ABI values).
 _SET_STATUS_CB: Final = 63
@@ -79,7 +89,8 @@ _VOID_FN = ctypes.CFUNCTYPE(None)
 @dataclass(frozen=True)
 class _Entry:
     ctx_ptr: int
-    source: StapleSource
+    source: StapleSource | None
+    by_fingerprint: StapleSources
 
 
 _REGISTRY: dict[int, _Entry] = {}
@@ -97,7 +108,11 @@ class _Lib:
         self.ssl.SSL_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
         self.ssl.SSL_get_SSL_CTX.restype = ctypes.c_void_p
         self.ssl.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
+        self.ssl.SSL_get_certificate.restype = ctypes.c_void_p
+        self.ssl.SSL_get_certificate.argtypes = [ctypes.c_void_p]
         self.crypto = ctypes.CDLL("libcrypto.so.3")
+        self.crypto.i2d_X509.restype = ctypes.c_int
+        self.crypto.i2d_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
         self.crypto.CRYPTO_malloc.restype = ctypes.c_void_p
         self.crypto.CRYPTO_malloc.argtypes = [ctypes.c_size_t, ctypes.c_char_p, ctypes.c_int]
         self.crypto.CRYPTO_free.restype = None
@@ -111,7 +126,10 @@ def _status_callback(ssl_ptr: int | None, arg: int | None) -> int:
         entry = _REGISTRY.get(arg or 0)
         if lib is None or entry is None or not ssl_ptr or lib.ssl.SSL_get_SSL_CTX(ssl_ptr) != entry.ctx_ptr:
             return _ERR_NOACK
-        decision = entry.source()
+        source = entry.source if entry.source is not None else entry.by_fingerprint.get(_served(lib, ssl_ptr))
+        if source is None:
+            return _ERR_NOACK
+        decision = source()
         if decision.action is StapleAction.REFUSE:
             return _ERR_ALERT_FATAL
         if decision.action is not StapleAction.STAPLE or not decision.response_der:
@@ -119,6 +137,19 @@ def _status_callback(ssl_ptr: int | None, arg: int | None) -> int:
         return _ERR_OK if _hand_over(lib, ssl_ptr, decision.response_der) else _ERR_NOACK
     except BaseException:  # noqa: BLE001 — nothing may unwind through OpenSSL's stack
         return _ERR_NOACK
+
+
+def _served(lib: _Lib, ssl_ptr: int) -> str:
+    """SHA-256 (hex) of the certificate this handshake serves; ``""`` when OpenSSL has none."""
+    x509 = lib.ssl.SSL_get_certificate(ssl_ptr)
+    size = lib.crypto.i2d_X509(x509, None) if x509 else 0
+    if size <= 0:
+        return ""
+    buf = ctypes.create_string_buffer(size)
+    cursor = ctypes.c_void_p(ctypes.addressof(buf))
+    if lib.crypto.i2d_X509(x509, ctypes.byref(cursor)) != size:
+        return ""
+    return hashlib.sha256(buf.raw).hexdigest()
 
 
 def _hand_over(lib: _Lib, ssl_ptr: int, der: bytes) -> bool:
@@ -170,7 +201,7 @@ def _warn_unavailable() -> None:
                 "(the OpenSSL layout check failed); handshakes continue without staples")
 
 
-def install(ctx: ssl.SSLContext, source: StapleSource) -> bool:
+def install(ctx: ssl.SSLContext, source: StapleSource | StapleSources) -> bool:
     """Staple what ``source`` decides on every handshake that uses ``ctx``.
 
     Call it once per certificate context when building them (off the event
@@ -178,8 +209,10 @@ def install(ctx: ssl.SSLContext, source: StapleSource) -> bool:
     default one.  Installing again replaces the source.
 
     Args:
-        ctx: a server context (its certificate is the one the answer is about).
-        source: returns the decision for one handshake (reads memory only).
+        ctx: a server context.
+        source: returns the decision for one handshake (reads memory only);
+            for a context with two certificates, a mapping from each leaf's
+            SHA-256 fingerprint (lowercase hex) to its source.
 
     Returns:
         True when installed; False -- stapling off, one warning logged per
@@ -191,7 +224,10 @@ def install(ctx: ssl.SSLContext, source: StapleSource) -> bool:
         return False
     ctx_ptr = proven_ctx_pointer(ctx)
     token = next(_TOKENS)
-    _REGISTRY[token] = _Entry(ctx_ptr, source)
+    if callable(source):
+        _REGISTRY[token] = _Entry(ctx_ptr, source, {})
+    else:
+        _REGISTRY[token] = _Entry(ctx_ptr, None, {k.lower(): v for k, v in source.items()})
     if not _set(lib, ctx_ptr, token):  # pragma: no cover - proven on the probe context
         _REGISTRY.pop(token, None)
         _warn_unavailable()
@@ -200,7 +236,7 @@ def install(ctx: ssl.SSLContext, source: StapleSource) -> bool:
     return True
 
 
-def installed_source(ctx: ssl.SSLContext) -> StapleSource | None:
+def installed_source(ctx: ssl.SSLContext) -> StapleSource | StapleSources | None:
     """The source installed on ``ctx`` (tests, diagnostics), ``None`` when none or unavailable."""
     lib = _lib()
     if lib is None:
@@ -208,7 +244,9 @@ def installed_source(ctx: ssl.SSLContext) -> StapleSource | None:
     arg = ctypes.c_void_p()
     lib.ssl.SSL_CTX_ctrl(proven_ctx_pointer(ctx), _GET_STATUS_CB_ARG, 0, ctypes.addressof(arg))
     entry = _REGISTRY.get(arg.value or 0)
-    return entry.source if entry is not None else None
+    if entry is None:
+        return None
+    return entry.source if entry.source is not None else entry.by_fingerprint
 
 
 def cache_source(
