@@ -128,3 +128,14 @@ async def test_staple_follows_the_cache_through_a_responder_outage(tmp_path: Pat
             responder.set(leaf, "revoked")
             await refresh_ocsp_once(cache, clock=lambda: later(7200))
             assert await trio.to_thread.run_sync(status) == "none"
+
+
+async def test_a_post_only_responder_is_asked_by_post() -> None:
+    with OcspResponder(CA) as responder:
+        responder.post_only = True
+        leaf = issue(CA, "post.example", ocsp_urls=[responder.url])
+        responder.set(leaf, "good")
+        cache = OcspCache()
+        key = cache.track(leaf.cert, CA.cert)
+        assert key is not None and await refresh_ocsp_once(cache) == 1
+        assert responder.methods == ["POST"] and responder.requests == 1  # the 405 GET is not counted

@@ -7,7 +7,9 @@ One background task per node (:func:`serve_ocsp_refresh`) wakes every
 certificates on their refresh schedule, client certificates a request missed
 -- and asks each target's responders in order with an RFC 6960 appendix A.1
 GET (the SHA-1 CertID request is ~110 bytes encoded, far under the 255-byte
-limit; a GET is what responders and CDNs cache).  The first response the
+limit; a GET is what responders and CDNs cache, and what nginx and browsers
+send), falling back to a POST -- the method every responder must support --
+when the responder answers the GET with an HTTP error.  The first response the
 cache accepts (verified: CertID, signer, freshness) wins; when none does, the
 target is marked failed and backs off.  The gateway's own outbound trust
 (``lua_ssl_trusted_certificate``) verifies https responders.
@@ -35,6 +37,7 @@ __all__ = ["DEFAULT_OCSP_FETCH_TIMEOUT", "OCSP_REFRESH_INTERVAL", "fetch_ocsp_re
 
 log = logging.getLogger("trio_gw.ocsp")
 
+_OCSP_REQUEST = "application/ocsp-request"
 #: How often the cache is asked for due targets (a client certificate's first miss waits at most this).
 OCSP_REFRESH_INTERVAL = 1.0
 #: Per responder exchange.  Kong's ``http_timeout`` default is 30 s; targets are refreshed one after
@@ -44,7 +47,7 @@ DEFAULT_OCSP_FETCH_TIMEOUT = 10.0
 
 async def fetch_ocsp_response(url: str, request_der: bytes, *, timeout: float,
                               ssl_context: ssl.SSLContext | None = None) -> bytes:
-    """GET one OCSP response (RFC 6960 appendix A.1).
+    """Fetch one OCSP response: GET (RFC 6960 appendix A.1), POST when the GET is refused or too long.
 
     Args:
         url: the responder.
@@ -53,13 +56,17 @@ async def fetch_ocsp_response(url: str, request_der: bytes, *, timeout: float,
         ssl_context: trust for https responders (``None``: system roots).
 
     Raises:
-        FetchError: unreachable, timed out, not 200, too large, or a request
-            too long for GET.
+        FetchError: unreachable, timed out, not 200 (to either method), or too large.
     """
     get_url = ocsp_get_url(url, request_der)
-    if get_url is None:
-        raise FetchError("OCSP request too long for GET (RFC 6960 A.1)")
-    return await fetch(get_url, timeout=timeout, max_bytes=MAX_OCSP_RESPONSE_SIZE, ssl_context=ssl_context)
+    if get_url is not None:
+        try:
+            return await fetch(get_url, timeout=timeout, max_bytes=MAX_OCSP_RESPONSE_SIZE, ssl_context=ssl_context)
+        except FetchError as exc:
+            if not str(exc).startswith("HTTP "):  # unreachable or slow: a POST would fare no better
+                raise
+    return await fetch(url, timeout=timeout, max_bytes=MAX_OCSP_RESPONSE_SIZE, ssl_context=ssl_context,
+                       post=(_OCSP_REQUEST, request_der))
 
 
 async def refresh_ocsp_once(

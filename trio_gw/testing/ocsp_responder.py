@@ -9,6 +9,7 @@
         responder.set(leaf, "revoked", reason=x509.ReasonFlags.key_compromise)
         url = responder.url                          # http://127.0.0.1:PORT/ocsp
         responder.delay = 2.0                        # answer late
+        responder.post_only = True                   # GET gets 405
         responder.down = True                        # drop every connection unanswered
         responder.status = ocsp.OCSPResponseStatus.TRY_LATER
 
@@ -145,6 +146,8 @@ class OcspResponder:
         self.delay = 0.0
         self.down = False
         self.status: ocsp.OCSPResponseStatus | None = None
+        #: Refuse GET with 405, as a POST-only responder does.
+        self.post_only = False
         self.requests = 0
         self.methods: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -208,6 +211,9 @@ def _handler_for(responder: OcspResponder) -> type[BaseHTTPRequestHandler]:
             return
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            if responder.post_only:
+                self.send_error(405)
+                return
             path = self.path.split("?", 1)[0]
             if not path.startswith(_PATH + "/"):
                 self.send_error(404)
