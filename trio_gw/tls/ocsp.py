@@ -277,15 +277,20 @@ def verify_ocsp_response(
     if len(data) > MAX_OCSP_RESPONSE_SIZE:
         raise OcspError(OcspFailure.TOO_LARGE, f"over {MAX_OCSP_RESPONSE_SIZE} bytes")
     response = _load(data)
-    single = _matching_single_response(response, leaf, issuer)
-    delegated = nocheck = False
-    if check_signer:
-        signer, nocheck = _authorized_signer(response, issuer, now, skew)
-        delegated = signer is not issuer
-        if require_nocheck and delegated and not nocheck:
-            raise OcspError(OcspFailure.UNAUTHORIZED_SIGNER, "delegated responder lacks id-pkix-ocsp-nocheck")
-        _check_signature(response, signer)
-    answer = _answer(single, response, data, delegated=delegated, nocheck=nocheck)
+    try:
+        single = _matching_single_response(response, leaf, issuer)
+        delegated = nocheck = False
+        if check_signer:
+            signer, nocheck = _authorized_signer(response, issuer, now, skew)
+            delegated = signer is not issuer
+            if require_nocheck and delegated and not nocheck:
+                raise OcspError(OcspFailure.UNAUTHORIZED_SIGNER, "delegated responder lacks id-pkix-ocsp-nocheck")
+            _check_signature(response, signer)
+        answer = _answer(single, response, data, delegated=delegated, nocheck=nocheck)
+    except OcspError:
+        raise
+    except DECODE_ERRORS as exc:  # cryptography parses parts lazily: a broken part surfaces on first use
+        raise OcspError(OcspFailure.MALFORMED, f"unreadable part ({type(exc).__name__})") from exc
     if answer.this_update - skew > now:
         raise OcspError(OcspFailure.NOT_YET_VALID, "thisUpdate is in the future")
     if now > answer.fresh_until + skew:
@@ -392,7 +397,10 @@ def _has_nocheck(cert: x509.Certificate) -> bool:
 
 def _check_signature(response: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
     key = signer.public_key()
-    algorithm = response.signature_hash_algorithm
+    try:
+        algorithm = response.signature_hash_algorithm
+    except UnsupportedAlgorithm as exc:
+        raise OcspError(OcspFailure.BAD_SIGNATURE, "unsupported signature algorithm") from exc
     data, signature = response.tbs_response_bytes, response.signature
     try:
         if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:

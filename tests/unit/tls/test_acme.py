@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from trio_gw.errors import ConfigError
 from trio_gw.testing.pki import issue, make_ca
 from trio_gw.tls.acme import (
+    ACME_FIELDS,
     ACME_IDENTIFIER_OID,
     LETSENCRYPT_DIRECTORY,
     AcmeAction,
@@ -218,3 +219,17 @@ def test_preferred_chain() -> None:
     assert select_preferred_chain(chains, None) == chains[0]
     with pytest.raises(ValueError):
         select_preferred_chain([], "Root A")
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+@given(st.dictionaries(st.sampled_from([*ACME_FIELDS, "other"]), json_values, max_size=8))
+def test_any_config_gives_a_config_or_config_error(raw: dict[str, Any]) -> None:
+    """Invariant of every reader: a value, or ConfigError with a path per problem; nothing else."""
+    try:
+        parse_acme_config(raw, "config")
+    except ConfigError as exc:
+        assert all(p.path.startswith("config") for p in exc.problems)

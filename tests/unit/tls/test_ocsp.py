@@ -298,3 +298,31 @@ def test_verify_property_fresh_iff_within_window(offset: int, validity: int, sta
         assert verify(der, now=now).status.value == status
     else:
         assert failure(der, now=now) in (OcspFailure.STALE, OcspFailure.NOT_YET_VALID)
+
+
+GOOD_DER = ocsp_response_der(CA, LEAF.cert.serial_number, now=NOW)
+DELEGATED_DER = ocsp_response_der(CA, LEAF.cert.serial_number, now=NOW, signer=DELEGATE)
+
+
+@given(st.binary(max_size=2048))
+def test_any_bytes_give_an_answer_or_ocsp_error(data: bytes) -> None:
+    """Invariant: a fetched body is an OcspAnswer or an OcspError, never another exception."""
+    try:
+        verify(data)
+    except OcspError:
+        pass
+
+
+@given(st.sampled_from([GOOD_DER, DELEGATED_DER]), st.data())
+def test_mutated_responses_never_verify_wrongly(der: bytes, data: st.DataObject) -> None:
+    """Flipping any byte of a signed response gives OcspError, or the very same answer (unsigned parts)."""
+    index = data.draw(st.integers(0, len(der) - 1))
+    mask = data.draw(st.integers(1, 255))
+    mutated = der[:index] + bytes([der[index] ^ mask]) + der[index + 1:]
+    try:
+        answer = verify(mutated)
+    except OcspError:
+        return
+    original = verify(der)
+    assert (answer.status, answer.serial_number, answer.this_update, answer.fresh_until) == (
+        original.status, original.serial_number, original.this_update, original.fresh_until)

@@ -108,3 +108,13 @@ def test_issuer_from_the_chain_then_the_trusted_cas() -> None:
     assert select_stapling_issuer([leaf.cert], [root.cert, inter.cert]) == inter.cert
     assert select_stapling_issuer([leaf.cert], [root.cert]) is None  # nginx: issuer certificate not found
     assert select_stapling_issuer([]) is None
+
+
+@given(st.dictionaries(st.sampled_from(["ssl_stapling", "ssl_stapling_verify", "ssl_stapling_file",
+                                        "ssl_stapling_responder", "ocsp_staple_policy"]),
+                       st.none() | st.booleans() | st.integers() | st.text(max_size=12), max_size=5))
+def test_any_settings_give_settings_or_config_error(values: dict[str, object]) -> None:
+    try:
+        parse_stapling_settings(values)
+    except ConfigError as exc:
+        assert all(p.path in values for p in exc.problems)
