@@ -18,6 +18,10 @@ datastore) belongs to the runtime; what is decided here is pure:
   and the :data:`ACME_TAG` tag) to write through the ordinary certificate
   write path, so the key is sealed like any other, every node and worker
   serves it, and expiry monitoring sees it;
+* :func:`acme_certificate_request` is that write as the Admin API's own
+  ``PUT /certificates/{id}`` (create, or replace with its SNIs on renewal), to
+  run through :func:`trio_gw.admin.api.handle_admin_request` inside the node's
+  compare-and-swap write;
 * :func:`acme_created_body` / :func:`acme_failed_body` are the answers;
 * :func:`list_acme_certificates` is Kong's listing, from the configuration
   (ACME-managed certificates are those carrying :data:`ACME_TAG`).
@@ -33,6 +37,7 @@ from typing import Any, Final
 
 from cryptography.x509.oid import NameOID
 
+from trio_gw.admin.api import AdminRequest
 from trio_gw.admin.errors import AdminError, bad_body
 from trio_gw.model.entities import Entities
 from trio_gw.pki.info import describe_certificate
@@ -43,6 +48,7 @@ __all__ = [
     "ACME_TAG",
     "AcmeCreate",
     "acme_certificate_document",
+    "acme_certificate_request",
     "acme_create_refusal",
     "acme_created_body",
     "acme_failed_body",
@@ -128,6 +134,18 @@ def acme_certificate_document(
     if certificate_id is not None:
         document["id"] = certificate_id
     return document
+
+
+def acme_certificate_request(document: Mapping[str, Any], certificate_id: str) -> AdminRequest:
+    """The Admin API request that stores ``document`` as certificate ``certificate_id`` (created or replaced).
+
+    Args:
+        document: from :func:`acme_certificate_document`.
+        certificate_id: the id to create, or of the certificate a renewal replaces.
+    """
+    body = {k: v for k, v in document.items() if k != "id"}
+    return AdminRequest("PUT", f"/certificates/{certificate_id}", {}, {"content-type": "application/json"},
+                        json.dumps(body).encode("ascii"))
 
 
 def list_acme_certificates(entities: Entities, *, now: int) -> dict[str, Any]:

@@ -98,3 +98,25 @@ def test_managed_hosts_take_the_certificate_expiring_last() -> None:
     ]}
     managed = acme_managed_hosts(parse_declarative(doc, now=NOW))
     assert managed == {"a.example": ("22222222-2222-4222-8222-222222222222", NOW + 90 * 86400)}
+
+
+def test_the_write_is_the_admin_apis_own_put() -> None:
+    """Issuance creates the certificate with its SNIs; renewal replaces both under the same id."""
+    from trio_gw.admin.acme import acme_certificate_request
+    from trio_gw.admin.api import handle_admin_request
+    from trio_gw.model.entities import Entities
+
+    certificate_id = "5b0c4c56-0d6e-4f1b-9a3e-3a8f1f0b6c21"
+    first, second = issue(CA, "a.example"), issue(CA, "a.example")
+    created = handle_admin_request(acme_certificate_request(
+        acme_certificate_document(first.chain_pem(), first.key_pem(), ["a.example"]), certificate_id),
+        Entities(), now=NOW)
+    assert created.response.status == 201 and created.entities is not None
+    assert b"PRIVATE KEY" not in created.response.body  # the key is never returned
+    renewed = handle_admin_request(acme_certificate_request(
+        acme_certificate_document(second.chain_pem(), second.key_pem(), ["a.example"], certificate_id=certificate_id),
+        certificate_id), created.entities, now=NOW)
+    assert renewed.response.status == 200 and renewed.entities is not None
+    (row,) = list_acme_certificates(renewed.entities, now=NOW)["data"]
+    assert (row["certificate_id"], row["serial_number"]) == (certificate_id, format(second.cert.serial_number, "x"))
+    assert len(renewed.entities.snis) == 1
