@@ -10,26 +10,30 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
-PIP_LOCKED := $(BIN)/pip install -q --require-hashes
-INSTALL_SELF := $(BIN)/pip install -q --no-deps --no-build-isolation -e .
+# -qq: errors only (a machine's pip.conf may name index paths that do not exist; the lock decides anyway)
+PIP_LOCKED := $(BIN)/pip install -qq --require-hashes
+INSTALL_SELF := $(BIN)/pip install -qq --no-deps --no-build-isolation -e .
 
 .PHONY: run test install install-test install-fuzz system-tools spec fuzz bench lock check-lock clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV)
 
 install: $(BIN)/python
-	$(PIP_LOCKED) -r requirements/run.txt
-	$(INSTALL_SELF)
+	@echo "installing trio-gw into $(VENV) from requirements/run.txt"
+	@$(PIP_LOCKED) -r requirements/run.txt
+	@$(INSTALL_SELF)
 
 install-test: $(BIN)/python
-	$(PIP_LOCKED) -r requirements/test.txt
-	$(BIN)/python tools/check_lock.py
-	$(INSTALL_SELF)
+	@echo "installing trio-gw into $(VENV) from requirements/test.txt"
+	@$(PIP_LOCKED) -r requirements/test.txt
+	@$(BIN)/python tools/check_lock.py
+	@$(INSTALL_SELF)
 
 install-fuzz: $(BIN)/python
-	$(PIP_LOCKED) -r requirements/fuzz.txt
-	$(INSTALL_SELF)
+	@echo "installing trio-gw into $(VENV) from requirements/fuzz.txt"
+	@$(PIP_LOCKED) -r requirements/fuzz.txt
+	@$(INSTALL_SELF)
 
 check-lock: $(BIN)/python
 	$(BIN)/python tools/check_lock.py
@@ -38,7 +42,7 @@ system-tools:
 	@sh tools/install-system-tools.sh curl openssl pebble
 
 run: install
-	$(BIN)/trio-gw demo
+	@$(BIN)/trio-gw demo
 
 test: install-test system-tools
 	$(BIN)/python -m pytest tests

@@ -1,4 +1,4 @@
-"""The layering rule of DESIGN.md: decisions are pure, IO is thin.
+"""The layering rule of docs/architecture.md: decisions are pure, IO is thin.
 
 Pure layers (model, tls, pki, http, plugins, snapshot, errors) must not import
 trio, sockets or IO-layer packages, and must not build SSL contexts.  ``ssl``
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "trio_gw"
-PURE = ["model", "tls", "pki", "http", "plugins", "admin", "snapshot.py", "errors.py"]
+PURE = ["model", "tls", "pki", "http", "plugins", "admin", "settings", "snapshot.py", "errors.py"]
 FORBIDDEN_MODULES = {"trio", "socket", "selectors", "asyncio", "subprocess", "threading"}
 FORBIDDEN_INTERNAL = ("trio_gw.net", "trio_gw.runtime", "trio_gw.store", "trio_gw.admin")
 #: A layer may import its own modules.
@@ -73,3 +73,64 @@ def test_the_check_catches_violations() -> None:
 
 def test_there_are_pure_modules_to_check() -> None:
     assert len(_pure_files()) >= 5
+
+
+# --- the order of the layers ---------------------------------------------------------------------------
+#: Each part of the package may import its own rank and below, never above (docs/architecture.md's table, bottom up).
+#: ``store`` is IO but sits low: it holds entities and needs only the model.
+RANKS: dict[str, int] = {
+    "errors.py": 0, "_version.py": 0,
+    "pki": 1,
+    "model": 2,
+    "tls": 3, "store": 3,
+    "http": 4,
+    "plugins": 5,
+    "settings": 6,
+    "snapshot.py": 7,
+    "decision.py": 8, "admin": 8,
+    "net": 9,
+    "runtime": 10, "testing": 10, "__main__.py": 10, "__init__.py": 10,
+}
+
+
+def _part(module: str) -> str | None:
+    """The top-level part of ``trio_gw.x.y`` (``x`` or ``x.py``), or None outside the package."""
+    parts = module.split(".")
+    if parts[0] != "trio_gw" or len(parts) < 2:
+        return None
+    head = parts[1]
+    return head if (PACKAGE / head).is_dir() else f"{head}.py"
+
+
+def upward_imports(own: str, source: str) -> list[str]:
+    rank = RANKS[own]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            part = _part(name)
+            if part is not None and part != own and RANKS[part] > rank:
+                found.append(f"line {node.lineno}: {own} (rank {rank}) imports {name} (rank {RANKS[part]})")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_layer_imports_a_layer_above_it(path: Path) -> None:
+    assert upward_imports(path.relative_to(PACKAGE).parts[0], path.read_text()) == []
+
+
+def test_the_order_check_catches_an_upward_import() -> None:
+    # tls/listener_client_auth.py once took route host patterns from http/ (now model/hosts.py)
+    source = "from trio_gw.http._candidates import parse_host_pattern\nfrom trio_gw.pki import parse\n"
+    assert upward_imports("tls", source) == [
+        "line 1: tls (rank 3) imports trio_gw.http._candidates (rank 4)"]
+
+
+def test_every_part_of_the_package_has_a_rank() -> None:
+    parts = {p.name for p in PACKAGE.iterdir() if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"}
+    assert parts == set(RANKS)

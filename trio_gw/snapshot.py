@@ -10,6 +10,7 @@ started with.  Building is pure: time and file contents are parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -20,10 +21,12 @@ from trio_gw.errors import ConfigError
 from trio_gw.http.headers import TrustedNetworks
 from trio_gw.http.routing import Router
 from trio_gw.model.entities import Certificate, Entities
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory, Role, Usage, build_inventory
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
+from trio_gw.settings import Settings
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
-import trio_gw.plugins  # noqa: F401  (registers every plugin)
+from trio_gw.plugins import client_cert_requirements  # (importing the package registers every plugin)
 from trio_gw.plugins.base import (
     BoundPlugin,
     check_plugins_available,
@@ -31,7 +34,7 @@ from trio_gw.plugins.base import (
     plugins_by_route,
     routes_with_plugin,
 )
-from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth, with_server_verification
+from trio_gw.tls.listener_client_auth import ListenerClientAuth, with_server_verification
 from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
 
@@ -39,7 +42,7 @@ from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 class Snapshot:
     """The runtime view of one configuration generation."""
 
-    settings: Any  # trio_gw.runtime.settings.Settings (runtime/ may not be imported here)
+    settings: Settings
     entities: Entities
     router: Router
     trusted: TrustedNetworks
@@ -52,18 +55,35 @@ class Snapshot:
     route_plugins: Mapping[str, tuple[BoundPlugin, ...]]
     config_hash: str
     created_at: float
+    #: Every certificate of the configuration, parsed once, by role (expiry, metrics, listings).
+    inventory: Inventory = field(default_factory=Inventory)
     warnings: tuple[str, ...] = field(default=())
 
 
-def config_hash(entities: Entities) -> str:
-    """A stable digest of a configuration (shown by ``/status``; equal configs, equal hash)."""
+def config_hash(entities: Entities, served: Sequence[Certificate] = ()) -> str:
+    """A stable digest of what a configuration serves: equal configurations, equal hash.
+
+    Shown by ``/status`` so drift between nodes and workers is visible.  The
+    bookkeeping timestamps (``created_at``/``updated_at``) are left out — a
+    declarative file loaded twice stamps them twice — and so is every entity's
+    position in its mapping; certificates the settings name (``served``) are
+    included by content, since they change what is served.
+    """
     h = hashlib.sha256()
     for kind in ("services", "routes", "certificates", "ca_certificates", "snis", "consumers", "plugins",
                  "credentials"):
         items: Mapping[str, Any] = getattr(entities, kind)
         for key in sorted(items):
-            h.update(json.dumps([kind, key, repr(items[key])]).encode())
+            h.update(json.dumps([kind, key, repr(_without_timestamps(items[key]))]).encode())
+    for cert in sorted(served, key=lambda c: c.id):
+        h.update(json.dumps(["file", cert.id, cert.cert, cert.cert_alt]).encode())
     return h.hexdigest()[:32]
+
+
+def _without_timestamps(entity: Any) -> Any:
+    if dataclasses.is_dataclass(entity) and hasattr(entity, "created_at"):
+        return dataclasses.replace(entity, created_at=0, updated_at=0)  # type: ignore[type-var]
+    return entity
 
 
 def _san_names(cert: Certificate) -> tuple[str, ...]:
@@ -73,7 +93,7 @@ def _san_names(cert: Certificate) -> tuple[str, ...]:
 
 
 def build_snapshot(
-    settings: Any,
+    settings: Settings,
     entities: Entities,
     *,
     default_certificates: Sequence[Certificate] = (),
@@ -85,7 +105,7 @@ def build_snapshot(
     """Compile settings and entities into a :class:`Snapshot`.
 
     Args:
-        settings: the node settings (``trio_gw.runtime.settings.Settings``).
+        settings: the node settings.
         entities: the configuration.
         default_certificates: the ``ssl_cert``/``ssl_cert_key`` pairs, already read.
         extra_certificates: certificates from Tyk's ``ssl_certificates`` files,
@@ -98,10 +118,10 @@ def build_snapshot(
     Raises:
         ConfigError: the combination cannot be served (e.g. a duplicate SNI).
     """
-    raw = settings.raw
-    check_plugins_available(entities, raw.get("plugins"))
-    downstream = parse_downstream_policy(raw)
-    trusted = TrustedNetworks.parse(list(raw["trusted_ips"]))
+    options = settings.as_mapping()
+    check_plugins_available(entities, settings.plugins)
+    downstream = parse_downstream_policy(options)
+    trusted = TrustedNetworks.parse(list(settings.trusted_ips))
     router = Router.build(entities.routes.values(), entities.services)
     certificates: dict[str, Certificate] = dict(entities.certificates)
     for cert in (*default_certificates, *extra_certificates):
@@ -122,9 +142,9 @@ def build_snapshot(
                 order=order,
             )
         )
-    verify_client = str(raw.get("ssl_verify_client", "off"))
+    verify_client = settings.ssl_verify_client
     client_auth = with_server_verification(listener_client_auth(entities), verify_client, client_truststore)
-    client_auth, announce_warnings = _skip_ca_announcement(client_auth, bool(raw.get("skip_client_ca_announcement")))
+    client_auth, announce_warnings = _skip_ca_announcement(client_auth, settings.skip_client_ca_announcement)
     plugin_certs = _ssl_plugin_certificates(entities)
     for order, (cert, hosts) in enumerate(plugin_certs, start=len(candidates)):
         certificates[cert.id] = cert
@@ -133,7 +153,7 @@ def build_snapshot(
     sni_index = SniIndex.build(
         candidates,
         [c.id for c in default_certificates],
-        strict=bool(raw.get("ssl_sni_strict", False)),
+        strict=settings.ssl_sni_strict,
     )
     return Snapshot(
         settings=settings,
@@ -146,25 +166,31 @@ def build_snapshot(
         default_certificate_ids=tuple(c.id for c in default_certificates),
         https_port=https_port,
         client_auth=client_auth,
-        route_plugins=plugins_by_route(entities, raw),
-        config_hash=config_hash(entities),
+        route_plugins=plugins_by_route(entities, options),
+        config_hash=config_hash(entities, (*default_certificates, *extra_certificates)),
         created_at=now,
-        warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, raw),
+        inventory=build_inventory(entities, _configured(default_certificates, extra_certificates, plugin_certs)),
+        warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, options),
                   *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings),
     )
 
 
-def listener_client_auth(entities: Entities) -> ListenerClientAuth:
-    """What every TLS listener asks of clients, from the plugins that need a certificate.
+def _configured(
+    defaults: Sequence[Certificate], extra: Sequence[Certificate],
+    plugin_certs: Sequence[tuple[Certificate, tuple[str, ...]]],
+) -> list[ConfiguredCertificate]:
+    """The server certificates configured outside the certificate entities, for the inventory."""
+    out = [ConfiguredCertificate(c.id, Role.SERVER, c.id, c.cert, (Usage("setting", c.id.split("#")[0]),))
+           for c in (*defaults, *extra)]
+    out += [ConfiguredCertificate(c.id, Role.SERVER, "ssl plugin", c.cert,
+                                  (Usage("plugin", c.id.removeprefix("ssl-plugin:"), "ssl"),))
+            for c, _hosts in plugin_certs]
+    return out
 
-    The plugins module that knows client-certificate policy provides
-    ``client_cert_requirements``; until a configuration uses one, nothing is asked.
-    """
-    requirements = getattr(trio_gw.plugins, "client_cert_requirements", None)
-    if requirements is None:
-        return NO_CLIENT_AUTH
-    result: ListenerClientAuth = requirements(entities)
-    return result
+
+def listener_client_auth(entities: Entities) -> ListenerClientAuth:
+    """What every TLS listener asks of clients, from the plugins that need a certificate."""
+    return client_cert_requirements(entities)
 
 
 def _verify_client_warnings(mode: str, truststore: Sequence[str], auth: ListenerClientAuth) -> tuple[str, ...]:
@@ -192,7 +218,7 @@ def _ssl_plugin_certificates(entities: Entities) -> list[tuple[Certificate, tupl
     return [(pairs[k], tuple(hosts.get(k, ()))) for k in sorted(pairs)]
 
 
-def _certificate_order(settings: Any, entities: Entities, extra: Sequence[Certificate]) -> dict[str, int]:
+def _certificate_order(settings: Settings, entities: Entities, extra: Sequence[Certificate]) -> dict[str, int]:
     """Configuration order of the SAN-selected certificates (Tyk: the first loaded is the default).
 
     The ``ssl_certificates`` entries come first, in their order — files and store
@@ -201,7 +227,7 @@ def _certificate_order(settings: Any, entities: Entities, extra: Sequence[Certif
     files = {c.id for c in extra}
     fingerprints: dict[str, str] | None = None
     listed: list[str] = []
-    for i, entry in enumerate(settings.raw.get("ssl_certificates", ())):
+    for i, entry in enumerate(settings.ssl_certificates):
         cid: str | None = f"ssl_certificates#{i}"
         if cid not in files:
             cid = entry.lower() if entry.lower() in entities.certificates else None
@@ -226,11 +252,11 @@ def _skip_ca_announcement(auth: ListenerClientAuth, skip: bool) -> tuple[Listene
     return replace(auth, announce_pem=(), generation=generation), (warning,)
 
 
-def _check_store_references(settings: Any, entities: Entities) -> None:
+def _check_store_references(settings: Settings, entities: Entities) -> None:
     by_fingerprint = {}
     for cert in entities.certificates.values():
         by_fingerprint["sha256:" + describe_certificate(parse_certificates(cert.cert)[0]).fingerprint_sha256] = cert.id
-    for i, entry in enumerate(settings.raw.get("ssl_certificates", ())):
+    for i, entry in enumerate(settings.ssl_certificates):
         if entry.startswith("sha256:") and entry.lower() not in by_fingerprint:
             raise ConfigError(f"no certificate in the store has fingerprint {entry}", path=f"ssl_certificates[{i}]")
         if len(entry) == 36 and entry.count("-") == 4 and entry.lower() not in entities.certificates:

@@ -3,8 +3,8 @@
 The input is what an h2 client sends on one connection after the connection
 preface (the client magic and its SETTINGS, built by ``h2``).  It drives the
 real :meth:`trio_gw.net.h2_proxy.Http2Server.serve_connection` over an
-in-memory stream pair, with ``ConnectionInfo`` saying TLS 1.3, ALPN ``h2``, SNI
-``api.test``; the snapshot, the fake upstream behind a real
+in-memory stream pair, with ``ConnectionFacts`` saying TLS 1.3, ALPN ``h2``, SNI
+``api.test``; the generation, the fake upstream behind a real
 :class:`~trio_gw.net.upstream.UpstreamPool` and the mock clock are those of
 ``proxy-request-head`` (:mod:`fuzz.targets.proxy_request_head`), plus a
 ``key-auth`` plugin route (``/keyed``, key ``secret-key`` in ``apikey``).
@@ -102,11 +102,12 @@ from h2.settings import SettingCodes
 from fuzz.targets import proxy_request_head as h1
 from fuzz.targets._support import InvariantViolation, pick
 from trio_gw.model.declarative import load_declarative_text
-from trio_gw.net.h2_proxy import Http2Server
-from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
-from trio_gw.net.tls_client import UpstreamTls
+from trio_gw.net.http2 import Http2Server
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.exchange import Exchange, Proxy
+from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder
+from trio_gw.net.http1 import Http1Server
 from trio_gw.runtime.settings import load_settings
-from trio_gw.snapshot import Snapshot, build_snapshot
 
 INVARIANT = """\
 Any frames an HTTP/2 client sends give responses, resets or a GOAWAY, never an
@@ -154,12 +155,12 @@ consumers:
 
 
 @lru_cache(maxsize=1)
-def snapshot() -> Snapshot:
-    """The snapshot every run uses (compiled once per process by the real compiler)."""
+def generation() -> Generation:
+    """The generation every run uses (compiled once per process by the real builder)."""
     settings = load_settings(None, environ={}, overrides=SETTINGS_OVERRIDES)
     now = int(time.time())
     entities = load_declarative_text(DECLARATIVE.format(port=h1._closed_port()), now=now)
-    return build_snapshot(settings, entities, now=now)
+    return GenerationBuilder(settings).build(entities)
 
 
 # --- the program -----------------------------------------------------------------------
@@ -484,12 +485,12 @@ class Outcome:
     exchanges: list[Exchange]
 
 
-INFO = ConnectionInfo(client_ip="127.0.0.1", client_port=40000, server_port=8443, tls=True,
+INFO = ConnectionFacts(client_ip="127.0.0.1", client_port=40000, server_port=8443, tls=True,
                       tls_version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256", sni="api.test", alpn="h2")
 
 
 async def _connection(segments: Sequence[Segment], *, piece: int, eof: bool, mode: str) -> Outcome:
-    snap = snapshot()
+    gen = generation()
     exchanges: list[Exchange] = []
     upstream = h1.UpstreamLog()
     output = bytearray()
@@ -503,8 +504,8 @@ async def _connection(segments: Sequence[Segment], *, piece: int, eof: bool, mod
     with trio.move_on_after(HANG_LIMIT) as hang:
         async with trio.open_nursery() as nursery:
             pool = h1.FakeUpstreamPool(nursery, mode, upstream)
-            proxy = ProxyServer(lambda: snap, pool, UpstreamTls(), lambda _info, ex: exchanges.append(ex))
-            gateway = Http2Server(proxy)
+            proxy = Proxy(GenerationHolder(gen), pool, lambda _info, ex: exchanges.append(ex))
+            gateway = Http2Server(proxy, Http1Server(proxy))
 
             async def serve() -> None:
                 try:
@@ -524,7 +525,7 @@ async def _connection(segments: Sequence[Segment], *, piece: int, eof: bool, mod
                 # what Gateway._drain does on SIGTERM
                 proxy.start_draining()
                 if not cancel_at_once:
-                    with trio.move_on_after(snap.settings.graceful_shutdown_timeout):
+                    with trio.move_on_after(gen.settings.graceful_shutdown_timeout):
                         while proxy.in_flight:
                             await trio.sleep(0.05)
                 connection.cancel()

@@ -1,7 +1,7 @@
 """Fuzz target ``proxy-request-head``: any client bytes against the real proxy loop.
 
 The input is what a client sends on one connection.  It is fed to the real
-:meth:`trio_gw.net.proxy.ProxyServer.serve_connection` over an in-memory stream
+:meth:`trio_gw.net.http1.Http1Server.serve_connection` over an in-memory stream
 pair, twice:
 
 1. in one chunk, then the client closes its side (EOF), plain-HTTP connection;
@@ -9,7 +9,7 @@ pair, twice:
    head), the client then *stalls* without closing, TLS connection facts
    (``tls=True``, SNI ``api.test``) so the https-only routes are taken.
 
-The snapshot is built by the real snapshot compiler from a declarative file
+The generation is built by the real generation builder from a declarative file
 with several routes (prefix, regex, host, header, https-only with 426 and 301),
 and their service is an in-memory fake upstream reached through a real
 :class:`~trio_gw.net.upstream.UpstreamPool` (connections are pooled and reused
@@ -38,15 +38,16 @@ import trio.testing
 
 from fuzz.targets._support import InvariantViolation, pick
 from trio_gw.model.declarative import load_declarative_text
-from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
-from trio_gw.net.tls_client import UpstreamTls
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.exchange import Exchange, Proxy
+from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder
+from trio_gw.net.http1 import Http1Server
 from trio_gw.net.upstream import PoolKey, UpstreamConnection, UpstreamPool
 from trio_gw.runtime.settings import load_settings
-from trio_gw.snapshot import Snapshot, build_snapshot
 
 INVARIANT = """\
 Any bytes a client sends to the proxy give responses or a close, never an
-exception escaping ``ProxyServer.serve_connection`` and never a hang:
+exception escaping ``Http1Server.serve_connection`` and never a hang:
 
 * ``serve_connection`` returns (no exception) within HANG_LIMIT seconds of
   virtual time, whether the client closes its side or stalls, and logs no
@@ -138,12 +139,12 @@ def _closed_port() -> int:
 
 
 @lru_cache(maxsize=1)
-def snapshot() -> Snapshot:
-    """The snapshot every run uses (compiled once per process by the real compiler)."""
+def generation() -> Generation:
+    """The generation every run uses (compiled once per process by the real builder)."""
     settings = load_settings(None, environ={}, overrides=SETTINGS_OVERRIDES)
     now = int(time.time())
     entities = load_declarative_text(DECLARATIVE.format(port=_closed_port()), now=now)
-    return build_snapshot(settings, entities, now=now)
+    return GenerationBuilder(settings).build(entities)
 
 
 class ErrorRecords(logging.Handler):
@@ -309,8 +310,8 @@ class Outcome:
     exchanges: list[Exchange]
 
 
-async def _connection(data: bytes, *, trickle: bool, eof: bool, mode: str, info: ConnectionInfo) -> Outcome:
-    snap = snapshot()
+async def _connection(data: bytes, *, trickle: bool, eof: bool, mode: str, info: ConnectionFacts) -> Outcome:
+    gen = generation()
     exchanges: list[Exchange] = []
     upstream = UpstreamLog()
     output = bytearray()
@@ -321,7 +322,7 @@ async def _connection(data: bytes, *, trickle: bool, eof: bool, mode: str, info:
     with trio.move_on_after(HANG_LIMIT) as hang:
         async with trio.open_nursery() as nursery:
             pool = FakeUpstreamPool(nursery, mode, upstream)
-            proxy = ProxyServer(lambda: snap, pool, UpstreamTls(), lambda _info, ex: exchanges.append(ex))
+            proxy = Http1Server(Proxy(GenerationHolder(gen), pool, lambda _info, ex: exchanges.append(ex)))
 
             async def serve() -> None:
                 try:
@@ -418,7 +419,7 @@ def check_responses(output: bytes, methods: Sequence[bytes], *, may_truncate: bo
 
 def run_connection(data: bytes, *, trickle: bool, eof: bool, mode: str, tls: bool) -> Outcome:
     """Run one connection to completion in a fresh Trio run with an autojumping mock clock."""
-    info = ConnectionInfo(client_ip="127.0.0.1", client_port=40000, server_port=8443 if tls else 8000, tls=tls,
+    info = ConnectionFacts(client_ip="127.0.0.1", client_port=40000, server_port=8443 if tls else 8000, tls=tls,
                           tls_version="TLSv1.3" if tls else None, sni="api.test" if tls else None)
     ERRORS.records.clear()
     try:

@@ -11,7 +11,7 @@ and pipes bytes both ways until either side closes.
 A ``renegotiate`` upstream is ``openssl s_server -tls1_2`` serving the scenario's
 leaf; a reader thread watches its output and, once a request line has arrived,
 types ``r`` on its stdin so the server sends a HelloRequest
-(docs/tls-stack-notes.md §5).  It records each request line it saw.
+(docs/tls-stack.md §5).  It records each request line it saw.
 """
 
 from __future__ import annotations

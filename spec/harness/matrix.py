@@ -36,7 +36,7 @@ SOURCES = {
     "seed-002": "Kong (legacy) — the ssl plugin",
     "seed-003": "Tyk — Implementing TLS with Tyk",
     "seed-004": "Gravitee — mTLS plans",
-    "core": "core — what every gateway needs (DESIGN.md, RFCs)",
+    "core": "core — what every gateway needs (docs/architecture.md, RFCs)",
 }
 
 

@@ -163,7 +163,7 @@ async def test_done_when_configured_ca_gets_200_and_upstream_sees_consumer(
     gw = await gateway(start_gateway, server_pair, mtls_config(upstream, root))
     port = port_of(gw, ssl=True)
     alice = pki.issue(root, "alice.example", common_name="Alice")
-    alice_id = next(c.id for c in gw.snapshot_now().entities.consumers.values() if c.username == "alice.example")
+    alice_id = next(c.id for c in gw.generation.snapshot.entities.consumers.values() if c.username == "alice.example")
     for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
         reply = await get(port, tls_client(ca, tmp_path, alice, maximum_version=version))
         assert reply.status == 200, reply.body

@@ -21,7 +21,7 @@ import trio
 import trustme
 from h2.errors import ErrorCodes
 
-from trio_gw.net.h2_proxy import MAX_CONCURRENT_STREAMS
+from trio_gw.net.http2 import MAX_CONCURRENT_STREAMS
 from trio_gw.testing import pki
 from trio_gw.testing.http_client import Client
 
@@ -249,7 +249,7 @@ async def test_sni_certificate_contexts_carry_each_listeners_alpn(
     start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
 ) -> None:
     """The SNI callback swaps contexts and the ALPN list comes from the swapped one
-    (tls-stack-notes §1): a listener with the flag offers h2 for every certificate,
+    (docs/tls-stack.md §1): a listener with the flag offers h2 for every certificate,
     one without it never does, for the same certificate."""
     leaf = ca.issue_cert("api.example.test", common_name="api.example.test")
     pair = {"cert": "".join(b.bytes().decode() for b in leaf.cert_chain_pems),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from trio_gw.net.contexts import ALPN_HTTP11
+
 import ssl
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 import trio
 import trustme
 
-import trio_gw.plugins
+import trio_gw.snapshot
 from trio_gw.tls.listener_client_auth import NO_CLIENT_AUTH, ListenerClientAuth
 
 from .conftest import StartGateway, Upstream, port_of
@@ -27,7 +29,7 @@ def client_ca() -> trustme.CA:
 def require(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Stand in for the plugins' requirements so the listener mechanics are tested on their own."""
     state: dict[str, ListenerClientAuth] = {"auth": NO_CLIENT_AUTH}
-    monkeypatch.setattr(trio_gw.plugins, "client_cert_requirements", lambda _e: state["auth"], raising=False)
+    monkeypatch.setattr(trio_gw.snapshot, "client_cert_requirements", lambda _e: state["auth"])
     return state
 
 
@@ -50,7 +52,7 @@ async def test_no_route_needs_a_certificate_nothing_is_asked(
 ) -> None:
     cert, key = server_pair
     gw = await start_gateway(CONFIG, ssl_cert=str(cert), ssl_cert_key=str(key))
-    assert gw.server_tls.listener_context().verify_mode == ssl.CERT_NONE
+    assert gw.generation.server_tls.listener_context(ALPN_HTTP11).verify_mode == ssl.CERT_NONE
     assert (await handshake(port_of(gw, ssl=True), ca, None)).startswith(b"HTTP/1.1 404")
 
 
@@ -61,7 +63,7 @@ async def test_requested_certificates_are_optional_and_verified(
     cert, key = server_pair
     gw = await start_gateway(CONFIG, ssl_cert=str(cert), ssl_cert_key=str(key))
     port = port_of(gw, ssl=True)
-    assert gw.server_tls.listener_context().verify_mode == ssl.CERT_OPTIONAL
+    assert gw.generation.server_tls.listener_context(ALPN_HTTP11).verify_mode == ssl.CERT_OPTIONAL
     # no certificate: the handshake succeeds and the route decides (here: no route, 404)
     assert (await handshake(port, ca, None)).startswith(b"HTTP/1.1 404")
     # a certificate from a CA nobody trusts: the handshake itself says unknown_ca
@@ -76,12 +78,12 @@ async def test_policy_change_replaces_the_listener_context(
 ) -> None:
     cert, key = server_pair
     gw = await start_gateway(CONFIG, ssl_cert=str(cert), ssl_cert_key=str(key))
-    before = gw.server_tls.listener_context()
+    before = gw.generation.server_tls.listener_context(ALPN_HTTP11)
     await gw.reload()
-    assert gw.server_tls.listener_context() is before  # same policy: tickets stay valid
+    assert gw.generation.server_tls.listener_context(ALPN_HTTP11) is before  # same policy: tickets stay valid
     require["auth"] = ListenerClientAuth.build([client_ca.cert_pem.bytes().decode()], partial_chain=True)
     await gw.reload()
-    after = gw.server_tls.listener_context()
+    after = gw.generation.server_tls.listener_context(ALPN_HTTP11)
     assert after is not before  # new ticket keys: no resumption past the changed policy
     assert after.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
 

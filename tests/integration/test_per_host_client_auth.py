@@ -232,7 +232,7 @@ def test_set_verify_none_in_the_sni_callback(hosts_pair: Any, version: ssl.TLSVe
         obj.context = swapped
         if name == "public.example":
             results[name] = openssl_shim.set_verify_none(obj, initial)
-            assert openssl_shim.get_verify_mode(obj) == openssl_shim.SSL_VERIFY_NONE
+            assert get_verify_mode(obj) == openssl_shim.SSL_VERIFY_NONE
 
     listener.sni_callback = callback
     client = ssl.create_default_context()
@@ -254,9 +254,20 @@ def test_set_verify_none_declines_what_it_cannot_prove(monkeypatch: pytest.Monke
     assert not openssl_shim.set_verify_none(object(), listener)  # no _sslobj
     assert not openssl_shim.set_verify_none(type("Fake", (), {"_sslobj": object()})(), listener)
     assert not openssl_shim.set_verify_none(obj, required)  # the connection's mode is not that context's
-    assert openssl_shim.get_verify_mode(obj) == 0x01  # SSL_VERIFY_PEER: unchanged
+    assert get_verify_mode(obj) == 0x01  # SSL_VERIFY_PEER: unchanged
     monkeypatch.setattr(openssl_shim, "connection_shim_available", lambda: False)
     assert not openssl_shim.set_verify_none(obj, listener)
-    assert openssl_shim.get_verify_mode(obj) is None
+    assert get_verify_mode(obj) is None
     monkeypatch.undo()
-    assert openssl_shim.set_verify_none(obj, listener) and openssl_shim.get_verify_mode(obj) == 0
+    assert openssl_shim.set_verify_none(obj, listener) and get_verify_mode(obj) == 0
+
+
+def get_verify_mode(sslobj: Any) -> int | None:
+    """``SSL_get_verify_mode`` of a connection, through the shim's proven pointers; None when unavailable."""
+    if not openssl_shim.connection_shim_available():
+        return None
+    lib = openssl_shim._lib()
+    p = openssl_shim._ssl_ptr(sslobj)
+    if lib is None or not p or lib.ssl.SSL_get_SSL_CTX(p) != openssl_shim._ctx_ptr(sslobj.context):
+        return None
+    return int(lib.ssl.SSL_get_verify_mode(p))

@@ -261,6 +261,6 @@ async def test_status_reports_configuration_and_database(start_gateway: StartGat
     reply = await (await Client.connect(port_of(gw, kind="status"))).request("GET", "/status")
     status = reply.json()
     assert reply.status == 200
-    assert status["configuration_hash"] == gw.snapshot_now().config_hash
+    assert status["configuration_hash"] == gw.generation.snapshot.config_hash
     assert status["database"]["kind"] == "off"
     assert status["snapshot_age_seconds"] >= 0

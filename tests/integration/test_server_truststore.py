@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from trio_gw.net.contexts import ALPN_HTTP11
+
 import ssl
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,8 @@ import trio
 import trustme
 
 from trio_gw.errors import ConfigError
-from trio_gw.runtime.gateway import read_client_truststore
-from trio_gw.runtime.settings import parse_settings
+from trio_gw.runtime.certificate_files import read_client_truststore
+from trio_gw.settings import parse_settings
 
 from .conftest import StartGateway, port_of
 
@@ -54,7 +56,7 @@ async def test_on_requires_a_certificate_from_the_truststore(
     cert, key = server_pair
     gw = await start_gateway(CONFIG, ssl_cert=str(cert), ssl_cert_key=str(key), ssl_verify_client="on",
                              ssl_client_certificate=str(truststore))
-    assert gw.server_tls.listener_context().verify_mode == ssl.CERT_REQUIRED
+    assert gw.generation.server_tls.listener_context(ALPN_HTTP11).verify_mode == ssl.CERT_REQUIRED
     port = port_of(gw, ssl=True)
     with pytest.raises(trio.BrokenResourceError) as info:
         await exchange(port, ca, None)
@@ -75,7 +77,7 @@ async def test_optional_asks_but_lets_clients_without_one_through(
     cert, key = server_pair
     gw = await start_gateway(CONFIG, ssl_cert=str(cert), ssl_cert_key=str(key), ssl_verify_client="optional",
                              ssl_client_certificate=str(truststore))
-    assert gw.server_tls.listener_context().verify_mode == ssl.CERT_OPTIONAL
+    assert gw.generation.server_tls.listener_context(ALPN_HTTP11).verify_mode == ssl.CERT_OPTIONAL
     port = port_of(gw, ssl=True)
     assert (await exchange(port, ca, None)).startswith(b"HTTP/1.1 404")
     assert (await exchange(port, ca, client_ca.issue_cert("alice@example.test"))).startswith(b"HTTP/1.1 404")
@@ -86,8 +88,8 @@ async def test_off_ignores_the_truststore(
 ) -> None:
     cert, key = server_pair
     gw = await start_gateway(CONFIG, ssl_cert=str(cert), ssl_cert_key=str(key), ssl_client_certificate=str(truststore))
-    assert gw.server_tls.listener_context().verify_mode == ssl.CERT_NONE
-    assert any("ssl_verify_client is off" in w for w in gw.snapshot_now().warnings)
+    assert gw.generation.server_tls.listener_context(ALPN_HTTP11).verify_mode == ssl.CERT_NONE
+    assert any("ssl_verify_client is off" in w for w in gw.generation.snapshot.warnings)
 
 
 def test_truststore_files_are_checked(tmp_path: Path, client_ca: trustme.CA, truststore: Path) -> None:

@@ -71,7 +71,9 @@ def entities() -> Entities:
         certificates={"c": Certificate(id="c", cert=leaf.chain_pem(), key=leaf.key_pem(), tags=("t",))},
         services={"s": Service(id="s", host="up.example", name="svc", ca_certificates=("x",))},
         consumers={"u": Consumer(id="u", username="alice")},
-        plugins={"p": Plugin(id="p", name="cors", config={"origins": ["*"], "max_age": 3600})},
+        plugins={"p": Plugin(id="p", name="cors", config={"origins": ["*"], "max_age": 3600}),
+                 # Kong's legacy ssl plugin holds a private key in its config: sealed like a certificate's
+                 "ssl": Plugin(id="ssl", name="ssl", config={"cert": leaf.chain_pem(), "key": leaf.key_pem()})},
     )
 
 
@@ -90,8 +92,11 @@ def test_keys_are_sealed_in_the_database(conninfo: str, schema: str, entities: E
     store = PostgresStore.open(conninfo, secret=SECRET, schema=schema)
     store.commit(Entities(), entities)
     with psycopg.connect(conninfo) as conn:
-        (data,) = conn.execute(f'SELECT data FROM "{schema}".certificates'.encode()).fetchone()
-    assert "PRIVATE KEY" not in data and "tgw-sealed:1:" in data
+        rows = [row for kind in ("certificates", "plugins")
+                for row in conn.execute(f'SELECT id, data FROM "{schema}".{kind}'.encode()).fetchall()]
+    assert not [(row_id, "PRIVATE KEY") for row_id, data in rows if "PRIVATE KEY" in data]
+    assert {row_id for row_id, data in rows if "tgw-sealed:1:" in data} == {"c", "ssl"}
+    assert store.load() == entities  # and both open again
     store.close()
     with pytest.raises(SealedKeyError, match="different secret"):
         PostgresStore.open(conninfo, secret="other", schema=schema)

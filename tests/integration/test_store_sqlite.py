@@ -63,7 +63,10 @@ def entities(pki: tuple[Issued, Issued, Issued, Issued]) -> Entities:
         },
         routes={"r": Route(id="r", name="rt", service="sv", paths=("/a",), headers={"x-a": ("1", "2")})},
         consumers={"u": Consumer(id="u", username="alice", custom_id="A")},
-        plugins={"p": Plugin(id="p", name="mtls-auth", route="r", config={"ca_certificates": ["ca"]})},
+        plugins={"p": Plugin(id="p", name="mtls-auth", route="r", config={"ca_certificates": ["ca"]}),
+                 # Kong's legacy ssl plugin holds a private key in its config: sealed like a certificate's
+                 "ssl": Plugin(id="ssl", name="ssl", route="r", config={"cert": other.chain_pem(),
+                                                                         "key": other.key_pem(), "only_https": True})},
     )
 
 
@@ -282,9 +285,10 @@ def test_declarative_round_trip(tmp_path: Path, pki: tuple[Issued, Issued, Issue
 def key_material(entities: Entities) -> list[bytes]:
     """Every base64 line of every private key, and the PEM labels."""
     lines = [b"PRIVATE KEY"]
-    for cert in entities.certificates.values():
-        for pem in (cert.key, cert.key_alt):
-            lines += [line.encode() for line in (pem or "").splitlines() if len(line) >= 40]
+    keys = [pem for cert in entities.certificates.values() for pem in (cert.key, cert.key_alt)]
+    keys += [p.config.get("key") for p in entities.plugins.values()]
+    for pem in keys:
+        lines += [line.encode() for line in (pem or "").splitlines() if len(line) >= 40]
     return lines
 
 
@@ -413,3 +417,13 @@ def test_credentials_round_trip_and_migration_from_version_2(tmp_path: Path) -> 
     again.commit(again.load(), revoked)
     assert again.load().credentials == {"k": creds["k"]}
     again.close()
+
+
+def test_every_plugin_secret_field_is_sealed() -> None:
+    """A plugin config field the Admin API never shows (a private key) is sealed at rest too."""
+    import trio_gw.plugins  # noqa: F401  (registers every plugin)
+    from trio_gw.plugins.base import REGISTRY
+    from trio_gw.store.sealing import SEALED_FIELDS
+
+    secret = {f"config.{field}" for spec in REGISTRY.values() for field in spec.secret_fields}
+    assert secret and secret <= set(SEALED_FIELDS["plugins"])

@@ -397,7 +397,7 @@ async def test_upstream_renegotiation_is_refused(start_gateway: StartGateway, se
         async with trio.open_nursery() as inner:
             inner.start_soon(ask)
             await server.readline_until(b"GET /x")  # s_server prints what it received
-            server.type(b"r\n")  # the server asks to renegotiate (notes §5)
+            server.type(b"r\n")  # the server asks to renegotiate (docs/tls-stack.md §5)
         assert result[0][0] == 502 and result[0][1]["reason"] == "upstream_renegotiation_refused"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from functools import lru_cache
 
 import h11
@@ -169,3 +170,44 @@ class RequestFacts:
             port=port,
             host_header=raw_host,
         )
+
+
+@dataclass(slots=True)
+class ConnectionFacts:
+    """Facts about one client connection, fixed once its TLS handshake (if any) is done.
+
+    The IO layer fills it (``trio_gw.net.connection``); routing, plugins, the access
+    log and metrics read it.  ``is_trusted`` is worked out once per connection, and
+    again only if a new configuration brings other ``trusted_ips``.
+    """
+
+    client_ip: str
+    client_port: int
+    server_port: int
+    tls: bool = False
+    tls_version: str | None = None
+    cipher: str | None = None
+    sni: str | None = None
+    alpn: str | None = None
+    peer_certificate_der: bytes | None = None
+    #: The certificates the client sent after its leaf; empty on a resumed session (the leaf survives).
+    peer_chain_der: tuple[bytes, ...] = ()
+    _trusted: bool = False
+    _trusted_in: object = None
+
+    @property
+    def protocol(self) -> str:
+        """``"https"`` or ``"http"``: the scheme the client used."""
+        return "https" if self.tls else "http"
+
+    def is_trusted(self, networks: TrustedPeers) -> bool:
+        """Whether the client is in ``networks`` (cached for the networks object last asked)."""
+        if self._trusted_in is not networks:
+            self._trusted, self._trusted_in = networks.is_trusted(self.client_ip), networks
+        return self._trusted
+
+
+class TrustedPeers(Protocol):
+    """What :meth:`ConnectionFacts.is_trusted` asks (``trio_gw.http.headers.TrustedNetworks``)."""
+
+    def is_trusted(self, ip: str) -> bool: ...

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 h11 parses and validates, but a gateway forwards, so what h11 tolerates can
 still desynchronise the gateway and an upstream that reads the same bytes
-differently (see ``docs/tls-stack-notes.md`` §11).  :func:`check_request_head`
+differently (see ``docs/tls-stack.md`` §11).  :func:`check_request_head`
 runs once per request head, after h11 produced the ``Request`` event and
 before routing, and raises :class:`RequestRejected` for:
 

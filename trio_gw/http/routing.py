@@ -60,7 +60,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import h11
 
 from trio_gw.errors import ConfigError, Problem
 from trio_gw.http._candidates import Candidate, Hit, authority, compile_route
@@ -109,11 +108,6 @@ class RouteMatch:
     matched_path: str | None = None
     stripped_prefix: str | None = None
     query: str = ""
-
-    @property
-    def upstream_target(self) -> str:
-        """The request-target for the upstream request (path and query)."""
-        return f"{self.upstream_path}?{self.query}" if self.query else self.upstream_path
 
 
 class _Bucket:
@@ -329,15 +323,6 @@ class HttpsRedirect:
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
-
-    def as_response(self) -> tuple[h11.Response, bytes]:
-        """The decision as an h11 head (with ``content-length``) and body.
-
-        Returns:
-            ``(response, body)``.
-        """
-        length = (b"content-length", str(len(self.body)).encode("ascii"))
-        return h11.Response(status_code=self.status, headers=[*self.headers, length]), self.body
 
 
 _UPGRADE_REQUIRED = HttpsRedirect(

@@ -16,21 +16,22 @@ import trio
 from trio_gw.admin.api import AdminRequest, AdminResponse
 from trio_gw.http.responses import error_response
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.proxy import ConnectionInfo, close_stream
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.connection import close_stream
 
 #: Largest Admin API request body (a certificate bundle is a few KiB; decK imports more).
 MAX_ADMIN_BODY = 16 * 1024 * 1024
 #: Deadline for reading one whole admin request.
 ADMIN_REQUEST_TIMEOUT = 30.0
 
-Handler = Callable[[AdminRequest, ConnectionInfo], Awaitable[AdminResponse]]
+Handler = Callable[[AdminRequest, ConnectionFacts], Awaitable[AdminResponse]]
 
 
 class AdminServer:
     def __init__(self, handle: Handler) -> None:
         self.handle = handle
 
-    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionFacts) -> None:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:

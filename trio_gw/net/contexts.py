@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Policy is decided by the pure ``trio_gw.tls`` modules; this module only carries
 it out on OpenSSL objects.  Contexts are expensive (0.2–20 ms, 13–840 KiB, see
-``docs/tls-stack-notes.md`` §1), so callers build them off the event loop
+``docs/tls-stack.md`` §1), so callers build them off the event loop
 (``trio.to_thread.run_sync``) and cache them; nothing here runs per request.
 
 Certificates and keys never touch the filesystem: ``load_cert_chain`` only
@@ -24,7 +24,7 @@ from trio_gw.errors import CertificateError
 from trio_gw.net.openssl_shim import set_session_timeout, set_tls13_ciphersuites
 from trio_gw.tls.downstream import DownstreamTlsPolicy
 
-#: Read TLS streams in records of this size (tls-stack-notes §9: fastest on this stack).
+#: Read TLS streams in records of this size (docs/tls-stack.md §9: fastest on this stack).
 TLS_RECEIVE_SIZE = 16384
 #: ALPN offered by an ssl listener without the ``http2`` flag.
 ALPN_HTTP11: tuple[str, ...] = ("http/1.1",)
@@ -66,7 +66,7 @@ def new_server_context(policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ALP
 
     Per-SNI contexts (certificate, ALPN, TLS 1.2 ciphers) are made with the same
     function; OpenSSL takes versions, options and ticket keys from the listener's
-    context only (tls-stack-notes §1), so both must agree.  The ALPN list, on the
+    context only (docs/tls-stack.md §1), so both must agree.  The ALPN list, on the
     contrary, comes from the context the SNI callback swapped in: a listener
     offering ``h2`` needs certificate contexts built with the same ``alpn``.
     """

@@ -7,7 +7,7 @@ system roots — OpenSSL's default paths, so ``SSL_CERT_FILE``/``SSL_CERT_DIR``
 choose them, as for Go and thus Tyk — with no client certificate) to the proxy, then ``CONNECT host:port`` with ``Host`` and, when
 the URL has credentials, ``Proxy-Authorization: Basic``.  h11 needs an
 ``EndOfMessage`` after the CONNECT request to reach ``SWITCHED_PROTOCOL``
-(notes §8).  A 2xx answer opens the tunnel; bytes h11 read past the answer
+(docs/tls-stack.md §8).  A 2xx answer opens the tunnel; bytes h11 read past the answer
 (``trailing_data``) are replayed by :class:`PrefixedStream` so the upstream's
 TLS handshake, run on top by ``net.upstream`` with the upstream's own profile
 (SNI and name check = the origin), loses nothing.  Any other answer, or EOF,

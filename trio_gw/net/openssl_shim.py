@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 ``SSL_CTX_set_ciphersuites`` (TLS 1.3 suites), ``SSL_CTX_set_verify_depth`` and
-``SSL_CTX_add_client_CA`` have no Python API before 3.13 (tls-stack-notes §3,
+``SSL_CTX_add_client_CA`` have no Python API before 3.13 (docs/tls-stack.md §3,
 §4).  The ``SSL_CTX*`` of an ``ssl.SSLContext`` sits right after
 ``PyObject_HEAD`` (``id(ctx) + 16`` on 64-bit CPython).  That layout is private,
 so before first use we prove the pointer is right: ``SSL_CTX_get_options(p)``
@@ -65,8 +65,6 @@ class _Lib:
         self.ssl.SSL_CTX_set_ciphersuites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         self.ssl.SSL_CTX_set_verify_depth.restype = None
         self.ssl.SSL_CTX_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        self.ssl.SSL_CTX_get_verify_depth.restype = ctypes.c_int
-        self.ssl.SSL_CTX_get_verify_depth.argtypes = [ctypes.c_void_p]
         self.crypto = ctypes.CDLL("libcrypto.so.3")
         self.crypto.d2i_X509.restype = ctypes.c_void_p
         self.crypto.d2i_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_long]
@@ -76,8 +74,6 @@ class _Lib:
         self.ssl.SSL_CTX_add_client_CA.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         self.ssl.SSL_CTX_set_timeout.restype = ctypes.c_long
         self.ssl.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
-        self.ssl.SSL_CTX_get_timeout.restype = ctypes.c_long
-        self.ssl.SSL_CTX_get_timeout.argtypes = [ctypes.c_void_p]
         self.ssl.SSL_get_SSL_CTX.restype = ctypes.c_void_p
         self.ssl.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
         self.ssl.SSL_get_verify_mode.restype = ctypes.c_int
@@ -109,10 +105,6 @@ def _lib() -> _Lib | None:
         if not p or lib.ssl.SSL_CTX_get_options(p) != int(ctx.options):
             return None
     return lib
-
-
-def shim_available() -> bool:
-    return _lib() is not None
 
 
 def _require() -> _Lib:
@@ -156,21 +148,13 @@ def set_verify_depth(ctx: ssl.SSLContext, depth: int) -> None:
     lib.ssl.SSL_CTX_set_verify_depth(_ctx_ptr(ctx), depth)
 
 
-def get_verify_depth(ctx: ssl.SSLContext) -> int:
-    return int(_require().ssl.SSL_CTX_get_verify_depth(_ctx_ptr(ctx)))
-
-
 def set_session_timeout(ctx: ssl.SSLContext, seconds: int) -> None:
     """``SSL_CTX_set_timeout``: session (and ticket) lifetime."""
     _require().ssl.SSL_CTX_set_timeout(_ctx_ptr(ctx), seconds)
 
 
-def get_session_timeout(ctx: ssl.SSLContext) -> int:
-    return int(_require().ssl.SSL_CTX_get_timeout(_ctx_ptr(ctx)))
-
-
 def add_client_ca(ctx: ssl.SSLContext, der: bytes) -> None:
-    """``SSL_CTX_add_client_CA``: announce this CA's name in CertificateRequests (notes §3).
+    """``SSL_CTX_add_client_CA``: announce this CA's name in CertificateRequests (docs/tls-stack.md §3).
 
     Raises:
         ShimUnavailable: the layout check failed.
@@ -279,13 +263,3 @@ def proven_ssl_pointer(sslobj: Any) -> int:
     except Exception:  # noqa: BLE001 — callers run inside a handshake
         return 0
 
-
-def get_verify_mode(sslobj: Any) -> int | None:
-    """``SSL_get_verify_mode`` of a connection (tests, diagnostics); None when unavailable."""
-    if not connection_shim_available():
-        return None
-    lib = _lib()
-    p = _ssl_ptr(sslobj)
-    if lib is None or not p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(sslobj.context):
-        return None
-    return int(lib.ssl.SSL_get_verify_mode(p))

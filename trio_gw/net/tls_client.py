@@ -3,19 +3,22 @@
 Theory of operation
 -------------------
 The pure layer decides (``tls.upstream.select_upstream_profile``: service >
-host map > global settings); this module carries it out.  When a snapshot is
-installed, ``prepare`` (in a worker thread, off the event loop) reads the
-files the settings name, computes every https service's profile and compiles
-one context per *distinct* profile with :func:`compile_client_context`.
-Contexts are cached by profile (frozen, hashable, material included), so an
-unchanged service keeps its context — and its pooled connections — across
-reloads, while a rotated certificate, CA or policy gives a new context, hence
-a new pool key: the next new connection presents the new certificate and old
-connections drain.  The request path does one dict lookup (``plan_for``).
+host map > global settings); this module carries it out.  When a generation is
+built (in a worker thread, off the event loop), :class:`UpstreamPlanner` reads
+the files the settings name, computes every service's profile and compiles one
+context per *distinct* profile with :func:`compile_client_context`.  Contexts
+are cached by profile (frozen, hashable, material included), so an unchanged
+service keeps its context — and its pooled connections — across reloads, while
+a rotated certificate, CA or policy gives a new context, hence a new pool key:
+the next new connection presents the new certificate and old connections drain.
+Each service's :class:`UpstreamPlan` (context, pool key, timeouts, forward
+proxy) lives in the generation; a request takes the plan of the generation it
+pinned, so a service deleted or changed while the request is in flight never
+changes how that request is sent.
 
 Every context: ``PROTOCOL_TLS_CLIENT``; trust = the profile's CAs or the system
 roots; ``VERIFY_X509_STRICT`` and ``hostname_checks_common_name = False``
-(DESIGN.md); depth via the OpenSSL shim; ``OP_NO_RENEGOTIATION`` (the gateway
+(docs/architecture.md); depth via the OpenSSL shim; ``OP_NO_RENEGOTIATION`` (the gateway
 refuses server-initiated renegotiation and never starts one); ALPN http/1.1.
 ``tls_verify: false`` → ``CERT_NONE``; the CN check → ``CERT_REQUIRED`` without
 the context's own name check (``tls.upstream_identity`` judges the name).
@@ -26,10 +29,9 @@ gateway (e.g. PostgreSQL with Kong's ``pg_ssl*``) can reuse it.
 
 from __future__ import annotations
 
+import itertools
 import ssl
-import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +40,7 @@ from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Service
 from trio_gw.net.contexts import load_pem_pair
 from trio_gw.net.openssl_shim import set_tls13_ciphersuites, set_verify_depth
+from trio_gw.net.upstream import PoolKey
 from trio_gw.tls.proxy_url import ForwardProxy, parse_proxy_url
 from trio_gw.tls.upstream import (
     UpstreamTlsDefaults,
@@ -75,7 +78,7 @@ def compile_client_context(profile: UpstreamTlsProfile, *, alpn: tuple[str, ...]
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     ctx.hostname_checks_common_name = False
     if not profile.check_hostname_in_handshake:
-        ctx.check_hostname = False  # must precede CERT_NONE (notes §6)
+        ctx.check_hostname = False  # must precede CERT_NONE (docs/tls-stack.md §6)
     ctx.verify_mode = ssl.CERT_REQUIRED if profile.verify else ssl.CERT_NONE
     if profile.verify_depth is not None:
         set_verify_depth(ctx, profile.verify_depth)
@@ -100,17 +103,23 @@ def new_proxy_context() -> ssl.SSLContext:
     return ctx
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpstreamPlan:
-    """How to reach one service: TLS profile and context (https), forward proxy (optional)."""
+    """How to reach one service, computed once per generation: the request path only reads it.
 
+    ``key`` is the pool key (scheme, host, port, SNI, TLS context serial, proxy);
+    timeouts are in seconds; ``peer`` is ``host:port`` for the access log.
+    """
+
+    key: PoolKey
+    peer: str
+    connect_timeout: float
+    read_timeout: float
+    write_timeout: float
     context: ssl.SSLContext | None = None
     profile: UpstreamTlsProfile | None = None
     proxy: ForwardProxy | None = None
     proxy_context: ssl.SSLContext | None = None
-
-
-_DIRECT = UpstreamPlan()
 
 
 def _read_text(path: str, where: str) -> str:
@@ -120,63 +129,60 @@ def _read_text(path: str, where: str) -> str:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", where) from exc
 
 
-class UpstreamTls:
-    """Upstream plans per service for the live snapshot (built by ``prepare``, swapped by ``activate``)."""
+class UpstreamPlanner:
+    """Computes every service's :class:`UpstreamPlan` for a generation, reusing compiled contexts.
+
+    Owned by the generation builder and used from its worker thread only (builds
+    are serialised): contexts are cached by profile (frozen, hashable, material
+    included), so an unchanged service keeps its context, its serial and hence
+    its pooled connections across reloads.
+    """
 
     def __init__(self) -> None:
-        self._by_profile: dict[UpstreamTlsProfile, ssl.SSLContext] = {}
-        self._plans: Mapping[str, UpstreamPlan] = {}
-        self._pending: tuple[dict[UpstreamTlsProfile, ssl.SSLContext], dict[str, UpstreamPlan]] | None = None
+        self._by_profile: dict[UpstreamTlsProfile, tuple[ssl.SSLContext, int]] = {}
+        self._serials = itertools.count(1)
         self._proxy_context: ssl.SSLContext | None = None
 
-    def prepare(self, snapshot: Snapshot) -> None:
-        """Compute every service's plan for ``snapshot`` (runs in a worker thread; reads files).
+    def plans(self, snapshot: Snapshot, *, now: int) -> dict[str, UpstreamPlan]:
+        """Every service's plan (blocking: reads files, compiles contexts).
 
         Raises:
             ConfigError: a setting or service field cannot be used (named by path).
             CertificateError: a client certificate or key is unusable.
         """
-        defaults = parse_upstream_defaults(snapshot.settings.raw, snapshot.entities, _read_text)
-        by_profile: dict[UpstreamTlsProfile, ssl.SSLContext] = {}
-        plans: dict[str, UpstreamPlan] = {}
-        now = int(time.time())
-        for service in snapshot.entities.services.values():
-            plans[service.id] = self._plan(service, snapshot, defaults, by_profile, now)
-        self._pending = (by_profile, plans)
+        defaults = parse_upstream_defaults(snapshot.settings.as_mapping(), snapshot.entities, _read_text)
+        used: dict[UpstreamTlsProfile, tuple[ssl.SSLContext, int]] = {}
+        plans = {service.id: self._plan(service, snapshot, defaults, used, now)
+                 for service in snapshot.entities.services.values()}
+        self._by_profile = used  # contexts no service uses any more are released
+        return plans
 
     def _plan(
         self, service: Service, snapshot: Snapshot, defaults: UpstreamTlsDefaults,
-        by_profile: dict[UpstreamTlsProfile, ssl.SSLContext], now: int,
+        used: dict[UpstreamTlsProfile, tuple[ssl.SSLContext, int]], now: int,
     ) -> UpstreamPlan:
         proxy = None
         if service.proxy_url:
             proxy = parse_proxy_url(service.proxy_url, path=f"services.{service.name or service.id}.proxy_url")
         proxy_context = self._https_proxy_context() if proxy is not None and proxy.tls else None
-        if service.protocol != "https":
-            return _DIRECT if proxy is None else UpstreamPlan(proxy=proxy, proxy_context=proxy_context)
-        profile = select_upstream_profile(service, snapshot.entities, defaults, now=now, read_text=_read_text)
-        ctx = by_profile.get(profile) or self._by_profile.get(profile) or compile_client_context(profile)
-        by_profile[profile] = ctx
-        return UpstreamPlan(ctx, profile, proxy, proxy_context)
+        context, profile, serial = None, None, 0
+        if service.protocol == "https":
+            profile = select_upstream_profile(service, snapshot.entities, defaults, now=now, read_text=_read_text)
+            compiled = used.get(profile) or self._by_profile.get(profile)
+            if compiled is None:
+                compiled = (compile_client_context(profile), next(self._serials))
+            used[profile] = compiled
+            context, serial = compiled
+        key = PoolKey(service.protocol, service.host, service.port, service.host if context is not None else None,
+                      serial, proxy.identity if proxy is not None else None)
+        return UpstreamPlan(
+            key=key, peer=f"{service.host}:{service.port}",
+            connect_timeout=service.connect_timeout / 1000, read_timeout=service.read_timeout / 1000,
+            write_timeout=service.write_timeout / 1000,
+            context=context, profile=profile, proxy=proxy, proxy_context=proxy_context,
+        )
 
     def _https_proxy_context(self) -> ssl.SSLContext:
         if self._proxy_context is None:
             self._proxy_context = new_proxy_context()
         return self._proxy_context
-
-    def activate(self) -> None:
-        """Make the plans of the last ``prepare`` live (one swap, on the event loop)."""
-        if self._pending is not None:
-            self._by_profile, self._plans = self._pending
-            self._pending = None
-
-    def plan_for(self, service: Service) -> UpstreamPlan:
-        """The plan of ``service`` (a dict lookup); direct plain http when it has none."""
-        return self._plans.get(service.id, _DIRECT)
-
-    def context_for(self, service: Service) -> ssl.SSLContext:
-        """The compiled context of an https ``service``."""
-        ctx = self.plan_for(service).context
-        if ctx is None:
-            raise KeyError(service.id)
-        return ctx

@@ -3,11 +3,12 @@
 Theory of operation
 -------------------
 A pool key is everything that makes two connections interchangeable: scheme,
-host, port, SNI and the *identity* of the compiled TLS client context (which
+host, port, SNI and the serial number of the compiled TLS client context (which
 carries client certificate, trust, verification and version policy).  Two
 services with different TLS profiles therefore never share a connection, and a
-rotated client certificate — a new context — is used by the next new
-connection while the old ones drain.
+rotated client certificate — a new context, a new serial — is used by the next
+new connection while the old ones drain.  Keys are computed once per service
+when a generation is built (``UpstreamPlan.key``), never per request.
 
 A connection through a forward proxy also carries the proxy in its key.
 Opening one (:func:`open_upstream`) is: TCP — or a CONNECT tunnel / a proxy
@@ -21,7 +22,7 @@ An idle connection is reused LIFO (warmest first) while it is younger than the
 idle timeout and has served fewer than ``max_requests``.  A reused connection
 may have been closed by the upstream in the meantime; the caller retries such a
 request once on a fresh connection when nothing of the response was received
-(see ``net.proxy``).
+(see ``net.exchange``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from dataclasses import dataclass, field
 import h11
 import trio
 
-from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.forward_proxy import (
     AbsoluteFormConnection,
     absolute_form_origin,
@@ -54,7 +54,7 @@ class PoolKey:
     host: str
     port: int
     sni: str | None
-    tls_context_id: int  # id() of the cached client context (one per TLS profile), 0 for plain http
+    tls_serial: int  # serial of the compiled client context (one per TLS profile), 0 for plain http
     proxy: str | None = None  # the forward proxy (``ForwardProxy.describe()``), None for direct
 
 
@@ -70,15 +70,6 @@ class UpstreamConnection:
     idle_since: float = 0.0
     reused: bool = False
     tls_version: str | None = None
-
-    async def receive_event(self) -> object:
-        """The next h11 event; EOF becomes h11's own ``ConnectionClosed`` / protocol error."""
-        conn = self.h11
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            conn.receive_data(await self.stream.receive_some(TLS_RECEIVE_SIZE))  # type: ignore[arg-type]  # h11 takes bytearray too
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
@@ -185,7 +176,7 @@ def _negotiated(tls: trio.SSLStream[trio.abc.Stream]) -> bool:
     """Whether the failed handshake got past the ServerHello (a cipher was fixed).
 
     trio refuses ``cipher()`` before the handshake completes, so this reads the
-    ``SSLObject`` underneath (as ``net.proxy.close_stream`` does).
+    ``SSLObject`` underneath (as ``net.connection.close_stream`` does).
     """
     return tls._ssl_object.cipher() is not None
 

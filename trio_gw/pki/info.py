@@ -7,7 +7,7 @@ Identifiers used across the gateway:
   ``sha256(getpeercert(binary_form=True))`` in the data plane.
 - :func:`certificate_id`: ``"sha256:<hex>"``, the Tyk certificate-store style id.
 - :func:`spki_pin`: ``"sha256//<base64>"``, the ``curl --pinnedpubkey`` form
-  (tls-stack-notes §7).
+  (docs/tls-stack.md §7).
 
 Time is always a parameter (Unix seconds); nothing here reads the clock.
 """

@@ -105,7 +105,7 @@ ALLOW = Allow()
 class PrepareEnv:
     """What ``prepare`` may look at: the configuration and the node options.
 
-    ``options`` are the node settings (``settings.raw``), e.g.
+    ``options`` are the node settings (``Settings.as_mapping()``), e.g.
     ``allow_unsafe_dynamic_mtls_token``; empty means every default.
     """
 
@@ -207,7 +207,7 @@ def plugins_by_route(
 
     Args:
         entities: the configuration.
-        options: the node settings (``settings.raw``) plugins may read.
+        options: the node settings (``Settings.as_mapping()``) plugins may read.
 
     Raises:
         ConfigError: a plugin's config cannot be prepared against the
@@ -238,7 +238,7 @@ def plugin_warnings(entities: Entities, options: Mapping[str, Any] | None = None
 
     Args:
         entities: the configuration.
-        options: the node settings (``settings.raw``).
+        options: the node settings (``Settings.as_mapping()``).
 
     Returns:
         One line per warning, stable order.

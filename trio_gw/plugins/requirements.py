@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 The SNI callback cannot change the verify flags, and changes the verify mode
-only through a guarded ctypes shim (tls-stack-notes §1, §3), so the per-route
+only through a guarded ctypes shim (docs/tls-stack.md §1, §3), so the per-route
 plugins need the *listener* to ask for a certificate (``CERT_OPTIONAL``) and
 to trust the union of what any route accepts; the callback then stops asking
 clients whose SNI cannot reach such a route (below).  Each route then
@@ -11,7 +11,7 @@ applies its own policy per request (``mtls-auth``, ``mtls-allowlist``,
 ``key-auth`` binding).  :func:`client_cert_requirements` computes that
 listener policy from the configuration, with a digest that changes exactly
 when it does: the IO layer replaces the listener context when the digest
-changes, which also invalidates outstanding session tickets (tls-stack-notes
+changes, which also invalidates outstanding session tickets (docs/tls-stack.md
 §10).
 
 Trust anchors are: the CA certificates of every enabled ``mtls-auth``

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import TextIO
 
-from trio_gw.net.proxy import ConnectionInfo, Exchange
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.exchange import Exchange
 
 
 class AccessLog:
@@ -27,7 +28,7 @@ class AccessLog:
             self.out = open(destination, "a", buffering=1)  # noqa: SIM115 - lives as long as the node
             self._own = True
 
-    def record(self, info: ConnectionInfo, ex: Exchange) -> None:
+    def record(self, info: ConnectionFacts, ex: Exchange) -> None:
         if self.out is None:
             return
         latency_ms = round((time.monotonic() - ex.started) * 1000, 2)

@@ -23,7 +23,8 @@ import trio
 
 from trio_gw._version import __version__
 from trio_gw.errors import ConfigError
-from trio_gw.runtime.settings import cli_layer, load_settings, settings_reference_markdown
+from trio_gw.runtime.settings import cli_layer, load_settings
+from trio_gw.settings import settings_reference_markdown
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -188,10 +189,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
         settings = load_settings(args.conf, overrides=cli_layer(args.set))
     except ConfigError as exc:
         return _fail(exc)
-    from trio_gw.runtime.settings import SECRET_SETTINGS
+    from trio_gw.settings import SECRET_SETTINGS
 
     out = {k: ("<redacted>" if k in SECRET_SETTINGS and v else list(v) if isinstance(v, tuple) else v)
-           for k, v in settings.values.items()}
+           for k, v in settings.as_mapping().items()}
     print(json.dumps({k: (str(v) if not isinstance(v, (str, int, float, bool, list, type(None))) else v)
                       for k, v in out.items()}, indent=2, default=str))
     return 0

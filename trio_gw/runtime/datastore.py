@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trio_gw.errors import ConfigError
-from trio_gw.runtime.settings import Settings
+from trio_gw.settings import Settings
 from trio_gw.store import SealedKeyError, SqliteStore, Store, StoreError
 from trio_gw.store.sqlite import DEFAULT_FILENAME
 

@@ -36,7 +36,8 @@ from trio_gw.runtime.devpki import DevPki, ensure_dev_pki
 from trio_gw.runtime.echo import EchoServer, open_echo_listeners
 from trio_gw.runtime.gateway import Gateway
 from trio_gw.runtime.logs import configure_logging
-from trio_gw.runtime.settings import Settings, load_settings
+from trio_gw.runtime.settings import load_settings
+from trio_gw.settings import Settings
 from trio_gw.store.sqlite import DEFAULT_FILENAME
 
 log = logging.getLogger("trio_gw.demo")

@@ -1,9 +1,33 @@
-"""Assembly of one gateway node: snapshot holder, listeners, reload, shutdown.
+"""Assembly of one gateway node: the generation holder, listeners, reload, writes, shutdown.
 
-Start-up is all-or-nothing: settings, declarative file, certificates and TLS
-policy are all loaded and compiled before the first listener accepts, and any
-problem stops start-up with a :class:`ConfigError` naming it.  A reload
-(SIGHUP) that fails keeps the current snapshot and logs why.
+Theory of operation
+-------------------
+The node serves one :class:`~trio_gw.net.generation.Generation` at a time and
+swaps it as one reference (:class:`~trio_gw.net.generation.GenerationHolder`).
+Every change goes through one lock and one path: read the configuration (the
+datastore, or the declarative file), build a generation in a worker thread,
+install it.  Three things start that path:
+
+* **a reload** — start-up, SIGHUP, or a change another node or process made
+  (the datastore's version moved).  A configuration that cannot be served is
+  refused and the current generation stays; a datastore that fails is logged
+  once per outage, shown in ``/status``, retried with backoff — the node keeps
+  serving its last generation and never exits because of its datastore;
+* **a write** (the Admin API) — :meth:`Gateway.write` takes the node's lock
+  and the datastore-wide writer lock (so writers on several nodes take turns
+  instead of racing), computes the new configuration from the *latest
+  committed* one, builds its generation (so a configuration that cannot be
+  served is refused before anything is written), then commits with
+  compare-and-swap on the datastore's version.  If a writer that does not
+  take the lock committed meanwhile, the write is re-read and re-applied,
+  unless that writer changed an entity this write changes too: then it is
+  answered as a conflict.  An acknowledged write is never lost, and never
+  silently undoes another;
+* nothing else: no other state is kept in step by hand.
+
+Start-up is all-or-nothing: settings, files, certificates and TLS policy are
+compiled before the first listener accepts, and any problem stops start-up
+with a :class:`ConfigError` naming it.
 """
 
 from __future__ import annotations
@@ -11,44 +35,42 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import ssl
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
-from trio_gw.errors import CertificateError, ConfigError, Problem
-from trio_gw.model.certificates import certificate_warnings, parse_certificate_entity
-from trio_gw.model.declarative import load_declarative_text
-from trio_gw.model.entities import Certificate, Entities
-from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
-from trio_gw.net.contexts import ALPN_H2, ALPN_HTTP11
-from trio_gw.net.h2_proxy import Http2Server
-from trio_gw.net.proxy import ConnectionInfo, Exchange, ProxyServer
-from trio_gw.plugins.crl_cache import CrlCache, crl_fetch_settings
-from trio_gw.pki.keys import key_type
-from trio_gw.pki.info import describe_certificate
-from trio_gw.pki.parse import parse_certificates
-from trio_gw.net.server import Listener, open_listener
-from trio_gw.net.tls_client import UpstreamTls
-from trio_gw.net.tls_server import ServerTls
-from trio_gw.net.upstream import UpstreamPool
+from trio_gw.errors import CertificateError, ConfigError
+from trio_gw.model.entities import Entities
+from trio_gw.model.inventory import expiry_notes
 from trio_gw.net.admin_server import AdminServer
+from trio_gw.net.contexts import ALPN_H2, ALPN_HTTP11
+from trio_gw.net.exchange import Exchange, Proxy
+from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder, ProxyTls
+from trio_gw.net.http1 import Http1Server
+from trio_gw.net.http2 import Http2Server
+from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
+from trio_gw.net.listener import FixedTls, Listener, open_listener
+from trio_gw.net.upstream import UpstreamPool
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.plugins.crl_cache import CrlCache, crl_fetch_settings
 from trio_gw.runtime.accesslog import AccessLog
-from trio_gw.runtime.admin import AdminApi, AdminTls, admin_tls_context, listener_tls_context
+from trio_gw.runtime.admin_service import AdminService
+from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
 from trio_gw.runtime.datastore import open_store
-from trio_gw.store import Store, StoreError
-from trio_gw.runtime.devpki import ensure_dev_pki
+from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
 from trio_gw.runtime.logs import NOTICE, configure_logging
 from trio_gw.runtime.metrics import Metrics
-from trio_gw.runtime.settings import Settings, http2_flag_warnings, serves_http2
-from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.runtime.status import StatusServer
-from trio_gw.snapshot import Snapshot, build_snapshot
+from trio_gw.settings import Settings, http2_flag_warnings, serves_http2
+from trio_gw.store import Store, StoreConflict, StoreError
+from trio_gw.store.codec import diff
+from trio_gw.tls.resumed_chain import IntermediateCache
 
 log = logging.getLogger("trio_gw")
 
@@ -58,158 +80,39 @@ CRL_FETCH_INTERVAL = 2.0
 CRL_FETCH_TIMEOUT = 10.0
 #: Expiry warnings are repeated this often, independent of traffic.
 EXPIRY_WARNING_INTERVAL = 24 * 3600.0
-PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]+-----\r?\n.*?-----END [A-Z0-9 ]+-----\r?\n?", re.S)
-#: A certificate of the store named in ``ssl_certificates`` (Tyk: certificate ids).
-STORE_REFERENCE = re.compile(r"^(sha256:[0-9a-fA-F]{64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
+#: While the datastore fails, polls back off up to this (seconds).
+MAX_STORE_BACKOFF = 30.0
+#: A write re-applied after this many conflicts with other writers gives up (409).
+MAX_WRITE_ATTEMPTS = 10
+
+T = TypeVar("T")
 
 
-def _read(path: str, key: str, problems: list[Problem]) -> str | None:
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        problems.append(Problem(key, f"cannot read {path}: {exc.strerror}"))
-        return None
+class WriteConflict(Exception):
+    """Another writer changed an entity this write changes too: nothing was written."""
 
 
-def _merge_alt_pairs(certs: list[Certificate]) -> list[Certificate]:
-    """Serve an RSA and an ECDSA ``ssl_cert`` pair together (Kong's dual default certificates).
+@dataclass
+class DatastoreHealth:
+    """What ``/status`` says about the datastore; one log line per outage, not per poll."""
 
-    OpenSSL picks between the pairs of one context by the client's signature
-    algorithms, so the first pair of another key type becomes ``cert_alt``.
-    """
-    if len(certs) < 2:
-        return certs
-    first = certs[0]
-    first_type = key_type(parse_certificates(first.cert)[0].public_key())
-    for i, other in enumerate(certs[1:], start=1):
-        if key_type(parse_certificates(other.cert)[0].public_key()) != first_type:
-            merged = replace(first, cert_alt=other.cert, key_alt=other.key)
-            return [merged] + certs[1:i] + certs[i + 1 :]
-    return certs
+    reachable: bool = True
+    since: float = 0.0
+    error: str | None = None
+    failures: int = 0
 
+    def failed(self, exc: BaseException, now: float) -> None:
+        if self.reachable:
+            log.error("datastore unreachable, still serving the last configuration: %s", exc)
+            self.reachable, self.since = False, now
+        self.error = str(exc)
+        self.failures += 1
 
-def _subject(pem: str) -> str:
-    """The RFC 4514 subject of the first certificate of ``pem``, for log lines."""
-    return describe_certificate(parse_certificates(pem)[0]).subject
-
-
-def read_pairs(pairs: list[tuple[str, str]], setting: str, *, now: int) -> list[Certificate]:
-    """Read certificate/key file pairs into certificate entities.
-
-    Raises:
-        ConfigError: a file is unreadable or its content unusable, naming ``setting[i]``.
-    """
-    certs: list[Certificate] = []
-    problems: list[Problem] = []
-    for i, (cert_path, key_path) in enumerate(pairs):
-        cert_text = _read(cert_path, f"{setting}[{i}]", problems)
-        key_text = _read(key_path, f"{setting}_key[{i}]", problems)
-        if cert_text is None or key_text is None:
-            continue
-        try:
-            certs.append(parse_certificate_entity({"cert": cert_text, "key": key_text}, now=now, id=f"{setting}#{i}"))
-        except ConfigError as exc:
-            for p in exc.problems:  # a key problem names the key's setting and file
-                if p.path == "key":
-                    problems.append(Problem(f"{setting}_key[{i}] ({key_path})", p.message))
-                else:
-                    problems.extend(ConfigError([p]).prefixed(f"{setting}[{i}] ({cert_path})").problems)
-    if problems:
-        raise ConfigError(problems)
-    return certs
-
-
-def read_default_certificates(settings: Settings, *, now: int) -> list[Certificate]:
-    """Read the ``ssl_cert``/``ssl_cert_key`` pairs (a generated one when none and an ssl listener).
-
-    Raises:
-        ConfigError: a file is unreadable or its content unusable, naming the setting.
-    """
-    pairs = list(zip(settings.ssl_cert, settings.ssl_cert_key))
-    if not pairs and not settings.ssl_certificates and any(a.ssl for a in settings.proxy_listen):
-        # Kong generates a default certificate when none is configured; so do we, under
-        # prefix/pki, signed by a local CA the user can choose to trust.  With Tyk's
-        # ssl_certificates the first of them is the default instead (tls/sni.py rule 7).
-        pki = ensure_dev_pki(Path(settings.prefix) / "pki")
-        log.warning("no ssl_cert configured: serving the generated certificate %s (CA %s)",
-                    pki.server_cert, pki.ca_cert)
-        pairs = [(str(pki.server_cert), str(pki.server_key))]
-    return _merge_alt_pairs(read_pairs(pairs, "ssl_cert", now=now))
-
-
-def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certificate]:
-    """The combined-PEM files of Tyk's ``ssl_certificates`` setting as certificate entities."""
-    certs: list[Certificate] = []
-    problems: list[Problem] = []
-    for i, entry in enumerate(settings.ssl_certificates):
-        if STORE_REFERENCE.match(entry):
-            continue  # a store certificate: checked against the entities in build_snapshot
-        text = _read(entry, f"ssl_certificates[{i}]", problems)
-        if text is None:
-            continue
-        blocks = PEM_BLOCK.findall(text)
-        key = "".join(b for b in blocks if "PRIVATE KEY" in b.split("\n", 1)[0])
-        chain = "".join(b for b in blocks if "PRIVATE KEY" not in b.split("\n", 1)[0])
-        if not key or not chain:
-            # Tyk: "must contain both the certificate (public key) and private key"
-            missing = "private key" if chain else "certificate"
-            problems.append(Problem(f"ssl_certificates[{i}] ({entry})", f"holds no {missing}: a server certificate "
-                                    "pair is one PEM file with the certificate chain and its private key"))
-            continue
-        try:
-            certs.append(parse_certificate_entity({"cert": chain, "key": key}, now=now, id=f"ssl_certificates#{i}"))
-        except ConfigError as exc:
-            problems.extend(exc.prefixed(f"ssl_certificates[{i}] ({entry})").problems)
-    if problems:
-        raise ConfigError(problems)
-    return certs
-
-
-def read_client_truststore(settings: Settings) -> list[str]:
-    """The CA certificates of ``ssl_client_certificate`` (PEM bundles), one PEM per certificate.
-
-    Raises:
-        ConfigError: a file is unreadable, holds no certificate, or a certificate
-            that is not a CA, naming ``ssl_client_certificate[i]``.
-    """
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from trio_gw.pki.info import describe_certificate
-
-    pems: list[str] = []
-    problems: list[Problem] = []
-    for i, path in enumerate(settings.ssl_client_certificate):
-        key = f"ssl_client_certificate[{i}]"
-        text = _read(path, key, problems)
-        if text is None:
-            continue
-        try:
-            certs = parse_certificates(text)
-        except CertificateError as exc:
-            problems.append(Problem(key, f"{path}: {exc}"))
-            continue
-        for cert in certs:
-            if not describe_certificate(cert).is_ca:
-                problems.append(Problem(key, f"{path}: {cert.subject.rfc4514_string()} is not a CA certificate"))
-            pems.append(cert.public_bytes(Encoding.PEM).decode("ascii"))
-    if problems:
-        raise ConfigError(problems)
-    return pems
-
-
-def read_entities(settings: Settings, *, now: int) -> Entities:
-    """The configuration for ``database: off``: the declarative file, or nothing."""
-    path = settings.declarative_config
-    if path is None:
-        return Entities()
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", path="declarative_config") from exc
-    try:
-        return load_declarative_text(text, now=now)
-    except ConfigError as exc:
-        raise exc.prefixed(f"{path}") from None
+    def recovered(self, now: float) -> None:
+        if not self.reachable:
+            log.log(NOTICE, "datastore reachable again after %.1f s", now - self.since)
+            self.reachable, self.since, self.error = True, now, None
+        self.failures = 0
 
 
 def check_database_settings(settings: Settings) -> None:
@@ -222,16 +125,16 @@ def check_database_settings(settings: Settings) -> None:
 
 
 class Gateway:
-    """One node: owns the live snapshot and every listener."""
+    """One node: owns the generation holder and every listener."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.prefix = Path(settings.prefix)
         # One family of server contexts per ALPN offer in use (the list follows the SNI context).
-        self.server_tls = ServerTls(
-            ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11 for a in settings.proxy_listen if a.ssl
-        )
-        self.upstream_tls = UpstreamTls()
+        offers = [ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11
+                  for a in settings.proxy_listen if a.ssl]
+        self.builder = GenerationBuilder(settings, offers)
+        self.holder = GenerationHolder()
         self.pool = UpstreamPool(
             size=settings.upstream_keepalive_pool_size,
             idle_timeout=settings.upstream_keepalive_idle_timeout,
@@ -239,102 +142,155 @@ class Gateway:
         )
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         self.metrics = Metrics()
-        self.proxy = ProxyServer(self.snapshot_now, self.pool, self.upstream_tls, self._record)
-        self.http2 = Http2Server(self.proxy)
         self.crl_cache = CrlCache()
         self.crl_fetch_timeout = CRL_FETCH_TIMEOUT
+        self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
+        self.http1 = Http1Server(self.proxy)
+        self.http2 = Http2Server(self.proxy, self.http1)
         #: Trust of the node's own https fetches (``lua_ssl_trusted_certificate``), built at start.
         self.fetch_tls: ssl.SSLContext | None = None
-        self.proxy.crl_source = self.crl_cache
-        self._snapshot: Snapshot | None = None
         self.store: Store | None = None
-        self.store_version = -1
-        self.store_reachable = True
-        self._write_lock = trio.Lock()
+        self.datastore = DatastoreHealth()
+        self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
         self.https_port = 443
         self.started_at = time.time()
 
-    def _record(self, info: ConnectionInfo, ex: Exchange) -> None:
-        self.access_log.record(info, ex)
-        self.metrics.record_request(info, ex)
+    @property
+    def generation(self) -> Generation:
+        """The generation the node serves now."""
+        return self.holder.current
 
-    def snapshot_now(self) -> Snapshot:
-        assert self._snapshot is not None
-        return self._snapshot
+    def _record(self, conn: ConnectionFacts, ex: Exchange) -> None:
+        self.access_log.record(conn, ex)
+        self.metrics.record_request(conn, ex)
 
     # --- configuration ----------------------------------------------------------
 
-    def _compile(self, entities: Entities | None = None) -> Snapshot:
-        """Read, validate and compile everything (blocking: run in a worker thread).
-
-        ``entities`` is a configuration about to be written (Admin API); otherwise
-        it is read from the datastore or the declarative file.
-        """
-        now = int(time.time())
-        if entities is None:
-            if self.store is not None:
-                self.store_version = self.store.version()
-                entities = self.store.load()
-            else:
-                entities = read_entities(self.settings, now=now)
-        defaults = read_default_certificates(self.settings, now=now)
-        extra = read_ssl_certificates_files(self.settings, now=now)
-        snapshot = build_snapshot(
-            self.settings, entities, default_certificates=defaults, extra_certificates=extra,
-            client_truststore=read_client_truststore(self.settings), https_port=self.https_port, now=time.time(),
+    def _build(self, entities: Entities, store_version: int | None, previous: Generation | None,
+               lazy: dict[Any, ssl.SSLContext]) -> Generation:
+        """Read the files the settings name and compile a generation (blocking: worker thread)."""
+        files = read_file_certificates(self.settings, now=int(time.time()))
+        return self.builder.build(
+            entities, default_certificates=files.defaults, extra_certificates=files.extra,
+            client_truststore=files.client_truststore, https_port=self.https_port,
+            store_version=store_version, previous=previous, lazy_contexts=lazy,
         )
-        try:
-            self.server_tls.prepare(snapshot)
-            self.upstream_tls.prepare(snapshot)
-        except CertificateError as exc:
-            raise ConfigError(str(exc), path="certificates") from exc
-        return snapshot
 
-    def _activate(self, snapshot: Snapshot) -> None:
-        self.server_tls.activate()
-        self.upstream_tls.activate()
-        self._snapshot = snapshot
-        self.crl_cache.ttl, self.crl_fetch_timeout = crl_fetch_settings(snapshot.entities)
-        self.metrics.observe_snapshot(snapshot)
-        for warning in snapshot.warnings:
+    def _read(self) -> tuple[Entities, int | None]:
+        """The configuration as committed now (blocking: worker thread)."""
+        if self.store is not None:
+            return self.store.load_versioned()
+        return read_entities(self.settings, now=int(time.time())), None
+
+    async def _build_in_thread(self, entities: Entities, store_version: int | None) -> Generation:
+        previous = self.holder.current if self.holder.ready else None
+        lazy = previous.server_tls.lazy_contexts() if previous is not None else {}  # copied on the loop
+        return await trio.to_thread.run_sync(self._build, entities, store_version, previous, lazy)
+
+    def _install(self, generation: Generation) -> None:
+        self.holder.install(generation)
+        self.crl_cache.ttl, self.crl_fetch_timeout = crl_fetch_settings(generation.entities)
+        self.metrics.observe_generation(generation)
+        for warning in generation.snapshot.warnings:
             log.warning("%s", warning)
 
-    async def load(self) -> Snapshot:
-        """Compile a new snapshot off the loop and make it live (one swap)."""
-        async with self._write_lock:
-            snapshot = await trio.to_thread.run_sync(self._compile)
-            self._activate(snapshot)
-        self.warn_expiring(snapshot)
-        return snapshot
-
-    async def write(self, entities: Entities) -> Snapshot:
-        """Make ``entities`` the configuration: compile, persist, swap — or change nothing.
+    async def load(self) -> Generation:
+        """Read the configuration, build its generation off the loop and install it.
 
         Raises:
-            ConfigError: the configuration cannot be served (nothing was written).
-            StoreConflict: another writer changed the datastore meanwhile (nothing was written).
+            ConfigError: the configuration cannot be served (the current one stays).
+            StoreError: the datastore failed (the current one stays).
+        """
+        async with self._lock:
+            entities, version = await trio.to_thread.run_sync(self._read)
+            generation = await self._build_in_thread(entities, version)
+            self._install(generation)
+        self.warn_expiring(generation)
+        return generation
+
+    async def reload(self) -> bool:
+        """:meth:`load`, never raising: a refused configuration or a failed datastore keeps the current one.
+
+        Returns:
+            Whether a new generation was installed.
+        """
+        try:
+            generation = await self.load()
+        except ConfigError as exc:
+            log.error("reload failed, still serving the previous configuration:\n%s", exc)
+            return False
+        except StoreError as exc:
+            self.datastore.failed(exc, time.time())
+            return False
+        if self.store is not None:
+            self.datastore.recovered(time.time())
+        log.log(NOTICE, "configuration reloaded (generation %d, hash %s)", generation.number, generation.config_hash)
+        return True
+
+    async def write(self, apply: Callable[[Entities], tuple[T, Entities | None]]) -> T:
+        """Apply a change to the latest committed configuration: compile, commit (compare-and-swap), install.
+
+        ``apply`` is pure: given a configuration it returns its answer and the new
+        configuration (``None``: nothing to write).  It may run more than once
+        when other nodes or processes commit meanwhile; each run sees the latest.
+
+        Raises:
+            ConfigError: the new configuration cannot be served (nothing was written).
+            WriteConflict: another writer changed an entity this write changes too.
             StoreError: the datastore failed (nothing was written).
         """
-        async with self._write_lock:
-            current = self.snapshot_now().entities
-            snapshot = await trio.to_thread.run_sync(self._compile, entities)
-            if self.store is not None:
-                store = self.store
-                self.store_version = await trio.to_thread.run_sync(store.commit, current, entities)
-            self._activate(snapshot)
-        return snapshot
+        async with self._lock:
+            store = self.store
+            if store is not None:
+                await trio.to_thread.run_sync(store.acquire_writer)
+            try:
+                return await self._write_locked(apply)
+            finally:
+                if store is not None:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(store.release_writer)
 
-    def warn_expiring(self, snapshot: Snapshot) -> None:
-        """Log every certificate, whatever its role, that expires soon or has expired."""
+    async def _write_locked(self, apply: Callable[[Entities], tuple[T, Entities | None]]) -> T:
+        base, version = await trio.to_thread.run_sync(self._latest)
+        for _attempt in range(MAX_WRITE_ATTEMPTS):
+            answer, wanted = apply(base)
+            if wanted is None:
+                return answer
+            generation = await self._build_in_thread(wanted, version)
+            if self.store is None:  # database: off has no writes; kept for embedding and tests
+                self._install(generation)
+                return answer
+            try:
+                committed = await trio.to_thread.run_sync(self.store.commit, base, wanted)
+            except StoreConflict:
+                # A writer that does not take the writer lock (`trio-gw config load`) committed meanwhile.
+                latest, version = await trio.to_thread.run_sync(self.store.load_versioned)
+                if _overlap(base, wanted, latest):
+                    raise WriteConflict("the entity was changed by another writer meanwhile; "
+                                        "read it again and retry") from None
+                base = latest  # others changed other entities: re-apply on top of them
+                continue
+            self._install(replace(generation, store_version=committed))
+            self.datastore.recovered(time.time())
+            return answer
+        raise WriteConflict(f"other writers kept committing first ({MAX_WRITE_ATTEMPTS} attempts); retry")
+
+    def _latest(self) -> tuple[Entities, int | None]:
+        """The latest committed configuration: the current generation's when the datastore has not moved."""
+        current = self.holder.current
+        if self.store is None or self.store.version() == current.store_version:
+            return current.entities, current.store_version
+        return self.store.load_versioned()
+
+    def warn_expiring(self, generation: Generation) -> None:
+        """Log every certificate, whatever its role, that expires soon or has expired (from parsed facts)."""
         now = int(time.time())
         days = self.settings.certificate_expiry_warning_days
-        for cert in snapshot.certificates.values():
-            for text in certificate_warnings(cert.cert, now=now, warn_days=days):
-                log.warning("certificate %s (%s): %s", cert.id, _subject(cert.cert), text)
-        for ca in snapshot.entities.ca_certificates.values():
-            for text in certificate_warnings(ca.cert, now=now, warn_days=days):
-                log.warning("CA certificate %s (%s): %s", ca.id, _subject(ca.cert), text)
+        for facts in generation.inventory:
+            for text in expiry_notes(facts.info, now=now, warn_days=days):
+                what = "CA certificate" if facts.role.value == "ca" else "certificate"
+                log.warning("%s %s (%s): %s", what, facts.label_id, facts.info.subject, text)
 
     async def _fetch_crls(self) -> None:
         """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
@@ -356,49 +312,46 @@ class Gateway:
     async def _daily_expiry_warnings(self) -> None:
         while True:
             await trio.sleep(EXPIRY_WARNING_INTERVAL)
-            self.warn_expiring(self.snapshot_now())
+            self.warn_expiring(self.generation)
 
     async def _watch_store(self) -> None:
-        """Pick up writes made by other processes or nodes (Kong's db_update_frequency)."""
+        """Pick up writes made by other processes or nodes (Kong's db_update_frequency).
+
+        Never raises: a failing datastore is retried with backoff while the node
+        serves its last generation.
+        """
         store = self.store
         assert store is not None
         while True:
-            await trio.sleep(self.settings.db_update_frequency)
+            health = self.datastore
+            delay = self.settings.db_update_frequency
+            if health.failures:
+                delay = min(MAX_STORE_BACKOFF, delay * 2 ** min(health.failures, 16))
+            await trio.sleep(delay)
             try:
                 version = await trio.to_thread.run_sync(store.version)
             except StoreError as exc:
-                if self.store_reachable:
-                    log.error("datastore unreachable, still serving the last configuration: %s", exc)
-                self.store_reachable = False
+                health.failed(exc, time.time())
                 continue
-            if not self.store_reachable:
-                log.log(NOTICE, "datastore reachable again")
-                self.store_reachable = True
-            if version != self.store_version:
+            if version != self.generation.store_version or not health.reachable:
                 await self.reload()
-
-    async def reload(self) -> None:
-        try:
-            snapshot = await self.load()
-        except ConfigError as exc:
-            log.error("reload failed, still serving the previous configuration:\n%s", exc)
-            return
-        log.log(NOTICE, "configuration reloaded (hash %s)", snapshot.config_hash)
+            else:
+                health.recovered(time.time())
 
     # --- listeners --------------------------------------------------------------
 
     async def _bind(self) -> None:
         s = self.settings
         limiter = trio.CapacityLimiter(s.max_connections)
-        chains = IntermediateCache()  # one for every proxy listener: they share the snapshot's tickets
+        chains = IntermediateCache()  # one for every proxy listener: they share the generation's tickets
         for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
             log.warning("%s", warning)
         for addr in s.proxy_listen:
             http2 = serves_http2(addr, s.enable_http2)
             listener = await open_listener(
                 addr.host, addr.port, name=f"proxy {addr}",
-                handler=self.http2.serve_connection if http2 else self.proxy.serve_connection,
-                tls=self.server_tls.source(ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
+                handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
+                tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
                 handshake_timeout=s.ssl_handshake_timeout,
                 limiter=limiter, reuseport=addr.reuseport, observe=self.metrics.record_handshake, chains=chains,
             )
@@ -406,10 +359,10 @@ class Gateway:
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
         if ssl_ports:
             self.https_port = ssl_ports[0]
-        admin = AdminServer(AdminApi(self).handle)
+        admin = AdminServer(AdminService(self).handle)
         admin_tls = None
         if any(a.ssl for a in s.admin_listen):
-            admin_tls = AdminTls(await trio.to_thread.run_sync(admin_tls_context, s))
+            admin_tls = FixedTls(await trio.to_thread.run_sync(admin_tls_context, s))
         for addr in s.admin_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
@@ -419,7 +372,7 @@ class Gateway:
         status = StatusServer(self)
         status_tls = None
         if any(a.ssl for a in s.status_listen):
-            status_tls = AdminTls(await trio.to_thread.run_sync(
+            status_tls = FixedTls(await trio.to_thread.run_sync(
                 listener_tls_context, s, "status_ssl_cert", "Status API"))
         for addr in s.status_listen:
             listener = await open_listener(
@@ -485,16 +438,19 @@ class Gateway:
                     accepting.cancel_scope.cancel()
                     return
 
-    def stop(self) -> None:
-        """Programmatic equivalent of SIGTERM (tests)."""
-        os.kill(os.getpid(), signal.SIGTERM)
-
     async def _drain(self, connections: trio.Nursery) -> None:
         self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
             while self.proxy.in_flight:
                 await trio.sleep(0.05)
         connections.cancel_scope.cancel()
+
+
+def _overlap(base: Entities, wanted: Entities, latest: Entities) -> bool:
+    """Whether the entities this write changes (base → wanted) were changed by someone else (base → latest)."""
+    mine = {(kind, key) for kind, change in diff(base, wanted).items() for key in change.ids()}
+    theirs = {(kind, key) for kind, change in diff(base, latest).items() for key in change.ids()}
+    return bool(mine & theirs)
 
 
 async def run_gateway(settings: Settings) -> None:

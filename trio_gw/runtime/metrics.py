@@ -2,7 +2,7 @@
 
 Everything the data plane counts has a stable, low-cardinality label set:
 status class and reason code for requests, reason code for handshakes, and one
-expiry gauge per certificate and role — updated whenever a snapshot goes live,
+expiry gauge per certificate and role — updated whenever a generation goes live,
 so expiry is visible independent of traffic.
 """
 
@@ -13,13 +13,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from trio_gw.model.entities import CACertificate, Certificate
-from trio_gw.pki.info import describe_certificate
-from trio_gw.pki.parse import parse_certificates
-
 if TYPE_CHECKING:
-    from trio_gw.net.proxy import ConnectionInfo, Exchange
-    from trio_gw.snapshot import Snapshot
+    from trio_gw.http.facts import ConnectionFacts
+    from trio_gw.net.exchange import Exchange
+    from trio_gw.net.generation import Generation
 
 
 class Metrics:
@@ -38,7 +35,7 @@ class Metrics:
         self.snapshot_age = Gauge("trio_gw_snapshot_created_timestamp_seconds",
                                   "When the live configuration snapshot was built", registry=self.registry)
 
-    def record_request(self, info: ConnectionInfo, ex: Exchange) -> None:
+    def record_request(self, info: ConnectionFacts, ex: Exchange) -> None:
         status = f"{ex.status // 100}xx" if ex.status else "none"
         self.requests.labels(status, ex.reason or "").inc()
 
@@ -48,16 +45,13 @@ class Metrics:
         else:
             self.handshake_failures.labels(listener, reason).inc()
 
-    def observe_snapshot(self, snapshot: Snapshot) -> None:
-        """Refresh the expiry gauges for every certificate of every role."""
+    def observe_generation(self, generation: Generation) -> None:
+        """Refresh the expiry gauges for every certificate of every role (from facts parsed at build)."""
         self.expiry.clear()
         now = time.time()
-        roles: list[tuple[str, Certificate | CACertificate]] = [("server", c) for c in snapshot.certificates.values()]
-        roles += [("ca", c) for c in snapshot.entities.ca_certificates.values()]
-        for role, cert in roles:
-            info = describe_certificate(parse_certificates(cert.cert)[0])
-            self.expiry.labels(cert.id, role, info.subject).set(info.not_after - now)
-        self.snapshot_age.set(snapshot.created_at)
+        for facts in generation.inventory:
+            self.expiry.labels(facts.label_id, facts.role.value, facts.info.subject).set(facts.info.not_after - now)
+        self.snapshot_age.set(generation.built_at)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

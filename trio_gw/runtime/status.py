@@ -16,7 +16,8 @@ import trio
 
 from trio_gw.http.responses import error_response
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.proxy import ConnectionInfo, close_stream
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.connection import close_stream
 
 if TYPE_CHECKING:
     from trio_gw.runtime.gateway import Gateway
@@ -28,21 +29,29 @@ class StatusServer:
 
     def status(self) -> dict[str, object]:
         gw = self.gateway
-        snapshot = gw.snapshot_now()
+        gen = gw.generation
+        now = time.time()
+        database: dict[str, object] = {"kind": gw.settings.database, "reachable": None, "version": None}
+        if gw.store is not None:
+            health = gw.datastore
+            database = {"kind": gw.settings.database, "reachable": health.reachable, "version": gen.store_version,
+                        "state": "ok" if health.reachable else "stale"}
+            if not health.reachable:
+                database["stale_seconds"] = round(now - health.since, 3)
+                database["error"] = health.error
         return {
             "server": {
                 "connections_in_flight": gw.proxy.in_flight,
                 "upstream_idle_connections": gw.pool.idle_count(),
-                "uptime_seconds": round(time.time() - gw.started_at, 3),
+                "uptime_seconds": round(now - gw.started_at, 3),
             },
-            "configuration_hash": snapshot.config_hash,
-            "snapshot_age_seconds": round(time.time() - snapshot.created_at, 3),
-            "database": {"kind": gw.settings.database,
-                         "reachable": gw.store_reachable if gw.store is not None else None,
-                         "version": gw.store_version if gw.store is not None else None},
+            "configuration_hash": gen.config_hash,
+            "generation": gen.number,
+            "snapshot_age_seconds": round(now - gen.built_at, 3),
+            "database": database,
         }
 
-    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionFacts) -> None:
         conn = h11.Connection(h11.SERVER)
         try:
             with trio.move_on_after(30):

@@ -28,6 +28,7 @@ threads, one operation at a time.
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 import weakref
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,7 @@ from trio_gw.store.codec import (
 )
 from trio_gw.store.migrations import Cursor
 from trio_gw.store.sealing import (
+    SEALED_FIELDS,
     Sealer,
     SealRecord,
     has_plain_fields,
@@ -55,7 +57,10 @@ from trio_gw.store.sealing import (
     unseal_fields,
 )
 
-__all__ = ["SqlStore"]
+__all__ = ["WRITER_WAIT_SECONDS", "SqlStore"]
+
+#: How long a writer waits for the datastore-wide writer lock before answering "busy".
+WRITER_WAIT_SECONDS = 30.0
 
 _NO_SECRET = "this datastore's private keys are sealed; set private_key_encryption_secret to open it"
 _RESEALED = (
@@ -95,6 +100,16 @@ class SqlStore(ABC):
         """Start a transaction holding the write lock (one writer at a time)."""
         ...
 
+    @abstractmethod
+    def _try_writer_lock(self) -> bool:
+        """Take the datastore-wide writer lock if it is free; whether it was taken."""
+        ...
+
+    @abstractmethod
+    def _release_writer_lock(self) -> None:
+        """Give the writer lock back."""
+        ...
+
     def _after_write(self, cur: Cursor, version: int) -> None:
         """Called inside the write transaction, after the version is bumped."""
 
@@ -130,12 +145,16 @@ class SqlStore(ABC):
 
     def load(self) -> Entities:
         """Read the whole configuration (see :meth:`trio_gw.store.base.Store.load`)."""
+        return self.load_versioned()[0]
+
+    def load_versioned(self) -> tuple[Entities, int]:
+        """The whole configuration and the version it is at, read in one transaction."""
         with self._transaction(write=False) as cur:
             self._check_seal(cur)
             version = _read_version(cur)
             entities = self._read_entities(cur)
         self._remember(entities, version)
-        return entities
+        return entities, version
 
     def version(self) -> int:
         """The change counter (see :meth:`trio_gw.store.base.Store.version`)."""
@@ -163,6 +182,40 @@ class SqlStore(ABC):
             self._scrub()
         self._remember(new, version)
         return version
+
+    def acquire_writer(self, timeout: float = WRITER_WAIT_SECONDS) -> None:
+        """Hold the datastore-wide writer lock: one writer of the whole cluster at a time.
+
+        A write reads, computes, compiles and commits; holding this lock for the
+        whole of it means writers on other nodes and processes wait their turn
+        instead of losing compare-and-swap races to each other (which is what
+        keeps a burst of writes on several nodes from starving one of them).
+        The compare-and-swap in :meth:`commit` still guards correctness, so a
+        writer that does not take the lock (``trio-gw config load``) is safe too.
+
+        Raises:
+            StoreError: the lock stayed taken for ``timeout`` seconds, or the
+                datastore failed.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            try:
+                if self._try_writer_lock():
+                    return
+            except self.db_errors as exc:
+                raise StoreError(f"datastore error: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise StoreError(f"the datastore is busy: another writer held it for {timeout:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release_writer(self) -> None:
+        """Give the writer lock of :meth:`acquire_writer` back (never raises: a lost connection released it)."""
+        try:
+            self._release_writer_lock()
+        except self.db_errors:
+            pass
 
     def close(self) -> None:
         """Close the connection."""
@@ -200,10 +253,11 @@ class SqlStore(ABC):
         with self._transaction(write=True) as cur:
             if _read_meta(cur, "seal") != stored:
                 raise StoreConflict("the datastore was resealed meanwhile; retry")
-            for cert_id, text in cur.execute("SELECT id, data FROM certificates").fetchall():
-                plain = unseal_fields(old, "certificates", cert_id, load_row(f"certificates {cert_id}", text))
-                sealed = seal_fields(new, "certificates", cert_id, plain)
-                cur.execute("UPDATE certificates SET data = ? WHERE id = ?", (dump_row(f"certificates {cert_id}", sealed), cert_id))
+            for kind in SEALED_FIELDS:
+                for row_id, text in cur.execute(f"SELECT id, data FROM {kind}").fetchall():
+                    plain = unseal_fields(old, kind, row_id, load_row(f"{kind} {row_id}", text))
+                    sealed = seal_fields(new, kind, row_id, plain)
+                    cur.execute(f"UPDATE {kind} SET data = ? WHERE id = ?", (dump_row(f"{kind} {row_id}", sealed), row_id))
             self._store_seal(cur, new)
             version = _read_version(cur) + 1
             cur.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
@@ -273,15 +327,16 @@ class SqlStore(ABC):
         """Seal keys left in clear (datastore written before a secret was set)."""
         if self._sealer is None:
             return False
-        change = changes.get("certificates", Changes())
-        touched = set(change.deletes) | {e.id for e in change.upserts}
         swept = False
-        for cert_id, text in cur.execute("SELECT id, data FROM certificates").fetchall():
-            data = load_row(f"certificates {cert_id}", text)
-            if cert_id not in touched and has_plain_fields("certificates", data):
-                sealed = seal_fields(self._sealer, "certificates", cert_id, data)
-                cur.execute("UPDATE certificates SET data = ? WHERE id = ?", (dump_row(f"certificates {cert_id}", sealed), cert_id))
-                swept = True
+        for kind in SEALED_FIELDS:
+            change = changes.get(kind, Changes())
+            touched = set(change.deletes) | {e.id for e in change.upserts}
+            for row_id, text in cur.execute(f"SELECT id, data FROM {kind}").fetchall():
+                data = load_row(f"{kind} {row_id}", text)
+                if row_id not in touched and has_plain_fields(kind, data):
+                    sealed = seal_fields(self._sealer, kind, row_id, data)
+                    cur.execute(f"UPDATE {kind} SET data = ? WHERE id = ?", (dump_row(f"{kind} {row_id}", sealed), row_id))
+                    swept = True
         return swept
 
     # -- versions of handed-out configurations ---------------------------------------

@@ -50,6 +50,14 @@ class Store(Protocol):
         """
         ...
 
+    def load_versioned(self) -> tuple[Entities, int]:
+        """The whole configuration and the version it is at, read in one transaction.
+
+        Raises:
+            StoreError: unreadable rows; SealedKeyError when a key does not open.
+        """
+        ...
+
     def commit(self, old: Entities, new: Entities) -> int:
         """Write the difference between ``old`` and ``new`` in one transaction.
 
@@ -65,6 +73,18 @@ class Store(Protocol):
             StoreConflict: the store no longer holds ``old``.
             StoreError: the write failed; nothing of it was kept.
         """
+        ...
+
+    def acquire_writer(self, timeout: float = ...) -> None:
+        """Hold the datastore-wide writer lock (one writer of the cluster at a time; blocking).
+
+        Raises:
+            StoreError: it stayed taken for ``timeout`` seconds, or the datastore failed.
+        """
+        ...
+
+    def release_writer(self) -> None:
+        """Give the writer lock back."""
         ...
 
     def version(self) -> int:

@@ -160,6 +160,10 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.upserts or self.deletes)
 
+    def ids(self) -> frozenset[str]:
+        """Every id this change touches (written or deleted)."""
+        return frozenset(e.id for e in self.upserts) | frozenset(self.deletes)
+
 
 def diff(old: Entities, new: Entities) -> dict[str, Changes]:
     """Compare two configurations kind by kind.

@@ -115,6 +115,19 @@ class PostgresStore(SqlStore):
         cur.execute("BEGIN")
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"trio-gw:{self._schema}",))
 
+    def _try_writer_lock(self) -> bool:
+        """A session advisory lock on the key every commit's transaction also takes (``_begin_write``):
+        while a node holds it, commits from anywhere else wait, and this node's own commit goes through."""
+        with self._lock:
+            row = self._cursor().execute("SELECT pg_try_advisory_lock(hashtext(?))",
+                                         (f"trio-gw:{self._schema}",)).fetchone()
+        return bool(row and row[0])
+
+    def _release_writer_lock(self) -> None:
+        with self._lock:
+            if not (self._conn.broken or self._conn.closed):
+                self._cursor().execute("SELECT pg_advisory_unlock(hashtext(?))", (f"trio-gw:{self._schema}",))
+
     def _after_write(self, cur: Cursor, version: int) -> None:
         cur.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(version)))
 

@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 When the setting ``private_key_encryption_secret`` is set (Tyk's
-``security.private_certificate_encoding_secret``), every certificate's ``key``
-and ``key_alt`` is sealed before it is written and opened after it is read.
+``security.private_certificate_encoding_secret``), every private key the
+datastore holds — a certificate's ``key`` and ``key_alt``, and the ``key`` in
+the configuration of Kong's legacy ``ssl`` plugin — is sealed before it is
+written and opened after it is read (:data:`SEALED_FIELDS`, by field path).
 
 * **KDF: scrypt** (RFC 7914), ``n=2**15, r=8, p=1`` (32 MiB, about 0.1 s),
   32-byte output, 16-byte random salt per datastore.  The secret is a string an
@@ -61,8 +63,12 @@ __all__ = [
 DEFAULT_SCRYPT_N: Final = 2**15
 DEFAULT_SCRYPT_R: Final = 8
 DEFAULT_SCRYPT_P: Final = 1
-#: Fields sealed, per kind.
-SEALED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {"certificates": ("key", "key_alt")}
+#: Fields sealed, per kind, as dotted paths into the row (``config.key``: the ``key`` of the
+#: ``config`` mapping).  Every plugin's ``secret_fields`` must be here (a test checks it).
+SEALED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "certificates": ("key", "key_alt"),
+    "plugins": ("config.key",),
+}
 
 WRONG_SECRET: Final = (
     "private_key_encryption_secret does not open this datastore (it was sealed with a different secret)"
@@ -192,10 +198,10 @@ def seal_fields(sealer: Sealer | None, kind: str, entity_id: str, data: Mapping[
     """
     out = dict(data)
     if sealer is not None:
-        for name in SEALED_FIELDS.get(kind, ()):
-            value = out.get(name)
+        for path in SEALED_FIELDS.get(kind, ()):
+            value = _get(out, path)
             if isinstance(value, str) and not is_sealed(value):
-                out[name] = sealer.seal(value, kind=kind, entity_id=entity_id, field=name)
+                out = _set(out, path, sealer.seal(value, kind=kind, entity_id=entity_id, field=path))
     return out
 
 
@@ -206,21 +212,38 @@ def unseal_fields(sealer: Sealer | None, kind: str, entity_id: str, data: Mappin
         SealedKeyError: a value is sealed and there is no sealer, or it does not open.
     """
     out = dict(data)
-    for name in SEALED_FIELDS.get(kind, ()):
-        value = out.get(name)
+    for path in SEALED_FIELDS.get(kind, ()):
+        value = _get(out, path)
         if not is_sealed(value):
             continue
         if sealer is None:
             raise SealedKeyError(
-                f"{kind} {entity_id}: {name} is sealed; set private_key_encryption_secret to open it"
+                f"{kind} {entity_id}: {path} is sealed; set private_key_encryption_secret to open it"
             )
-        out[name] = sealer.unseal(str(value), kind=kind, entity_id=entity_id, field=name)
+        out = _set(out, path, sealer.unseal(str(value), kind=kind, entity_id=entity_id, field=path))
     return out
 
 
 def has_plain_fields(kind: str, data: Mapping[str, Any]) -> bool:
     """Whether a stored row still holds a field that should be sealed in clear."""
-    return any(isinstance(data.get(n), str) and not is_sealed(data.get(n)) for n in SEALED_FIELDS.get(kind, ()))
+    return any(isinstance(v, str) and not is_sealed(v) for v in (_get(data, p) for p in SEALED_FIELDS.get(kind, ())))
+
+
+def _get(data: Mapping[str, Any], path: str) -> object:
+    value: object = data
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _set(data: Mapping[str, Any], path: str, value: str) -> dict[str, Any]:
+    """A copy of ``data`` with ``path`` set (every mapping on the way copied, never mutated)."""
+    head, _, rest = path.partition(".")
+    out = dict(data)
+    out[head] = _set(out[head], rest, value) if rest else value
+    return out
 
 
 def _derive(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:

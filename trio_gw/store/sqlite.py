@@ -12,6 +12,7 @@ processes.  The file is created readable by its owner only.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from typing import Any, ClassVar, Final
@@ -68,6 +69,7 @@ class SqliteStore(SqlStore):
             conn.close()
             raise StoreError(f"the datastore {os.fspath(path)!r} cannot use WAL mode (got {mode!r})")
         store = cls(conn)
+        store._writer_path = os.path.realpath(os.fspath(path)) + ".writer"
         try:
             with store._transaction(write=True) as cur:
                 migrate(cur)
@@ -77,8 +79,35 @@ class SqliteStore(SqlStore):
             raise
         return store
 
+    _writer_path = ""
+    _writer_fd: int | None = None
+
     def _cursor(self) -> Cursor:
         return self._conn.cursor()
+
+    def _try_writer_lock(self) -> bool:
+        """An advisory ``flock`` on ``<file>.writer`` beside the real file (processes of one host)."""
+        if self._writer_fd is None:
+            try:
+                self._writer_fd = os.open(self._writer_path, os.O_CREAT | os.O_RDWR, 0o600)
+            except OSError as exc:
+                raise StoreError(f"cannot open the datastore's writer lock {self._writer_path!r}: {exc}") from exc
+        try:
+            fcntl.flock(self._writer_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _release_writer_lock(self) -> None:
+        if self._writer_fd is not None:
+            fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the connection and the writer lock's file."""
+        if self._writer_fd is not None:
+            os.close(self._writer_fd)
+            self._writer_fd = None
+        super().close()
 
     def _begin_read(self, cur: Cursor) -> None:
         cur.execute("BEGIN")

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Two OpenSSL calls configure cipher suites, and they do not overlap
-(``docs/tls-stack-notes.md`` §4):
+(``docs/tls-stack.md`` §4):
 
 * ``SSLContext.set_ciphers(str)`` sets the TLS 1.2-and-older suites from an
   OpenSSL cipher string.  It takes OpenSSL names only and **silently drops

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 :func:`verify_client_certificate` is the second, per-route check after the
 listener's OpenSSL handshake (``CERT_OPTIONAL`` with the union of anchors,
-DESIGN.md), and the only check for certificates forwarded by a load balancer.
+docs/architecture.md), and the only check for certificates forwarded by a load balancer.
 It runs, in order, and stops at the first failure with a stable
 :class:`ClientCertReason`:
 

@@ -10,7 +10,7 @@ certificate in its store, so with partial chains off the non-root CAs are
 kept aside as untrusted chain material, which is what OpenSSL does without
 ``X509_V_FLAG_PARTIAL_CHAIN``).
 
-The extension policies relax cryptography's WebPKI defaults (tls-stack-notes
+The extension policies relax cryptography's WebPKI defaults (docs/tls-stack.md
 §2) to what OpenSSL accepts from private client PKIs:
 
 * end entity: SAN optional and of any criticality (CN-only and trustme-style

@@ -29,7 +29,7 @@ or ``ssl_ciphers`` listing only TLS 1.3 suites); a maximum of TLS 1.1 or below
 with only TLS 1.2 suites (GCM/SHA-256 suites do not exist before TLS 1.2).
 When TLS 1.0/1.1 are enabled, the OpenSSL security level is lowered to 0 in the
 cipher string: OpenSSL 3 refuses their SHA-1/MD5 handshake signatures at level 1
-and above (``docs/tls-stack-notes.md`` §4); ``warnings()`` says so.
+and above (``docs/tls-stack.md`` §4); ``warnings()`` says so.
 
 Every problem found is reported at once (``ConfigError`` carries several).
 Keys not listed in ``DOWNSTREAM_SETTING_KEYS`` are ignored here, so the whole

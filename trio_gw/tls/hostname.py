@@ -191,7 +191,7 @@ def matches_hostname(cert_names: Iterable[str | IpAddress], name: str) -> bool:
         cert_names: the certificate's identities: ``str`` entries are dNSNames
             (exact or leftmost wildcard), :mod:`ipaddress` objects are
             iPAddress entries.  (Whether a CN stands in for a missing SAN is the
-            caller's decision; see ``docs/tls-stack-notes.md`` §6.)
+            caller's decision; see ``docs/tls-stack.md`` §6.)
         name: the host name or IP literal to check.
 
     Returns:

@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 OpenSSL takes ``verify_mode``, verify flags and ticket keys from the listener's
 *initial* context only, and the trust store from the context the SNI callback
-swaps in (tls-stack-notes §1).  Per-route client-certificate policy therefore
-cannot live in the handshake.  The rule (DESIGN.md): when any route needs a
+swaps in (docs/tls-stack.md §1).  Per-route client-certificate policy therefore
+cannot live in the handshake.  The rule (docs/architecture.md): when any route needs a
 client certificate, the listener context asks for one with ``CERT_OPTIONAL``
 and every certificate context trusts the *union* of the anchors those routes
 name (plus allowlisted leaves, which need ``VERIFY_X509_PARTIAL_CHAIN``); each
@@ -25,7 +25,7 @@ routes that need a certificate (Kong's ``hosts`` forms: exact,
 cannot reach such a route is not asked.  It is asked when there is no SNI (an
 IP address was dialled: the Host header could name anything), and always under
 ``ssl_verify_client optional``/``on``.  Patterns match as the router matches
-Host headers (:class:`trio_gw.http._candidates.HostPattern`: case-insensitive,
+Host headers (:class:`trio_gw.model.hosts.HostPattern`: case-insensitive,
 a trailing dot ignored, ``*.example.com`` covering any labels before
 ``.example.com``, ports ignored — asking on every port is the safe side).
 
@@ -63,7 +63,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from trio_gw.http._candidates import parse_host_pattern
+from trio_gw.model.hosts import parse_host_pattern
 
 
 @dataclass(frozen=True)

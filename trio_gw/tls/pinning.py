@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A pin is the SHA-256 digest of a certificate's DER ``SubjectPublicKeyInfo``,
 written ``sha256//<base64>`` as curl's ``--pinnedpubkey`` and HPKP write it
-(``docs/tls-stack-notes.md`` §7: the same value as ``openssl x509 -pubkey |
+(``docs/tls-stack.md`` §7: the same value as ``openssl x509 -pubkey |
 openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64``).
 Tyk's configuration may also name a certificate instead of a pin (a store id,
 or a PEM file); the IO layer reads such a certificate and turns it into a pin

@@ -9,7 +9,7 @@ mid-connection (after the gateway has already authorised a request), and HTTP/1.
 gains nothing from it.  TLS 1.3 has no renegotiation at all.  trio-gw refuses it
 everywhere, and there is no setting to turn it back on.
 
-Facts measured on this stack (``docs/tls-stack-notes.md`` §5):
+Facts measured on this stack (``docs/tls-stack.md`` §5):
 
 * Gateway as server: OpenSSL 3.0 already refuses client-initiated
   renegotiation (``s_client`` ``R`` gets a ``no_renegotiation`` warning, then a

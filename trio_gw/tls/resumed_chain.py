@@ -5,7 +5,7 @@ Theory of operation
 A session ticket (or cached session) keeps the client's leaf but not the CA
 certificates it sent after it, so on a resumed session OpenSSL reports no
 chain.  The client-certificate plugins verify the chain on *every* request (a
-resumed session must not bypass a changed policy, tls-stack-notes §10), so a
+resumed session must not bypass a changed policy, docs/tls-stack.md §10), so a
 route trusting only the root refused, with ``unknown_ca``, a client whose
 certificate an intermediate issued, although the full handshake a moment
 before was accepted.

@@ -2,12 +2,12 @@
 
 Theory of operation
 -------------------
-Resumption is what makes TLS cheap (``docs/tls-stack-notes.md`` §9: a resumed
+Resumption is what makes TLS cheap (``docs/tls-stack.md`` §9: a resumed
 TLS 1.2 handshake costs the server 60 µs against 195 µs for a full one), so it
 is on by default, as in Kong and nginx: ``ssl_session_tickets = on``,
 ``ssl_session_timeout = 1d`` (Kong; nginx's own default is 5m).
 
-The hazard (notes §10): session tickets are encrypted with the keys of the
+The hazard (docs/tls-stack.md §10): session tickets are encrypted with the keys of the
 *listener* context, the one new ``SSLStream``s are created with, not the
 context the SNI callback swaps in.  A client holding a ticket issued before an
 allowlist change resumes after it, with the old peer certificate, and no
@@ -26,7 +26,7 @@ snapshot rebuild that changes nothing in the key keeps the context, so routine
 changes (a new route, a rotated server certificate served through SNI) do not
 throw away every client's session.
 
-Disabling tickets: ``OP_NO_TICKET`` plus ``num_tickets = 0`` (notes §10: with
+Disabling tickets: ``OP_NO_TICKET`` plus ``num_tickets = 0`` (docs/tls-stack.md §10: with
 both, nothing was resumed, TLS 1.2 session IDs included).
 
 Python 3.11 has no API for ``SSL_CTX_set_timeout``; the IO layer applies

@@ -5,7 +5,7 @@ Theory of operation
 The handshake with an upstream verifies the chain (against the profile's
 trusted CAs, up to its depth) and, normally, the host name: the context has
 ``check_hostname = True``, ``hostname_checks_common_name = False`` and
-``VERIFY_X509_STRICT`` (DESIGN.md), so only subjectAltNames count, and an IP
+``VERIFY_X509_STRICT`` (docs/architecture.md), so only subjectAltNames count, and an IP
 upstream is matched against iPAddress SANs.
 
 Two checks cannot be done by OpenSSL and run right after the handshake, before
@@ -46,6 +46,7 @@ __all__ = [
     "classify_read_failure",
     "classify_tls_failure",
     "matches_common_name",
+    "upstream_read_failure",
 ]
 
 
@@ -124,7 +125,7 @@ def classify_read_failure(reason: str | None) -> UpstreamReason | None:
     Under TLS 1.3 a server reports a refused client certificate after the
     client's handshake has finished, so it surfaces at the first read.  A
     ``handshake_failure`` alert after the handshake answers our refusal of a
-    server-initiated renegotiation (``OP_NO_RENEGOTIATION``, notes §5).
+    server-initiated renegotiation (``OP_NO_RENEGOTIATION``, docs/tls-stack.md §5).
 
     Returns:
         The reason code, or ``None`` when the error says nothing TLS-specific.
@@ -135,6 +136,30 @@ def classify_read_failure(reason: str | None) -> UpstreamReason | None:
     if text in ("SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_RENEGOTIATION", "TLSV1_ALERT_NO_RENEGOTIATION"):
         return UpstreamReason.RENEGOTIATION_REFUSED
     return None
+
+
+def upstream_read_failure(ssl_reason: str | None, detail: str, *, protocol_error: bool) -> str:
+    """The reason code of a failed read of an upstream's answer.
+
+    Args:
+        ssl_reason: OpenSSL's reason when the read raised a TLS error (or was caused by one).
+        detail: the error's text (alerts relayed by a TLS library that lost the reason).
+        protocol_error: the upstream broke HTTP/1.1 (h11's ``RemoteProtocolError``).
+
+    Returns:
+        ``upstream_rejected_client_cert`` / ``upstream_renegotiation_refused`` for
+        the TLS cases of :func:`classify_read_failure`, ``upstream_protocol_error``,
+        or ``upstream_read_failed``.
+    """
+    tls_reason = classify_read_failure(ssl_reason)
+    if tls_reason is not None:
+        return str(tls_reason)
+    text = detail.upper()
+    if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
+        return str(UpstreamReason.REJECTED_CLIENT_CERT)
+    if protocol_error:
+        return "upstream_protocol_error"
+    return "upstream_read_failed"
 
 
 def matches_common_name(cert: x509.Certificate, host: str) -> bool:

@@ -12,7 +12,7 @@ spellings users bring from other gateways into that range:
   ``ssl.TLSVersion``;
 * a Kong ``ssl_protocols`` list: ``"TLSv1.2 TLSv1.3"`` or ``["TLSv1.2", "TLSv1.3"]``.
 
-Facts from ``docs/tls-stack-notes.md`` §4 this module exists for: stdlib ``ssl``
+Facts from ``docs/tls-stack.md`` §4 this module exists for: stdlib ``ssl``
 accepts ``minimum_version > maximum_version`` silently and every handshake then
 fails with ``NO_PROTOCOLS_AVAILABLE``; and TLS 1.0/1.1 handshakes also need the
 OpenSSL security level lowered to 0 (``downstream.py`` does that, through the

@@ -178,19 +178,18 @@ def test_https_redirect_location(status: int) -> None:
     decision = https_redirect(match, request, 443)
     assert decision.status == status and decision.body == b""
     assert dict(decision.headers)[b"location"] == b"https://api.example.com/p/q?x=1"
-    response, _ = https_redirect(match, request, 8443).as_response()
-    assert dict(response.headers)[b"location"] == b"https://api.example.com:8443/p/q?x=1"
+    other_port = https_redirect(match, request, 8443)
+    assert dict(other_port.headers)[b"location"] == b"https://api.example.com:8443/p/q?x=1"
 
 
 def test_https_redirect_426() -> None:
     router = Router.build([route("a", protocols=("https",))], SERVICES)
     match = select_route(router, facts())
     assert match is not None
-    response, body = https_redirect(match, facts(), 443).as_response()
-    assert response.status_code == 426
-    assert dict(response.headers)[b"content-length"] == str(len(body)).encode()
-    assert body == b'{"message": "Please use HTTPS protocol"}'
-    assert dict(response.headers)[b"upgrade"] == b"TLS/1.2, HTTP/1.1"
+    decision = https_redirect(match, facts(), 443)
+    assert decision.status == 426
+    assert decision.body == b'{"message": "Please use HTTPS protocol"}'
+    assert dict(decision.headers)[b"upgrade"] == b"TLS/1.2, HTTP/1.1"
 
 
 # Kong's path_handling table: service.path "/s", request "<route path>req".
@@ -247,7 +246,7 @@ def test_regex_strip_removes_matched_part() -> None:
     assert match is not None
     assert match.upstream_path == "/s/orders"
     assert match.stripped_prefix == "/users/42"
-    assert match.upstream_target == "/s/orders?a=b"
+    assert match.query == "a=b"
 
 
 def test_join_v1_double_slash() -> None:

@@ -41,7 +41,7 @@ def test_allowlist_by_fingerprint_and_by_ca(pki: Pki) -> None:
 
 def test_allowlist_refuses_a_host_other_than_the_sni(pki: Pki) -> None:
     """Regression: a route needing a client certificate answers 421 when Host and SNI disagree
-    (DESIGN.md secure defaults); mtls-allowlist did not check it, only mtls-auth did."""
+    (docs/architecture.md secure defaults); mtls-allowlist did not check it, only mtls-auth did."""
     entities = load(document(pki, plugins=[allowlist(f"sha256:{fp(pki.self_signed)}")]))
     refused = run(entities, request(pki.self_signed, host="other.example"))
     assert isinstance(refused, Deny) and (refused.status, refused.reason) == (421, "sni_host_mismatch")

@@ -9,7 +9,7 @@ import pytest
 from trio_gw.admin.representation import present
 from trio_gw.errors import ConfigError
 from trio_gw.plugins.base import REGISTRY, check_plugins_available, public_config
-from trio_gw.runtime.settings import parse_settings
+from trio_gw.settings import parse_settings
 from trio_gw.snapshot import build_snapshot
 from trio_gw.testing.pki import build_certificate
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trio_gw.runtime.settings import ListenAddress, http2_flag_warnings, parse_listen, parse_settings, serves_http2
+from trio_gw.settings import ListenAddress, http2_flag_warnings, parse_listen, parse_settings, serves_http2
 
 
 def test_http2_needs_ssl() -> None:

@@ -15,8 +15,8 @@ from trio_gw.errors import ConfigError
 from trio_gw.model.declarative import load_declarative_text
 from trio_gw.model.entities import Entities
 from trio_gw.net.http_fetch import outbound_tls_context
-from trio_gw.runtime.gateway import read_default_certificates, read_pairs, read_ssl_certificates_files
-from trio_gw.runtime.settings import parse_settings
+from trio_gw.runtime.certificate_files import read_default_certificates, read_pairs, read_ssl_certificates_files
+from trio_gw.settings import parse_settings
 from trio_gw.snapshot import build_snapshot
 from trio_gw.testing.pki import Issued, issue, make_ca
 from trio_gw.tls.sni import SniRule, select_certificate

@@ -88,7 +88,7 @@ def test_table_matches_stdlib_get_ciphers() -> None:
 
 
 def test_stdlib_silently_drops_unknown_names() -> None:
-    # The hazard the validation exists for (tls-stack-notes §4).
+    # The hazard the validation exists for (docs/tls-stack.md §4).
     ctx = _context("ECDHE-RSA-AES128-GCM-SHA256:NOT-A-CIPHER:DES-CBC3-SHA")
     assert _tls12_names(ctx) == ["ECDHE-RSA-AES128-GCM-SHA256"]
     with pytest.raises(ssl.SSLError):

@@ -280,7 +280,7 @@ def test_upstream_fit_errors_name_proxy_ciphers() -> None:
 
 def test_renegotiation_flags() -> None:
     assert renegotiation.DOWNSTREAM_OPTIONS == ssl.OP_NO_RENEGOTIATION
-    assert renegotiation.OP_ALLOW_CLIENT_RENEGOTIATION == 0x100  # notes §5
+    assert renegotiation.OP_ALLOW_CLIENT_RENEGOTIATION == 0x100  # docs/tls-stack.md §5
     assert not renegotiation.FORBIDDEN_OPTIONS & (ssl.OP_ALL | ssl.OP_NO_RENEGOTIATION)
     assert renegotiation.is_renegotiation_refused(ssl.OP_ALL | ssl.OP_NO_RENEGOTIATION)
     assert not renegotiation.is_renegotiation_refused(ssl.OP_ALL)

@@ -59,7 +59,7 @@ DEFAULT_TIME = datetime(2025, 6, 1, tzinfo=UTC)
 # below, so the list stays exact); the agreement figures exclude nothing.
 _DIFFERENCES: dict[str, list[str]] = {
     # Client PKIs are private, not WebPKI: accept what OpenSSL accepts
-    # (tls-stack-notes §2; client_auth's extension policies).
+    # (docs/tls-stack.md §2; client_auth's extension policies).
     "relaxed WebPKI/RFC 5280 pedantry, as OpenSSL": [
         "rfc5280::aki::leaf-missing-aki",
         "rfc5280::aki::intermediate-missing-aki",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from trio_gw.runtime.settings import parse_settings
+from trio_gw.settings import parse_settings
 from trio_gw.snapshot import build_snapshot
 from trio_gw.model.entities import Entities
 from trio_gw.testing.pki import make_ca

@@ -102,7 +102,7 @@ def test_unchanged_key_keeps_the_context_and_its_tickets() -> None:
 
 
 def test_changed_client_auth_policy_replaces_the_context() -> None:
-    # tls-stack-notes §10: an old ticket resumed past a rotated allowlist.
+    # docs/tls-stack.md §10: an old ticket resumed past a rotated allowlist.
     new = ListenerPolicyKey(("policy", 1), True, "g2")
     assert needs_new_listener_context(KEY, new)
     (reason,) = listener_context_change_reasons(KEY, new)

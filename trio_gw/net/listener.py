@@ -1,15 +1,15 @@
-"""Listeners: accept loops, TLS handshakes, connection limits, draining.
+"""Listeners: accept loops, TLS handshakes, connection limits.
 
 Theory of operation
 -------------------
-``serve_ssl_over_tcp`` fixes its context when the listener starts; we need to
-swap the listener context when policy changes (new certificates, a changed
-client-certificate allowlist — a resumed session must not bypass it, notes
-§10), so the accept loop is our own: every accepted socket is wrapped with the
-context the :class:`ListenerContexts` holder points at *now*.
+``serve_ssl_over_tcp`` fixes its context when the listener starts; the gateway
+needs the context of the generation current *at accept*, so the accept loop is
+our own: every accepted socket asks its :class:`TlsSource` for the context to
+wrap it with, and the connection carries that generation's server contexts for
+the SNI callback (:mod:`trio_gw.net.tls_server`).
 
 A failed handshake's alert is flushed to the client before closing (trio drops
-it, notes §2), so curl shows ``unknown ca`` / ``protocol version`` /
+it, docs/tls-stack.md §2), so curl shows ``unknown ca`` / ``protocol version`` /
 ``unrecognized name`` instead of a reset.
 """
 
@@ -22,21 +22,33 @@ from typing import Protocol
 
 import trio
 
-from trio_gw.net.proxy import ConnectionInfo
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.connection import record_tls_facts
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
 
 log = logging.getLogger("trio_gw.net")
-_ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
 
 
-class ContextSource(Protocol):
-    """Gives the listener context to wrap a new connection with (swapped on policy change)."""
+class TlsSource(Protocol):
+    """What a TLS listener wraps a new connection with."""
 
-    def listener_context(self) -> ssl.SSLContext: ...
+    def context_for_accept(self) -> tuple[ssl.SSLContext, object | None]:
+        """The context to wrap with, and what the SNI callback needs (attached as ``trio_gw_tls``)."""
+        ...
 
 
-Handler = Callable[[trio.abc.Stream, ConnectionInfo], Awaitable[None]]
+class FixedTls:
+    """A listener context that never changes (the Admin API and status listeners)."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+
+    def context_for_accept(self) -> tuple[ssl.SSLContext, object | None]:
+        return self.ctx, None
+
+
+Handler = Callable[[trio.abc.Stream, ConnectionFacts], Awaitable[None]]
 #: Called once per handshake: (listener name, failure reason code or None, TLS version).
 HandshakeObserver = Callable[[str, "str | None", "str | None"], None]
 
@@ -54,7 +66,7 @@ class Listener:
         *,
         name: str,
         handler: Handler,
-        tls: ContextSource | None,
+        tls: TlsSource | None,
         handshake_timeout: float,
         limiter: trio.CapacityLimiter,
         observe: HandshakeObserver = _ignore,
@@ -90,28 +102,37 @@ class Listener:
             return
         async with self.limiter:
             peer = sock.socket.getpeername()
-            info = ConnectionInfo(client_ip=peer[0], client_port=peer[1], server_port=self.port)
+            conn = ConnectionFacts(client_ip=peer[0], client_port=peer[1], server_port=self.port)
             stream: trio.abc.Stream = sock
             if self.tls is not None:
-                tls_stream, failure = await handshake(sock, self.tls.listener_context(), self.handshake_timeout)
+                context, tag = self.tls.context_for_accept()
+                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag)
                 if tls_stream is None:
                     self.observe(self.name, failure, None)
                     return
-                _record_tls_facts(tls_stream, info, self.chains)
-                self.observe(self.name, None, info.tls_version)
+                record_tls_facts(tls_stream, conn, self.chains)
+                self.observe(self.name, None, conn.tls_version)
                 stream = tls_stream
-            await self.handler(stream, info)
+            await self.handler(stream, conn)
 
 
 async def handshake(
-    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float
+    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None
 ) -> tuple[trio.SSLStream[trio.SocketStream] | None, str | None]:
     """Run the server handshake; on failure flush the TLS alert and close.
+
+    Args:
+        sock: the accepted socket.
+        context: the listener context.
+        timeout: the handshake's deadline (``ssl_handshake_timeout``).
+        tag: attached to the connection as ``trio_gw_tls`` for the SNI callback.
 
     Returns:
         ``(stream, None)``, or ``(None, reason code)`` when the handshake failed.
     """
     stream = trio.SSLStream(sock, context, server_side=True, https_compatible=True)
+    if tag is not None:
+        stream._ssl_object.trio_gw_tls = tag  # type: ignore[attr-defined]  # read by the SNI callback
     reason = "timeout"
     try:
         with trio.fail_after(timeout):
@@ -122,7 +143,7 @@ async def handshake(
         reason = classify_handshake_failure(
             getattr(cause, "reason", None), getattr(cause, "verify_message", None)
         ) if isinstance(cause, ssl.SSLError) else "client_closed"
-        alert = stream._outgoing.read()  # trio does not flush the alert (notes §2)
+        alert = stream._outgoing.read()  # trio does not flush the alert (docs/tls-stack.md §2)
         if alert:
             with trio.move_on_after(1):
                 try:
@@ -135,38 +156,13 @@ async def handshake(
     return None, reason
 
 
-def _record_tls_facts(
-    stream: trio.SSLStream[trio.SocketStream], info: ConnectionInfo, chains: IntermediateCache
-) -> None:
-    info.tls = True
-    info.tls_version = stream.version()
-    cipher = stream.cipher()
-    info.cipher = cipher[0] if cipher else None
-    info.alpn = stream.selected_alpn_protocol()
-    sslobj = stream._ssl_object
-    info.sni = getattr(sslobj, "trio_gw_sni", None)
-    info.peer_certificate_der = stream.getpeercert(binary_form=True)
-    if info.peer_certificate_der is not None:
-        # Python 3.11 has no public chain API (3.13 does).  The plugins verify the
-        # chain themselves, so pass what the client sent.  A resumed session has no
-        # chain: give back the intermediates verified handshakes showed above this
-        # leaf, else a route trusting only the root refuses it (tls/resumed_chain.py).
-        if sslobj.session_reused:
-            info.peer_chain_der = chains.chain_for(info.peer_certificate_der)
-            return
-        chain = sslobj._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
-        info.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain[1:])
-        verified = sslobj._sslobj.get_verified_chain() or []  # type: ignore[attr-defined]
-        chains.remember([c.public_bytes(_ENCODING_DER) for c in verified[1:]])
-
-
 async def open_listener(
     host: str,
     port: int,
     *,
     name: str,
     handler: Handler,
-    tls: ContextSource | None,
+    tls: TlsSource | None,
     handshake_timeout: float,
     limiter: trio.CapacityLimiter,
     observe: HandshakeObserver = _ignore,

@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 A proxy listener with the ``http2`` flag offers ALPN ``h2, http/1.1`` and hands
 its connections to :meth:`Http2Server.serve_connection`: those that negotiated
-``h2`` are served here, the others by the HTTP/1.1 loop
-(:meth:`ProxyServer.serve_connection`).
+``h2`` are served here, the others by the HTTP/1.1 driver
+(:class:`trio_gw.net.http1.Http1Server`).
 
 One sans-IO ``h2.connection.H2Connection`` per connection, driven by tasks of
 one nursery:
@@ -21,10 +21,11 @@ one nursery:
   shared stream (a cancelled ``SSLStream.send_all`` breaks the connection);
 * one *stream task* per request runs the HTTP/1.1 pipeline: the head becomes a
   request in HTTP/1.1 terms (:mod:`trio_gw.http.h2_request`: the same guards,
-  statuses and reason codes), then :meth:`ProxyServer.route` (routing, https
-  enforcement, plugins with this connection's TLS facts) and
-  :meth:`ProxyServer.forward` (upstream pool, header rules, timeouts, error
-  answers) with a body source and a response sink over this stream.
+  statuses and reason codes), then :meth:`Proxy.decide` (the pure decision on
+  the generation the stream pinned: routing, https enforcement, plugins with
+  this connection's TLS facts, the upstream request head) and
+  :meth:`Proxy.forward` (upstream pool, timeouts, error answers) with a body
+  source and a response sink over this stream.
 
 Flow control: received DATA is acknowledged (WINDOW_UPDATE) only once the body
 reader took it for the upstream, so a slow upstream slows the client down and
@@ -70,20 +71,15 @@ from trio_gw.http.facts import RequestFacts
 from trio_gw.http.h2_request import parse_h2_request, pseudo_header
 from trio_gw.http.headers import HOP_BY_HOP
 from trio_gw.http.responses import error_body
+from trio_gw.decision import Answer
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.proxy import (
-    Answer,
-    ClientGone,
-    ConnectionInfo,
-    Exchange,
-    Header,
-    ProxyServer,
-    UpstreamFailure,
-    close_stream,
-)
+from trio_gw.net.exchange import ClientGone, Exchange, Header, Proxy, UpstreamFailure
+from trio_gw.net.http1 import Http1Server
 
 if TYPE_CHECKING:
-    from trio_gw.runtime.settings import Settings
+    from trio_gw.settings import Settings
 
 log = logging.getLogger("trio_gw.h2")
 
@@ -107,13 +103,14 @@ def _expects_continue(headers: list[Header]) -> bool:
 class Http2Server:
     """Serves the connections of proxy listeners with the ``http2`` flag."""
 
-    def __init__(self, proxy: ProxyServer) -> None:
+    def __init__(self, proxy: Proxy, http1: Http1Server) -> None:
         self.proxy = proxy
+        self.http1 = http1
 
-    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionInfo) -> None:
+    async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionFacts) -> None:
         """Serve ``stream`` with HTTP/2 when ALPN chose ``h2``, else with HTTP/1.1."""
         if info.alpn != "h2":
-            await self.proxy.serve_connection(stream, info)
+            await self.http1.serve_connection(stream, info)
             return
         try:
             await _H2Connection(self.proxy, stream, info).serve()
@@ -148,7 +145,7 @@ class _Stream:
 
 
 class _Body:
-    """The request body of one stream, as :class:`trio_gw.net.proxy.BodySource`."""
+    """The request body of one stream, as :class:`trio_gw.net.exchange.BodySource`."""
 
     __slots__ = ("conn", "expected", "received", "st", "timeout")
 
@@ -190,7 +187,7 @@ class _Body:
 
 
 class _Sink:
-    """The answer on one stream, as :class:`trio_gw.net.proxy.ResponseSink`."""
+    """The answer on one stream, as :class:`trio_gw.net.exchange.ResponseSink`."""
 
     __slots__ = ("conn", "st", "head_block", "parts", "buffered", "ending", "started")
 
@@ -234,11 +231,11 @@ class _Sink:
 class _H2Connection:
     """One client connection speaking HTTP/2 (see the module docstring)."""
 
-    def __init__(self, proxy: ProxyServer, transport: trio.abc.Stream, info: ConnectionInfo) -> None:
+    def __init__(self, proxy: Proxy, transport: trio.abc.Stream, info: ConnectionFacts) -> None:
         self.proxy = proxy
         self.transport = transport
         self.info = info
-        self.settings: Settings = proxy.get_snapshot().settings
+        self.settings: Settings = proxy.generation.settings
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
         self.h2 = h2.connection.H2Connection(config)
         max_header_size = self.settings.max_header_size
@@ -456,8 +453,8 @@ class _H2Connection:
 
     async def _serve_stream(self, st: _Stream, headers: list[Header]) -> None:
         proxy, info = self.proxy, self.info
-        snapshot = proxy.get_snapshot()  # the request runs on the snapshot current at its head
-        settings = snapshot.settings
+        gen = proxy.generation  # the request runs on the generation current at its head
+        settings = gen.settings
         ex = Exchange(started=time.monotonic(), protocol="HTTP/2")
         ex.method = (pseudo_header(headers, b":method") or b"-").decode("ascii", "replace")
         ex.target = (pseudo_header(headers, b":path") or b"-").decode("ascii", "replace")
@@ -467,7 +464,7 @@ class _H2Connection:
                                         max_headers=settings.max_headers)
                 facts = RequestFacts.from_head(
                     head.method, head.target, head.headers, protocol="https" if info.tls else "http",
-                    sni=info.sni, header_names=snapshot.router.header_names,
+                    sni=info.sni, header_names=gen.snapshot.router.header_names,
                 )
                 if head.content_length and st.ended and not st.chunks:
                     # END_STREAM with the head yet a content-length: malformed (RFC 9113
@@ -477,11 +474,12 @@ class _H2Connection:
                 ex.reason = exc.reason
                 await self._answer(st, ex, Answer(exc.status, exc.reason, exc.message))
                 return
-            decision = proxy.route(facts, head.headers, snapshot, info, ex)
+            has_body = bool(st.chunks or not st.ended) and head.content_length != 0
+            decision = proxy.decide(facts, head.headers, info, gen, ex, method=head.method,
+                                    chunked=has_body and head.content_length is None)
             if isinstance(decision, Answer):
                 await self._answer(st, ex, decision)
                 return
-            has_body = bool(st.chunks or not st.ended) and head.content_length != 0
             if has_body and not st.chunks and _expects_continue(head.headers):
                 # the client waits for this before sending the body (RFC 9110 §10.1.1)
                 self.send_headers(st, [(b":status", b"100")], end=False)
@@ -489,10 +487,9 @@ class _H2Connection:
             sink = _Sink(self, st)
             try:
                 await proxy.forward(
-                    decision, head.method, head.headers,
+                    decision, gen,
                     body=_Body(self, st, settings.client_body_timeout, head.content_length) if has_body else None,
-                    chunked=has_body and head.content_length is None,
-                    sink=sink, snapshot=snapshot, info=info, ex=ex,
+                    sink=sink, ex=ex,
                 )
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
@@ -502,7 +499,7 @@ class _H2Connection:
         except ClientGone:
             pass  # the stream is reset when it finishes
         finally:
-            proxy.log_access(info, ex)
+            proxy.record(info, ex)
 
     async def _answer(self, st: _Stream, ex: Exchange, answer: Answer) -> None:
         """Send an answer the gateway makes itself (JSON error, redirect)."""

@@ -1,0 +1,70 @@
+"""Client connections: the facts of a finished TLS handshake, and closing a stream properly.
+
+Python 3.11 has no public API for the client's certificate chain (3.13 does) and
+trio keeps its ``SSLObject`` private, so the two places that need them are here,
+next to each other, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import trio
+
+from trio_gw.http.facts import ConnectionFacts
+from trio_gw.tls.resumed_chain import IntermediateCache
+
+_ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
+
+
+def record_tls_facts(stream: trio.SSLStream[trio.SocketStream], conn: ConnectionFacts, chains: IntermediateCache) -> None:
+    """Fill ``conn`` with what the handshake of ``stream`` established.
+
+    The plugins verify the client's chain themselves, so what the client sent is
+    passed on.  A resumed session has no chain: the intermediates verified
+    handshakes showed above this leaf are given back, else a route trusting only
+    the root would refuse it (:mod:`trio_gw.tls.resumed_chain`).
+    """
+    conn.tls = True
+    conn.tls_version = stream.version()
+    cipher = stream.cipher()
+    conn.cipher = cipher[0] if cipher else None
+    conn.alpn = stream.selected_alpn_protocol()
+    sslobj = stream._ssl_object
+    conn.sni = getattr(sslobj, "trio_gw_sni", None)
+    conn.peer_certificate_der = stream.getpeercert(binary_form=True)
+    if conn.peer_certificate_der is None:
+        return
+    if sslobj.session_reused:
+        conn.peer_chain_der = chains.chain_for(conn.peer_certificate_der)
+        return
+    chain = sslobj._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
+    conn.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain[1:])
+    verified = sslobj._sslobj.get_verified_chain() or []  # type: ignore[attr-defined]
+    chains.remember([c.public_bytes(_ENCODING_DER) for c in verified[1:]])
+
+
+async def close_stream(stream: trio.abc.Stream) -> None:
+    """Close a client stream; a TLS one says close_notify first (RFC 8446 §6.1).
+
+    trio's ``aclose()`` skips close_notify on ``https_compatible`` streams, and
+    without it strict clients (``openssl s_client``) report a truncation.  The
+    alert is queued with ``SSLObject.unwrap()`` (which does not wait for the
+    peer's reply), flushed with a short deadline, then the socket is closed.
+    """
+    if isinstance(stream, trio.SSLStream):
+        transport = stream.transport_stream
+        try:
+            stream._ssl_object.unwrap()
+        except (ssl.SSLError, ValueError):
+            pass  # SSLWantReadError: our alert is queued, the peer's is not awaited
+        alert = stream._outgoing.read()
+        if alert:
+            with trio.move_on_after(1):
+                try:
+                    await transport.send_all(alert)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+                    pass
+        await trio.aclose_forcefully(transport)
+        return
+    await trio.aclose_forcefully(stream)

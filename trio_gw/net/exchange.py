@@ -1,0 +1,365 @@
+"""The upstream exchange both protocol drivers share, and what they share about the data plane.
+
+Theory of operation
+-------------------
+The HTTP/1.1 driver (:mod:`trio_gw.net.http1`) and the HTTP/2 driver
+(:mod:`trio_gw.net.http2`) read request heads their own way, then call the
+same two steps of :class:`Proxy`:
+
+* :meth:`Proxy.decide` — the pure :func:`trio_gw.decision.decide_request` on
+  the generation the request pinned (route, https enforcement, plugins, the
+  upstream request head), noting the outcome in the access-log record;
+* :meth:`Proxy.forward` — the upstream exchange: a connection from the pool (or
+  a new one, with the plan's TLS context, checks and forward proxy), the head
+  sent, the body streamed up while the response streams down into a
+  :class:`ResponseSink` (both directions with backpressure), the connection
+  given back when the exchange ended cleanly.
+
+Only reading heads and writing answers is per protocol.  IO failures become
+:class:`UpstreamFailure` with a stable reason (the classification is the pure
+:func:`trio_gw.tls.upstream_identity.upstream_read_failure`), or
+:class:`ClientGone` when nothing can be answered any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import h11
+import trio
+
+from trio_gw.decision import Answer, Forward, decide_request
+from trio_gw.http.facts import ConnectionFacts, RequestFacts
+from trio_gw.http.headers import downstream_response_headers
+from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.generation import Generation, GenerationHolder
+from trio_gw.net.tls_client import UpstreamPlan
+from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
+from trio_gw.plugins.base import CrlSource
+from trio_gw.tls.upstream_identity import UpstreamTlsError, upstream_read_failure
+
+log = logging.getLogger("trio_gw.proxy")
+
+#: A response batch larger than this is sent before more is read (backpressure).
+RELAY_FLUSH_BYTES = 65536
+
+Header = tuple[bytes, bytes]
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not be used; carries the status and reason for the client."""
+
+    def __init__(self, status: int, reason: str, message: str | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class ClientGone(Exception):
+    """The client disappeared or stalled mid-exchange: nothing can be answered."""
+
+
+@dataclass
+class Exchange:
+    """What the access log records about one request."""
+
+    started: float
+    method: str = "-"
+    target: str = "-"
+    status: int = 0
+    reason: str | None = None
+    route: str | None = None
+    service: str | None = None
+    upstream: str | None = None
+    upstream_time: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    protocol: str = "HTTP/1.1"
+
+
+class BodySource(Protocol):
+    """The client's request body, as the upstream exchange reads it."""
+
+    async def receive(self) -> bytes | None:
+        """The next piece of the body, or ``None`` at its end.
+
+        Raises:
+            ClientGone: the client stalled (``client_body_timeout``), broke the
+                framing or went away.
+        """
+        ...
+
+
+class ResponseSink(Protocol):
+    """Where the upstream's answer goes: an HTTP/1.1 connection or one HTTP/2 stream.
+
+    ``head``/``data``/``end`` only buffer; ``flush`` sends (and is where
+    backpressure applies), so a small answer leaves in one write.
+    """
+
+    @property
+    def buffered(self) -> int:
+        """Bytes buffered and not yet flushed."""
+        ...
+
+    def head(self, status: int, headers: list[Header], reason: bytes) -> None: ...
+
+    def data(self, data: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+AccessRecorder = Callable[[ConnectionFacts, Exchange], None]
+
+
+class Proxy:
+    """What every proxy listener of a worker shares: the generation, the pool, the access log, draining.
+
+    Args:
+        holder: the node's current generation.
+        pool: idle upstream connections.
+        record: called once per request with its access-log record.
+        crl_source: CRLs fetched for the plugins' revocation checks.
+    """
+
+    def __init__(
+        self, holder: GenerationHolder, pool: UpstreamPool, record: AccessRecorder,
+        crl_source: CrlSource | None = None,
+    ) -> None:
+        self.holder = holder
+        self.pool = pool
+        self.record = record
+        self.crl_source = crl_source
+        self.in_flight = 0
+        self.draining = False
+        #: Set when draining starts; HTTP/2 connections wait on it to send GOAWAY.
+        self.drain_started = trio.Event()
+
+    @property
+    def generation(self) -> Generation:
+        """The generation a request arriving now pins."""
+        return self.holder.current
+
+    def start_draining(self) -> None:
+        """Stop taking new requests: HTTP/1.1 connections close after the current
+        one, HTTP/2 connections send GOAWAY and finish their open streams."""
+        self.draining = True
+        self.drain_started.set()
+
+    def decide(
+        self, facts: RequestFacts, headers: Sequence[Header], conn: ConnectionFacts, gen: Generation, ex: Exchange,
+        *, method: bytes, chunked: bool,
+    ) -> Forward | Answer:
+        """The pure decision for one request head on ``gen``; the access-log record notes it."""
+        decision = decide_request(facts, headers, conn, gen.snapshot, method=method, chunked=chunked,
+                                  now=time.time(), crl_source=self.crl_source)
+        if isinstance(decision, Answer):
+            ex.reason = decision.reason
+            ex.route, ex.service = decision.route_label, decision.service_label
+        else:
+            ex.route, ex.service = decision.route_label, decision.service_label
+        return decision
+
+    async def forward(
+        self, fwd: Forward, gen: Generation, *, body: BodySource | None, sink: ResponseSink, ex: Exchange,
+    ) -> bool:
+        """Send one request upstream and relay the answer into ``sink`` (both protocols).
+
+        Args:
+            fwd: the decision, with the complete upstream request head.
+            gen: the generation the request pinned (its plan and pool key are used).
+            body: the request body, or ``None`` when there is none.
+            sink: where the answer goes.
+            ex: the access-log record.
+
+        Returns:
+            Whether the request body was read to its end (``False`` when the
+            upstream answered before taking all of it).
+
+        Raises:
+            UpstreamFailure: the upstream failed; ``ex.status`` is 0 when
+                nothing was relayed yet (the caller can still answer).
+            ClientGone: the client stalled or went away, or the upstream
+                closed mid-response.
+        """
+        plan = gen.upstreams[fwd.service_id]
+        up_request = h11.Request(method=fwd.method, target=fwd.target, headers=fwd.headers)
+        has_body = body is not None
+        ex.upstream = plan.peer
+        up_started = time.monotonic()
+        for attempt in (1, 2):
+            upstream = await self._connect(plan, fresh=attempt == 2)
+            try:
+                await _send_head(upstream, up_request, plan, has_body=has_body)
+                if body is not None:
+                    uploaded = await _full_duplex(upstream, body, sink, plan, ex)
+                else:
+                    await _relay_response(upstream, sink, plan, ex)
+                    uploaded = True
+                break
+            except UpstreamFailure as exc:
+                await upstream.aclose()
+                # A pooled connection the upstream closed while idle: retry once on a new
+                # one, but only when nothing was consumed from the client or sent back.
+                if not (upstream.reused and not has_body and ex.status == 0 and exc.status == 502):
+                    raise
+            except BaseException:
+                await upstream.aclose()
+                raise
+            finally:
+                ex.upstream_time = time.monotonic() - up_started
+        if not self.pool.give_back(upstream):
+            await upstream.aclose()
+        return uploaded
+
+    async def _connect(self, plan: UpstreamPlan, *, fresh: bool) -> UpstreamConnection:
+        pooled = None if fresh else self.pool.take(plan.key)
+        if pooled is not None:
+            return pooled
+        try:
+            return await open_upstream(plan.key, context=plan.context, connect_timeout=plan.connect_timeout,
+                                       profile=plan.profile, proxy=plan.proxy, proxy_context=plan.proxy_context)
+        except trio.TooSlowError as exc:
+            raise UpstreamFailure(504, "upstream_connect_timeout") from exc
+        except UpstreamTlsError as exc:  # stable reason code; the detail stays in the error log
+            raise UpstreamFailure(502, str(exc.reason)) from exc
+        except (ssl.SSLError, trio.BrokenResourceError) as exc:
+            raise UpstreamFailure(502, "upstream_tls_failed") from exc
+        except OSError as exc:
+            raise UpstreamFailure(502, "upstream_connect_failed") from exc
+
+
+async def _send_head(upstream: UpstreamConnection, up_request: h11.Request, plan: UpstreamPlan, *, has_body: bool) -> None:
+    data = upstream.h11.send(up_request)
+    if not has_body:
+        data += upstream.h11.send(h11.EndOfMessage())
+    # A bare CancelScope: trio.fail_after's generator wrapper costs ~5% of a request here.
+    with trio.CancelScope(deadline=trio.current_time() + plan.write_timeout) as scope:
+        try:
+            await upstream.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise UpstreamFailure(502, "upstream_write_failed") from exc
+    if scope.cancelled_caught:
+        raise UpstreamFailure(504, "upstream_write_timeout")
+    upstream.requests += 1
+
+
+async def _full_duplex(
+    upstream: UpstreamConnection, body: BodySource, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange,
+) -> bool:
+    """Stream the body up while relaying the response down (an echoing upstream
+    would otherwise deadlock against a client that sends everything first).
+
+    Returns whether the whole body was uploaded."""
+    # Errors are caught inside the nursery and re-raised after it, so callers
+    # see UpstreamFailure/ClientGone themselves, never an ExceptionGroup.
+    failure: list[Exception] = []
+    uploaded = trio.Event()
+
+    async def upload() -> None:
+        try:
+            await _send_body(upstream, body, plan, ex)
+            uploaded.set()
+        except Exception as exc:  # re-raised below, after the nursery
+            failure.append(exc)
+            nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(upload)
+        try:
+            await _relay_response(upstream, sink, plan, ex)
+        except Exception as exc:  # re-raised below, after the nursery
+            failure.insert(0, exc)
+            nursery.cancel_scope.cancel()
+        if not uploaded.is_set():
+            # The upstream answered before taking the whole body (e.g. 413): stop
+            # uploading; neither connection is reusable.
+            nursery.cancel_scope.cancel()
+            upstream.h11 = h11.Connection(h11.CLIENT)  # never pooled: state is mid-request
+    if failure:
+        raise failure[0]
+    return uploaded.is_set()
+
+
+async def _send_body(upstream: UpstreamConnection, body: BodySource, plan: UpstreamPlan, ex: Exchange) -> None:
+    while True:
+        chunk = await body.receive()
+        if chunk is None:
+            data = upstream.h11.send(h11.EndOfMessage())
+        else:
+            ex.bytes_in += len(chunk)
+            data = upstream.h11.send(h11.Data(data=chunk))
+        try:
+            with trio.fail_after(plan.write_timeout):
+                await upstream.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise UpstreamFailure(502, "upstream_write_failed") from exc
+        except trio.TooSlowError as exc:
+            raise UpstreamFailure(504, "upstream_write_timeout") from exc
+        if chunk is None:
+            return
+
+
+async def _relay_response(upstream: UpstreamConnection, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange) -> None:
+    """Relay the upstream's response to the client.
+
+    Output is batched: everything h11 can give without another read (often
+    head, body and end together) goes out in one flush — one TLS record and
+    one syscall instead of three.  The batch is flushed before every read
+    and whenever it exceeds ``RELAY_FLUSH_BYTES``, so a large body still
+    streams with backpressure.
+    """
+    read_timeout = plan.read_timeout
+    h = upstream.h11
+    started = False
+    while True:
+        try:
+            event = h.next_event()
+        except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body
+            raise UpstreamFailure(502, _read_failure(exc)) from exc
+        if event is h11.NEED_DATA:
+            if sink.buffered:
+                await sink.flush()
+            with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
+                try:
+                    data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                    raise UpstreamFailure(502, _read_failure(exc)) from exc
+            if scope.cancelled_caught:
+                raise UpstreamFailure(504, "upstream_read_timeout")
+            h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+            continue
+        if isinstance(event, h11.InformationalResponse):
+            continue  # 1xx from upstream: we already answered 100-continue ourselves
+        if isinstance(event, h11.Response):
+            ex.status = event.status_code
+            sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
+            started = True
+        elif isinstance(event, h11.Data):
+            ex.bytes_out += len(event.data)
+            sink.data(event.data)
+            if sink.buffered >= RELAY_FLUSH_BYTES:
+                await sink.flush()
+        elif isinstance(event, h11.EndOfMessage):
+            sink.end()
+            await sink.flush()
+            return
+        else:  # ConnectionClosed before the end of the response
+            if started:
+                raise ClientGone("upstream closed mid-response")
+            raise UpstreamFailure(502, "upstream_closed")
+
+
+def _read_failure(exc: BaseException) -> str:
+    """The facts of a failed upstream read, for the pure classification."""
+    cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+    ssl_reason = cause.reason if isinstance(cause, ssl.SSLError) else None
+    return upstream_read_failure(ssl_reason, str(exc), protocol_error=isinstance(exc, h11.RemoteProtocolError))

@@ -1,0 +1,301 @@
+"""The downstream HTTP/1.1 connection driver.
+
+Theory of operation
+-------------------
+One task per client connection drives an ``h11.Connection(h11.SERVER)``:
+
+    read head (client_header_timeout; keepalive_timeout while idle)
+      → pin the generation current now       Proxy.generation
+      → guards (smuggling, sizes)            http.guards
+      → the whole decision                   decision.decide_request (pure)
+      → answer it, or forward upstream       Proxy.forward (shared with HTTP/2)
+      → access log line
+      → next request on the same connection, or close
+
+Every decision is taken by a pure module; this module only moves bytes and maps
+IO failures to responses: connection refused → 502, timeouts → 504 (upstream)
+or 408 (client), a peer protocol error → its h11 status hint.  A request runs
+entirely on the generation it pinned, so a reload never changes it half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from typing import Any
+
+import h11
+import trio
+
+from trio_gw.decision import Answer
+from trio_gw.http.errors import RequestRejected
+from trio_gw.http.facts import ConnectionFacts, RequestFacts
+from trio_gw.http.guards import check_request_head
+from trio_gw.http.responses import error_response
+from trio_gw.net.connection import close_stream
+from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.exchange import ClientGone, Exchange, Header, Proxy, UpstreamFailure
+from trio_gw.net.generation import Generation
+
+log = logging.getLogger("trio_gw.proxy")
+
+
+class _H11Body:
+    """The request body of an HTTP/1.1 request, read through h11."""
+
+    __slots__ = ("stream", "conn", "timeout")
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.timeout = timeout
+
+    async def receive(self) -> bytes | None:
+        try:
+            with trio.fail_after(self.timeout):
+                event = await _next_client_event(self.stream, self.conn)
+        except trio.TooSlowError as exc:
+            raise ClientGone("client body timeout") from exc
+        except h11.RemoteProtocolError as exc:
+            raise ClientGone(f"client body: {exc}") from exc
+        if isinstance(event, h11.Data):
+            return event.data
+        if isinstance(event, h11.EndOfMessage):
+            return None
+        raise ClientGone("client closed during the request body")
+
+
+class _H11Sink:
+    """The answer to an HTTP/1.1 request, serialised by h11 into one buffer.
+
+    A write that cannot finish within ``send_timeout`` (a client that stopped
+    reading) gives up: the client is gone, and the upstream connection with it.
+    """
+
+    __slots__ = ("stream", "conn", "out", "timeout")
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.out = bytearray()
+        self.timeout = timeout
+
+    @property
+    def buffered(self) -> int:
+        return len(self.out)
+
+    def head(self, status: int, headers: list[Header], reason: bytes) -> None:
+        self.out += self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
+
+    def data(self, data: bytes) -> None:
+        self.out += self.conn.send(h11.Data(data=data))
+
+    def end(self) -> None:
+        self.out += self.conn.send(h11.EndOfMessage())
+
+    async def flush(self) -> None:
+        if self.out:
+            # A bare CancelScope, as for upstream writes (cheaper than trio.fail_after).
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
+                await self.stream.send_all(self.out)
+            if scope.cancelled_caught:
+                raise ClientGone("client send timeout")
+            self.out.clear()
+
+
+class Http1Server:
+    """Serves HTTP/1.1 client connections; shared by every proxy listener of a worker."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+
+    async def serve_connection(self, stream: trio.abc.Stream, conn_facts: ConnectionFacts) -> None:
+        """Run the request loop on one (possibly TLS) client stream until it closes."""
+        proxy = self.proxy
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=proxy.generation.settings.max_header_size)
+        served = 0
+        try:
+            while not proxy.draining:
+                request = await self._read_head(stream, conn, proxy.generation, first=served == 0)
+                if request is None:
+                    return
+                gen = proxy.generation  # the request runs on the generation current at its head
+                served += 1
+                proxy.in_flight += 1
+                try:
+                    keep = await self._handle(stream, conn, request, gen, conn_facts)
+                finally:
+                    proxy.in_flight -= 1
+                if not keep or served >= gen.settings.keepalive_requests:
+                    return
+                if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ClientGone, ssl.SSLError):
+            return
+        except Exception:
+            # A bug must cost one connection, never the node: log it loudly and close.
+            log.exception("unexpected error on a connection from %s", conn_facts.client_ip)
+        finally:
+            await close_stream(stream)
+
+    async def _read_head(
+        self, stream: trio.abc.Stream, conn: h11.Connection, gen: Generation, *, first: bool
+    ) -> h11.Request | None:
+        """The next request head, or None when the connection should just close."""
+        settings = gen.settings
+        idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
+        started = False
+        with trio.CancelScope(deadline=trio.current_time() + idle_deadline) as idle:
+            while True:
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    await _reject(stream, conn, exc.error_status_hint, None, "bad_request")
+                    return None
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(TLS_RECEIVE_SIZE)
+                    conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+                    if data and not first and not started:
+                        # an idle keep-alive connection woke up: the head now has client_header_timeout
+                        started = True
+                        idle.deadline = trio.current_time() + settings.client_header_timeout
+                    continue
+                if isinstance(event, h11.Request):
+                    return event
+                return None  # ConnectionClosed
+        if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+            return None  # idle keep-alive connection: close quietly
+        await _reject(stream, conn, 408, None, "client_timeout")
+        return None
+
+    async def _handle(
+        self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, gen: Generation,
+        conn_facts: ConnectionFacts,
+    ) -> bool:
+        """Answer one request; returns whether the connection may serve another."""
+        proxy = self.proxy
+        settings = gen.settings
+        ex = Exchange(started=time.monotonic(), method=request.method.decode("ascii", "replace"),
+                      target=request.target.decode("ascii", "replace"))
+        if request.http_version != b"1.1":
+            ex.protocol = "HTTP/" + request.http_version.decode("ascii", "replace")
+        try:
+            try:
+                check_request_head(request, max_header_size=settings.max_header_size, max_headers=settings.max_headers)
+                facts = RequestFacts.from_h11(request, protocol=conn_facts.protocol, sni=conn_facts.sni,
+                                              header_names=gen.snapshot.router.header_names)
+            except RequestRejected as exc:
+                ex.status, ex.reason = exc.status, exc.reason
+                await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
+                return False
+            chunked = _has_chunked_body(request)
+            decision = proxy.decide(facts, request.headers, conn_facts, gen, ex, method=request.method,
+                                    chunked=chunked)
+            if isinstance(decision, Answer):
+                return await _answer(stream, conn, decision, ex)
+            if conn.they_are_waiting_for_100_continue:
+                await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+            has_body = chunked or _content_length(request) > 0
+            body = _H11Body(stream, conn, settings.client_body_timeout) if has_body else None
+            try:
+                uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout),
+                                               ex=ex)
+            except UpstreamFailure as exc:
+                ex.status, ex.reason = exc.status, exc.reason
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    return await _answer(stream, conn, Answer(exc.status, exc.reason, exc.message), ex)
+                return False
+            # The upstream answered before taking the whole body (e.g. 413): close.
+            return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
+        finally:
+            proxy.record(conn_facts, ex)
+
+
+async def _answer(stream: trio.abc.Stream, conn: h11.Connection, answer: Answer, ex: Exchange) -> bool:
+    """Send an answer the gateway gives itself; returns whether the connection may serve another."""
+    keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
+    head_only = ex.method == "HEAD"
+    ex.status = answer.status
+    if answer.body is not None:  # the https redirect: exact body and headers
+        headers = list(answer.headers) + ([] if keep else [(b"connection", b"close")])
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+        response = h11.Response(status_code=answer.status, headers=headers)
+        body = answer.body
+    else:
+        # A refusal may name connection options of its own (the ssl plugin's 426 says
+        # "Connection: Upgrade" beside "Upgrade", RFC 9110 §7.8); "close" joins them.
+        options = [v for n, v in answer.headers if n == b"connection"] + ([] if keep else [b"close"])
+        fields = [h for h in answer.headers if h[0] != b"connection"]
+        fields += [(b"connection", b", ".join(options))] if options else []
+        response, body = error_response(answer.status, answer.message, reason=ex.reason, headers=fields)
+        ex.bytes_out = 0 if head_only else len(body)
+    await stream.send_all(_whole_response(conn, response, body, head=head_only))
+    return keep
+
+
+async def _reject(
+    stream: trio.abc.Stream, conn: h11.Connection, status: int, message: str | None, reason: str,
+    *, head: bool = False,
+) -> None:
+    """Answer a request that cannot be served and close (bad framing, oversize, timeout)."""
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    response, body = error_response(status, message, reason=reason, headers=[(b"connection", b"close")])
+    with trio.move_on_after(5):
+        try:
+            await stream.send_all(_whole_response(conn, response, body, head=head))
+        except trio.BrokenResourceError:
+            pass  # the client is gone: nothing to tell it
+
+
+def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *, head: bool) -> bytes:
+    """Serialise a complete response; a HEAD response carries the length but no body."""
+    out = conn.send(response)
+    if body and not head:
+        out += conn.send(h11.Data(data=body))
+    return out + conn.send(h11.EndOfMessage())
+
+
+def _content_length(request: h11.Request) -> int:
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)
+    return 0
+
+
+def _has_chunked_body(request: h11.Request) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in request.headers)
+
+
+async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))  # type: ignore[arg-type]  # h11 takes bytearray too
+
+
+async def _discard_body(stream: trio.abc.Stream, conn: h11.Connection, limit: int = 1 << 20) -> bool:
+    """Read and drop the rest of a request body (up to ``limit``) so the connection can be reused."""
+    if conn.they_are_waiting_for_100_continue:
+        return False  # never asked for the body: h11 would need it; close instead
+    if conn.their_state is h11.DONE:
+        return True
+    seen = 0
+    with trio.CancelScope(deadline=trio.current_time() + 5):
+        while seen <= limit:
+            try:
+                event = conn.next_event()  # usually the end of a bodyless request: no IO
+                if event is h11.NEED_DATA:
+                    event = await _next_client_event(stream, conn)
+            except h11.RemoteProtocolError:
+                return False
+            if isinstance(event, h11.Data):
+                seen += len(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return True
+            else:
+                return False
+    return False

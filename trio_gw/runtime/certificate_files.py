@@ -1,0 +1,193 @@
+"""Reading what the settings name from files: certificate pairs, Tyk's combined files, CA bundles, the declarative file.
+
+Called when a generation is built (in its worker thread): a SIGHUP or any
+reload reads the files again, so replacing a certificate file and reloading
+rotates it.  Every problem names the setting and the file; nothing is half-read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from trio_gw.errors import CertificateError, ConfigError, Problem
+from trio_gw.model.certificates import parse_certificate_entity
+from trio_gw.model.declarative import load_declarative_text
+from trio_gw.model.entities import Certificate, Entities
+from trio_gw.pki.info import describe_certificate
+from trio_gw.pki.keys import key_type
+from trio_gw.pki.parse import parse_certificates
+from trio_gw.runtime.devpki import ensure_dev_pki
+from trio_gw.settings import Settings
+
+log = logging.getLogger("trio_gw")
+
+PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]+-----\r?\n.*?-----END [A-Z0-9 ]+-----\r?\n?", re.S)
+#: A certificate of the store named in ``ssl_certificates`` (Tyk: certificate ids).
+STORE_REFERENCE = re.compile(r"^(sha256:[0-9a-fA-F]{64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
+
+
+@dataclass(frozen=True)
+class FileCertificates:
+    """The certificates the settings name, read: ``ssl_cert`` pairs, Tyk ``ssl_certificates``, the server truststore."""
+
+    defaults: tuple[Certificate, ...] = ()
+    extra: tuple[Certificate, ...] = ()
+    client_truststore: tuple[str, ...] = ()
+
+
+def read_file_certificates(settings: Settings, *, now: int) -> FileCertificates:
+    """Read every certificate file the settings name (blocking).
+
+    Raises:
+        ConfigError: a file is unreadable or unusable, naming the setting.
+    """
+    return FileCertificates(
+        tuple(read_default_certificates(settings, now=now)),
+        tuple(read_ssl_certificates_files(settings, now=now)),
+        tuple(read_client_truststore(settings)),
+    )
+
+
+def _read(path: str, key: str, problems: list[Problem]) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        problems.append(Problem(key, f"cannot read {path}: {exc.strerror}"))
+        return None
+
+
+def _merge_alt_pairs(certs: list[Certificate]) -> list[Certificate]:
+    """Serve an RSA and an ECDSA ``ssl_cert`` pair together (Kong's dual default certificates).
+
+    OpenSSL picks between the pairs of one context by the client's signature
+    algorithms, so the first pair of another key type becomes ``cert_alt``.
+    """
+    if len(certs) < 2:
+        return certs
+    first = certs[0]
+    first_type = key_type(parse_certificates(first.cert)[0].public_key())
+    for i, other in enumerate(certs[1:], start=1):
+        if key_type(parse_certificates(other.cert)[0].public_key()) != first_type:
+            merged = replace(first, cert_alt=other.cert, key_alt=other.key)
+            return [merged] + certs[1:i] + certs[i + 1 :]
+    return certs
+
+
+def read_pairs(pairs: list[tuple[str, str]], setting: str, *, now: int) -> list[Certificate]:
+    """Read certificate/key file pairs into certificate entities.
+
+    Raises:
+        ConfigError: a file is unreadable or its content unusable, naming ``setting[i]``.
+    """
+    certs: list[Certificate] = []
+    problems: list[Problem] = []
+    for i, (cert_path, key_path) in enumerate(pairs):
+        cert_text = _read(cert_path, f"{setting}[{i}]", problems)
+        key_text = _read(key_path, f"{setting}_key[{i}]", problems)
+        if cert_text is None or key_text is None:
+            continue
+        try:
+            certs.append(parse_certificate_entity({"cert": cert_text, "key": key_text}, now=now, id=f"{setting}#{i}"))
+        except ConfigError as exc:
+            for p in exc.problems:  # a key problem names the key's setting and file
+                if p.path == "key":
+                    problems.append(Problem(f"{setting}_key[{i}] ({key_path})", p.message))
+                else:
+                    problems.extend(ConfigError([p]).prefixed(f"{setting}[{i}] ({cert_path})").problems)
+    if problems:
+        raise ConfigError(problems)
+    return certs
+
+
+def read_default_certificates(settings: Settings, *, now: int) -> list[Certificate]:
+    """Read the ``ssl_cert``/``ssl_cert_key`` pairs (a generated one when none and an ssl listener).
+
+    Raises:
+        ConfigError: a file is unreadable or its content unusable, naming the setting.
+    """
+    pairs = list(zip(settings.ssl_cert, settings.ssl_cert_key))
+    if not pairs and not settings.ssl_certificates and any(a.ssl for a in settings.proxy_listen):
+        # Kong generates a default certificate when none is configured; so do we, under
+        # prefix/pki, signed by a local CA the user can choose to trust.  With Tyk's
+        # ssl_certificates the first of them is the default instead (tls/sni.py rule 7).
+        pki = ensure_dev_pki(Path(settings.prefix) / "pki")
+        log.warning("no ssl_cert configured: serving the generated certificate %s (CA %s)",
+                    pki.server_cert, pki.ca_cert)
+        pairs = [(str(pki.server_cert), str(pki.server_key))]
+    return _merge_alt_pairs(read_pairs(pairs, "ssl_cert", now=now))
+
+
+def read_ssl_certificates_files(settings: Settings, *, now: int) -> list[Certificate]:
+    """The combined-PEM files of Tyk's ``ssl_certificates`` setting as certificate entities."""
+    certs: list[Certificate] = []
+    problems: list[Problem] = []
+    for i, entry in enumerate(settings.ssl_certificates):
+        if STORE_REFERENCE.match(entry):
+            continue  # a store certificate: checked against the entities in build_snapshot
+        text = _read(entry, f"ssl_certificates[{i}]", problems)
+        if text is None:
+            continue
+        blocks = PEM_BLOCK.findall(text)
+        key = "".join(b for b in blocks if "PRIVATE KEY" in b.split("\n", 1)[0])
+        chain = "".join(b for b in blocks if "PRIVATE KEY" not in b.split("\n", 1)[0])
+        if not key or not chain:
+            # Tyk: "must contain both the certificate (public key) and private key"
+            missing = "private key" if chain else "certificate"
+            problems.append(Problem(f"ssl_certificates[{i}] ({entry})", f"holds no {missing}: a server certificate "
+                                    "pair is one PEM file with the certificate chain and its private key"))
+            continue
+        try:
+            certs.append(parse_certificate_entity({"cert": chain, "key": key}, now=now, id=f"ssl_certificates#{i}"))
+        except ConfigError as exc:
+            problems.extend(exc.prefixed(f"ssl_certificates[{i}] ({entry})").problems)
+    if problems:
+        raise ConfigError(problems)
+    return certs
+
+
+def read_client_truststore(settings: Settings) -> list[str]:
+    """The CA certificates of ``ssl_client_certificate`` (PEM bundles), one PEM per certificate.
+
+    Raises:
+        ConfigError: a file is unreadable, holds no certificate, or a certificate
+            that is not a CA, naming ``ssl_client_certificate[i]``.
+    """
+    pems: list[str] = []
+    problems: list[Problem] = []
+    for i, path in enumerate(settings.ssl_client_certificate):
+        key = f"ssl_client_certificate[{i}]"
+        text = _read(path, key, problems)
+        if text is None:
+            continue
+        try:
+            certs = parse_certificates(text)
+        except CertificateError as exc:
+            problems.append(Problem(key, f"{path}: {exc}"))
+            continue
+        for cert in certs:
+            if not describe_certificate(cert).is_ca:
+                problems.append(Problem(key, f"{path}: {cert.subject.rfc4514_string()} is not a CA certificate"))
+            pems.append(cert.public_bytes(Encoding.PEM).decode("ascii"))
+    if problems:
+        raise ConfigError(problems)
+    return pems
+
+
+def read_entities(settings: Settings, *, now: int) -> Entities:
+    """The configuration for ``database: off``: the declarative file, or nothing."""
+    path = settings.declarative_config
+    if path is None:
+        return Entities()
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", path="declarative_config") from exc
+    try:
+        return load_declarative_text(text, now=now)
+    except ConfigError as exc:
+        raise exc.prefixed(f"{path}") from None
