@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install the Debian packages named as arguments when their command is missing.
-# Usage: tools/install-system-tools.sh curl openssl [nginx wrk]
+# Usage: tools/install-system-tools.sh curl openssl pebble [nginx wrk]
+# (each name is both the command looked for and the Debian package installed; pebble is the ACME
+# test server the ACME tests start, with /usr/bin/pebble and /usr/bin/pebble-challtestsrv)
 set -eu
 missing=""
 for tool in "$@"; do

@@ -81,15 +81,17 @@ def outbound_tls_context(
 
 
 async def fetch(
-    url: str, *, timeout: float, max_bytes: int = MAX_FETCH_BYTES, ssl_context: ssl.SSLContext | None = None
+    url: str, *, timeout: float, max_bytes: int = MAX_FETCH_BYTES, ssl_context: ssl.SSLContext | None = None,
+    post: tuple[str, bytes] | None = None,
 ) -> bytes:
-    """GET ``url`` (http or https) within ``timeout`` seconds.
+    """GET ``url`` (http or https) within ``timeout`` seconds, or POST to it.
 
     Args:
         url: what to fetch.
         timeout: the deadline for everything (connect, handshake, body).
         max_bytes: a larger body is refused.
         ssl_context: verifies https servers (:func:`outbound_tls_context`); ``None``: the system store.
+        post: ``(content type, body)`` to POST instead of GET (an OCSP request).
 
     Raises:
         FetchError: unreachable, timed out, untrusted, not 200, or too large.
@@ -108,7 +110,7 @@ async def fetch(
                     tls = trio.SSLStream(stream, context, server_hostname=parts.hostname, https_compatible=True)
                     stream = tls
                     await tls.do_handshake()
-                return await _get(stream, parts.netloc, target, max_bytes)
+                return await _get(stream, parts.netloc, target, max_bytes, post)
             finally:
                 await trio.aclose_forcefully(stream)
     except trio.TooSlowError as exc:
@@ -121,11 +123,17 @@ async def fetch(
         raise FetchError(f"{type(cause).__name__}: {cause}") from exc
 
 
-async def _get(stream: trio.abc.Stream, host: str, target: str, max_bytes: int) -> bytes:
+async def _get(
+    stream: trio.abc.Stream, host: str, target: str, max_bytes: int, post: tuple[str, bytes] | None = None
+) -> bytes:
     conn = h11.Connection(h11.CLIENT)
-    request = h11.Request(method="GET", target=target, headers=[("host", host), ("connection", "close"),
-                                                                 ("user-agent", "trio-gw")])
-    await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
+    headers = [("host", host), ("connection", "close"), ("user-agent", "trio-gw")]
+    if post is not None:
+        headers += [("content-type", post[0]), ("content-length", str(len(post[1])))]
+    request = h11.Request(method="POST" if post else "GET", target=target, headers=headers)
+    head = conn.send(request)
+    payload = conn.send(h11.Data(data=post[1])) if post else b""
+    await stream.send_all(head + payload + conn.send(h11.EndOfMessage()))
     body = bytearray()
     while True:
         event = conn.next_event()

@@ -117,6 +117,19 @@ def _require() -> _Lib:
     return lib
 
 
+def proven_ctx_pointer(ctx: ssl.SSLContext) -> int:
+    """The ``SSL_CTX*`` of ``ctx``, for other shims (OCSP stapling), after the layout proof.
+
+    Raises:
+        ShimUnavailable: the layout check failed (the pointer cannot be trusted).
+    """
+    _require()
+    pointer = _ctx_ptr(ctx)
+    if not pointer:  # pragma: no cover - the proof read two live pointers
+        raise ShimUnavailable("no SSL_CTX behind this context")
+    return pointer
+
+
 def set_tls13_ciphersuites(ctx: ssl.SSLContext, suites: str) -> None:
     """``SSL_CTX_set_ciphersuites``: restrict TLS 1.3 suites (colon-separated IANA names).
 
@@ -230,3 +243,23 @@ def set_verify_none(sslobj: Any, listener_ctx: ssl.SSLContext) -> bool:
         return True
     except Exception:  # noqa: BLE001 — a handshake must never fail because of the shim
         return False
+
+
+def proven_ssl_pointer(sslobj: Any) -> int:
+    """The ``SSL*`` of an ``ssl.SSLObject``, for other shims, or 0 when it does not prove to be its own.
+
+    The once-per-process proof (:func:`connection_shim_available`) must hold,
+    and ``SSL_get_SSL_CTX`` of the pointer must be the object's current context.
+    Never raises.
+    """
+    try:
+        lib = _lib()
+        if lib is None or not connection_shim_available():
+            return 0
+        p = _ssl_ptr(sslobj)
+        if not p or lib.ssl.SSL_get_SSL_CTX(p) != _ctx_ptr(sslobj.context):
+            return 0
+        return p
+    except Exception:  # noqa: BLE001 — callers run inside a handshake
+        return 0
+

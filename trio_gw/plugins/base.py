@@ -24,6 +24,7 @@ from trio_gw.errors import ConfigError, Problem
 from trio_gw.http.facts import RequestFacts
 from trio_gw.model.entities import Consumer, Entities, Plugin, Route
 from trio_gw.model.validation import PLUGIN_SCHEMAS
+from trio_gw.tls.client_revocation import OcspAnswers
 
 Header = tuple[bytes, bytes]
 
@@ -46,6 +47,8 @@ class RequestContext:
     peer_chain_der: tuple[bytes, ...] = ()
     #: Where CRLs fetched from distribution points are cached (IO layer fills it).
     crl_source: CrlSource | None = None
+    #: Where verified OCSP answers are cached (IO layer fills it); consulted before CRLs.
+    ocsp_source: OcspAnswers | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lowercase), or ``None``."""

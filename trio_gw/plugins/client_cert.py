@@ -13,10 +13,12 @@ decision:
 1. no certificate → ``no_cert`` (401);
 2. a leaf pinned by a credential's ``certificate`` (PEM) is its own anchor
    (Tyk/Gravitee: a registered certificate needs no CA): only its dates are
-   checked; any other leaf is verified against the CAs
-   (:func:`~trio_gw.tls.client_auth.verify_client_certificate`, with CRLs
-   from ``RequestContext.crl_source``) → ``unknown_ca``, ``expired``,
-   ``revoked``, ``bad_eku`` ... (401);
+   checked, and its revocation with the issuer found among the certificates
+   sent and the CAs; any other leaf is verified against the CAs
+   (:func:`~trio_gw.tls.client_auth.verify_client_certificate`, with OCSP
+   answers from ``RequestContext.ocsp_source`` first, then CRLs from
+   ``RequestContext.crl_source``) → ``unknown_ca``, ``expired``,
+   ``revoked``, ``revocation_unknown`` (``STRICT``), ``bad_eku`` ... (401);
 3. the consumer (Kong's order): a credential for the leaf's fingerprint, then
    a credential whose ``subject_name`` equals a SAN value, then the CN
    (restricted to chains through its ``ca_certificate``), then ``consumer_by``
@@ -54,12 +56,15 @@ from trio_gw.plugins.base import Allow, Decision, Deny, PrepareEnv, RequestConte
 from trio_gw.plugins.identity import FORWARD_FORMATS, IDENTITY_HEADERS, certificate_headers, consumer_headers
 from trio_gw.tls.client_auth import ClientCertReason, ClientCertRejected, verify_client_certificate
 from trio_gw.tls.client_policy import ClientCertPolicy
+from trio_gw.tls.client_revocation import check_pinned_revocation, revocation_refusal
 from trio_gw.tls.revocation import RevocationCheckMode, crl_distribution_urls, parse_crl
 
 __all__ = [
     "CLIENT_AUTH_FIELDS",
     "ClientAuth",
     "authenticate",
+    "check_pinned_leaf",
+    "fetched_crls",
     "parse_client_auth_config",
     "prepare_client_auth",
 ]
@@ -320,18 +325,23 @@ def _fail(auth: ClientAuth, reason: str, strip: frozenset[bytes]) -> Decision:
 
 def _verify(auth: ClientAuth, leaf_der: bytes, chain_der: Sequence[bytes], request: RequestContext) -> _Verified:
     fingerprint = hashlib.sha256(leaf_der).hexdigest()
+    mode = auth.revocation_mode
     if fingerprint in auth.self_anchored:
         info = _describe(leaf_der)
         if info.is_expired(int(request.now)):
             raise ClientCertRejected(ClientCertReason.EXPIRED, "certificate has expired")
         if info.is_not_yet_valid(int(request.now)):
             raise ClientCertRejected(ClientCertReason.NOT_YET_VALID, "certificate is not valid yet")
+        policy = auth.policy
+        check_pinned_leaf(mode, leaf_der, chain_der, policy.anchors if policy else (),
+                          policy.crls if policy else (), request)
         return _Verified(info, frozenset())
     if auth.policy is None:
         raise ClientCertRejected(ClientCertReason.UNKNOWN_CA, "no CA certificate configured for this route")
     now = datetime.fromtimestamp(request.now, timezone.utc)
-    crls = _fetched_crls(auth, leaf_der, chain_der, request)
-    result = verify_client_certificate(leaf_der, chain_der, auth.policy, now=now, crls=crls)
+    crls = fetched_crls(mode, leaf_der, chain_der, request)
+    ocsp = request.ocsp_source if mode is not RevocationCheckMode.SKIP else None
+    result = verify_client_certificate(leaf_der, chain_der, auth.policy, now=now, crls=crls, ocsp=ocsp)
     chain = frozenset(hashlib.sha256(der).hexdigest() for der in result.chain_der[1:])
     return _Verified(result.info, chain)
 
@@ -343,11 +353,21 @@ def _describe(leaf_der: bytes) -> CertificateInfo:
         raise ClientCertRejected(ClientCertReason.BAD_CERTIFICATE, str(exc)) from exc
 
 
-def _fetched_crls(
-    auth: ClientAuth, leaf_der: bytes, chain_der: Sequence[bytes], request: RequestContext
+def fetched_crls(
+    mode: RevocationCheckMode, leaf_der: bytes, chain_der: Sequence[bytes], request: RequestContext
 ) -> list[x509.CertificateRevocationList]:
+    """The cached CRLs the client's certificates name (misses are noted for the IO layer to fetch).
+
+    Args:
+        mode: the plugin's ``revocation_check_mode`` (``SKIP``: none are looked up).
+        leaf_der, chain_der: what the client sent.
+        request: the request (its ``crl_source`` and time).
+
+    Returns:
+        The CRLs at hand, possibly none.
+    """
     source = request.crl_source
-    if source is None or auth.revocation_mode is RevocationCheckMode.SKIP:
+    if source is None or mode is RevocationCheckMode.SKIP:
         return []
     found = []
     for der in (leaf_der, *chain_der):
@@ -360,6 +380,44 @@ def _fetched_crls(
             if crl is not None:
                 found.append(crl)
     return found
+
+
+def check_pinned_leaf(
+    mode: RevocationCheckMode,
+    leaf_der: bytes,
+    chain_der: Sequence[bytes],
+    anchors: Sequence[x509.Certificate],
+    static_crls: Sequence[x509.CertificateRevocationList],
+    request: RequestContext,
+) -> None:
+    """Revocation of a leaf trusted by pinning (no built chain): the same check as a verified chain's.
+
+    Args:
+        mode: the plugin's ``revocation_check_mode``.
+        leaf_der: the pinned leaf (already parsed once, so it parses).
+        chain_der: the certificates the client sent after it (issuer candidates).
+        anchors: configured CAs (issuer candidates too).
+        static_crls: CRLs attached to the configured CAs.
+        request: the request (OCSP and CRL caches, time).
+
+    Raises:
+        ClientCertRejected: ``revoked``, or ``revocation_unknown`` under ``STRICT``.
+    """
+    if mode is RevocationCheckMode.SKIP:
+        return
+    leaf = parse_der(leaf_der)
+    candidates = list(anchors)
+    for der in chain_der:
+        try:
+            candidates.append(parse_der(der))
+        except CertificateError:
+            continue
+    now = datetime.fromtimestamp(request.now, timezone.utc)
+    crls = [*static_crls, *fetched_crls(mode, leaf_der, chain_der, request)]
+    checks = check_pinned_revocation(leaf, candidates, crls=crls, ocsp=request.ocsp_source, now=now)
+    refusal = revocation_refusal(checks, mode)
+    if refusal is not None:
+        raise ClientCertRejected(ClientCertReason(refusal[0]), refusal[1])
 
 
 def _find_consumer(

@@ -23,12 +23,18 @@ It authenticates nobody (no consumer, no headers): combine it with an auth
 plugin (``key-auth``, ``mtls-auth``) as Tyk combines the allowlist with any
 authentication method.
 
+Revocation is checked as in ``mtls-auth`` (Kong's ``revocation_check_mode``,
+default ``IGNORE_CA_ERROR``): OCSP answers first, then CRLs; a listed leaf's
+issuer is looked for among the certificates the client sent and the listed
+CAs (:func:`trio_gw.plugins.client_cert.check_pinned_leaf`).
+
 Refusals: a Host header naming another host than the TLS server name → 421
 ``sni_host_mismatch`` (as ``mtls-auth``: a route needing a client certificate
 is not reached through a connection coalesced for another host); no
 certificate → 401 ``no_cert``; a listed leaf or a CA-issued
-certificate that is expired → 401 ``expired`` (``not_yet_valid``); anything
-else → 403 ``not_allowed``.
+certificate that is expired → 401 ``expired`` (``not_yet_valid``), revoked →
+401 ``revoked`` (status unknown under ``STRICT`` → 401
+``revocation_unknown``); anything else → 403 ``not_allowed``.
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ from trio_gw.model.values import InvalidValue, check_uuid
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates, parse_der
 from trio_gw.plugins.base import ALLOW, Decision, Deny, PluginSpec, PrepareEnv, RequestContext, register
+from trio_gw.plugins.client_cert import check_pinned_leaf, fetched_crls
 from trio_gw.plugins.mtls_auth import sni_host_mismatch
 from trio_gw.tls.client_auth import ClientCertReason, ClientCertRejected, verify_client_certificate
 from trio_gw.tls.client_policy import ClientCertPolicy
+from trio_gw.tls.revocation import RevocationCheckMode
 
 #: Runs before the auth plugins: an unlisted certificate is refused before any lookup.
 PRIORITY = 1700
@@ -64,13 +72,16 @@ class Allowlist:
     leaves: Mapping[str, str | None]
     policy: ClientCertPolicy | None
     ca_pems: tuple[str, ...] = ()
+    revocation_mode: RevocationCheckMode = RevocationCheckMode.IGNORE_CA_ERROR
+    cas: tuple[x509.Certificate, ...] = ()
 
 
 def parse_config(raw: Mapping[str, Any], path: str) -> Mapping[str, Any]:
-    """Check the config: ``certificates`` (required, non-empty)."""
+    """Check the config: ``certificates`` (required, non-empty), ``revocation_check_mode``."""
     ctx = Context(problems=[], now=0)
     f = Fields(raw, "", ctx)
-    f.check_keys(("certificates",))
+    f.check_keys(("certificates", "revocation_check_mode"))
+    mode = f.choice("revocation_check_mode", tuple(m.value for m in RevocationCheckMode), "IGNORE_CA_ERROR")
     entries = f.strings("certificates", _entry)
     if not entries and f.get("certificates") is None:
         f.report("certificates", "required field missing")
@@ -78,7 +89,7 @@ def parse_config(raw: Mapping[str, Any], path: str) -> Mapping[str, Any]:
         f.report("certificates", "must list at least one certificate")
     if ctx.problems:
         raise ConfigError(ctx.problems)
-    return {"certificates": list(entries)}
+    return {"certificates": list(entries), "revocation_check_mode": mode}
 
 
 def _entry(value: str) -> str:
@@ -116,9 +127,10 @@ def prepare(config: Mapping[str, Any], env: PrepareEnv) -> Allowlist:
             leaves[info.fingerprint_sha256] = stored.cert
     if problems:
         raise ConfigError(problems)
-    policy = ClientCertPolicy(trust_anchors=cas, allow_partial_chain=True) if cas else None
+    mode = RevocationCheckMode(config.get("revocation_check_mode", "IGNORE_CA_ERROR"))
+    policy = ClientCertPolicy(trust_anchors=cas, allow_partial_chain=True, revocation_check_mode=mode) if cas else None
     ca_pems = tuple(c.public_bytes(Encoding.PEM).decode("ascii") for c in cas)
-    return Allowlist(leaves, policy, ca_pems)
+    return Allowlist(leaves, policy, ca_pems, mode, tuple(cas))
 
 
 def decide(allowlist: Allowlist, request: RequestContext) -> Decision:
@@ -136,17 +148,28 @@ def decide(allowlist: Allowlist, request: RequestContext) -> Decision:
             return Deny(401, "TLS certificate failed verification", "expired")
         if info.is_not_yet_valid(now):
             return Deny(401, "TLS certificate failed verification", "not_yet_valid")
+        try:
+            check_pinned_leaf(allowlist.revocation_mode, leaf, request.peer_chain_der, allowlist.cas, (), request)
+        except ClientCertRejected as exc:
+            return Deny(401, "TLS certificate failed verification", exc.reason.value)
         return ALLOW
     if allowlist.policy is not None:
+        mode = allowlist.revocation_mode
         try:
             verify_client_certificate(leaf, request.peer_chain_der, allowlist.policy,
-                                      now=datetime.fromtimestamp(request.now, timezone.utc))
+                                      now=datetime.fromtimestamp(request.now, timezone.utc),
+                                      crls=fetched_crls(mode, leaf, request.peer_chain_der, request),
+                                      ocsp=request.ocsp_source if mode is not RevocationCheckMode.SKIP else None)
             return ALLOW
         except ClientCertRejected as exc:
-            if exc.reason in (ClientCertReason.EXPIRED, ClientCertReason.NOT_YET_VALID,
-                              ClientCertReason.BAD_EKU, ClientCertReason.REVOKED):
+            if exc.reason in _REFUSED_AS_INVALID:
                 return Deny(401, "TLS certificate failed verification", exc.reason.value)
     return Deny(403, "certificate not allowed", "not_allowed")
+
+#: Failures of a certificate the list would admit: 401 with the reason, not 403 ``not_allowed``.
+_REFUSED_AS_INVALID = frozenset({ClientCertReason.EXPIRED, ClientCertReason.NOT_YET_VALID, ClientCertReason.BAD_EKU,
+                                 ClientCertReason.REVOKED, ClientCertReason.REVOCATION_UNKNOWN})
+
 
 SPEC = register(PluginSpec(
     name="mtls-allowlist", priority=PRIORITY, parse_config=parse_config, decide=decide, prepare=prepare,

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
     import trustme
@@ -163,6 +163,10 @@ def build_certificate(
     server_auth: bool = True,
     serial: int | None = None,
     crl_urls: Sequence[str] = (),
+    ocsp_urls: Sequence[str] = (),
+    must_staple: bool = False,
+    ekus: Sequence[x509.ObjectIdentifier] | None = None,
+    ocsp_nocheck: bool = False,
 ) -> Issued:
     """Build one certificate; the general builder behind every helper here.
 
@@ -182,6 +186,11 @@ def build_certificate(
         client_auth, server_auth: EKUs of a leaf (no EKU extension if neither).
         serial: serial number; random when ``None``.
         crl_urls: ``cRLDistributionPoints`` URIs (none: no extension).
+        ocsp_urls: AIA OCSP responder URIs (none: no AIA extension).
+        must_staple: add the TLS Feature ``status_request`` (RFC 7633 must-staple).
+        ekus: the exact EKU list (overrides ``client_auth``/``server_auth``;
+            ``[OCSP_SIGNING]`` makes a delegated OCSP responder).
+        ocsp_nocheck: add ``id-pkix-ocsp-nocheck`` (responder certificates).
 
     Returns:
         The :class:`Issued` certificate.
@@ -210,10 +219,19 @@ def build_certificate(
     san = _san(dns_names, ip_addresses, uris, emails)
     if san is not None:
         builder = builder.add_extension(san, False)
-    ekus = [ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else []
-    ekus += [ExtendedKeyUsageOID.SERVER_AUTH] if server_auth else []
+    if ekus is None:
+        ekus = [ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else []
+        ekus += [ExtendedKeyUsageOID.SERVER_AUTH] if server_auth else []
     if ekus and not is_ca:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), False)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(ekus)), False)
+    if ocsp_urls:
+        access = [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
+                  for u in ocsp_urls]
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), False)
+    if must_staple:
+        builder = builder.add_extension(x509.TLSFeature([x509.TLSFeatureType.status_request]), False)
+    if ocsp_nocheck:
+        builder = builder.add_extension(x509.OCSPNoCheck(), False)
     if crl_urls:
         points = [x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in crl_urls]
         builder = builder.add_extension(x509.CRLDistributionPoints(points), False)

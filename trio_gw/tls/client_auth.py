@@ -36,7 +36,9 @@ It runs, in order, and stops at the first failure with a stable
    for the subject names consumers are found by.  (OpenSSL's legacy rule
    applying dNSName subtrees to a host-name-like CN is not followed, as
    cryptography, Go and x509-limbo do not.)
-6. **Revocation** (``revoked``) with :mod:`trio_gw.tls.revocation`.
+6. **Revocation** (``revoked``; ``revocation_unknown`` under ``STRICT``)
+   with :mod:`trio_gw.tls.client_revocation`: an OCSP answer handed in
+   first, then CRLs (Kong's order).
 7. **Allowlist** (``not_allowed``): the leaf's SHA-256 fingerprint, when the
    policy restricts them.
 
@@ -69,12 +71,8 @@ from trio_gw.tls.client_policy import (
     ClientCertPolicy,
     ee_extension_policy,
 )
-from trio_gw.tls.revocation import (
-    CrlCheck,
-    RevocationCheckMode,
-    RevocationStatus,
-    check_revocation,
-)
+from trio_gw.tls.client_revocation import OcspAnswers, check_chain_revocation, revocation_refusal
+from trio_gw.tls.revocation import CrlCheck, RevocationCheckMode
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -105,6 +103,7 @@ class ClientCertReason(enum.Enum):
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
     REVOKED = "revoked"
+    REVOCATION_UNKNOWN = "revocation_unknown"
     BAD_EKU = "bad_eku"
     NOT_ALLOWED = "not_allowed"
     CHAIN_TOO_DEEP = "chain_too_deep"
@@ -170,6 +169,7 @@ def verify_client_certificate(
     *,
     now: datetime,
     crls: Sequence[x509.CertificateRevocationList] = (),
+    ocsp: OcspAnswers | None = None,
 ) -> ClientCertResult:
     """Decide whether a client certificate authenticates a request.
 
@@ -180,6 +180,7 @@ def verify_client_certificate(
         policy: the route's :class:`ClientCertPolicy`.
         now: validation time, timezone-aware.
         crls: CRLs fetched by the IO layer, used with ``policy.crls``.
+        ocsp: OCSP answers fetched by the IO layer, consulted before CRLs.
 
     Returns:
         The :class:`ClientCertResult`.
@@ -198,7 +199,7 @@ def verify_client_certificate(
     _check_issuer_known(leaf, presented, policy)
     chain = _verify_path(leaf, presented, policy, now)
     _check_subject_name_constraints(chain)
-    checks = _check_revocation(chain, policy, [*policy.crls, *crls], now)
+    checks = _check_revocation(chain, policy, [*policy.crls, *crls], ocsp, now)
     info = describe_certificate(leaf)
     allowed = policy.allowed_fingerprints
     if allowed is not None and info.fingerprint_sha256 not in allowed:
@@ -382,27 +383,19 @@ def _check_revocation(
     chain: list[x509.Certificate],
     policy: ClientCertPolicy,
     crls: list[x509.CertificateRevocationList],
+    ocsp: OcspAnswers | None,
     now: datetime,
 ) -> tuple[CrlCheck, ...]:
     mode = policy.revocation_check_mode
     if mode is RevocationCheckMode.SKIP:
         return ()
-    checks = check_revocation(
-        chain, crls, now=now, full_chain=policy.revocation_full_chain
+    checks = check_chain_revocation(
+        chain, crls=crls, ocsp=ocsp, now=now, full_chain=policy.revocation_full_chain
     )
-    for check in checks:
-        if check.status is RevocationStatus.REVOKED:
-            raise ClientCertRejected(
-                ClientCertReason.REVOKED, f"revoked ({check.detail})"
-            )
-        if (
-            check.status is RevocationStatus.UNKNOWN
-            and mode is RevocationCheckMode.STRICT
-        ):
-            # Kong: under STRICT an undeterminable status "results in a revoked status".
-            raise ClientCertRejected(
-                ClientCertReason.REVOKED, f"revocation status unknown ({check.detail})"
-            )
+    refusal = revocation_refusal(checks, RevocationCheckMode(mode))
+    if refusal is not None:
+        reason, detail = refusal
+        raise ClientCertRejected(ClientCertReason(reason), detail)
     return checks
 
 

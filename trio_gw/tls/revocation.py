@@ -31,7 +31,8 @@ Modes follow Kong's ``revocation_check_mode``: ``SKIP`` checks nothing;
 ``IGNORE_CA_ERROR`` rejects only ``REVOKED`` (a CRL that cannot be obtained or
 verified is ignored); ``STRICT`` rejects ``REVOKED`` and ``UNKNOWN`` (Kong:
 "a missing CRL URL ... or a failure to connect to the server results in a
-revoked status").  OCSP is not implemented.
+revoked status"), reported as ``revocation_unknown``.  OCSP answers come
+first where a client certificate is checked: :mod:`trio_gw.tls.client_revocation`.
 """
 
 from __future__ import annotations
@@ -100,11 +101,14 @@ class CrlCheck:
 
     ``detail`` explains an ``UNKNOWN`` (why each candidate CRL was unusable)
     or names the revocation reason of a ``REVOKED``; it never quotes input.
+    ``source`` names what decided: ``crl``, ``ocsp`` (see
+    :mod:`trio_gw.tls.client_revocation`) or ``none`` (status unknown).
     """
 
     status: RevocationStatus
     serial_number: int
     detail: str = ""
+    source: str = "crl"
 
 
 def parse_revocation_check_mode(
