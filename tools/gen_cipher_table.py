@@ -3,7 +3,7 @@
 
 The gateway accepts cipher suites by IANA name (Tyk, Go, RFCs) or by OpenSSL
 name (Kong, nginx), but stdlib ``ssl`` knows only OpenSSL names and silently
-drops names it does not know (``docs/tls-stack-notes.md`` §4).  So trio-gw
+drops names it does not know (``docs/tls-stack.md`` §4).  So trio-gw
 checks every configured name against a vendored table, generated once by this
 tool rather than by calling the CLI at runtime.
 
