@@ -179,7 +179,8 @@ class ExpiryEvent:
             "cert_role": TYK_CERT_ROLES[self.facts.role],
             "expires_at": format_timestamp(info.not_after),
             "days_remaining": days,
-            **({"expired_at": format_timestamp(info.not_after), "days_since_expiry": -days - 1}
+            **({"expired_at": format_timestamp(info.not_after),
+                "days_since_expiry": (self.at - info.not_after) // SECONDS_PER_DAY}
                if self.kind == CERTIFICATE_EXPIRED else {}),
             "role": self.facts.role.value,
             "key": self.facts.key,
