@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install the Debian packages named as arguments when their command is missing.
-# Usage: tools/install-system-tools.sh curl openssl [nginx wrk]
+# Usage: tools/install-system-tools.sh curl openssl chromium [nginx wrk]
+# (chromium: the browser test of the certificate inventory page drives /usr/bin/chromium with Playwright;
+# Playwright never downloads a browser of its own here.)
 set -eu
 missing=""
 for tool in "$@"; do

@@ -60,6 +60,7 @@ UI_ASSETS: Final = {
     "/ui/certificates": ("certificates.html", "text/html; charset=utf-8"),
     "/ui/certificates.css": ("certificates.css", "text/css; charset=utf-8"),
     "/ui/certificates.js": ("certificates.js", "text/javascript; charset=utf-8"),
+    "/ui/certificates.svg": ("certificates.svg", "image/svg+xml"),
 }
 #: The page may load its own script, style and JSON, nothing else; it may not be framed.
 UI_HEADERS: Final = (

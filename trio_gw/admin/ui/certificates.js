@@ -32,6 +32,12 @@
     return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
   }
 
+  // What people call a certificate: its common name, else its first name, else its subject.
+  function displayName(item) {
+    const names = [...item.sans.dns, ...item.sans.ip, ...item.sans.uri, ...item.sans.email];
+    return item.common_names[0] || names[0] || item.subject || "(no subject)";
+  }
+
   function query() {
     const params = new URLSearchParams();
     if (roleFilter.value) params.set("role", roleFilter.value);
@@ -75,9 +81,9 @@
     now = body.generated_at;
     const counts = body.counts.by_status;
     const summary = [body.counts.total + " certificate" + (body.counts.total === 1 ? "" : "s")];
-    for (const status of ["expired", "critical", "warning"]) {
-      if (counts[status]) summary.push(counts[status] + " " + STATUS_LABELS[status]);
-    }
+    if (counts.expired) summary.push(counts.expired + " expired");
+    if (counts.critical) summary.push(counts.critical + " within " + body.thresholds.critical_days + " days");
+    if (counts.warning) summary.push(counts.warning + " within " + body.thresholds.warning_days + " days");
     document.getElementById("summary").textContent = summary.join(" · ");
     renderTimeline(body.timeline, body.data);
     renderTable(body.data);
@@ -113,7 +119,7 @@
       const dot = el("span", "dot status-" + item.status);
       dot.dataset.key = item.key;
       dot.style.left = ((item.not_after - timeline.start) / span) * 100 + "%";
-      dot.title = (item.common_names[0] || item.subject) + " (" + (ROLE_LABELS[item.role] || item.role) +
+      dot.title = displayName(item) + " (" + (ROLE_LABELS[item.role] || item.role) +
         "): " + isoMinute(item.not_after);
       strip.append(dot);
     }
@@ -142,7 +148,7 @@
     const role = el("td", "role", ROLE_LABELS[item.role] || item.role);
 
     const subject = el("td", "subject");
-    subject.append(el("div", "cn", item.common_names[0] || item.subject || "(no subject)"));
+    subject.append(el("div", "cn", displayName(item)));
     subject.append(el("div", "dn", item.subject));
     const names = [...item.sans.dns, ...item.sans.ip, ...item.sans.uri, ...item.sans.email];
     const sans = el("div", "sans");
