@@ -35,7 +35,12 @@ SAMPLE = sample_view(NOW)
 COLOURS = {"ok": "rgb(24, 128, 56)", "warning": "rgb(176, 96, 0)", "critical": "rgb(217, 48, 37)",
            "expired": "rgb(140, 29, 24)"}
 
-sync_api = pytest.importorskip("playwright.sync_api")
+try:
+    from playwright import sync_api
+except ImportError:  # the test extra installs it; only a bare environment lacks it
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("playwright is not installed (make install-test)", allow_module_level=True)
 
 
 class AdminHandler(BaseHTTPRequestHandler):
