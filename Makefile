@@ -39,7 +39,7 @@ check-lock: $(BIN)/python
 	$(BIN)/python tools/check_lock.py
 
 system-tools:
-	@sh tools/install-system-tools.sh curl openssl pebble
+	@sh tools/install-system-tools.sh curl openssl pebble chromium postgresql
 
 run: install
 	@$(BIN)/trio-gw demo

@@ -25,6 +25,7 @@ from trio_gw._version import __version__
 from trio_gw.admin import errors
 from trio_gw.admin.bodies import parse_body
 from trio_gw.admin.credentials import CREDENTIAL_ENDPOINTS
+from trio_gw.admin.inventory import CertificateView, inventory_listing, ui_asset
 from trio_gw.admin.listing import list_page
 from trio_gw.admin.lookup import KINDS, SINGULAR, entities_of, find_entity
 from trio_gw.admin.openapi import openapi_document
@@ -76,6 +77,7 @@ def handle_admin_request(
     now: int,
     read_only_reason: str | None = None,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    certificates: CertificateView | None = None,
 ) -> AdminResult:
     """Answer one Admin API request over the current configuration.
 
@@ -86,12 +88,15 @@ def handle_admin_request(
         read_only_reason: when set, every write is refused with 405 and
             ``cannot <action> when <reason>`` (see :data:`DATABASE_OFF`).
         new_id: gives the id of each entity created without one.
+        certificates: the live generation's certificate inventory (every
+            role, settings included) for ``GET /certificates/inventory``;
+            ``None`` answers that endpoint 503 (the page itself is still served).
 
     Returns:
         The response, and the new configuration when a write succeeded.
     """
     try:
-        return _handle(request, entities, now, read_only_reason, new_id)
+        return _handle(request, entities, now, read_only_reason, new_id, certificates)
     except errors.AdminError as exc:
         return AdminResult(json_response(exc.status, exc.body, exc.headers), None)
 
@@ -102,7 +107,8 @@ def json_response(status: int, body: Any, headers: tuple[tuple[str, str], ...] =
 
 
 def _handle(
-    request: AdminRequest, entities: Entities, now: int, read_only_reason: str | None, new_id: Callable[[], str]
+    request: AdminRequest, entities: Entities, now: int, read_only_reason: str | None, new_id: Callable[[], str],
+    certificates: CertificateView | None,
 ) -> AdminResult:
     target = match_path(request.path)
     if target is None:
@@ -116,6 +122,16 @@ def _handle(
         return _ok(200, node_info(entities, read_only_reason))
     if target.shape == "openapi":
         return _ok(200, openapi_document())
+    if target.shape == "inventory":
+        if certificates is None:
+            return _ok(503, {"message": "the certificate inventory is not available on this node yet"})
+        body = inventory_listing(certificates, request.query, now=now)
+        return AdminResult(json_response(200, body, (("cache-control", "no-store"),)), None)
+    if target.shape == "ui":
+        asset = ui_asset(target.key)
+        if asset is None:
+            raise errors.not_found()
+        return AdminResult(AdminResponse(200, asset[0], asset[1]), None)
     w = WriteContext(entities, now, new_id)
     if target.shape in ("credentials", "credential"):
         return _credentials(request, target, w)

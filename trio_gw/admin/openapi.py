@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from trio_gw._version import __version__
 from trio_gw.admin.credentials import CREDENTIAL_ENDPOINTS
+from trio_gw.admin.inventory import UI_ASSETS
 from trio_gw.admin.listing import MAX_PAGE_SIZE
 from trio_gw.admin.lookup import KINDS, NAME_FIELDS, SINGULAR
 from trio_gw.admin.routing import NESTED
@@ -116,6 +117,7 @@ _ERRORS: Final = {
     "404": "not found", "405": "method not allowed, or read-only configuration (database = off)",
     "409": "unique, primary key or foreign key (referenced) violation",
     "415": "unsupported content type",
+    "503": "the certificate inventory is not available on this node yet",
 }  # fmt: skip
 _MEDIA: Final = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -180,6 +182,8 @@ def openapi_document() -> dict[str, Any]:
     for segment, credential in CREDENTIAL_ENDPOINTS.items():
         schemas[f"Credential_{segment}"] = dict(credential.schema)
         paths.update(_credential_paths(segment))
+    schemas.update(INVENTORY_SCHEMAS)
+    paths.update(_inventory_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -268,3 +272,69 @@ def _credential_paths(segment: str) -> dict[str, Any]:
             "delete": _operation(f"delete a {segment} credential", None, "204", errors=("404", "405", "409")),
         },
     }
+
+
+_USAGE: Final = {"type": "object", "required": ["kind", "id", "name"],
+                 "properties": {"kind": _S, "id": _S, "name": _null(_S)}}
+_ROLES: Final = ["server", "upstream_client", "ca", "consumer", "acme"]
+_STATUSES: Final = ["ok", "warning", "critical", "expired", "not_yet_valid"]
+_INVENTORY_ITEM: Final = {
+    "key": _S, "id": _S, "entity_id": _null(_S), "role": {"type": "string", "enum": _ROLES}, "source": _S,
+    "subject": _S, "common_names": _STRS, "issuer": _S,
+    "sans": {"type": "object", "required": ["dns", "ip", "uri", "email"],
+             "properties": {"dns": _STRS, "ip": _STRS, "uri": _STRS, "email": _STRS}},
+    "serial": _S, "fingerprint": _S, "key_type": _S, "key_size": _I, "is_ca": _B, "not_before": _I,
+    "not_after": _I, "days_to_expiry": _I, "expired": _B, "status": {"type": "string", "enum": _STATUSES},
+    "used_by": {"type": "array", "items": _USAGE},
+}  # fmt: skip
+_REVOCATION: Final = {
+    "type": "object", "required": ["status", "source", "checked_at", "next_update", "reason"],
+    "properties": {"status": {"type": "string", "enum": ["good", "revoked", "unknown"]},
+                   "source": {"type": "string", "enum": ["ocsp", "crl"]}, "checked_at": _I,
+                   "next_update": _null(_I), "reason": _null(_S)},
+}  # fmt: skip
+_BUCKET: Final = {"type": "object", "required": ["start", "end", "count", "keys"],
+                  "properties": {"start": _I, "end": _I, "count": _I, "keys": _STRS}}
+_COUNTS: Final = {"type": "object", "additionalProperties": _I}
+#: The schemas of ``GET /certificates/inventory`` (``admin.inventory``).
+INVENTORY_SCHEMAS: Final = {
+    "InventoryCertificate": {
+        "type": "object", "required": sorted(_INVENTORY_ITEM), "additionalProperties": False,
+        "properties": {**_INVENTORY_ITEM, "revocation": _REVOCATION},
+    },
+    "CertificateInventory": {
+        "type": "object", "required": ["data", "next", "generated_at", "thresholds", "counts", "timeline"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("InventoryCertificate")},
+            "next": {"type": "null"},
+            "generated_at": _I,
+            "thresholds": {"type": "object", "required": ["warning_days", "critical_days"],
+                           "properties": {"warning_days": _I, "critical_days": _I}},
+            "counts": {"type": "object", "required": ["total", "by_status", "by_role"],
+                       "properties": {"total": _I, "by_status": _COUNTS, "by_role": _COUNTS}},
+            "timeline": {"type": "object", "required": ["start", "end", "days", "bucket_days", "buckets", "expired"],
+                         "properties": {"start": _I, "end": _I, "days": _I, "bucket_days": _I, "expired": _I,
+                                        "buckets": {"type": "array", "items": _BUCKET}}},
+        },
+    },
+}  # fmt: skip
+
+
+def _inventory_paths() -> dict[str, Any]:
+    role = {"name": "role", "in": "query", "required": False,
+            "description": "only these roles (comma-separated or repeated): " + ", ".join(_ROLES),
+            "schema": {"type": "string", "pattern": "^(" + "|".join(_ROLES) + ")(,(" + "|".join(_ROLES) + "))*$"}}
+    listing = _operation("every certificate the node depends on, in every role, with its users and a 90-day "
+                         "expiry timeline (never key material)", "CertificateInventory", "200",
+                         errors=("400", "405", "503"), parameters=[role, _EXPIRING])
+    paths: dict[str, Any] = {"/certificates/inventory": {"get": listing}}
+    for path, (_, content_type) in UI_ASSETS.items():
+        media = content_type.split(";")[0]
+        paths[path] = {"get": {
+            "summary": "the certificate inventory page (no external assets)" if media == "text/html"
+            else f"the inventory page's {media.split('/')[1]}",
+            "responses": {"200": {"description": "ok", "content": {media: {"schema": _S}}},
+                          "405": {"description": _ERRORS["405"],
+                                  "content": {"application/json": {"schema": _ref("Error")}}}},
+        }}
+    return paths

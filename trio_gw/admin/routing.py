@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from trio_gw.admin.credentials import CREDENTIAL_ENDPOINTS
+from trio_gw.admin.inventory import UI_ASSETS
 from trio_gw.admin.lookup import KINDS
 
 #: (parent kind, child kind) → the child's field naming its parent.
@@ -26,6 +27,8 @@ NESTED: Final = {
 METHODS: Final = {
     "root": ("GET",),
     "openapi": ("GET",),
+    "inventory": ("GET",),
+    "ui": ("GET",),
     "collection": ("GET", "POST"),
     "entity": ("GET", "PUT", "PATCH", "DELETE"),
     "nested": ("GET", "POST"),
@@ -64,6 +67,10 @@ def match_path(path: str) -> Target | None:
         return Target("root")
     if path == "/openapi.json":
         return Target("openapi")
+    if path.rstrip("/") == "/certificates/inventory":  # never an entity: certificate ids are UUIDs
+        return Target("inventory")
+    if path in UI_ASSETS:
+        return Target("ui", key=path)
     if not path.startswith("/"):
         return None
     raw = path[1:-1] if path.endswith("/") else path[1:]

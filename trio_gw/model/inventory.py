@@ -2,23 +2,42 @@
 
 Theory of operation
 -------------------
-A certificate reaches the gateway in many ways: a Certificate entity with SNIs
-(server), the same entity named by a service (upstream client), a CA
-certificate entity named by a plugin or a service (CA), ``ssl_cert`` and Tyk's
-``ssl_certificates`` files (server), Kong's legacy ``ssl`` plugin (server)...
-:func:`build_inventory` turns all of them into :class:`CertificateFacts`, one
-per certificate *and role* (an entity serving clients and presented to an
-upstream is two facts), each parsed exactly once: subject, issuer, names,
-fingerprint, validity and key type (:class:`~trio_gw.pki.info.CertificateInfo`),
-plus the entities and settings that use it.
+A certificate reaches the gateway in many ways; :func:`build_inventory` turns
+all of them into :class:`CertificateFacts`, one per certificate *and role* (an
+entity serving clients and presented to an upstream is two facts), each parsed
+exactly once: subject, issuer, names, fingerprint, validity and key type
+(:class:`~trio_gw.pki.info.CertificateInfo`), plus who uses it.
+
+==========================================  ===============  ===========================================
+where it is configured                      role             key (stable across reloads and nodes)
+==========================================  ===============  ===========================================
+Certificate entity (SNIs, SAN/CN match)     server / acme    ``certificate:<id>``
+its ``cert_alt`` (second key type)          server / acme    ``certificate:<id>:alt``
+named by services (``client_certificate``,  upstream_client  ``certificate:<id>:upstream``
+``certificates``) or ``upstream_certificates``
+named by mtls-auth credentials              consumer         ``certificate:<id>:consumer``
+(``certificate: <id>``), mtls-allowlist
+a CA one named by mtls-allowlist            ca               ``certificate:<id>:ca``
+CA certificate entity                       ca               ``ca_certificate:<id>``
+mtls-auth credential with its certificate   consumer         ``credential:<id>``
+Kong's legacy ``ssl`` plugin                server           ``ssl-plugin:<plugin id>``
+settings files (``ssl_cert``, CA bundles    per setting      ``setting:<name>[<i>]`` (bundles:
+...; see ``tls.certificate_settings``)                       ``setting:<name>[<i>][<n>]``)
+==========================================  ===============  ===========================================
+
+A Certificate entity tagged :data:`ACME_TAG` is managed by an ACME client: its
+server fact has role ``acme`` instead of ``server`` (same key, so a renewal
+keeps its history).  Users (:class:`Usage`) are the entities and settings that
+reference a certificate, plus the routes reached through them: routes whose
+``snis`` name one of its SNIs, routes of the services using it, and the scope
+(route, service, consumer) of the plugins naming it.  A route matched only by
+``hosts`` is not listed: which certificate it gets depends on the client's SNI.
 
 The inventory is computed when a generation is built, off the event loop; the
-expiry gauges, warnings, ``/status`` and Admin API listings read these facts
-and never parse PEM again.  Certificates configured by files (settings) are
+expiry gauges, warnings, events, ``/status`` and the Admin API's inventory read
+these facts and never parse PEM again.  Certificates configured by files are
 handed in already read, as :class:`ConfiguredCertificate`, so this module stays
-pure.  Keys (``CertificateFacts.key``) are stable across reloads and nodes:
-``certificate:<id>``, ``ca_certificate:<id>``, ``setting:<name>[<i>]``,
-``ssl-plugin:<plugin id>``.
+pure.
 """
 
 from __future__ import annotations
@@ -26,12 +45,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final, Protocol
 
-from trio_gw.model.entities import Entities
+from trio_gw.model.entities import Entities, Plugin
 from trio_gw.pki.info import CertificateInfo, describe_certificate, format_timestamp
 from trio_gw.pki.parse import parse_certificates
 
 __all__ = [
+    "ACME_TAG",
     "CertificateFacts",
     "ConfiguredCertificate",
     "Inventory",
@@ -40,6 +61,10 @@ __all__ = [
     "build_inventory",
     "expiry_notes",
 ]
+
+#: The tag an ACME client puts on the Certificate entities it manages (issue 15 writes them; the
+#: inventory reports them with role ``acme``).
+ACME_TAG: Final = "acme"
 
 
 class Role(enum.Enum):
@@ -67,6 +92,10 @@ class ConfiguredCertificate:
     """A certificate the settings name (already read from its file): ``ssl_cert[0]``, ``ssl_certificates[1]``...
 
     ``pem`` is the certificate chain; only its first certificate is described.
+    ``entity_id`` set means the setting names a store Certificate entity
+    (``ssl_certificates: [<id>]``, ``upstream_certificates: {host: <id>}``): the
+    item then adds its ``usage`` to that entity's fact for ``role`` instead of
+    being a fact of its own (``key`` and ``pem`` are not used).
     """
 
     key: str
@@ -74,6 +103,7 @@ class ConfiguredCertificate:
     source: str
     pem: str
     usage: tuple[Usage, ...] = ()
+    entity_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,15 +170,25 @@ def expiry_notes(info: CertificateInfo, *, now: int, warn_days: int) -> tuple[st
     return tuple(notes)
 
 
+_Uses = dict[tuple[str, Role], list[Usage]]
+
+
+class _Add(Protocol):
+    """The ``add`` closure of :func:`_users`: record users of an entity in a role."""
+
+    def __call__(self, entity_id: str, role: Role, /, *found: Usage) -> None: ...
+
+
 def build_inventory(entities: Entities, configured: Sequence[ConfiguredCertificate] = ()) -> Inventory:
     """Describe every certificate of ``entities`` and ``configured`` in each role it plays.
 
     Args:
         entities: the configuration (validated: every PEM in it parses).
-        configured: certificates named by settings, already read.
+        configured: certificates named by settings, already read
+            (``tls.certificate_settings.parse_configured_certificates``).
 
     Returns:
-        The inventory.
+        The inventory, in configuration order: settings first, then entities.
 
     Raises:
         CertificateError: a configured certificate holds no parsable certificate.
@@ -162,33 +202,112 @@ def build_inventory(entities: Entities, configured: Sequence[ConfiguredCertifica
         return info
 
     facts: dict[str, CertificateFacts] = {}
+    uses = _users(entities)
     for item in configured:
-        facts[item.key] = CertificateFacts(item.key, item.role, item.source, describe(item.pem), None, item.usage)
-    server_uses, client_uses = _certificate_users(entities)
+        if item.entity_id is not None:
+            uses.setdefault((item.entity_id, item.role), []).extend(item.usage)
+        else:
+            facts[item.key] = CertificateFacts(item.key, item.role, item.source, describe(item.pem), None, item.usage)
     for cert in entities.certificates.values():
-        for role, uses in ((Role.SERVER, server_uses.get(cert.id, ())), (Role.UPSTREAM_CLIENT, client_uses.get(cert.id))):
-            if uses is None:
-                continue  # never presented to an upstream
-            key = f"certificate:{cert.id}" if role is Role.SERVER else f"certificate:{cert.id}:upstream"
-            facts[key] = CertificateFacts(key, role, "certificate entity", describe(cert.cert), cert.id, tuple(uses))
-    ca_uses = _ca_users(entities)
+        server = Role.ACME if ACME_TAG in cert.tags else Role.SERVER
+        server_uses = _unique(uses.get((cert.id, Role.SERVER), ()))
+        facts[f"certificate:{cert.id}"] = CertificateFacts(
+            f"certificate:{cert.id}", server, "certificate entity", describe(cert.cert), cert.id, server_uses)
+        if cert.cert_alt:
+            facts[f"certificate:{cert.id}:alt"] = CertificateFacts(
+                f"certificate:{cert.id}:alt", server, "certificate entity (cert_alt)", describe(cert.cert_alt),
+                cert.id, server_uses)
+        for role, suffix in ((Role.UPSTREAM_CLIENT, "upstream"), (Role.CONSUMER, "consumer"), (Role.CA, "ca")):
+            if (cert.id, role) in uses:
+                key = f"certificate:{cert.id}:{suffix}"
+                facts[key] = CertificateFacts(key, role, "certificate entity", describe(cert.cert), cert.id,
+                                              _unique(uses[(cert.id, role)]))
     for ca in entities.ca_certificates.values():
         key = f"ca_certificate:{ca.id}"
         facts[key] = CertificateFacts(key, Role.CA, "CA certificate entity", describe(ca.cert), ca.id,
-                                      tuple(ca_uses.get(ca.id, ())))
+                                      _unique(uses.get((ca.id, Role.CA), ())))
+    for cred in entities.credentials.values():
+        if cred.kind == "mtls_auth" and cred.certificate is not None and cred.status != "revoked":
+            key = f"credential:{cred.id}"
+            facts[key] = CertificateFacts(key, Role.CONSUMER, "mtls-auth credential", describe(cred.certificate),
+                                          None, (_consumer(entities, cred.consumer), Usage("credential", cred.id)))
+    for plugin in entities.plugins.values():
+        if plugin.name == "ssl" and isinstance(plugin.config.get("cert"), str):
+            key = f"ssl-plugin:{plugin.id}"
+            facts[key] = CertificateFacts(key, Role.SERVER, "ssl plugin", describe(plugin.config["cert"]), None,
+                                          _unique([Usage("plugin", plugin.id, plugin.name), *_scope(entities, plugin)]))
     return Inventory(facts)
 
 
-def _certificate_users(entities: Entities) -> tuple[dict[str, list[Usage]], dict[str, list[Usage]]]:
-    """Who uses each Certificate entity as a server certificate (SNIs) and as an upstream client one."""
-    server: dict[str, list[Usage]] = {}
-    client: dict[str, list[Usage]] = {}
+def _users(entities: Entities) -> _Uses:
+    """Who uses each Certificate / CA certificate entity, by ``(entity id, role)``."""
+    uses: _Uses = {}
+
+    def add(entity_id: str, role: Role, *found: Usage) -> None:
+        uses.setdefault((entity_id, role), []).extend(found)
+
     for sni in entities.snis.values():
-        server.setdefault(sni.certificate, []).append(Usage("sni", sni.id, sni.name))
+        routes = [Usage("route", r.id, r.name) for r in entities.routes.values() if sni.name in r.snis]
+        add(sni.certificate, Role.SERVER, Usage("sni", sni.id, sni.name), *routes)
     for service in entities.services.values():
+        served = (Usage("service", service.id, service.name), *_routes_of(entities, service.id))
         for cid in _client_certificates(service.client_certificate, service.client_certificate_alternates):
-            client.setdefault(cid, []).append(Usage("service", service.id, service.name))
-    return server, client
+            add(cid, Role.UPSTREAM_CLIENT, *served)
+        for cid in service.ca_certificates:
+            add(cid, Role.CA, *served)
+    for plugin in entities.plugins.values():
+        _plugin_users(entities, plugin, add)
+    for cred in entities.credentials.values():
+        if cred.kind != "mtls_auth" or cred.status == "revoked":
+            continue
+        owner = (_consumer(entities, cred.consumer), Usage("credential", cred.id))
+        if cred.certificate_id is not None:
+            add(cred.certificate_id, Role.CONSUMER, *owner)
+        if cred.ca_certificate is not None:
+            add(cred.ca_certificate, Role.CA, *owner)
+    return uses
+
+
+def _plugin_users(entities: Entities, plugin: Plugin, add: _Add) -> None:
+    """CA certificates a plugin trusts (``ca_certificates``) and mtls-allowlist entries."""
+    this = (Usage("plugin", plugin.id, plugin.name), *_scope(entities, plugin))
+    named = plugin.config.get("ca_certificates") or ()
+    if isinstance(named, (list, tuple)):
+        for cid in named:
+            add(str(cid), Role.CA, *this)
+    if plugin.name != "mtls-allowlist":
+        return
+    for entry in plugin.config.get("certificates") or ():
+        entry = str(entry)
+        if entry in entities.ca_certificates:
+            add(entry, Role.CA, *this)
+        elif entry in entities.certificates:  # a leaf admits exactly itself; a CA certificate what it issued
+            leaf = entities.certificates[entry]
+            is_ca = describe_certificate(parse_certificates(leaf.cert)[0]).is_ca
+            add(entry, Role.CA if is_ca else Role.CONSUMER, *this)
+
+
+def _scope(entities: Entities, plugin: Plugin) -> list[Usage]:
+    """The route, service (with its routes) and consumer a plugin is scoped to."""
+    found: list[Usage] = []
+    if plugin.route is not None and plugin.route in entities.routes:
+        found.append(Usage("route", plugin.route, entities.routes[plugin.route].name))
+    if plugin.service is not None and plugin.service in entities.services:
+        found.append(Usage("service", plugin.service, entities.services[plugin.service].name))
+        found.extend(_routes_of(entities, plugin.service))
+    if plugin.consumer is not None:
+        found.append(_consumer(entities, plugin.consumer))
+    return found
+
+
+def _routes_of(entities: Entities, service_id: str) -> list[Usage]:
+    return [Usage("route", r.id, r.name) for r in entities.routes.values() if r.service == service_id]
+
+
+def _consumer(entities: Entities, consumer_id: str) -> Usage:
+    consumer = entities.consumers.get(consumer_id)
+    name = (consumer.username or consumer.custom_id) if consumer is not None else None
+    return Usage("consumer", consumer_id, name)
 
 
 def _client_certificates(first: str | None, alternates: Iterable[str]) -> Iterator[str]:
@@ -197,15 +316,6 @@ def _client_certificates(first: str | None, alternates: Iterable[str]) -> Iterat
     yield from alternates
 
 
-def _ca_users(entities: Entities) -> dict[str, list[Usage]]:
-    """Who trusts each CA certificate entity: plugins naming it, services verifying upstreams with it."""
-    users: dict[str, list[Usage]] = {}
-    for plugin in entities.plugins.values():
-        named = plugin.config.get("ca_certificates") or ()
-        if isinstance(named, (list, tuple)):
-            for cid in named:
-                users.setdefault(str(cid), []).append(Usage("plugin", plugin.id, plugin.name))
-    for service in entities.services.values():
-        for cid in service.ca_certificates:
-            users.setdefault(cid, []).append(Usage("service", service.id, service.name))
-    return users
+def _unique(found: Iterable[Usage]) -> tuple[Usage, ...]:
+    """Users in first-seen order, each once."""
+    return tuple(dict.fromkeys(found))

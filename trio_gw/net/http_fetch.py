@@ -1,4 +1,4 @@
-"""A small bounded HTTP GET for the gateway's own needs (CRL distribution points).
+"""Small bounded HTTP requests for the gateway's own needs (CRL distribution points, event webhooks).
 
 Theory of operation
 -------------------
@@ -33,7 +33,15 @@ SYSTEM_STORE = "system"
 
 
 class FetchError(Exception):
-    """The resource could not be fetched; the message says why (no secrets)."""
+    """The resource could not be fetched; the message says why (no secrets).
+
+    ``permanent`` marks failures that trying again cannot fix (an untrusted
+    server certificate, an unsupported URL).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def outbound_tls_context(
@@ -84,7 +92,7 @@ async def fetch(
     url: str, *, timeout: float, max_bytes: int = MAX_FETCH_BYTES, ssl_context: ssl.SSLContext | None = None,
     post: tuple[str, bytes] | None = None,
 ) -> bytes:
-    """GET ``url`` (http or https) within ``timeout`` seconds, or POST to it.
+    """GET ``url`` (http or https) within ``timeout`` seconds — or POST to it.
 
     Args:
         url: what to fetch.
@@ -96,11 +104,52 @@ async def fetch(
     Raises:
         FetchError: unreachable, timed out, untrusted, not 200, or too large.
     """
+    if post is None:
+        _, body = await request("GET", url, timeout=timeout, max_bytes=max_bytes, ssl_context=ssl_context,
+                                stop_unless=200)
+    else:
+        _, body = await request("POST", url, timeout=timeout, body=post[1], headers=[("content-type", post[0])],
+                                max_bytes=max_bytes, ssl_context=ssl_context, stop_unless=200)
+    return body
+
+
+async def request(
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    body: bytes = b"",
+    headers: Sequence[tuple[str, str]] = (),
+    max_bytes: int = MAX_FETCH_BYTES,
+    ssl_context: ssl.SSLContext | None = None,
+    stop_unless: int | None = None,
+) -> tuple[int, bytes]:
+    """Send one request (``Connection: close``) and read the answer, within ``timeout`` seconds.
+
+    Args:
+        method: ``GET``, ``POST``...
+        url: an http or https URL.
+        timeout: the deadline for everything (connect, handshake, request, answer).
+        body: the request body (sent with ``Content-Length`` when not empty, or for POST/PUT/PATCH).
+        headers: extra request headers (``Host``, ``Connection`` and ``Content-Length`` are set here).
+        max_bytes: a larger answer body is refused.
+        ssl_context: verifies https servers (:func:`outbound_tls_context`); ``None``: the system store.
+        stop_unless: raise ``FetchError("HTTP <status>")`` as soon as another status arrives.
+
+    Returns:
+        The status and the answer body.
+
+    Raises:
+        FetchError: unreachable, timed out, untrusted (``permanent``), or too large.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"unsupported URL {url!r}")
+        raise FetchError(f"unsupported URL {url!r}", permanent=True)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    head = [("host", parts.netloc), ("connection", "close"), ("user-agent", "trio-gw"), *headers]
+    if body or method in ("POST", "PUT", "PATCH"):
+        head.append(("content-length", str(len(body))))
     try:
         with trio.fail_after(timeout):
             stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port)
@@ -110,7 +159,8 @@ async def fetch(
                     tls = trio.SSLStream(stream, context, server_hostname=parts.hostname, https_compatible=True)
                     stream = tls
                     await tls.do_handshake()
-                return await _get(stream, parts.netloc, target, max_bytes, post)
+                return await _exchange(stream, h11.Request(method=method, target=target, headers=head), body,
+                                       max_bytes, stop_unless)
             finally:
                 await trio.aclose_forcefully(stream)
     except trio.TooSlowError as exc:
@@ -119,32 +169,30 @@ async def fetch(
         cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
         if isinstance(cause, ssl.SSLCertVerificationError):
             raise FetchError(f"the server certificate of {parts.hostname} is not trusted "
-                             f"({cause.verify_message}; see lua_ssl_trusted_certificate)") from exc
+                             f"({cause.verify_message}; see lua_ssl_trusted_certificate)", permanent=True) from exc
         raise FetchError(f"{type(cause).__name__}: {cause}") from exc
 
 
-async def _get(
-    stream: trio.abc.Stream, host: str, target: str, max_bytes: int, post: tuple[str, bytes] | None = None
-) -> bytes:
+async def _exchange(
+    stream: trio.abc.Stream, request: h11.Request, body: bytes, max_bytes: int, stop_unless: int | None
+) -> tuple[int, bytes]:
     conn = h11.Connection(h11.CLIENT)
-    headers = [("host", host), ("connection", "close"), ("user-agent", "trio-gw")]
-    if post is not None:
-        headers += [("content-type", post[0]), ("content-length", str(len(post[1])))]
-    request = h11.Request(method="POST" if post else "GET", target=target, headers=headers)
-    head = conn.send(request)
-    payload = conn.send(h11.Data(data=post[1])) if post else b""
-    await stream.send_all(head + payload + conn.send(h11.EndOfMessage()))
-    body = bytearray()
+    out = conn.send(request)
+    if body:
+        out += conn.send(h11.Data(data=body))
+    await stream.send_all(out + conn.send(h11.EndOfMessage()))
+    status, received = 0, bytearray()
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             conn.receive_data(await stream.receive_some(65536))  # type: ignore[arg-type]  # bytearray ok
         elif isinstance(event, h11.Response):
-            if event.status_code != 200:
-                raise FetchError(f"HTTP {event.status_code}")
+            status = event.status_code
+            if stop_unless is not None and status != stop_unless:
+                raise FetchError(f"HTTP {status}")
         elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > max_bytes:
+            received += event.data
+            if len(received) > max_bytes:
                 raise FetchError(f"larger than {max_bytes} bytes")
         elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-            return bytes(body)
+            return status, bytes(received)

@@ -49,6 +49,25 @@ def fingerprint_sha256(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+def peer_identity(der: bytes) -> tuple[str, str]:
+    """The fingerprint and subject of a peer's certificate, for the access log (once per connection).
+
+    Args:
+        der: the certificate as received in the handshake (``getpeercert(binary_form=True)``).
+
+    Returns:
+        ``(lowercase hex SHA-256 of the DER, RFC 4514 subject)``.
+
+    Raises:
+        CertificateError: the bytes are not a certificate.
+    """
+    try:
+        subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except DECODE_ERRORS as exc:
+        raise CertificateError("not a DER certificate") from exc
+    return hashlib.sha256(der).hexdigest(), subject
+
+
 def certificate_id(cert: x509.Certificate) -> str:
     """Give the store id of a certificate, Tyk style.
 

@@ -1,14 +1,50 @@
-"""The access log: one line per request, text or JSON."""
+"""The access log: one line per request, text or JSON.
+
+Besides the request, its TLS facts and its upstream, a line names who made the
+request when it is known (:class:`RequestIdentity`): the client certificate's
+SHA-256 fingerprint and subject (computed once per connection, after the
+handshake, with :func:`trio_gw.pki.info.peer_identity`) and the consumer the
+plugins authenticated.  Those come from the client: the text format escapes
+them (``\\xHH``) so they cannot break or forge a line; JSON escapes by itself.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.exchange import Exchange
+
+
+@dataclass(frozen=True)
+class RequestIdentity:
+    """Who made a request: the client certificate (per connection) and the consumer (per request)."""
+
+    #: Lowercase hex SHA-256 of the client certificate's DER, as ``openssl x509 -fingerprint -sha256``.
+    client_cert_fingerprint: str | None = None
+    #: Its subject, RFC 4514.
+    client_cert_subject: str | None = None
+    #: The consumer's username, else its custom id, else its id.
+    consumer: str | None = None
+
+
+NO_IDENTITY = RequestIdentity()
+
+
+def quote_field(value: str | None) -> str:
+    """A client-supplied value for the text format: ``-`` when absent, else double-quoted with ``"``, ``\\``
+    and every non-printable or non-ASCII character escaped as ``\\xHH`` (nginx's ``escape=default``)."""
+    if value is None:
+        return "-"
+    out = []
+    for byte in value.encode("utf-8"):
+        char = chr(byte)
+        out.append(char if 0x20 <= byte < 0x7F and char not in '"\\' else f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
 
 
 class AccessLog:
@@ -28,7 +64,14 @@ class AccessLog:
             self.out = open(destination, "a", buffering=1)  # noqa: SIM115 - lives as long as the node
             self._own = True
 
-    def record(self, info: ConnectionFacts, ex: Exchange) -> None:
+    def record(self, info: ConnectionFacts, ex: Exchange, identity: RequestIdentity = NO_IDENTITY) -> None:
+        """Write the line of one finished request.
+
+        Args:
+            info: the connection's facts.
+            ex: the request's facts.
+            identity: the client certificate and consumer, when known.
+        """
         if self.out is None:
             return
         latency_ms = round((time.monotonic() - ex.started) * 1000, 2)
@@ -53,6 +96,9 @@ class AccessLog:
                     "tls_version": info.tls_version,
                     "tls_cipher": info.cipher,
                     "sni": info.sni,
+                    "client_cert_fingerprint": identity.client_cert_fingerprint,
+                    "client_cert_subject": identity.client_cert_subject,
+                    "consumer": identity.consumer,
                 },
                 separators=(",", ":"),
             )
@@ -62,7 +108,9 @@ class AccessLog:
                 f'{info.client_ip} - - [{time.strftime("%d/%b/%Y:%H:%M:%S %z")}] "{ex.method} {ex.target} {ex.protocol}" '
                 f"{ex.status} {ex.bytes_out} in={ex.bytes_in} {latency_ms}ms "
                 f"upstream={ex.upstream or '-'} {upstream_ms if upstream_ms is not None else '-'}ms "
-                f"tls=[{tls}] reason={ex.reason or '-'}"
+                f"tls=[{tls}] reason={ex.reason or '-'} "
+                f"client_cert={identity.client_cert_fingerprint or '-'} "
+                f"client_subject={quote_field(identity.client_cert_subject)} consumer={quote_field(identity.consumer)}"
             )
         self.out.write(line + "\n")
         self.out.flush()

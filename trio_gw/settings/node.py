@@ -111,6 +111,12 @@ class Settings:
     proxy_access_log: str
     access_log_format: str
     log_level: str
+    # observability
+    certificate_expiry_monitor: object
+    event_handlers: object
+    event_webhook_timeout: float
+    event_webhook_retries: int
+    rejection_log_interval: float
     #: Where each value came from (``default``, a file path, ``environment``, ``command line``).
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

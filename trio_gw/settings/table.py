@@ -210,6 +210,28 @@ SETTINGS: tuple[Setting, ...] = (
     _s("access_log_format", choice("text", "json"), "text", "text|json", "One line per request, text or JSON."),
     _s("log_level", choice("debug", "info", "notice", "warn", "error", "crit"), "notice", "level",
        "Error log level (Kong's names)."),
+    # observability: certificate expiry events, webhooks, rejection log (parsed by
+    # trio_gw.model.expiry_monitor, trio_gw.model.event_handlers and trio_gw.tls.rejection_log)
+    _s("certificate_expiry_monitor", as_written, None, "mapping",
+       "Tyk `security.certificate_expiry_monitor`: `warning_threshold_days` (30: fire `CertificateExpiringSoon` "
+       "this many days ahead), `check_cooldown_seconds` (3600: how often every certificate of every role is "
+       "checked), `event_cooldown_seconds` (86400: at most one event per certificate and kind in this time). "
+       "`warning_threshold_days` is `certificate_expiry_warning_days` under Tyk's name: set one of them.",
+       "30 / 3600 / 86400"),
+    _s("event_handlers", as_written, None, "mapping",
+       "Tyk's gateway `event_handlers` for `CertificateExpiringSoon` and `CertificateExpired`: "
+       "`{events: {<Event>: [{handler_name: eh_web_hook_handler, handler_meta: {target_path, method, header_map, "
+       "event_timeout}}, {handler_name: eh_log_handler, handler_meta: {prefix}}]}}`. Webhooks receive the event's "
+       "metadata as JSON; https targets are verified against `lua_ssl_trusted_certificate`.", "(none)"),
+    _s("event_webhook_timeout", parse_duration, 10.0, "duration",
+       "Deadline of one webhook delivery attempt (connect, TLS, request, answer)."),
+    _s("event_webhook_retries", parse_int, 3, "int",
+       "Retries of a webhook after a connection failure, a timeout, 408, 429 or 5xx, with exponential backoff "
+       "(1s, 2s, 4s ... at most 30s); 0: one attempt only."),
+    _s("rejection_log_interval", parse_duration, 60.0, "duration",
+       "Failed TLS handshakes are logged with their reason code, one line per reason and client network "
+       "(IPv4 /24, IPv6 /64) per interval; the lines held back are counted in the next one, so a scan cannot "
+       "flood the log."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

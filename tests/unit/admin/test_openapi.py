@@ -16,8 +16,10 @@ import pytest
 import trustme
 
 from trio_gw.admin import AdminRequest, handle_admin_request, openapi_document
+from trio_gw.admin.inventory import CertificateView
 from trio_gw.admin.lookup import KINDS
 from trio_gw.model.entities import Entities
+from trio_gw.model.inventory import build_inventory
 
 SPEC = Path(__file__).resolve().parents[3] / "spec" / "admin-openapi.json"
 NOW = 1_750_000_000
@@ -58,7 +60,8 @@ class WsgiAdmin:
         query = {k: tuple(v) for k, v in urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
         path = environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8", "replace")
         request = AdminRequest(environ["REQUEST_METHOD"], urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~"), query, headers, body)
-        result = handle_admin_request(request, self.entities, now=NOW)
+        view = CertificateView(build_inventory(self.entities))  # the caller's generation holds it
+        result = handle_admin_request(request, self.entities, now=NOW, certificates=view)
         if result.entities is not None:
             self.entities = result.entities
         response = result.response
