@@ -35,7 +35,7 @@ check-lock: $(BIN)/python
 	$(BIN)/python tools/check_lock.py
 
 system-tools:
-	@sh tools/install-system-tools.sh curl openssl
+	@sh tools/install-system-tools.sh curl openssl postgresql
 
 run: install
 	$(BIN)/trio-gw demo
