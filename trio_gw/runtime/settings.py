@@ -398,6 +398,24 @@ SETTINGS: tuple[Setting, ...] = (
     _s("access_log_format", _choice("text", "json"), "text", "text|json", "One line per request, text or JSON."),
     _s("log_level", _choice("debug", "info", "notice", "warn", "error", "crit"), "notice", "level",
        "Error log level (Kong's names)."),
+    # TLS to PostgreSQL (cluster datastore, issue 14): Kong's names, mapped to libpq by trio_gw.tls.postgres
+    _s("pg_ssl", _bool, False, "bool",
+       "Kong: TLS to PostgreSQL. On alone, TLS is used when the server offers it and plain TCP otherwise "
+       "(libpq `sslmode=prefer`; Kong: \"only a hint\")."),
+    _s("pg_ssl_required", _bool, False, "bool",
+       "Kong: with `pg_ssl`, refuse a PostgreSQL that does not offer TLS (libpq `sslmode=require`)."),
+    _s("pg_ssl_verify", _bool, False, "bool",
+       "Kong: with `pg_ssl`, verify PostgreSQL's certificate against `lua_ssl_trusted_certificate` and its "
+       "names against `pg_host` (libpq `sslmode=verify-full`). Implies `pg_ssl_required`: unlike Kong, a "
+       "server answering without TLS cannot downgrade a verified connection to plaintext."),
+    _s("pg_ssl_version", _choice("tlsv1_1", "tlsv1_2", "tlsv1_3", "any"), "tlsv1_2", "tlsv1_2|tlsv1_3|any",
+       "Kong: the TLS version to PostgreSQL: `tlsv1_2` or `tlsv1_3` exactly, `any` the highest both support "
+       "(at least TLS 1.2). `tlsv1_1` is refused (RFC 8996)."),
+    _s("pg_ssl_cert", _optional_str, None, "path",
+       "Kong: client certificate (PEM, leaf first) presented to PostgreSQL, e.g. for `hostssl ... cert` in "
+       "pg_hba.conf. Needs `pg_ssl` and `pg_ssl_cert_key`; copied owner-only under `prefix`/pg-tls for libpq."),
+    _s("pg_ssl_cert_key", _optional_str, None, "path",
+       "Kong: private key (PEM, unencrypted) of `pg_ssl_cert`; checked against the certificate at start."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
