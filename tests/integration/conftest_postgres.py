@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import trustme
@@ -36,11 +37,12 @@ TLS_HBA = (
 )
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip the test with the reason, or fail it under ``CI=true``."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"PostgreSQL is needed in CI: {reason}")
     pytest.skip(reason)
+    raise AssertionError("unreachable")  # pytest.skip raises
 
 
 def _bin() -> Path:
@@ -48,7 +50,6 @@ def _bin() -> Path:
         return find_pg_bin()
     except PostgresUnavailable as exc:
         unavailable(str(exc))
-        raise
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,6 @@ def _started(server: PostgresServer) -> PostgresServer:
     except PostgresUnavailable as exc:
         server.close()
         unavailable(str(exc))
-        raise
 
 
 @pytest.fixture(scope="session")
