@@ -10,7 +10,8 @@ from trio_gw.errors import ConfigError
 from trio_gw.runtime.settings import Settings
 from trio_gw.store import SealedKeyError, SqliteStore, Store, StoreError
 from trio_gw.store.sqlite import DEFAULT_FILENAME
-from trio_gw.tls.postgres import FailureKind, PgTlsPolicy, explain_connect_error
+from trio_gw.tls.postgres import PgTlsPolicy
+from trio_gw.tls.postgres_failures import FailureKind, explain_connect_error
 
 
 class DatastoreUnreachable(ConfigError):

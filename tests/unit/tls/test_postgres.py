@@ -13,16 +13,15 @@ from hypothesis import strategies as st
 from trio_gw.errors import ConfigError
 from trio_gw.testing.pki import issue, make_ca
 from trio_gw.tls.postgres import (
-    FailureKind,
     PgTlsFiles,
     PgTlsPolicy,
     SslMode,
     check_client_material,
     combine_trust,
-    explain_connect_error,
     libpq_tls_params,
     parse_pg_tls_policy,
 )
+from trio_gw.tls.postgres_failures import FailureKind, explain_connect_error
 
 LIBPQ_18 = 180006
 FILES = PgTlsFiles("/p/pg-tls/trusted.pem", "/p/pg-tls/client.pem", "/p/pg-tls/client.key")
