@@ -16,6 +16,8 @@ from trio_gw.runtime.echo import EchoServer, open_echo_listeners
 from trio_gw.runtime.gateway import Gateway
 from trio_gw.runtime.settings import load_settings
 
+from .conftest_postgres import fresh_postgres, pg_pki, private_postgres, tls_postgres  # noqa: F401  (fixtures)
+
 
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:

@@ -107,6 +107,31 @@ def _lib() -> _Lib | None:
     return lib
 
 
+def proven_libraries() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
+    """``(libssl, libcrypto)`` as ``_ssl`` uses them, once the layout proof passed; else ``None``.
+
+    For other guarded shims (``net/ticket_keys.py``): they declare their own
+    prototypes rather than changing the ``argtypes`` of these handles.
+    """
+    lib = _lib()
+    return None if lib is None else (lib.ssl, lib.crypto)
+
+
+def proven_context_pointer(ctx: ssl.SSLContext) -> int | None:
+    """The ``SSL_CTX*`` of ``ctx``, checked once more against it (its options), or ``None``.
+
+    ``None`` when the layout proof failed or this context's pointer does not
+    agree with it: the caller must then not touch OpenSSL.
+    """
+    lib = _lib()
+    if lib is None:
+        return None
+    p = _ctx_ptr(ctx)
+    if not p or lib.ssl.SSL_CTX_get_options(p) != int(ctx.options):
+        return None
+    return p
+
+
 def _require() -> _Lib:
     lib = _lib()
     if lib is None:

@@ -46,6 +46,12 @@ class Settings:
     pg_database: str
     pg_schema: str
     pg_timeout: float
+    pg_ssl: bool
+    pg_ssl_required: bool
+    pg_ssl_verify: bool
+    pg_ssl_version: str
+    pg_ssl_cert: str | None
+    pg_ssl_cert_key: str | None
     db_update_frequency: float
     private_key_encryption_secret: str | None = field(repr=False)
     declarative_config: str | None

@@ -74,6 +74,24 @@ SETTINGS: tuple[Setting, ...] = (
     _s("pg_database", parse_str, "trio_gw", "string", "PostgreSQL database."),
     _s("pg_schema", parse_str, "trio_gw", "string", "PostgreSQL schema holding trio-gw's tables."),
     _s("pg_timeout", parse_duration, 5.0, "duration", "PostgreSQL connect timeout."),
+    # TLS to PostgreSQL: Kong's names, mapped to libpq by trio_gw.tls.postgres
+    _s("pg_ssl", parse_bool, False, "bool",
+       "Kong: TLS to PostgreSQL. On alone, TLS is used when the server offers it and plain TCP otherwise "
+       "(libpq `sslmode=prefer`; Kong: \"only a hint\")."),
+    _s("pg_ssl_required", parse_bool, False, "bool",
+       "Kong: with `pg_ssl`, refuse a PostgreSQL that does not offer TLS (libpq `sslmode=require`)."),
+    _s("pg_ssl_verify", parse_bool, False, "bool",
+       "Kong: with `pg_ssl`, verify PostgreSQL's certificate against `lua_ssl_trusted_certificate` and its "
+       "names against `pg_host` (libpq `sslmode=verify-full`). Implies `pg_ssl_required`: unlike Kong, a "
+       "server answering without TLS cannot downgrade a verified connection to plaintext."),
+    _s("pg_ssl_version", choice("tlsv1_1", "tlsv1_2", "tlsv1_3", "any"), "tlsv1_2", "tlsv1_2|tlsv1_3|any",
+       "Kong: the TLS version to PostgreSQL: `tlsv1_2` or `tlsv1_3` exactly, `any` the highest both support "
+       "(at least TLS 1.2). `tlsv1_1` is refused (RFC 8996)."),
+    _s("pg_ssl_cert", parse_optional_str, None, "path",
+       "Kong: client certificate (PEM, leaf first) presented to PostgreSQL, e.g. for `hostssl ... cert` in "
+       "pg_hba.conf. Needs `pg_ssl` and `pg_ssl_cert_key`; copied owner-only under `prefix`/pg-tls for libpq."),
+    _s("pg_ssl_cert_key", parse_optional_str, None, "path",
+       "Kong: private key (PEM, unencrypted) of `pg_ssl_cert`; checked against the certificate at start."),
     _s("db_update_frequency", parse_duration, 1.0, "duration",
        "How often a node checks the datastore for changes made elsewhere (Kong: 5s)."),
     _s("private_key_encryption_secret", parse_optional_str, None, "secret",
@@ -102,7 +120,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("status_ssl_cert_key", parse_str_list, (), "path list", "Kong: private key(s) for `status_ssl_cert`."),
     _s("lua_ssl_trusted_certificate", parse_str_list, ("system",), "path list",
        "Kong: CA certificates (PEM files) trusted for the gateway's own outbound TLS that is not proxying — "
-       "downloads of CRLs from https distribution points. `system` stands for the OS trust store; "
+       "downloads of CRLs from https distribution points, OCSP responders, ACME servers, event webhooks, and "
+       "PostgreSQL's certificate under `pg_ssl_verify`. `system` stands for the OS trust store; "
        "a list without it trusts only the files."),
     _s("lua_ssl_verify_depth", parse_optional_int, None, "int",
        "Kong: most intermediates in the chain of a server the gateway itself talks to "
