@@ -49,5 +49,5 @@ def test_a_corrupted_file_is_refused_naming_the_file(tmp_path: Path) -> None:
 
 def test_the_source_names_the_datastore(tmp_path: Path) -> None:
     pg = load_settings(None, environ={}, overrides={"database": "postgres", "pg_host": "db", "pg_schema": "s1"})
-    assert cache_source(pg.raw) == "postgres://db:5432/trio_gw#s1"
-    assert cache_source(load_settings(None, environ={}, overrides={}).raw) == "sqlite"
+    assert cache_source(pg.as_mapping()) == "postgres://db:5432/trio_gw#s1"
+    assert cache_source(load_settings(None, environ={}, overrides={}).as_mapping()) == "sqlite"

@@ -192,25 +192,25 @@ class Proxy:
         """
         plan = gen.upstreams[fwd.service_id]
         up_request = h11.Request(method=fwd.method, target=fwd.target, headers=fwd.headers)
-        has_body = body is not None
+        tracked = _TrackedBody(body) if body is not None else None
         ex.upstream = plan.peer
         up_started = time.monotonic()
         for attempt in (1, 2):
             upstream = await self._connect(plan, fresh=attempt == 2)
+            upstream.received = 0
             try:
-                await _send_head(upstream, up_request, plan, has_body=has_body)
-                if body is not None:
-                    uploaded = await _full_duplex(upstream, body, sink, plan, ex)
+                await _send_head(upstream, up_request, plan, has_body=tracked is not None)
+                if tracked is not None:
+                    uploaded = await _full_duplex(upstream, tracked, sink, plan, ex)
                 else:
                     await _relay_response(upstream, sink, plan, ex)
                     uploaded = True
                 break
             except UpstreamFailure as exc:
                 await upstream.aclose()
-                # A pooled connection the upstream closed while idle: retry once on a new
-                # one, but only when nothing was consumed from the client or sent back.
-                if not (upstream.reused and not has_body and ex.status == 0 and exc.status == 502):
+                if attempt == 2 or not _may_retry(upstream, tracked, exc, ex):
                     raise
+                log.info("upstream %s closed a reused connection (%s): retrying on a new one", plan.peer, exc.reason)
             except BaseException:
                 await upstream.aclose()
                 raise
@@ -237,6 +237,40 @@ class Proxy:
             raise UpstreamFailure(502, "upstream_connect_failed") from exc
 
 
+def _may_retry(upstream: UpstreamConnection, body: _TrackedBody | None, exc: UpstreamFailure, ex: Exchange) -> bool:
+    """Whether a failed exchange may be sent again on a new connection (nginx's ``proxy_next_upstream``).
+
+    Only a *reused* connection that failed before a byte of the answer arrived
+    (the upstream closed it while it sat in the pool), and only when nothing of
+    the client's body was consumed: such a request, of any method, never
+    reached the upstream's application, and can be sent again whole.
+    """
+    return (upstream.reused and upstream.received == 0 and ex.status == 0 and exc.status == 502
+            and (body is None or not body.started))
+
+
+class _TrackedBody:
+    """A :class:`BodySource` that remembers whether any of the client's body was taken."""
+
+    __slots__ = ("source", "started")
+
+    def __init__(self, source: BodySource) -> None:
+        self.source = source
+        self.started = False
+
+    async def receive(self) -> bytes | None:
+        chunk = await self.source.receive()
+        if chunk:
+            self.started = True
+        return chunk
+
+
+def _write_failure(exc: BaseException) -> str:
+    """``upstream_reset`` for a reset or broken pipe, else ``upstream_write_failed``."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return "upstream_reset" if isinstance(cause, (ConnectionResetError, BrokenPipeError)) else "upstream_write_failed"
+
+
 async def _send_head(upstream: UpstreamConnection, up_request: h11.Request, plan: UpstreamPlan, *, has_body: bool) -> None:
     data = upstream.h11.send(up_request)
     if not has_body:
@@ -246,14 +280,14 @@ async def _send_head(upstream: UpstreamConnection, up_request: h11.Request, plan
         try:
             await upstream.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise UpstreamFailure(502, "upstream_write_failed") from exc
+            raise UpstreamFailure(502, _write_failure(exc)) from exc
     if scope.cancelled_caught:
         raise UpstreamFailure(504, "upstream_write_timeout")
     upstream.requests += 1
 
 
 async def _full_duplex(
-    upstream: UpstreamConnection, body: BodySource, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange,
+    upstream: UpstreamConnection, body: _TrackedBody, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange,
 ) -> bool:
     """Stream the body up while relaying the response down (an echoing upstream
     would otherwise deadlock against a client that sends everything first).
@@ -301,7 +335,7 @@ async def _send_body(upstream: UpstreamConnection, body: BodySource, plan: Upstr
             with trio.fail_after(plan.write_timeout):
                 await upstream.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise UpstreamFailure(502, "upstream_write_failed") from exc
+            raise UpstreamFailure(502, _write_failure(exc)) from exc
         except trio.TooSlowError as exc:
             raise UpstreamFailure(504, "upstream_write_timeout") from exc
         if chunk is None:
@@ -323,8 +357,8 @@ async def _relay_response(upstream: UpstreamConnection, sink: ResponseSink, plan
     while True:
         try:
             event = h.next_event()
-        except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body
-            raise UpstreamFailure(502, _read_failure(exc)) from exc
+        except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body, or before answering
+            raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
         if event is h11.NEED_DATA:
             if sink.buffered:
                 await sink.flush()
@@ -332,9 +366,10 @@ async def _relay_response(upstream: UpstreamConnection, sink: ResponseSink, plan
                 try:
                     data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
                 except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-                    raise UpstreamFailure(502, _read_failure(exc)) from exc
+                    raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
             if scope.cancelled_caught:
                 raise UpstreamFailure(504, "upstream_read_timeout")
+            upstream.received += len(data)
             h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
             continue
         if isinstance(event, h11.InformationalResponse):
@@ -358,8 +393,10 @@ async def _relay_response(upstream: UpstreamConnection, sink: ResponseSink, plan
             raise UpstreamFailure(502, "upstream_closed")
 
 
-def _read_failure(exc: BaseException) -> str:
+def _read_failure(exc: BaseException, upstream: UpstreamConnection) -> str:
     """The facts of a failed upstream read, for the pure classification."""
     cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
     ssl_reason = cause.reason if isinstance(cause, ssl.SSLError) else None
-    return upstream_read_failure(ssl_reason, str(exc), protocol_error=isinstance(exc, h11.RemoteProtocolError))
+    reset = isinstance(exc, ConnectionResetError) or isinstance(cause, ConnectionResetError)
+    return upstream_read_failure(ssl_reason, str(exc), protocol_error=isinstance(exc, h11.RemoteProtocolError),
+                                 reset=reset, nothing_received=upstream.received == 0)

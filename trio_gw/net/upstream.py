@@ -19,15 +19,23 @@ failure leaves as :class:`~trio_gw.tls.upstream_identity.UpstreamTlsError`
 with a stable reason code; the detail goes to the error log only.
 
 An idle connection is reused LIFO (warmest first) while it is younger than the
-idle timeout and has served fewer than ``max_requests``.  A reused connection
-may have been closed by the upstream in the meantime; the caller retries such a
-request once on a fresh connection when nothing of the response was received
-(see ``net.exchange``).
+idle timeout and has served fewer than ``max_requests`` — and only while its
+peer is still there: before a connection is handed out, its socket is polled
+without blocking (:meth:`UpstreamConnection.is_idle_and_open`); readable means
+the upstream closed it (EOF, RST, a TLS close_notify) or sent bytes nobody
+asked for, and either way it is dropped, as nginx's keepalive module drops an
+idle connection that becomes readable.  :meth:`UpstreamPool.run` also sweeps
+the pool every second, so expired and closed connections do not linger in
+CLOSE-WAIT until the next request for their key.  A connection can still die
+between the poll and the write; the caller then retries once on a fresh
+connection when neither a response byte nor a byte of the client's body was
+used (see ``net.exchange``).
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +54,10 @@ from trio_gw.tls.upstream import UpstreamTlsProfile
 from trio_gw.tls.upstream_identity import UpstreamTlsError, check_upstream_identity, classify_tls_failure
 
 log = logging.getLogger("trio_gw.upstream")
+
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
+#: How often the pool closes expired and dead idle connections (seconds).
+SWEEP_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,32 @@ class UpstreamConnection:
     idle_since: float = 0.0
     reused: bool = False
     tls_version: str | None = None
+    #: Bytes of the answer received during the current exchange (0: the upstream has not answered).
+    received: int = 0
+    #: The TCP socket under every layer (TLS, a CONNECT tunnel), for the liveness poll; None if unknown.
+    sock: trio.socket.SocketType | None = None
+
+    def is_idle_and_open(self) -> bool:
+        """Whether nothing is waiting to be read: the peer has not closed or reset the connection.
+
+        A non-blocking ``poll`` of the socket (a few microseconds); readable, hung up
+        or in error all mean the connection cannot carry another request.  Bytes
+        already buffered above the socket (TLS records read ahead, h11's trailing
+        data) count as readable too.
+        """
+        if self.h11.trailing_data[0]:
+            return False
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream) and stream._ssl_object.pending():
+            return False
+        if self.sock is None:
+            return True  # cannot tell (no socket): the exchange's retry covers it
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI | _POLLRDHUP)
+        try:
+            return not poller.poll(0)
+        except OSError:
+            return False
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
@@ -85,16 +123,41 @@ class UpstreamPool:
         self._idle: dict[PoolKey, deque[UpstreamConnection]] = {}
 
     def take(self, key: PoolKey) -> UpstreamConnection | None:
-        """An idle connection for ``key`` that is still fresh, or ``None``."""
+        """An idle connection for ``key`` that is fresh and still open, or ``None``."""
         idle = self._idle.get(key)
         now = trio.current_time()
         while idle:
             conn = idle.pop()
-            if now - conn.idle_since < self.idle_timeout:
+            if now - conn.idle_since < self.idle_timeout and conn.is_idle_and_open():
                 conn.reused = True
                 return conn
-            trio.lowlevel.spawn_system_task(conn.aclose)
+            self._discard(conn)
         return None
+
+    def sweep(self) -> int:
+        """Close every idle connection that expired or whose peer went away; returns how many."""
+        now = trio.current_time()
+        closed = 0
+        for key, idle in list(self._idle.items()):
+            keep = deque(c for c in idle if now - c.idle_since < self.idle_timeout and c.is_idle_and_open())
+            for conn in idle:
+                if conn not in keep:
+                    self._discard(conn)
+                    closed += 1
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        return closed
+
+    async def run(self) -> None:
+        """Sweep every :data:`SWEEP_INTERVAL` seconds until cancelled."""
+        while True:
+            await trio.sleep(SWEEP_INTERVAL)
+            self.sweep()
+
+    def _discard(self, conn: UpstreamConnection) -> None:
+        trio.lowlevel.spawn_system_task(conn.aclose)
 
     def give_back(self, conn: UpstreamConnection) -> bool:
         """Keep ``conn`` for reuse if its exchange ended cleanly; returns whether it was kept."""
@@ -104,6 +167,7 @@ class UpstreamPool:
             or conn.requests >= self.max_requests
             or h.our_state is not h11.DONE
             or h.their_state is not h11.DONE
+            or h.trailing_data[0]  # bytes after the response nobody asked for: never reuse
         ):
             return False
         h.start_next_cycle()
@@ -166,10 +230,22 @@ async def open_upstream(
                 log.info("upstream %s:%d: %s", key.host, key.port, exc)
                 raise
     peer = f"{key.host}:{key.port}"
-    made = UpstreamConnection(key=key, stream=stream, peer=peer, tls_version=version)
+    made = UpstreamConnection(key=key, stream=stream, peer=peer, tls_version=version, sock=_socket_of(stream))
     if conn is not None:
         made.h11 = conn
     return made
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The TCP socket under TLS and tunnel layers (for the liveness poll)."""
+    for _ in range(4):
+        if isinstance(stream, trio.SocketStream):
+            return stream.socket
+        inner = getattr(stream, "transport_stream", None) or getattr(stream, "inner", None)
+        if not isinstance(inner, trio.abc.Stream):
+            return None
+        stream = inner
+    return None
 
 
 def _negotiated(tls: trio.SSLStream[trio.abc.Stream]) -> bool:

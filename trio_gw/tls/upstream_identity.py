@@ -138,18 +138,25 @@ def classify_read_failure(reason: str | None) -> UpstreamReason | None:
     return None
 
 
-def upstream_read_failure(ssl_reason: str | None, detail: str, *, protocol_error: bool) -> str:
+def upstream_read_failure(
+    ssl_reason: str | None, detail: str, *, protocol_error: bool, reset: bool = False, nothing_received: bool = False,
+) -> str:
     """The reason code of a failed read of an upstream's answer.
 
     Args:
         ssl_reason: OpenSSL's reason when the read raised a TLS error (or was caused by one).
         detail: the error's text (alerts relayed by a TLS library that lost the reason).
         protocol_error: the upstream broke HTTP/1.1 (h11's ``RemoteProtocolError``).
+        reset: the connection was reset (ECONNRESET, EPIPE).
+        nothing_received: not a byte of the answer had arrived.
 
     Returns:
         ``upstream_rejected_client_cert`` / ``upstream_renegotiation_refused`` for
-        the TLS cases of :func:`classify_read_failure`, ``upstream_protocol_error``,
-        or ``upstream_read_failed``.
+        the TLS cases of :func:`classify_read_failure`; ``upstream_reset``;
+        ``upstream_closed`` when the upstream closed before answering (h11 calls an
+        EOF where a response should start a protocol error, but the upstream did not
+        answer badly: it did not answer); ``upstream_protocol_error``; or
+        ``upstream_read_failed``.
     """
     tls_reason = classify_read_failure(ssl_reason)
     if tls_reason is not None:
@@ -157,8 +164,10 @@ def upstream_read_failure(ssl_reason: str | None, detail: str, *, protocol_error
     text = detail.upper()
     if "CERTIFICATE_REQUIRED" in text or "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
         return str(UpstreamReason.REJECTED_CLIENT_CERT)
+    if reset:
+        return "upstream_reset"
     if protocol_error:
-        return "upstream_protocol_error"
+        return "upstream_closed" if nothing_received else "upstream_protocol_error"
     return "upstream_read_failed"
 
 
