@@ -410,6 +410,7 @@ class Gateway:
                     accepting.start_soon(self._signals, accepting)
                     accepting.start_soon(self._daily_expiry_warnings)
                     accepting.start_soon(self._fetch_crls)
+                    accepting.start_soon(self.pool.run)
                     if self.store is not None:
                         accepting.start_soon(self._watch_store)
                     task_status.started(self)
