@@ -40,9 +40,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import ssl
+import sys
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from trio_gw.errors import CertificateError
@@ -228,9 +231,21 @@ class ServerTlsBuilder:
 def sni_callback(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.SSLContext) -> int | None:
     """Pick the certificate for ``server_name`` from the connection's generation (synchronous, every handshake).
 
+    Never raises (an exception here would end the handshake with ``internal_error``
+    and a traceback on stderr): a bug is logged and refused with an alert.
+
     Returns:
         ``None`` to go on, or the TLS alert to send.
     """
+    try:
+        return _select(alpn, sslobj, server_name, initial)
+    except Exception:
+        log.exception("the SNI callback failed for server name %r", server_name)
+        sslobj.trio_gw_refusal = "internal_error"
+        return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+
+
+def _select(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.SSLContext) -> int | None:
     tls: ServerContexts = sslobj.trio_gw_tls
     snapshot = tls.snapshot
     sslobj.trio_gw_sni = server_name
@@ -252,3 +267,46 @@ def sni_callback(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.
         # browser prompt).  If the shim declines, the listener's mode stands.
         set_verify_none(sslobj, initial)
     return None
+
+
+class ServerNameGuard:
+    """Turns the traceback of a non-ASCII TLS server name into one log line per interval.
+
+    CPython decodes the server name as ASCII before the SNI callback runs; a
+    client sending UTF-8 (RFC 6066 wants A-labels, ``xn--``) makes that decoding
+    fail, the handshake ends with ``internal_error``, and the default
+    ``sys.unraisablehook`` prints a traceback for every such handshake — a scan
+    could flood stderr.  :meth:`install` wraps the hook: exactly that case is
+    counted and logged at most once per ``interval``; everything else goes to
+    the previous hook.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self.refused = 0
+        self._since_log = 0
+        self._last_log = -math.inf
+        self._previous: Callable[[Any], object] | None = None
+
+    def install(self) -> None:
+        if self._previous is None:
+            self._previous = sys.unraisablehook
+            sys.unraisablehook = self._hook
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            sys.unraisablehook = self._previous
+            self._previous = None
+
+    def _hook(self, unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and isinstance(unraisable.object, bytes):
+            self.refused += 1
+            self._since_log += 1
+            now = time.monotonic()
+            if now - self._last_log >= self.interval:
+                log.warning("refused %d TLS handshake(s) whose server name is not ASCII (%r ...): a server name "
+                            "must be sent as A-labels (xn--)", self._since_log, unraisable.object[:64])
+                self._last_log, self._since_log = now, 0
+            return
+        assert self._previous is not None
+        self._previous(unraisable)

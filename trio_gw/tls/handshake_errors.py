@@ -40,7 +40,7 @@ _REASONS = {
 HANDSHAKE_REASONS = frozenset(code for _, code in _VERIFY) | frozenset(_REASONS.values()) | {
     "bad_certificate", "timeout", "other",
     # set by the SNI callback itself (OpenSSL only says CALLBACK_FAILED)
-    "certificate_unusable"}
+    "certificate_unusable", "internal_error", "bad_server_name"}
 
 
 def classify_handshake_failure(reason: str | None, verify_message: str | None = None) -> str:
