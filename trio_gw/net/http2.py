@@ -201,6 +201,10 @@ class _Sink:
         #: The response head went out: too late for an error answer.
         self.started = False
 
+    @property
+    def send_timeout(self) -> float:
+        return self.conn.settings.send_timeout
+
     def head(self, status: int, headers: list[Header], reason: bytes) -> None:
         # HTTP/1.1 names are lowercase already (h11); hop-by-hop fields are gone
         # (downstream_response_headers), so h2's own validation finds nothing.

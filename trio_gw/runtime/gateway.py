@@ -55,8 +55,9 @@ from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHold
 from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
 from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
-from trio_gw.net.limits import ADMIN_CONNECTIONS, STATUS_CONNECTIONS, ConnectionLimit
+from trio_gw.net.limits import ADMIN_CONNECTIONS, DRAIN_IDLE_GRACE, STATUS_CONNECTIONS, ConnectionLimit
 from trio_gw.net.listener import FixedTls, Listener, open_listener
+from trio_gw.net.tls_server import ServerNameGuard
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.plugins.crl_cache import CrlCache
@@ -150,6 +151,8 @@ class Gateway:
         self.fetch_tls: ssl.SSLContext | None = None
         self.store: Store | None = None
         self.datastore = DatastoreHealth()
+        #: Non-ASCII TLS server names: one log line per minute instead of a traceback per handshake.
+        self.server_name_guard = ServerNameGuard()
         self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
         #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
@@ -401,6 +404,7 @@ class Gateway:
         self.fetch_tls = await trio.to_thread.run_sync(
             outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
         self.store = await trio.to_thread.run_sync(open_store, self.settings)
+        self.server_name_guard.install()
         await self._bind()
         try:
             await self.load()
@@ -417,6 +421,7 @@ class Gateway:
                     accepting.start_soon(self._daily_expiry_warnings)
                     accepting.start_soon(self._fetch_crls)
                     accepting.start_soon(self.pool.run)
+                    connections.start_soon(self.access_log.run)  # stopped with the connections, after the drain
                     if self.store is not None:
                         accepting.start_soon(self._watch_store)
                     task_status.started(self)
@@ -429,6 +434,7 @@ class Gateway:
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
             (self.prefix / READY_FILE).unlink(missing_ok=True)
+            self.server_name_guard.uninstall()
             self.access_log.close()
             if self.store is not None:
                 self.store.close()
@@ -458,6 +464,7 @@ class Gateway:
                 await li.socket_listener.aclose()
         self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
+            await trio.sleep(DRAIN_IDLE_GRACE)  # idle connections' grace for a request on its way
             while self.proxy.in_flight or self.proxy.idle:
                 await trio.sleep(0.01)
         connections.cancel_scope.cancel()
