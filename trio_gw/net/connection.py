@@ -11,7 +11,9 @@ import ssl
 
 import trio
 
+from trio_gw.errors import CertificateError
 from trio_gw.http.facts import ConnectionFacts
+from trio_gw.pki.info import peer_identity
 from trio_gw.tls.resumed_chain import IntermediateCache
 
 _ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
@@ -35,6 +37,10 @@ def record_tls_facts(stream: trio.SSLStream[trio.SocketStream], conn: Connection
     conn.peer_certificate_der = stream.getpeercert(binary_form=True)
     if conn.peer_certificate_der is None:
         return
+    try:  # who the access log names, once per connection (OpenSSL parsed it already: this cannot fail in practice)
+        conn.client_cert_fingerprint, conn.client_cert_subject = peer_identity(conn.peer_certificate_der)
+    except CertificateError:
+        pass
     if sslobj.session_reused:
         conn.peer_chain_der = chains.chain_for(conn.peer_certificate_der)
         return

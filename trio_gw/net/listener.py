@@ -49,11 +49,12 @@ class FixedTls:
 
 
 Handler = Callable[[trio.abc.Stream, ConnectionFacts], Awaitable[None]]
-#: Called once per handshake: (listener name, failure reason code or None, TLS version).
-HandshakeObserver = Callable[[str, "str | None", "str | None"], None]
+#: Called once per handshake: (listener name, failure reason code or None, the connection's facts — after a
+#: success its TLS facts; after a failure the client's address and the SNI it sent, when the SNI callback saw it).
+HandshakeObserver = Callable[[str, "str | None", ConnectionFacts], None]
 
 
-def _ignore(_listener: str, _reason: str | None, _version: str | None) -> None:
+def _ignore(_listener: str, _reason: str | None, _conn: ConnectionFacts) -> None:
     return None
 
 
@@ -84,6 +85,9 @@ class Listener:
         sockname = socket_listener.socket.getsockname()
         self.host: str = sockname[0]
         self.port: int = sockname[1]
+        #: Connections accepted, handled (not shed) and in their TLS handshake now (``/metrics``; the open ones
+        #: are the limiter's borrowed tokens).
+        self.accepted = self.handled = self.handshaking = 0
 
     async def serve(self, connection_nursery: trio.Nursery) -> None:
         """Accept until cancelled; each connection runs in ``connection_nursery``."""
@@ -97,27 +101,34 @@ class Listener:
             connection_nursery.start_soon(self._run, sock)
 
     async def _run(self, sock: trio.SocketStream) -> None:
+        self.accepted += 1
         if self.limiter.available_tokens <= 0:
             await trio.aclose_forcefully(sock)  # over max_connections: shed load at once
             return
+        self.handled += 1
         async with self.limiter:
             peer = sock.socket.getpeername()
             conn = ConnectionFacts(client_ip=peer[0], client_port=peer[1], server_port=self.port)
             stream: trio.abc.Stream = sock
             if self.tls is not None:
                 context, tag = self.tls.context_for_accept()
-                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag)
+                self.handshaking += 1
+                try:
+                    tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag, conn)
+                finally:
+                    self.handshaking -= 1
                 if tls_stream is None:
-                    self.observe(self.name, failure, None)
+                    self.observe(self.name, failure, conn)
                     return
                 record_tls_facts(tls_stream, conn, self.chains)
-                self.observe(self.name, None, conn.tls_version)
+                self.observe(self.name, None, conn)
                 stream = tls_stream
             await self.handler(stream, conn)
 
 
 async def handshake(
-    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None
+    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None,
+    conn: ConnectionFacts | None = None,
 ) -> tuple[trio.SSLStream[trio.SocketStream] | None, str | None]:
     """Run the server handshake; on failure flush the TLS alert and close.
 
@@ -126,6 +137,7 @@ async def handshake(
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
         tag: attached to the connection as ``trio_gw_tls`` for the SNI callback.
+        conn: on failure, given the SNI the client sent (when the SNI callback saw it), for the rejection log.
 
     Returns:
         ``(stream, None)``, or ``(None, reason code)`` when the handshake failed.
@@ -156,6 +168,8 @@ async def handshake(
                     pass
     except trio.TooSlowError:
         pass
+    if conn is not None:
+        conn.sni = getattr(stream._ssl_object, "trio_gw_sni", None)
     await trio.aclose_forcefully(sock)
     return None, reason
 
