@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Certificate, Entities
 from trio_gw.model.inventory import Inventory, build_inventory
-from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config, read_inventory
+from trio_gw.runtime.certificate_files import read_configured_certificates, read_node_certificates
+from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
 from trio_gw.runtime.kong_metrics import KongMetrics
 from trio_gw.settings import parse_settings
 from trio_gw.testing.http_server import ScriptedServer
@@ -63,13 +64,23 @@ def test_bad_monitor_settings_are_all_reported_by_name() -> None:
 def test_the_inventory_reads_the_files_settings_name(tmp_path: Path) -> None:
     (tmp_path / "server.pem").write_text(SOON.chain_pem())
     (tmp_path / "server.key").write_text(SOON.key_pem())
-    inventory = read_inventory(_settings(ssl_cert=[str(tmp_path / "server.pem")],
-                                         ssl_cert_key=[str(tmp_path / "server.key")]), Entities())
-    assert inventory.facts["setting:ssl_cert[0]"].info.not_after == NOW + 5 * DAY
-    generated = read_inventory(_settings(), Entities(), generated={"ssl_cert": (str(tmp_path / "server.pem"),)})
-    assert "setting:ssl_cert[0]" in generated.facts  # the development certificate is watched too
+    settings = _settings(ssl_cert=[str(tmp_path / "server.pem")], ssl_cert_key=[str(tmp_path / "server.key")],
+                         admin_ssl_cert=[str(tmp_path / "server.pem")], admin_ssl_cert_key=[str(tmp_path / "server.key")])
+    items = read_configured_certificates(settings, Entities())
+    per_build = build_inventory(Entities(), items)
+    assert per_build.facts["setting:ssl_cert[0]"].info.not_after == NOW + 5 * DAY
+    assert "setting:admin_ssl_cert[0]" not in per_build.facts  # read once per process, with the listener
+    node_items = read_node_certificates(settings)
+    assert list(build_inventory(Entities(), node_items).facts) == ["setting:admin_ssl_cert[0]"]
+    assert all("PRIVATE KEY" not in item.pem for item in (*items, *node_items))  # certificates only
+    generated = read_node_certificates(_settings(prefix=str(tmp_path), admin_listen="127.0.0.1:0 ssl"))
+    assert [c.key for c in generated] == ["setting:admin_ssl_cert[0]"]  # the development certificate is watched
+    assert "pki" in generated[0].source
     with pytest.raises(ConfigError, match=r"admin_mtls_ca_certificates\[0\]: cannot read .*missing.pem"):
-        read_inventory(_settings(admin_mtls_ca_certificates=[str(tmp_path / "missing.pem")]), Entities())
+        read_node_certificates(_settings(admin_mtls_ca_certificates=[str(tmp_path / "missing.pem")]))
+    with pytest.raises(ConfigError, match=r"client_ssl_cert: cannot read .*missing.pem"):
+        read_configured_certificates(_settings(client_ssl_cert=str(tmp_path / "missing.pem"),
+                                               client_ssl_cert_key=str(tmp_path / "server.key")), Entities())
 
 
 def test_a_check_logs_counts_and_does_not_repeat(caplog: pytest.LogCaptureFixture) -> None:
