@@ -73,9 +73,13 @@ def test_the_inventory_reads_the_files_settings_name(tmp_path: Path) -> None:
     node_items = read_node_certificates(settings)
     assert list(build_inventory(Entities(), node_items).facts) == ["setting:admin_ssl_cert[0]"]
     assert all("PRIVATE KEY" not in item.pem for item in (*items, *node_items))  # certificates only
-    generated = read_node_certificates(_settings(prefix=str(tmp_path), admin_listen="127.0.0.1:0 ssl"))
+    dev = _settings(prefix=str(tmp_path), admin_listen="127.0.0.1:0 ssl", proxy_listen="127.0.0.1:0 ssl")
+    generated = read_node_certificates(dev)
     assert [c.key for c in generated] == ["setting:admin_ssl_cert[0]"]  # the development certificate is watched
     assert "pki" in generated[0].source
+    served = read_configured_certificates(dev, Entities())
+    assert [c.key for c in served] == ["setting:ssl_cert[0]"] and served[0].pem == generated[0].pem
+    assert read_node_certificates(_settings(prefix=str(tmp_path), admin_listen="127.0.0.1:0")) == []  # plain: none
     with pytest.raises(ConfigError, match=r"admin_mtls_ca_certificates\[0\]: cannot read .*missing.pem"):
         read_node_certificates(_settings(admin_mtls_ca_certificates=[str(tmp_path / "missing.pem")]))
     with pytest.raises(ConfigError, match=r"client_ssl_cert: cannot read .*missing.pem"):

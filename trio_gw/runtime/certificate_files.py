@@ -33,7 +33,7 @@ from trio_gw.model.inventory import ConfiguredCertificate
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.keys import key_type
 from trio_gw.pki.parse import parse_certificates
-from trio_gw.runtime.devpki import DevPki, ensure_dev_pki
+from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.settings import Settings
 from trio_gw.tls.certificate_settings import parse_configured_certificates
 
@@ -105,7 +105,7 @@ def read_configured_certificates(settings: Settings, entities: Entities) -> list
     for name in NODE_SETTINGS:
         values[name] = ()
     if serves_generated_certificate(settings, "ssl_cert"):
-        values["ssl_cert"] = (str(DevPki.at(dev_pki_directory(settings)).server_cert),)
+        values["ssl_cert"] = (str(ensure_dev_pki(dev_pki_directory(settings)).server_cert),)
     return parse_configured_certificates(values, entities, read_setting_file)
 
 
