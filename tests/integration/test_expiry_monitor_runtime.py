@@ -142,3 +142,27 @@ async def test_an_event_reaches_a_real_webhook_and_is_counted() -> None:
         assert registry.get_sample_value("trio_gw_event_webhook_deliveries_total",
                                          {"event": "CertificateExpiringSoon", "outcome": "delivered"}) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_recheck_fires_a_new_certificate_s_event_at_once_and_nothing_twice(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # no IO: the autojump clock would let the hourly check pass at once if the monitor waited for it
+    live = [Inventory()]
+    monitor = ExpiryMonitor(lambda: live[0], monitor_config(_settings()), clock=lambda: NOW)
+    with caplog.at_level(logging.WARNING, logger="trio_gw.certificates"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            await trio.sleep(60)
+            assert not caplog.records  # nothing to say about an empty inventory
+            live[0] = _inventory()  # a write added a certificate 5 days from expiry
+            started = trio.current_time()
+            monitor.recheck()
+            while not caplog.records:
+                await trio.sleep(1)
+            assert trio.current_time() - started < 3600  # the recheck, not the hourly check, fired it
+            monitor.recheck()  # another write: the same certificate's event is held back for a day
+            await trio.sleep(2 * 3600)
+            nursery.cancel_scope.cancel()
+    events = [r.getMessage() for r in caplog.records if r.getMessage().startswith("CertificateExpiringSoon")]
+    assert len(events) == 1, events

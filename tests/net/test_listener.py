@@ -10,6 +10,7 @@ import trio
 import trio.testing
 import trustme
 
+from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.generation import GenerationHolder, ProxyTls
 from trio_gw.net.listener import handshake
@@ -78,9 +79,10 @@ async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: Build
     context, tag = ProxyTls(holder, ALPN_HTTP11).context_for_accept()
     client, server = trio.testing.memory_stream_pair()
     reasons: list[str | None] = []
+    facts = ConnectionFacts("192.0.2.9", 4000, 443)
 
     async def serve() -> None:
-        stream, reason = await handshake(server, context, 5, tag)  # type: ignore[arg-type]
+        stream, reason = await handshake(server, context, 5, tag, facts)  # type: ignore[arg-type]
         assert stream is None
         reasons.append(reason)
 
@@ -90,3 +92,4 @@ async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: Build
             await client_handshake(client, ca, "unknown.example")
     assert "UNRECOGNIZED_NAME" in str(info.value.__cause__).upper()  # the client read the alert
     assert reasons == ["unrecognized_name"]
+    assert facts.sni == "unknown.example"  # the rejection log names what the client asked for
