@@ -57,6 +57,7 @@ from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHold
 from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
 from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
+from trio_gw.net.limits import ADMIN_CONNECTIONS, STATUS_CONNECTIONS, ConnectionLimit
 from trio_gw.net.listener import FixedTls, HandshakeObserver, Listener, open_listener
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
@@ -145,7 +146,10 @@ class Gateway:
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         #: Tyk's certificate expiry monitor settings, checked before anything starts.
         self.expiry_config = monitor_config(settings)
-        self.metrics = Metrics(node_id=node_id(settings), inventory=self._inventory, before_scrape=self._scrape)
+        #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
+        self.limits: dict[str, ConnectionLimit] = {}
+        self.metrics = Metrics(node_id=node_id(settings), inventory=self._inventory, limits=self.limits,
+                               before_scrape=self._scrape)
         #: Failed handshakes of every listener: counted, and logged once per reason and client network per interval.
         self.rejections = HandshakeRejectionLog(settings.rejection_log_interval, metrics=self.metrics.kong)
         #: Warnings, events and webhooks about the live inventory (made in :meth:`run`, with the node's fetch trust).
@@ -187,15 +191,14 @@ class Gateway:
         return observe
 
     def _scrape(self, metrics: Metrics) -> None:
-        """Kong's connection and datastore gauges, read when ``/metrics`` is scraped."""
-        listeners = [li for items in self.listeners.values() for li in items]
-        limiters = {id(li.limiter): li.limiter for li in listeners}
-        active = sum(int(lim.borrowed_tokens) for lim in limiters.values())
-        reading = sum(li.handshaking for li in listeners)
-        writing = max(0, min(self.proxy.in_flight, active - reading))
+        """Kong's connection and datastore gauges, read when ``/metrics`` is scraped (nginx's stub_status words:
+        ``writing`` a proxied request in flight, ``waiting`` idle keep-alive, ``reading`` the rest)."""
+        groups = self.limits.values()
+        admitted, active = sum(g.admitted for g in groups), sum(g.active for g in groups)
+        writing, waiting = self.proxy.in_flight, len(self.proxy.idle)
         metrics.kong.observe_connections(ConnectionCounts(
-            accepted=sum(li.accepted for li in listeners), handled=sum(li.handled for li in listeners),
-            active=active, reading=reading, writing=writing, waiting=max(0, active - reading - writing),
+            accepted=admitted + sum(g.shed for g in groups), handled=admitted, active=active,
+            reading=max(0, active - writing - waiting), writing=writing, waiting=waiting,
             requests=metrics.requests_served))
         metrics.kong.observe_datastore(self.datastore.reachable)
 
@@ -366,7 +369,9 @@ class Gateway:
 
     async def _bind(self) -> None:
         s = self.settings
-        limiter = trio.CapacityLimiter(s.max_connections)
+        proxy_limit = self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
+        admin_limit = self.limits["admin"] = ConnectionLimit(ADMIN_CONNECTIONS, "admin")
+        status_limit = self.limits["status"] = ConnectionLimit(STATUS_CONNECTIONS, "status")
         chains = IntermediateCache()  # one for every proxy listener: they share the generation's tickets
         for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
             log.warning("%s", warning)
@@ -377,7 +382,7 @@ class Gateway:
                 handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
                 handshake_timeout=s.ssl_handshake_timeout,
-                limiter=limiter, reuseport=addr.reuseport, observe=self._handshakes("proxy"), chains=chains,
+                limit=proxy_limit, reuseport=addr.reuseport, observe=self._handshakes("proxy"), chains=chains,
             )
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
@@ -390,7 +395,7 @@ class Gateway:
         for addr in s.admin_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
-                tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
+                tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=admin_limit,
                 observe=self._handshakes("admin"),
             )
             self.listeners["admin"].append(listener)
@@ -402,7 +407,7 @@ class Gateway:
         for addr in s.status_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"status {addr}", handler=status.serve_connection,
-                tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
+                tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=status_limit,
                 observe=self._handshakes("status"),
             )
             self.listeners["status"].append(listener)
@@ -470,10 +475,22 @@ class Gateway:
                     return
 
     async def _drain(self, connections: trio.Nursery) -> None:
+        """Lose nothing: refuse new clients at once, close idle connections, finish in-flight requests.
+
+        The listening sockets close first, so a client connecting now is refused
+        rather than accepted by the kernel and reset later; idle keep-alive
+        connections close now (a client never sends its next request into one
+        about to close); answers in flight say ``Connection: close`` (HTTP/2:
+        GOAWAY); the node stops as soon as the last request is answered, or at
+        ``graceful_shutdown_timeout``.
+        """
+        for items in self.listeners.values():
+            for li in items:
+                await li.socket_listener.aclose()
         self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
-            while self.proxy.in_flight:
-                await trio.sleep(0.05)
+            while self.proxy.in_flight or self.proxy.idle:
+                await trio.sleep(0.01)
         connections.cancel_scope.cancel()
 
 

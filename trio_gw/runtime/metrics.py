@@ -13,6 +13,8 @@ and everything registered in it — this is the one place it is built:
   certificate of the live generation's inventory, computed at scrape time
   (:class:`~trio_gw.runtime.kong_metrics.CertificateExpiryCollector`), so expiry
   is visible independent of traffic and a removed certificate disappears;
+* ``trio_gw_connections_*{listener}`` for each listener group's connection
+  limit (:class:`ConnectionLimitCollector`, at scrape time);
 * two series of its own: ``trio_gw_requests_total{status,reason}`` (status class
   and the stable reason code of every answer, Kong's series having no reason) and
   ``trio_gw_snapshot_created_timestamp_seconds``.
@@ -30,12 +32,14 @@ time too).  Every collector works with prometheus-client's multiprocess mode
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from trio_gw.model.inventory import Inventory
+from trio_gw.net.limits import ConnectionLimit
 from trio_gw.runtime.kong_metrics import (
     CertificateExpiryCollector,
     KongMetrics,
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from trio_gw.net.exchange import Exchange
     from trio_gw.net.generation import Generation
 
-__all__ = ["CLIENT_CLOSED_STATUS", "Metrics", "request_facts"]
+__all__ = ["CLIENT_CLOSED_STATUS", "ConnectionLimitCollector", "Metrics", "request_facts"]
 
 #: The ``code`` of a request whose client went away before an answer was sent (nginx's 499).
 CLIENT_CLOSED_STATUS = 499
@@ -103,6 +107,7 @@ class Metrics:
         *,
         node_id: str,
         inventory: Callable[[], Inventory] = Inventory,
+        limits: Mapping[str, ConnectionLimit] | None = None,
         before_scrape: Callable[[Metrics], None] | None = None,
     ) -> None:
         """Build the registry.
@@ -110,11 +115,13 @@ class Metrics:
         Args:
             node_id: Kong's ``node_id`` label.
             inventory: gives the live generation's inventory (the expiry gauges, at scrape time).
+            limits: the connection limit of each listener group, read at scrape time (filled as listeners bind).
             before_scrape: sets the gauges read at scrape time (connections, datastore).
         """
         self.registry = CollectorRegistry()
         self.kong = KongMetrics(self.registry, node_id=node_id)
         self.registry.register(CertificateExpiryCollector(inventory))
+        self.registry.register(ConnectionLimitCollector(limits if limits is not None else {}))
         self.requests = Counter("trio_gw_requests", "Requests answered, by status class and reason code",
                                 ["status", "reason"], registry=self.registry)
         self.snapshot_age = Gauge("trio_gw_snapshot_created_timestamp_seconds",
@@ -144,3 +151,26 @@ class Metrics:
         if self.before_scrape is not None:
             self.before_scrape(self)
         return generate_latest(self.registry)
+
+
+class ConnectionLimitCollector:
+    """Connections per listener group, and those shed or closed to make room (read at scrape time)."""
+
+    def __init__(self, limits: Mapping[str, ConnectionLimit]) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily("trio_gw_connections_active", "Client connections open, by listener group",
+                                   labels=["listener"])
+        limit = GaugeMetricFamily("trio_gw_connections_limit", "The connection limit of each listener group",
+                                  labels=["listener"])
+        shed = CounterMetricFamily("trio_gw_connections_shed", "Connections refused at the limit (503 or a close)",
+                                   labels=["listener"])
+        evicted = CounterMetricFamily("trio_gw_connections_idle_closed",
+                                      "Idle keep-alive connections closed to admit a new one", labels=["listener"])
+        for name, group in self.limits.items():
+            active.add_metric([name], group.active)
+            limit.add_metric([name], group.limit)
+            shed.add_metric([name], group.shed)
+            evicted.add_metric([name], group.evicted)
+        yield from (active, limit, shed, evicted)
