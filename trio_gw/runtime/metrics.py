@@ -127,6 +127,7 @@ class Metrics:
         self.snapshot_age = Gauge("trio_gw_snapshot_created_timestamp_seconds",
                                   "When the live configuration snapshot was built", registry=self.registry,
                                   multiprocess_mode="livemax")
+        self._requests: dict[tuple[int, str], Counter] = {}  # labelled children, looked up once
         self.before_scrape = before_scrape
         #: Requests finished since start (Kong's ``kong_nginx_requests_total``).
         self.requests_served = 0
@@ -134,8 +135,11 @@ class Metrics:
     def record_request(self, info: ConnectionFacts, ex: Exchange) -> None:
         """Count one finished request (called once per request, after its access-log line)."""
         self.requests_served += 1
-        status = f"{ex.status // 100}xx" if ex.status else "none"
-        self.requests.labels(status, ex.reason or "").inc()
+        key = (ex.status // 100, ex.reason or "")
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(f"{key[0]}xx" if key[0] else "none", key[1])
+        child.inc()
         self.kong.record_request(request_facts(ex, time.monotonic()))
 
     def record_handshake(self, listener: str, version: str | None, cipher: str | None) -> None:
