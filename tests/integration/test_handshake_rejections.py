@@ -84,8 +84,7 @@ async def _curl_distrusting(port: int, bundle: Path) -> None:
     assert result.returncode == 60, result.stderr  # CURLE_PEER_FAILED_VERIFICATION
 
 
-async def _gateway(start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, ca_pem: Path,
-                   tmp_path: Path) -> Gateway:
+async def _gateway(start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, ca_pem: Path) -> Gateway:
     leaf = ca.issue_cert(NAME)
     return await start_gateway(
         {"_format_version": "3.0",
@@ -117,7 +116,7 @@ async def test_each_reason_is_logged_once_per_interval_by_a_real_gateway(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO, logger="trio_gw.tls"):
-        gw = await _gateway(start_gateway, upstream, ca, ca_pem, tmp_path)
+        gw = await _gateway(start_gateway, upstream, ca, ca_pem)
         port = port_of(gw, ssl=True)
         other = tmp_path / "other-ca.pem"
         OTHER_CA.cert_pem.write_to_path(str(other))
