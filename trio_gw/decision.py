@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode
 from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import upstream_request_headers
 from trio_gw.http.routing import https_redirect, select_route
+from trio_gw.model.entities import Consumer
 from trio_gw.plugins.base import CrlSource, Deny, RequestContext, decide_all
 from trio_gw.plugins.identity import IDENTITY_HEADERS
 from trio_gw.snapshot import Snapshot
@@ -57,6 +58,8 @@ class Forward:
     method: bytes
     target: bytes
     headers: list[Header]
+    #: The consumer the plugins authenticated, for the access log and metrics.
+    consumer: Consumer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,8 @@ class Answer:
     ``body`` is ``None`` for a JSON error document (``message`` or the status's
     standard text, with ``reason``); otherwise it is the exact body, and
     ``headers`` carry everything but the length (the https redirect).
-    ``route_label``/``service_label`` name what matched, for the access log.
+    ``route_label``/``service_label`` name what matched, and ``consumer`` who a
+    plugin authenticated before another refused the request, for the access log.
     """
 
     status: int
@@ -76,6 +80,7 @@ class Answer:
     body: bytes | None = None
     route_label: str | None = None
     service_label: str | None = None
+    consumer: Consumer | None = None
 
 
 def decide_request(
@@ -115,6 +120,7 @@ def decide_request(
         return Answer(redirect.status, "https_required", headers=redirect.headers, body=redirect.body,
                       route_label=route_label, service_label=service_label)
     extra: tuple[Header, ...] = ()
+    consumer: Consumer | None = None
     strip = STRIP_UPSTREAM
     plugins = snapshot.route_plugins.get(match.route.id, ())
     if plugins:
@@ -127,7 +133,8 @@ def decide_request(
         ))
         if isinstance(decision, Deny):
             return Answer(decision.status, decision.reason, decision.message, headers=decision.headers,
-                          route_label=route_label, service_label=service_label)
+                          route_label=route_label, service_label=service_label, consumer=decision.consumer)
+        consumer = decision.consumer
         extra = decision.upstream_headers
         if decision.strip_headers:
             strip = STRIP_UPSTREAM | decision.strip_headers
@@ -141,7 +148,7 @@ def decide_request(
     if chunked:  # re-frame: the hop-by-hop filter dropped the client's framing
         up_headers.append((b"transfer-encoding", b"chunked"))
     target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
-    return Forward(match.service.id, route_label, service_label, method, target, up_headers)
+    return Forward(match.service.id, route_label, service_label, method, target, up_headers, consumer)
 
 
 def without_params(query: str, names: frozenset[str]) -> str:

@@ -21,7 +21,7 @@ from trio_gw.errors import ConfigError
 from trio_gw.http.headers import TrustedNetworks
 from trio_gw.http.routing import Router
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.model.inventory import ConfiguredCertificate, Inventory, Role, Usage, build_inventory
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory, build_inventory
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.settings import Settings
@@ -103,6 +103,7 @@ def build_snapshot(
     extra_certificates: Sequence[Certificate] = (),
     client_truststore: Sequence[str] = (),
     https_port: int = 443,
+    configured: Sequence[ConfiguredCertificate] = (),
     now: float,
 ) -> Snapshot:
     """Compile settings and entities into a :class:`Snapshot`.
@@ -116,6 +117,8 @@ def build_snapshot(
         client_truststore: the ``ssl_client_certificate`` CA certificates (PEM,
             one per item), already read: the server truststore of ``ssl_verify_client``.
         https_port: the port https redirects point at.
+        configured: every certificate the settings name, already read, as inventory
+            items (``runtime.certificate_files``): with the entities' own, the inventory.
         now: the build time (Unix seconds).
 
     Raises:
@@ -172,24 +175,11 @@ def build_snapshot(
         route_plugins=plugins_by_route(entities, options),
         config_hash=config_hash(entities, (*default_certificates, *extra_certificates)),
         created_at=now,
-        inventory=build_inventory(entities, _configured(default_certificates, extra_certificates, plugin_certs)),
+        inventory=build_inventory(entities, configured),
         crl_fetch=crl_fetch_settings(entities),
         warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, options),
                   *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings),
     )
-
-
-def _configured(
-    defaults: Sequence[Certificate], extra: Sequence[Certificate],
-    plugin_certs: Sequence[tuple[Certificate, tuple[str, ...]]],
-) -> list[ConfiguredCertificate]:
-    """The server certificates configured outside the certificate entities, for the inventory."""
-    out = [ConfiguredCertificate(c.id, Role.SERVER, c.id, c.cert, (Usage("setting", c.id.split("#")[0]),))
-           for c in (*defaults, *extra)]
-    out += [ConfiguredCertificate(c.id, Role.SERVER, "ssl plugin", c.cert,
-                                  (Usage("plugin", c.id.removeprefix("ssl-plugin:"), "ssl"),))
-            for c, _hosts in plugin_certs]
-    return out
 
 
 def listener_client_auth(entities: Entities) -> ListenerClientAuth:

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trustme
 
+from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.generation import GenerationHolder, ProxyTls
 from trio_gw.net.listener import close_failed_handshake, handshake
@@ -81,9 +82,10 @@ async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: Build
     context, tag = ProxyTls(holder, ALPN_HTTP11).context_for_accept()
     client, server = socket_pair()
     reasons: list[str | None] = []
+    facts = ConnectionFacts("192.0.2.9", 4000, 443)
 
     async def serve() -> None:
-        stream, reason = await handshake(server, context, 5, tag)
+        stream, reason = await handshake(server, context, 5, tag, facts)
         reasons.append(reason)
         await close_failed_handshake(stream, str(reason))
 
@@ -93,3 +95,4 @@ async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: Build
             await client_handshake(client, ca, "unknown.example")
     assert "UNRECOGNIZED_NAME" in str(info.value.__cause__).upper()  # the client read the alert
     assert reasons == ["unrecognized_name"]
+    assert facts.sni == "unknown.example"  # the rejection log names what the client asked for

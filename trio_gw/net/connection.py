@@ -10,7 +10,9 @@ import ssl
 
 import trio
 
+from trio_gw.errors import CertificateError
 from trio_gw.http.facts import ConnectionFacts
+from trio_gw.pki.info import peer_identity
 from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.resumed_chain import IntermediateCache
 
@@ -35,6 +37,10 @@ def record_tls_facts(stream: TlsStream, conn: ConnectionFacts, chains: Intermedi
     conn.peer_certificate_der = stream.getpeercert(binary_form=True)
     if conn.peer_certificate_der is None:
         return
+    try:  # who the access log names, once per connection (OpenSSL parsed it already: this cannot fail in practice)
+        conn.client_cert_fingerprint, conn.client_cert_subject = peer_identity(conn.peer_certificate_der)
+    except CertificateError:
+        pass
     if sslobj.session_reused:
         conn.peer_chain_der = chains.chain_for(conn.peer_certificate_der)
         return

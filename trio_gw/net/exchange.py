@@ -36,6 +36,7 @@ import trio
 from trio_gw.decision import Answer, Forward, decide_request
 from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import downstream_response_headers
+from trio_gw.model.entities import Consumer
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
@@ -88,6 +89,11 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     protocol: str = "HTTP/1.1"
+    #: Who the plugins authenticated (access log, ``consumer`` label of the metrics).
+    consumer: Consumer | None = None
+    #: When the upstream exchange began (before connecting) and its answer's head arrived (``time.monotonic()``).
+    upstream_started: float | None = None
+    upstream_answered: float | None = None
 
 
 class BodySource(Protocol):
@@ -181,6 +187,7 @@ class Proxy:
             ex.route, ex.service = decision.route_label, decision.service_label
         else:
             ex.route, ex.service = decision.route_label, decision.service_label
+        ex.consumer = decision.consumer
         return decision
 
     async def forward(
@@ -212,7 +219,7 @@ class Proxy:
         up_request = h11.Request(method=fwd.method, target=fwd.target, headers=fwd.headers, _parsed=_ALREADY_VALIDATED)
         tracked = _TrackedBody(body) if body is not None else None
         ex.upstream = plan.peer
-        up_started = time.monotonic()
+        up_started = ex.upstream_started = time.monotonic()
         for attempt in (1, 2):
             upstream = await self._connect(plan, fresh=attempt == 2)
             upstream.received = 0
@@ -419,6 +426,7 @@ async def _relay_response(
                 continue  # 1xx from upstream: we already answered 100-continue ourselves
             if isinstance(event, h11.Response):
                 ex.status = event.status_code
+                ex.upstream_answered = time.monotonic()
                 sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
                 started = True
             elif isinstance(event, h11.Data):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from trio_gw.errors import CertificateError, ConfigError
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.model.inventory import Inventory
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.tls_client import UpstreamPlan, UpstreamPlanner
 from trio_gw.net.tls_server import Alpn, CertKey, ServerContexts, ServerTlsBuilder
@@ -95,6 +95,7 @@ class GenerationBuilder:
         default_certificates: Sequence[Certificate] = (),
         extra_certificates: Sequence[Certificate] = (),
         client_truststore: Sequence[str] = (),
+        configured_certificates: Sequence[ConfiguredCertificate] = (),
         https_port: int = 443,
         store_version: int | None = None,
         previous: Generation | None = None,
@@ -107,6 +108,8 @@ class GenerationBuilder:
             default_certificates: the ``ssl_cert`` pairs.
             extra_certificates: Tyk's ``ssl_certificates`` files.
             client_truststore: the ``ssl_client_certificate`` CA certificates (PEM each).
+            configured_certificates: every certificate file the settings name, read, as
+                inventory items (the inventory's settings part; ``runtime.certificate_files``).
             https_port: the port https redirects point at.
             store_version: the datastore version ``entities`` were read at.
             previous: the current generation, whose compiled parts are reused.
@@ -119,7 +122,7 @@ class GenerationBuilder:
         snapshot = build_snapshot(
             self.settings, entities, default_certificates=default_certificates,
             extra_certificates=extra_certificates, client_truststore=client_truststore,
-            https_port=https_port, now=now,
+            https_port=https_port, configured=configured_certificates, now=now,
         )
         try:
             server_tls = self.server_tls.build(snapshot, previous.server_tls if previous else None, lazy_contexts)

@@ -55,11 +55,12 @@ class FixedTls:
 
 
 Handler = Callable[[trio.abc.Stream, ConnectionFacts], Awaitable[None]]
-#: Called once per handshake: (listener name, failure reason code or None, TLS version).
-HandshakeObserver = Callable[[str, "str | None", "str | None"], None]
+#: Called once per handshake: (listener name, failure reason code or None, the connection's facts — after a
+#: success its TLS facts; after a failure the client's address and the SNI it sent, when the SNI callback saw it).
+HandshakeObserver = Callable[[str, "str | None", ConnectionFacts], None]
 
 
-def _ignore(_listener: str, _reason: str | None, _version: str | None) -> None:
+def _ignore(_listener: str, _reason: str | None, _conn: ConnectionFacts) -> None:
     return None
 
 
@@ -113,13 +114,13 @@ class Listener:
             stream: trio.abc.Stream = sock
             if self.tls is not None:
                 context, tag = self.tls.context_for_accept()
-                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag)
+                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag, conn)
                 if failure is not None:
-                    self.observe(self.name, failure, None)
+                    self.observe(self.name, failure, conn)
                     await close_failed_handshake(tls_stream, failure)
                     return
                 record_tls_facts(tls_stream, conn, self.chains)
-                self.observe(self.name, None, conn.tls_version)
+                self.observe(self.name, None, conn)
                 stream = tls_stream
             await self.handler(stream, conn)
         finally:
@@ -141,7 +142,8 @@ class Listener:
 
 
 async def handshake(
-    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None
+    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None,
+    conn: ConnectionFacts | None = None,
 ) -> tuple[TlsStream, str | None]:
     """Run the server handshake.
 
@@ -150,6 +152,7 @@ async def handshake(
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
         tag: attached to the connection as ``trio_gw_tls`` for the SNI callback.
+        conn: on failure, given the SNI the client sent (when the SNI callback saw it), for the rejection log.
 
     Returns:
         ``(stream, None)``, or ``(stream, reason code)`` when the handshake failed: the
@@ -162,20 +165,25 @@ async def handshake(
             await stream.do_handshake()
         return stream, None
     except trio.BrokenResourceError as exc:
-        cause = exc.__cause__
-        refusal = getattr(stream.ssl_object, "trio_gw_refusal", None)  # the SNI callback's own reason
-        if refusal is not None:
-            return stream, str(refusal)
-        if isinstance(cause, ssl.SSLError):
-            if cause.reason == "CALLBACK_FAILED":
-                # The SNI callback never raises and names its own refusals, so the server
-                # name itself could not be decoded (not ASCII): see tls_server.ServerNameGuard.
-                return stream, "bad_server_name"
-            return stream, classify_handshake_failure(getattr(cause, "reason", None),
-                                                      getattr(cause, "verify_message", None))
-        return stream, "client_closed"
+        reason = _failure_reason(stream, exc.__cause__)
     except trio.TooSlowError:
-        return stream, "timeout"
+        reason = "timeout"
+    if conn is not None:
+        conn.sni = getattr(stream.ssl_object, "trio_gw_sni", None)
+    return stream, reason
+
+
+def _failure_reason(stream: TlsStream, cause: BaseException | None) -> str:
+    refusal = getattr(stream.ssl_object, "trio_gw_refusal", None)  # the SNI callback's own reason
+    if refusal is not None:
+        return str(refusal)
+    if isinstance(cause, ssl.SSLError):
+        if cause.reason == "CALLBACK_FAILED":
+            # The SNI callback never raises and names its own refusals, so the server
+            # name itself could not be decoded (not ASCII): see tls_server.ServerNameGuard.
+            return "bad_server_name"
+        return classify_handshake_failure(getattr(cause, "reason", None), getattr(cause, "verify_message", None))
+    return "client_closed"
 
 
 async def close_failed_handshake(stream: TlsStream, reason: str) -> None:

@@ -15,7 +15,7 @@ headers / naming a consumer) or :class:`Deny` (status, message, stable reason).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -91,10 +91,17 @@ class Allow:
 
 @dataclass(frozen=True)
 class Deny:
+    """Refuse the request: status, message, stable reason, extra answer headers.
+
+    ``consumer`` is set by :func:`decide_all` when an earlier plugin had
+    authenticated one (the access log names who was refused).
+    """
+
     status: int
     message: str
     reason: str
     headers: tuple[Header, ...] = ()
+    consumer: Consumer | None = None
 
 
 Decision = Allow | Deny
@@ -314,7 +321,7 @@ def decide_all(plugins: Sequence[BoundPlugin], request: RequestContext) -> Decis
     for bound in plugins:
         decision = bound.spec.decide(bound.config, request)
         if isinstance(decision, Deny):
-            return decision
+            return replace(decision, consumer=consumer) if consumer is not None else decision
         headers.extend(decision.upstream_headers)
         strip |= decision.strip_headers
         strip_query |= decision.strip_query

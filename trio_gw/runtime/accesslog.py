@@ -3,9 +3,11 @@
 Besides the request, its TLS facts and its upstream, a line names who made the
 request when it is known (:class:`RequestIdentity`): the client certificate's
 SHA-256 fingerprint and subject (computed once per connection, after the
-handshake, with :func:`trio_gw.pki.info.peer_identity`) and the consumer the
-plugins authenticated.  Those come from the client: the text format escapes
-them (``\\xHH``) so they cannot break or forge a line; JSON escapes by itself.
+handshake, with :func:`trio_gw.pki.info.peer_identity`, and kept in the
+connection's facts) and the consumer the plugins authenticated (carried by the
+decision into the request's :class:`~trio_gw.net.exchange.Exchange`).  Those
+come from the client: the text format escapes them (``\\xHH``) so they cannot
+break or forge a line; JSON escapes by itself.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ class RequestIdentity:
     consumer: str | None = None
 
 
-NO_IDENTITY = RequestIdentity()
+    @classmethod
+    def of(cls, info: ConnectionFacts, ex: Exchange) -> RequestIdentity:
+        """The identity a request's facts carry: the connection's client certificate, the exchange's consumer."""
+        consumer = ex.consumer
+        return cls(info.client_cert_fingerprint, info.client_cert_subject,
+                   (consumer.username or consumer.custom_id or consumer.id) if consumer is not None else None)
 
 
 def quote_field(value: str | None) -> str:
@@ -107,16 +114,19 @@ class AccessLog:
         self.out.write("".join(batch))
         self.out.flush()
 
-    def record(self, info: ConnectionFacts, ex: Exchange, identity: RequestIdentity = NO_IDENTITY) -> None:
+    def record(self, info: ConnectionFacts, ex: Exchange, identity: RequestIdentity | None = None) -> None:
         """Write the line of one finished request.
 
         Args:
             info: the connection's facts.
             ex: the request's facts.
-            identity: the client certificate and consumer, when known.
+            identity: the client certificate and consumer; by default what ``info`` and ``ex`` carry
+                (:meth:`RequestIdentity.of`).
         """
         if self.out is None:
             return
+        if identity is None:
+            identity = RequestIdentity.of(info, ex)
         latency_ms = round((time.monotonic() - ex.started) * 1000, 2)
         upstream_ms = None if ex.upstream_time is None else round(ex.upstream_time * 1000, 2)
         text_time, json_time = self._now()

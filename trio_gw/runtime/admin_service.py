@@ -18,9 +18,11 @@ import time
 from typing import TYPE_CHECKING
 
 from trio_gw.admin.api import AdminRequest, AdminResponse, AdminResult, handle_admin_request
+from trio_gw.admin.inventory import CertificateView
 from trio_gw.errors import ConfigError
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.model.entities import Entities
+from trio_gw.model.inventory import Inventory
 from trio_gw.runtime.logs import NOTICE
 from trio_gw.settings import Settings
 from trio_gw.store import StoreError
@@ -46,6 +48,11 @@ class AdminService:
         check_admin_listeners(gateway.settings)
         self.gateway = gateway
 
+    def certificate_view(self, inventory: Inventory) -> CertificateView:
+        """What ``GET /certificates/inventory`` and ``/ui/certificates`` show: the live generation's inventory,
+        with the expiry monitor's warning threshold."""
+        return CertificateView(inventory, warning_days=self.gateway.expiry_config.warn_days)
+
     def read_only_reason(self) -> str | None:
         if self.gateway.store is None:
             return "database is 'off': the declarative configuration is read-only; edit the file and reload (SIGHUP)"
@@ -58,8 +65,9 @@ class AdminService:
         now = int(time.time())
         read_only = self.read_only_reason()
         if request.method.upper() in READ_METHODS or read_only is not None:
-            entities = self.gateway.generation.entities
-            return handle_admin_request(request, entities, now=now, read_only_reason=read_only).response
+            generation = self.gateway.generation
+            return handle_admin_request(request, generation.entities, now=now, read_only_reason=read_only,
+                                        certificates=self.certificate_view(generation.inventory)).response
 
         def apply(base: Entities) -> tuple[AdminResult, Entities | None]:
             result = handle_admin_request(request, base, now=now)

@@ -36,8 +36,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,7 +49,7 @@ import trio
 
 from trio_gw.errors import CertificateError, ConfigError
 from trio_gw.model.entities import Entities
-from trio_gw.model.inventory import expiry_notes
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory
 from trio_gw.net.admin_server import AdminServer
 from trio_gw.net.contexts import ALPN_H2, ALPN_HTTP11
 from trio_gw.net.exchange import Exchange, Proxy
@@ -56,18 +58,21 @@ from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
 from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
 from trio_gw.net.limits import ADMIN_CONNECTIONS, DRAIN_IDLE_GRACE, STATUS_CONNECTIONS, ConnectionLimit
-from trio_gw.net.listener import FixedTls, Listener, open_listener
+from trio_gw.net.listener import FixedTls, HandshakeObserver, Listener, open_listener
 from trio_gw.net.tls_server import ServerNameGuard
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
-from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
+from trio_gw.runtime.certificate_files import read_entities, read_file_certificates, read_node_certificates
 from trio_gw.runtime.datastore import open_store
+from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
+from trio_gw.runtime.handshake_log import HandshakeRejectionLog
+from trio_gw.runtime.kong_metrics import ConnectionCounts
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
 from trio_gw.runtime.logs import NOTICE, configure_logging
-from trio_gw.runtime.metrics import ConnectionLimitCollector, Metrics
+from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.status import StatusServer
 from trio_gw.settings import Settings, http2_flag_warnings, serves_http2
 from trio_gw.store import Store, StoreConflict, StoreError
@@ -79,8 +84,6 @@ log = logging.getLogger("trio_gw")
 READY_FILE = "trio-gw.ready.json"
 #: How often wanted CRLs are fetched (each fetch's deadline is the plugins' ``http_timeout``).
 CRL_FETCH_INTERVAL = 2.0
-#: Expiry warnings are repeated this often, independent of traffic.
-EXPIRY_WARNING_INTERVAL = 24 * 3600.0
 #: While the datastore fails, polls back off up to this (seconds).
 MAX_STORE_BACKOFF = 30.0
 #: A write re-applied after this many conflicts with other writers gives up (409).
@@ -142,7 +145,18 @@ class Gateway:
             max_requests=settings.upstream_keepalive_max_requests,
         )
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
-        self.metrics = Metrics()
+        #: Tyk's certificate expiry monitor settings, checked before anything starts.
+        self.expiry_config = monitor_config(settings)
+        #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
+        self.limits: dict[str, ConnectionLimit] = {}
+        self.metrics = Metrics(node_id=node_id(settings), inventory=self._inventory, limits=self.limits,
+                               before_scrape=self._scrape)
+        #: Failed handshakes of every listener: counted, and logged once per reason and client network per interval.
+        self.rejections = HandshakeRejectionLog(settings.rejection_log_interval, metrics=self.metrics.kong)
+        #: Warnings, events and webhooks about the live inventory (made in :meth:`run`, with the node's fetch trust).
+        self.expiry: ExpiryMonitor | None = None
+        #: The certificates of the Admin API and status listeners and the node's fetch trust, read once at start.
+        self.node_certificates: tuple[ConfiguredCertificate, ...] = ()
         self.crl_cache = CrlCache()
         self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
         self.http1 = Http1Server(self.proxy)
@@ -155,9 +169,6 @@ class Gateway:
         self.server_name_guard = ServerNameGuard()
         self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
-        #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
-        self.limits: dict[str, ConnectionLimit] = {}
-        self.metrics.registry.register(ConnectionLimitCollector(self.limits))
         self.https_port = 443
         self.started_at = time.time()
 
@@ -170,15 +181,40 @@ class Gateway:
         self.access_log.record(conn, ex)
         self.metrics.record_request(conn, ex)
 
+    def _inventory(self) -> Inventory:
+        return self.holder.current.inventory if self.holder.ready else Inventory()
+
+    def _handshakes(self, kind: str) -> HandshakeObserver:
+        """The handshake observer of the ``kind`` (proxy, admin, status) listeners: metrics and the rejection log."""
+        def observe(_name: str, reason: str | None, conn: ConnectionFacts) -> None:
+            if reason is None:
+                self.metrics.record_handshake(kind, conn.tls_version, conn.cipher)
+            else:
+                self.rejections.record(kind, reason, conn.client_ip, sni=conn.sni)
+        return observe
+
+    def _scrape(self, metrics: Metrics) -> None:
+        """Kong's connection and datastore gauges, read when ``/metrics`` is scraped (nginx's stub_status words:
+        ``writing`` a proxied request in flight, ``waiting`` idle keep-alive, ``reading`` the rest)."""
+        groups = self.limits.values()
+        admitted, active = sum(g.admitted for g in groups), sum(g.active for g in groups)
+        writing, waiting = self.proxy.in_flight, len(self.proxy.idle)
+        metrics.kong.observe_connections(ConnectionCounts(
+            accepted=admitted + sum(g.shed for g in groups), handled=admitted, active=active,
+            reading=max(0, active - writing - waiting), writing=writing, waiting=waiting,
+            requests=metrics.requests_served))
+        metrics.kong.observe_datastore(self.datastore.reachable)
+
     # --- configuration ----------------------------------------------------------
 
     def _build(self, entities: Entities, store_version: int | None, previous: Generation | None,
                lazy: dict[Any, ssl.SSLContext]) -> Generation:
         """Read the files the settings name and compile a generation (blocking: worker thread)."""
-        files = read_file_certificates(self.settings, now=int(time.time()))
+        files = read_file_certificates(self.settings, now=int(time.time()), entities=entities)
         return self.builder.build(
             entities, default_certificates=files.defaults, extra_certificates=files.extra,
             client_truststore=files.client_truststore, https_port=self.https_port,
+            configured_certificates=(*self.node_certificates, *files.configured),
             store_version=store_version, previous=previous, lazy_contexts=lazy,
         )
 
@@ -198,6 +234,8 @@ class Gateway:
         self.metrics.observe_generation(generation)
         for warning in generation.snapshot.warnings:
             log.warning("%s", warning)
+        if self.expiry is not None:
+            self.expiry.recheck()  # a certificate a write added gets its event now, not within the hour
 
     async def load(self) -> Generation:
         """Read the configuration, build its generation off the loop and install it.
@@ -210,7 +248,8 @@ class Gateway:
             entities, version = await trio.to_thread.run_sync(self._read)
             generation = await self._build_in_thread(entities, version)
             self._install(generation)
-        self.warn_expiring(generation)
+        if self.expiry is not None:
+            self.expiry.warn()
         return generation
 
     async def reload(self) -> bool:
@@ -287,15 +326,6 @@ class Gateway:
             return current.entities, current.store_version
         return self.store.load_versioned()
 
-    def warn_expiring(self, generation: Generation) -> None:
-        """Log every certificate, whatever its role, that expires soon or has expired (from parsed facts)."""
-        now = int(time.time())
-        days = self.settings.certificate_expiry_warning_days
-        for facts in generation.inventory:
-            for text in expiry_notes(facts.info, now=now, warn_days=days):
-                what = "CA certificate" if facts.role.value == "ca" else "certificate"
-                log.warning("%s %s (%s): %s", what, facts.label_id, facts.info.subject, text)
-
     async def _fetch_crls(self) -> None:
         """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
         while True:
@@ -313,11 +343,6 @@ class Gateway:
                 except CertificateError as exc:
                     log.warning("CRL %s is not usable: %s", url, exc)
                     self.crl_cache.failed(url)
-
-    async def _daily_expiry_warnings(self) -> None:
-        while True:
-            await trio.sleep(EXPIRY_WARNING_INTERVAL)
-            self.warn_expiring(self.generation)
 
     async def _watch_store(self) -> None:
         """Pick up writes made by other processes or nodes (Kong's db_update_frequency).
@@ -360,7 +385,7 @@ class Gateway:
                 handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
                 handshake_timeout=s.ssl_handshake_timeout,
-                limit=proxy_limit, reuseport=addr.reuseport, observe=self.metrics.record_handshake, chains=chains,
+                limit=proxy_limit, reuseport=addr.reuseport, observe=self._handshakes("proxy"), chains=chains,
             )
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
@@ -374,6 +399,7 @@ class Gateway:
             listener = await open_listener(
                 addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
                 tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=admin_limit,
+                observe=self._handshakes("admin"),
             )
             self.listeners["admin"].append(listener)
         status = StatusServer(self)
@@ -385,6 +411,7 @@ class Gateway:
             listener = await open_listener(
                 addr.host, addr.port, name=f"status {addr}", handler=status.serve_connection,
                 tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=status_limit,
+                observe=self._handshakes("status"),
             )
             self.listeners["status"].append(listener)
 
@@ -407,6 +434,9 @@ class Gateway:
         self.server_name_guard.install()
         await self._bind()
         try:
+            self.node_certificates = tuple(await trio.to_thread.run_sync(read_node_certificates, self.settings))
+            monitor = self.expiry = ExpiryMonitor(self._inventory, self.expiry_config, metrics=self.metrics.kong,
+                                                  ssl_context=self.fetch_tls)
             await self.load()
             self._write_ready_file()
             for kind, items in self.listeners.items():
@@ -418,7 +448,8 @@ class Gateway:
                         for li in items:
                             accepting.start_soon(li.serve, connections)
                     accepting.start_soon(self._signals, accepting)
-                    accepting.start_soon(self._daily_expiry_warnings)
+                    await accepting.start(monitor.run)
+                    accepting.start_soon(self.rejections.run)
                     accepting.start_soon(self._fetch_crls)
                     accepting.start_soon(self.pool.run)
                     connections.start_soon(self.access_log.run)  # stopped with the connections, after the drain
@@ -475,6 +506,12 @@ def _overlap(base: Entities, wanted: Entities, latest: Entities) -> bool:
     mine = {(kind, key) for kind, change in diff(base, wanted).items() for key in change.ids()}
     theirs = {(kind, key) for kind, change in diff(base, latest).items() for key in change.ids()}
     return bool(mine & theirs)
+
+
+def node_id(settings: Settings) -> str:
+    """Kong's ``node_id`` label: stable for a node (its host and ``prefix``), shared by its worker processes."""
+    where = f"{socket.gethostname()}:{os.path.abspath(settings.prefix)}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"trio-gw-node:{where}"))
 
 
 async def run_gateway(settings: Settings) -> None:
