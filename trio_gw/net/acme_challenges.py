@@ -17,6 +17,12 @@ publishes, for the seconds a validation lasts, what the CA will ask for:
 Writers hold a lock and replace whole dicts; readers (the event loop, the SNI
 callback) take one reference without locking, so they always see a complete
 mapping.  Contexts are built by the writer, off the event loop.
+
+The SNI callback also notes names the ``acme`` plugin covers but no
+certificate serves yet (:meth:`ChallengeStore.want_certificate`, bounded by
+:data:`MAX_WANTED`); the node's ACME task takes them
+(:meth:`ChallengeStore.take_wanted`) and issues in the background -- Kong's
+"trigger asynchronous creation from proxy requests".  Both run on the event loop.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,7 +40,10 @@ from trio_gw.net.acme_tls_alpn import offers_acme_tls
 from trio_gw.net.contexts import load_pem_pair
 from trio_gw.tls.acme import ACME_TLS_ALPN, build_tls_alpn01_certificate, http01_token
 
-__all__ = ["ChallengeStore"]
+__all__ = ["MAX_WANTED", "ChallengeStore"]
+
+#: Most names waiting for an issuance at once (a scan of random names cannot grow it without bound).
+MAX_WANTED: Final = 64
 
 
 class ChallengeStore:
@@ -44,6 +53,9 @@ class ChallengeStore:
         self._lock = threading.Lock()
         self._http: Mapping[str, str] = {}
         self._tls: Mapping[str, ssl.SSLContext] = {}
+        self._wanted: dict[str, None] = {}
+        #: Called (on the loop) when a name is first wanted: the ACME task's wake-up.
+        self.on_want: Callable[[], None] | None = None
 
     # -- the issuer (worker thread) -------------------------------------------------------
 
@@ -88,6 +100,20 @@ class ChallengeStore:
             return None
         ctx = self._tls.get(server_name.lower().rstrip("."))
         return ctx if ctx is not None and offers_acme_tls(sslobj) else None
+
+    def want_certificate(self, host: str) -> None:
+        """Note that a handshake asked for ``host``, which no certificate serves (the SNI callback, on the loop)."""
+        host = host.lower().rstrip(".")
+        if host in self._wanted or len(self._wanted) >= MAX_WANTED:
+            return
+        self._wanted[host] = None
+        if self.on_want is not None:
+            self.on_want()
+
+    def take_wanted(self) -> tuple[str, ...]:
+        """The names noted since the last call, oldest first (the ACME task, on the loop)."""
+        wanted, self._wanted = tuple(self._wanted), {}
+        return wanted
 
     def pending(self) -> tuple[int, int]:
         """How many http-01 tokens and tls-alpn-01 names are published (tests, status)."""

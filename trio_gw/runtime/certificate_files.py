@@ -38,6 +38,10 @@ class FileCertificates:
     defaults: tuple[Certificate, ...] = ()
     extra: tuple[Certificate, ...] = ()
     client_truststore: tuple[str, ...] = ()
+    #: ``ssl_stapling_file``: a DER OCSP response (checked against the served certificates at build).
+    stapling_response: bytes | None = None
+    #: ``ssl_crl``: the server truststore's CRL files, as read (parsed at build).
+    client_crls: tuple[bytes, ...] = ()
 
 
 def read_file_certificates(settings: Settings, *, now: int) -> FileCertificates:
@@ -46,11 +50,28 @@ def read_file_certificates(settings: Settings, *, now: int) -> FileCertificates:
     Raises:
         ConfigError: a file is unreadable or unusable, naming the setting.
     """
+    problems: list[Problem] = []
+    stapling = None
+    if settings.ssl_stapling and settings.ssl_stapling_file is not None:
+        stapling = _read_bytes(settings.ssl_stapling_file, "ssl_stapling_file", problems)
+    crls = [_read_bytes(path, f"ssl_crl[{i}]", problems) for i, path in enumerate(settings.ssl_crl)]
+    if problems:
+        raise ConfigError(problems)
     return FileCertificates(
         tuple(read_default_certificates(settings, now=now)),
         tuple(read_ssl_certificates_files(settings, now=now)),
         tuple(read_client_truststore(settings)),
+        stapling,
+        tuple(c for c in crls if c is not None),
     )
+
+
+def _read_bytes(path: str, key: str, problems: list[Problem]) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        problems.append(Problem(key, f"cannot read {path}: {exc.strerror}"))
+        return None
 
 
 def _read(path: str, key: str, problems: list[Problem]) -> str | None:

@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from trio_gw.errors import CertificateError, ConfigError
+from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Entities
 from trio_gw.model.inventory import expiry_notes
 from trio_gw.net.admin_server import AdminServer
@@ -54,13 +54,13 @@ from trio_gw.net.exchange import Exchange, Proxy
 from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder, ProxyTls
 from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
-from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
+from trio_gw.net.http_fetch import outbound_tls_context
 from trio_gw.net.listener import FixedTls, Listener, open_listener
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
-from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
+from trio_gw.runtime.certificate_lifecycle import CertificateLifecycle
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
 from trio_gw.runtime.datastore import open_store
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
@@ -75,8 +75,6 @@ from trio_gw.tls.resumed_chain import IntermediateCache
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
-#: How often wanted CRLs are fetched (each fetch's deadline is the plugins' ``http_timeout``).
-CRL_FETCH_INTERVAL = 2.0
 #: Expiry warnings are repeated this often, independent of traffic.
 EXPIRY_WARNING_INTERVAL = 24 * 3600.0
 #: While the datastore fails, polls back off up to this (seconds).
@@ -132,7 +130,6 @@ class Gateway:
         # One family of server contexts per ALPN offer in use (the list follows the SNI context).
         offers = [ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11
                   for a in settings.proxy_listen if a.ssl]
-        self.builder = GenerationBuilder(settings, offers)
         self.holder = GenerationHolder()
         self.pool = UpstreamPool(
             size=settings.upstream_keepalive_pool_size,
@@ -141,8 +138,13 @@ class Gateway:
         )
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
         self.metrics = Metrics()
-        self.crl_cache = CrlCache()
-        self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
+        #: OCSP stapling, client-certificate revocation caches, ACME (runtime/certificate_lifecycle.py).
+        self.lifecycle = CertificateLifecycle(self)
+        self.builder = GenerationBuilder(settings, offers, staples=self.lifecycle.staples,
+                                         challenges=self.lifecycle.challenges)
+        self.proxy = Proxy(self.holder, self.pool, self._record, self.lifecycle.crls,
+                           ocsp_source=self.lifecycle.client_ocsp, challenges=self.lifecycle.challenges,
+                           revocation=self.lifecycle)
         self.http1 = Http1Server(self.proxy)
         self.http2 = Http2Server(self.proxy, self.http1)
         #: Trust of the node's own https fetches (``lua_ssl_trusted_certificate``), built at start.
@@ -173,6 +175,7 @@ class Gateway:
             entities, default_certificates=files.defaults, extra_certificates=files.extra,
             client_truststore=files.client_truststore, https_port=self.https_port,
             store_version=store_version, previous=previous, lazy_contexts=lazy,
+            stapling_response=files.stapling_response, client_crls=files.client_crls,
         )
 
     def _read(self) -> tuple[Entities, int | None]:
@@ -188,6 +191,7 @@ class Gateway:
 
     def _install(self, generation: Generation) -> None:
         self.holder.install(generation)
+        self.lifecycle.installed(generation)
         self.metrics.observe_generation(generation)
         for warning in generation.snapshot.warnings:
             log.warning("%s", warning)
@@ -289,24 +293,6 @@ class Gateway:
                 what = "CA certificate" if facts.role.value == "ca" else "certificate"
                 log.warning("%s %s (%s): %s", what, facts.label_id, facts.info.subject, text)
 
-    async def _fetch_crls(self) -> None:
-        """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
-        while True:
-            await trio.sleep(CRL_FETCH_INTERVAL)
-            ttl, timeout = self.generation.snapshot.crl_fetch
-            for url in self.crl_cache.wanted():
-                try:
-                    body = await fetch(url, timeout=timeout, ssl_context=self.fetch_tls)
-                except FetchError as exc:
-                    log.warning("CRL %s could not be fetched: %s", url, exc)
-                    self.crl_cache.failed(url)
-                    continue
-                try:
-                    self.crl_cache.store(url, body, time.time(), ttl)
-                except CertificateError as exc:
-                    log.warning("CRL %s is not usable: %s", url, exc)
-                    self.crl_cache.failed(url)
-
     async def _daily_expiry_warnings(self) -> None:
         while True:
             await trio.sleep(EXPIRY_WARNING_INTERVAL)
@@ -395,6 +381,7 @@ class Gateway:
         self.fetch_tls = await trio.to_thread.run_sync(
             outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
         self.store = await trio.to_thread.run_sync(open_store, self.settings)
+        await self.lifecycle.prepare()
         await self._bind()
         try:
             await self.load()
@@ -409,7 +396,7 @@ class Gateway:
                             accepting.start_soon(li.serve, connections)
                     accepting.start_soon(self._signals, accepting)
                     accepting.start_soon(self._daily_expiry_warnings)
-                    accepting.start_soon(self._fetch_crls)
+                    await accepting.start(self.lifecycle.serve)
                     accepting.start_soon(self.pool.run)
                     if self.store is not None:
                         accepting.start_soon(self._watch_store)
