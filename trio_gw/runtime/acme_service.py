@@ -31,6 +31,11 @@ directory and email and kept in the datastore as a node secret (sealed with
 ``private_key_encryption_secret``; :mod:`trio_gw.store.secrets`), so every
 node uses the same account.
 
+*Any node answers.*  The CA's validation may reach any node behind the
+cluster's load balancer: the issuer shares each challenge answer through the
+datastore (a node secret) and waits until every node mirrored it
+(:data:`CHALLENGE_POLL`) before asking the CA to validate.
+
 *Failures.*  A failed attempt is remembered per host (reason and the CA's
 words) and logged; Kong's ``fail_backoff_minutes`` then holds further
 attempts: ``POST /acme`` answers 429 with the last failure until it passes.
@@ -85,6 +90,34 @@ ACCOUNT_SECRET: Final = "acme_account"
 LOCK_WAIT: Final = 120.0
 #: Deadline of Kong's ``test_http_challenge_flow`` request.
 SANITY_TIMEOUT: Final = 10.0
+#: Node secrets holding challenge answers being validated (shared so that any node answers the CA).
+CHALLENGE_SECRET: Final = "acme_challenge:"
+#: How often every node mirrors the shared challenge answers (while an acme plugin is configured).
+CHALLENGE_POLL: Final = 0.5
+
+
+class DatastoreChallengeShare:
+    """Shares challenge answers through the node's datastore (:class:`~trio_gw.net.acme_challenges.ChallengeShare`).
+
+    Blocking: called from the issuer's worker thread.  Without a datastore
+    (``database: off``) there is no cluster and nothing to share.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def propagation_delay(self) -> float:
+        """Two mirror periods: every node has read the answer before the CA is asked to validate."""
+        return 2 * CHALLENGE_POLL if self.gateway.store is not None else 0.0
+
+    def share(self, name: str, key_authorization: str) -> None:
+        if self.gateway.store is not None:
+            self.gateway.store.write_secret(CHALLENGE_SECRET + name, key_authorization)
+
+    def unshare(self, name: str) -> None:
+        if self.gateway.store is not None:
+            self.gateway.store.delete_secret(CHALLENGE_SECRET + name)
 
 
 @dataclass
@@ -118,7 +151,8 @@ class AcmeService:
         self.sanity_port = 80
         #: Rounds run (tests, status).
         self.rounds = 0
-        #: Unix time, for tests of renewal (the CA keeps its own).
+        #: Unix time of the renewal plans (a test moves it to a certificate's renewal window; the CA
+        #: and the challenge certificates keep real time).
         self.clock: Callable[[], float] = time.time
         self._renewer: tuple[AcmeConfig, AcmeRenewer] | None = None
         self._node_lock = trio.Lock()  # this node's rounds and POST /acme take turns
@@ -136,14 +170,36 @@ class AcmeService:
     # -- background rounds --------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run rounds forever (start it in the node's nursery; cancel to stop). Never raises."""
+        """Run rounds and mirror shared challenges forever (start it in the node's nursery). Never raises."""
         self.challenges.on_want = self.wake
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._mirror_challenges)
+            task_status.started()
+            while True:
+                with trio.move_on_after(self.interval):
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                await self.run_round()
+
+    async def _mirror_challenges(self) -> None:
+        """Answer the challenges any node of the cluster is being validated for (see the module docstring)."""
+        failing = False
         while True:
-            with trio.move_on_after(self.interval):
-                await self._wake.wait()
-            self._wake = trio.Event()
-            await self.run_round()
+            await trio.sleep(CHALLENGE_POLL)
+            store = self.gateway.store
+            if store is None or self.config is None:
+                continue
+            revision = self.challenges.revision
+            try:
+                rows = await trio.to_thread.run_sync(store.read_secrets, CHALLENGE_SECRET)
+            except StoreError as exc:
+                if not failing:
+                    log.warning("shared ACME challenges cannot be read: %s", exc)
+                failing = True
+                continue
+            failing = False
+            shared = {name[len(CHALLENGE_SECRET):]: value for name, value in rows.items()}
+            await trio.to_thread.run_sync(lambda: self.challenges.mirror(shared, revision=revision))
 
     async def run_round(self) -> list[AcmeOutcome]:
         """One round (see the module docstring); a datastore failure is logged and the round skipped."""
@@ -286,9 +342,9 @@ class AcmeService:
             await trio.to_thread.run_sync(store.write_secret, name, text)
             log.info("ACME account %s registered at %s for %s", new.uri, config.api_uri, config.account_email)
 
-        issuer = AcmeIssuer(config, self.challenges, tls_context=self.gateway.fetch_tls, clock=self.clock)
+        issuer = AcmeIssuer(config, self.challenges, tls_context=self.gateway.fetch_tls)
         renewer = AcmeRenewer(issuer, self._write, account=account, save_account=save, challenge=config.challenge,
-                              clock=self.clock)
+                              clock=lambda: self.clock())
         renewer.failures = self.failures  # backoff survives a changed configuration
         self._renewer = (config, renewer)
         return renewer

@@ -45,7 +45,7 @@ from trio_gw.net.acme_challenges import ChallengeStore
 from trio_gw.net.ocsp_fetch import DEFAULT_OCSP_FETCH_TIMEOUT, OCSP_REFRESH_INTERVAL, serve_ocsp_refresh
 from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.plugins.ocsp_cache import OcspCache
-from trio_gw.runtime.acme_service import AcmeService
+from trio_gw.runtime.acme_service import AcmeService, DatastoreChallengeShare
 from trio_gw.runtime.revocation_fetch import RevocationFetcher
 from trio_gw.settings import Settings
 from trio_gw.tls.stapling import decide_staple
@@ -78,7 +78,7 @@ class CertificateLifecycle:
         self.client_ocsp = OcspCache()
         #: The stapling cache; ``None`` with ``ssl_stapling off``.
         self.staples = OcspCache(check_signer=settings.ssl_stapling_verify) if settings.ssl_stapling else None
-        self.challenges = ChallengeStore()
+        self.challenges = ChallengeStore(share=DatastoreChallengeShare(gateway))
         self.fetcher = RevocationFetcher(self.crls, self.client_ocsp,
                                          limits=lambda: gateway.generation.snapshot.crl_fetch,
                                          ssl_context=lambda: gateway.fetch_tls)

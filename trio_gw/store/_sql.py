@@ -256,6 +256,32 @@ class SqlStore(ABC):
             cur.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
                         (SECRET_PREFIX + name, seal_secret(value, self._sealer, name)))
 
+    def read_secrets(self, prefix: str) -> dict[str, str]:
+        """Every node secret whose name starts with ``prefix``, opened (the ACME challenges being answered).
+
+        Raises:
+            SealedKeyError: one does not open; StoreError: the datastore failed.
+        """
+        with self._transaction(write=False) as cur:
+            self._check_seal(cur)
+            rows = cur.execute("SELECT key, value FROM meta WHERE key LIKE ?",
+                               (SECRET_PREFIX + prefix.replace("%", "") + "%",)).fetchall()
+        found = {}
+        for key, stored in rows:
+            name = str(key)[len(SECRET_PREFIX):]
+            if name.startswith(prefix):
+                found[name] = open_secret(str(stored), self._sealer, name)
+        return found
+
+    def delete_secret(self, name: str) -> None:
+        """Forget a node secret (nothing happens when there is none).
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        with self._transaction(write=True) as cur:
+            cur.execute("DELETE FROM meta WHERE key = ?", (SECRET_PREFIX + name,))
+
     def try_lock(self, name: str) -> bool:
         """Take the cluster-wide lock ``name`` without waiting (every node and process of the datastore).
 

@@ -107,6 +107,22 @@ class Store(Protocol):
         """
         ...
 
+    def read_secrets(self, prefix: str) -> dict[str, str]:
+        """Every node secret whose name starts with ``prefix``, opened.
+
+        Raises:
+            SealedKeyError: one does not open; StoreError: the datastore failed.
+        """
+        ...
+
+    def delete_secret(self, name: str) -> None:
+        """Forget a node secret.
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        ...
+
     def try_lock(self, name: str) -> bool:
         """Take the cluster-wide lock ``name`` without waiting; whether it was taken.
 
