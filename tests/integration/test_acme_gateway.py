@@ -249,3 +249,20 @@ async def test_a_second_node_serves_it_and_one_node_renews(nursery: trio.Nursery
     with trio.fail_after(15):
         while (await served(rig.tls_port, HOST, rig)).serial_number == leaf_a.serial_number:
             await trio.sleep(0.1)  # A serves B's renewal after its own reload
+
+
+async def test_a_handshake_for_a_listed_name_starts_an_issuance(nursery: trio.Nursery, rig: Rig) -> None:
+    """Kong's "trigger asynchronous creation from proxy requests": the handshake is not held up."""
+    gw = await start_node(nursery, rig, "a")
+    await enable_acme(gw, rig)
+    name = "ondemand.acme.test"
+    done = await trio.run_process(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{rig.tls_port}", "-servername", name],
+        stdin=b"", capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0  # served at once, with the default certificate (not trusted here)
+    with trio.fail_after(60):
+        while not gw.generation.snapshot.sni_index.exact:
+            await trio.sleep(0.1)  # issued in the background, written, installed
+    leaf = await served(rig.tls_port, name, rig)
+    assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == [name]

@@ -42,7 +42,7 @@ import enum
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
@@ -249,10 +249,14 @@ def wants_certificate(config: AcmeConfig, host: str) -> bool:
     """Whether a handshake for ``host``, which no certificate of its own serves, should start an issuance.
 
     Kong issues in the background for the first request of a host the plugin
-    covers (served the default certificate meanwhile); an IP address never
-    gets one (RFC 8738 is not supported by Let's Encrypt's production CA).
+    covers (served the default certificate meanwhile).  trio-gw does so only
+    for hosts its ``domains`` list names: with ``allow_any_domain`` any client
+    could make the node order certificates for names it invents (and spend
+    the account's rate limits), so such hosts are issued through ``POST /acme``
+    only.  An IP address never gets one (Let's Encrypt does not issue for them).
     """
-    return is_domain_allowed(config, host) and not _is_ip(host)
+    return bool(config.domains) and is_domain_allowed(replace(config, allow_any_domain=False), host) and (
+        not _is_ip(host))
 
 
 def _is_ip(host: str) -> bool:
