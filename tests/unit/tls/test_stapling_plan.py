@@ -116,3 +116,10 @@ def test_digest_follows_what_the_callbacks_depend_on() -> None:
     strict = build_stapling_plan(StaplingSettings(True, ocsp_staple_policy=StaplingPolicy.STRICT), [entity(leaf)],
                                  now=NOW)
     assert lenient.digest == build_stapling_plan(ON, [entity(leaf)], now=NOW).digest != strict.digest
+
+
+def test_every_refusal_has_a_handshake_reason_code() -> None:
+    from trio_gw.tls.handshake_errors import HANDSHAKE_REASONS
+
+    for reason in ("revoked", "unknown", "stale", "must_staple_without_response"):
+        assert f"ocsp_{reason}" in HANDSHAKE_REASONS  # what the SNI callback records
