@@ -6,9 +6,9 @@ The global ``acme`` plugin configures it (``snapshot.acme``); without one, or
 without a datastore (``database: off`` has nowhere to write certificates),
 it does nothing and ``/acme`` answers 404 as Kong's does.
 
-*Rounds.*  :meth:`AcmeService.serve` runs a round every
+*Rounds.*  :meth:`AcmeService.serve` runs a round at start, then every
 :data:`~trio_gw.runtime.acme_renewal.ACME_CHECK_INTERVAL` seconds (an hour;
-Kong checks daily), or at once when woken -- by ``PATCH /acme`` or by a
+Kong checks daily), or when woken (at least :data:`ROUND_GAP` apart) -- by ``PATCH /acme`` or by a
 handshake for a name the plugin covers and no certificate serves (the SNI
 callback notes it in the :class:`~trio_gw.net.acme_challenges.ChallengeStore`;
 the handshake itself gets the default certificate and never waits).  A round
@@ -94,6 +94,9 @@ SANITY_TIMEOUT: Final = 10.0
 CHALLENGE_SECRET: Final = "acme_challenge:"
 #: How often every node mirrors the shared challenge answers (while an acme plugin is configured).
 CHALLENGE_POLL: Final = 0.5
+#: Least time between two rounds: handshakes for a name that keeps failing cannot make the node
+#: read its configuration back to back.
+ROUND_GAP: Final = 5.0
 
 
 class DatastoreChallengeShare:
@@ -175,11 +178,12 @@ class AcmeService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._mirror_challenges)
             task_status.started()
-            while True:
+            while True:  # a round at start (renewals due while the node was down), then hourly or when woken
+                self._wake = trio.Event()  # a wake from now on, even during the round, starts the next one
+                await self.run_round()
+                await trio.sleep(ROUND_GAP)
                 with trio.move_on_after(self.interval):
                     await self._wake.wait()
-                self._wake = trio.Event()
-                await self.run_round()
 
     async def _mirror_challenges(self) -> None:
         """Answer the challenges any node of the cluster is being validated for (see the module docstring)."""
