@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -180,7 +181,10 @@ class AcmeService:
             task_status.started()
             while True:  # a round at start (renewals due while the node was down), then hourly or when woken
                 self._wake = trio.Event()  # a wake from now on, even during the round, starts the next one
-                await self.run_round()
+                try:
+                    await self.run_round()
+                except Exception:  # a bug must cost one round, never the node
+                    log.exception("ACME renewal round failed")
                 await trio.sleep(ROUND_GAP)
                 with trio.move_on_after(self.interval):
                     await self._wake.wait()
@@ -203,7 +207,10 @@ class AcmeService:
                 continue
             failing = False
             shared = {name[len(CHALLENGE_SECRET):]: value for name, value in rows.items()}
-            await trio.to_thread.run_sync(lambda: self.challenges.mirror(shared, revision=revision))
+            try:
+                await trio.to_thread.run_sync(lambda: self.challenges.mirror(shared, revision=revision))
+            except (ValueError, ssl.SSLError) as exc:  # a shared answer this node cannot build a context for
+                log.warning("shared ACME challenges not mirrored: %s", exc)
 
     async def run_round(self) -> list[AcmeOutcome]:
         """One round (see the module docstring); a datastore failure is logged and the round skipped."""
@@ -338,8 +345,11 @@ class AcmeService:
         stored = await trio.to_thread.run_sync(store.read_secret, name)
         account = None
         if stored is not None:
-            data = json.loads(stored)
-            account = AcmeAccount(str(data["key_pem"]), str(data["uri"]))
+            try:
+                data = json.loads(stored)
+                account = AcmeAccount(str(data["key_pem"]), str(data["uri"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StoreError(f"the stored ACME account {name} cannot be read ({type(exc).__name__})") from exc
 
         async def save(new: AcmeAccount) -> None:
             text = json.dumps({"key_pem": new.key_pem, "uri": new.uri})

@@ -77,6 +77,8 @@ class RevocationFetcher:
             ending, self._next_round = self._next_round, trio.Event()
             try:
                 await self.fetch_once()
+            except Exception:  # a bug must cost one round, never the node
+                log.exception("revocation fetch round failed")
             finally:
                 self.rounds += 1
                 ending.set()
