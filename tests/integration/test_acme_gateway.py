@@ -266,3 +266,11 @@ async def test_a_handshake_for_a_listed_name_starts_an_issuance(nursery: trio.Nu
     leaf = await served(rig.tls_port, name, rig)
     assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName) == [name]
+
+
+async def test_the_cas_tls_is_verified_against_lua_ssl_trusted_certificate(nursery: trio.Nursery, rig: Rig) -> None:
+    gw = await start_node(nursery, rig, "a", lua_ssl_trusted_certificate="system")  # pebble's CA not trusted
+    await enable_acme(gw, rig)
+    reply = await admin(gw, "POST", "/acme", {"host": HOST})
+    assert reply.status == 500 and reply.json()["reason"] == "ca_untrusted", reply.body
+    assert "lua_ssl_trusted_certificate" in reply.json()["message"]
