@@ -33,7 +33,7 @@ from typing import Protocol
 import h11
 import trio
 
-from trio_gw.decision import Answer, Forward, decide_request
+from trio_gw.decision import Answer, ChallengeAnswers, Forward, decide_request
 from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import downstream_response_headers
 from trio_gw.model.entities import Consumer
@@ -43,6 +43,7 @@ from trio_gw.net.limits import IdleConnections
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.plugins.base import CrlSource
+from trio_gw.tls.client_revocation import OcspAnswers
 from trio_gw.tls.upstream_identity import UpstreamTlsError, upstream_read_failure
 
 log = logging.getLogger("trio_gw.proxy")
@@ -138,6 +139,14 @@ class ResponseSink(Protocol):
 AccessRecorder = Callable[[ConnectionFacts, Exchange], None]
 
 
+class RevocationFetches(Protocol):
+    """The node's revocation fetcher, as a request refused ``revocation_unknown`` waits for it."""
+
+    async def settle_revocation(self) -> None:
+        """Return once a fetch round that includes the misses noted so far has ended (bounded)."""
+        ...
+
+
 class Proxy:
     """What every proxy listener of a worker shares: the generation, the pool, the access log, draining.
 
@@ -146,16 +155,23 @@ class Proxy:
         pool: idle upstream connections.
         record: called once per request with its access-log record.
         crl_source: CRLs fetched for the plugins' revocation checks.
+        ocsp_source: OCSP answers fetched for the revocation checks (plugins, ``ssl_ocsp``).
+        challenges: the ACME http-01 answers published now.
+        revocation: what a request refused ``revocation_unknown`` waits for before it is decided again.
     """
 
     def __init__(
         self, holder: GenerationHolder, pool: UpstreamPool, record: AccessRecorder,
-        crl_source: CrlSource | None = None,
+        crl_source: CrlSource | None = None, *, ocsp_source: OcspAnswers | None = None,
+        challenges: ChallengeAnswers | None = None, revocation: RevocationFetches | None = None,
     ) -> None:
         self.holder = holder
         self.pool = pool
         self.record = record
         self.crl_source = crl_source
+        self.ocsp_source = ocsp_source
+        self.challenges = challenges
+        self.revocation = revocation
         self.in_flight = 0
         self.draining = False
         #: Set when draining starts; HTTP/2 connections wait on it to send GOAWAY.
@@ -181,7 +197,8 @@ class Proxy:
     ) -> Forward | Answer:
         """The pure decision for one request head on ``gen``; the access-log record notes it."""
         decision = decide_request(facts, headers, conn, gen.snapshot, method=method, chunked=chunked,
-                                  now=time.time(), crl_source=self.crl_source)
+                                  now=time.time(), crl_source=self.crl_source, ocsp_source=self.ocsp_source,
+                                  challenges=self.challenges)
         if isinstance(decision, Answer):
             ex.reason = decision.reason
             ex.route, ex.service = decision.route_label, decision.service_label
@@ -189,6 +206,21 @@ class Proxy:
             ex.route, ex.service = decision.route_label, decision.service_label
         ex.consumer = decision.consumer
         return decision
+
+    async def decide_settled(
+        self, facts: RequestFacts, headers: Sequence[Header], conn: ConnectionFacts, gen: Generation, ex: Exchange,
+        *, method: bytes, chunked: bool,
+    ) -> Forward | Answer:
+        """:meth:`decide` again, once the revocation fetch its ``revocation_unknown`` refusal asked for has run.
+
+        The decision stays pure and never does IO; only a request whose
+        certificate's status was not at hand waits, for one background round
+        (bounded by the plugins' ``http_timeout``), as Kong's synchronous
+        fetch would have made it wait.
+        """
+        if self.revocation is not None:
+            await self.revocation.settle_revocation()
+        return self.decide(facts, headers, conn, gen, ex, method=method, chunked=chunked)
 
     async def forward(
         self, fwd: Forward, gen: Generation, *, body: BodySource | None, sink: ResponseSink, ex: Exchange,

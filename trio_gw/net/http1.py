@@ -220,6 +220,9 @@ class Http1Server:
             chunked, length = body_framing(request.headers)
             decision = proxy.decide(facts, request.headers, conn_facts, gen, ex, method=request.method,
                                     chunked=chunked)
+            if isinstance(decision, Answer) and decision.reason == "revocation_unknown":
+                decision = await proxy.decide_settled(facts, request.headers, conn_facts, gen, ex,
+                                                      method=request.method, chunked=chunked)
             if isinstance(decision, Answer):
                 return await _answer(stream, conn, decision, ex, close=proxy.draining)
             if conn.they_are_waiting_for_100_continue:

@@ -487,6 +487,9 @@ class _H2Connection:
             has_body = bool(st.chunks or not st.ended) and head.content_length != 0
             decision = proxy.decide(facts, head.headers, info, gen, ex, method=head.method,
                                     chunked=has_body and head.content_length is None)
+            if isinstance(decision, Answer) and decision.reason == "revocation_unknown":
+                decision = await proxy.decide_settled(facts, head.headers, info, gen, ex, method=head.method,
+                                                      chunked=has_body and head.content_length is None)
             if isinstance(decision, Answer):
                 await self._answer(st, ex, decision)
                 return

@@ -140,6 +140,8 @@ class PluginSpec:
     warnings: Callable[[Any], Sequence[str]] | None = None
     #: Config fields never shown by the Admin API (a private key): see :func:`public_config`.
     secret_fields: frozenset[str] = frozenset()
+    #: ``False`` for a plugin that configures the node rather than requests (``acme``): never bound to routes.
+    per_request: bool = True
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,7 @@ def _bind(plugins: Iterable[Plugin], prepared: _Prepared, route: Route) -> tuple
     bound = []
     for p in plugins:
         spec = REGISTRY.get(p.name)
-        if spec is None:
+        if spec is None or not spec.per_request:
             continue
         config = prepared.get(spec, p)
         if spec.for_route is not None:

@@ -8,6 +8,11 @@ generation (so a configuration that cannot be served is refused with 400 and
 nothing changes), committed with compare-and-swap, and installed — the next
 handshake already sees an uploaded certificate.  A conflict with another
 writer on the same entity is a 409; a datastore that is down, a 503.
+
+Before anything, ``admin_ssl_ocsp`` checks the revocation of the admin client
+certificate (401 ``revoked`` / ``revocation_unknown``); Kong's ``acme``
+endpoints (``POST /acme``, ``GET /acme/certificates``) are the node's ACME
+service's (:mod:`trio_gw.runtime.acme_service`).
 """
 
 from __future__ import annotations
@@ -64,6 +69,13 @@ class AdminService:
 
         now = int(time.time())
         read_only = self.read_only_reason()
+        refusal = await self.gateway.lifecycle.admin_refusal(info)
+        if refusal is not None:  # admin_ssl_ocsp: a revoked admin certificate, or one whose status is unknown
+            log.warning("admin %s %s from %s refused: %s", request.method, request.path, info.client_ip, refusal[1])
+            return _json(401, {"message": "TLS certificate failed verification", "reason": refusal[0]})
+        acme = await self.gateway.lifecycle.acme.handle_admin(request, read_only)
+        if acme is not None:  # Kong's acme plugin endpoints: /acme, /acme/certificates
+            return acme
         if request.method.upper() in READ_METHODS or read_only is not None:
             generation = self.gateway.generation
             return handle_admin_request(request, generation.entities, now=now, read_only_reason=read_only,

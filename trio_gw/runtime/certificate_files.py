@@ -58,6 +58,10 @@ class FileCertificates:
     extra: tuple[Certificate, ...] = ()
     client_truststore: tuple[str, ...] = ()
     configured: tuple[ConfiguredCertificate, ...] = ()
+    #: ``ssl_stapling_file``: a DER OCSP response (checked against the served certificates at build).
+    stapling_response: bytes | None = None
+    #: ``ssl_crl``: the server truststore's CRL files, as read (parsed at build).
+    client_crls: tuple[bytes, ...] = ()
 
 
 def read_file_certificates(settings: Settings, *, now: int, entities: Entities | None = None) -> FileCertificates:
@@ -72,11 +76,20 @@ def read_file_certificates(settings: Settings, *, now: int, entities: Entities |
         ConfigError: a file is unreadable or unusable, naming the setting.
     """
     defaults = tuple(read_default_certificates(settings, now=now))
+    problems: list[Problem] = []
+    stapling = None
+    if settings.ssl_stapling and settings.ssl_stapling_file is not None:
+        stapling = _read_bytes(settings.ssl_stapling_file, "ssl_stapling_file", problems)
+    crls = [_read_bytes(path, f"ssl_crl[{i}]", problems) for i, path in enumerate(settings.ssl_crl)]
+    if problems:
+        raise ConfigError(problems)
     return FileCertificates(
         defaults,
         tuple(read_ssl_certificates_files(settings, now=now)),
         tuple(read_client_truststore(settings)),
         tuple(read_configured_certificates(settings, entities or Entities())),
+        stapling,
+        tuple(c for c in crls if c is not None),
     )
 
 
@@ -147,6 +160,14 @@ def serves_generated_certificate(settings: Settings, setting: str) -> bool:
                 and any(a.ssl for a in settings.proxy_listen))
     listen = settings.admin_listen if setting == "admin_ssl_cert" else settings.status_listen
     return not getattr(settings, setting) and any(a.ssl for a in listen)
+
+
+def _read_bytes(path: str, key: str, problems: list[Problem]) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        problems.append(Problem(key, f"cannot read {path}: {exc.strerror}"))
+        return None
 
 
 def _read(path: str, key: str, problems: list[Problem]) -> str | None:

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from trio_gw.errors import CertificateError, ConfigError
+from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Entities
 from trio_gw.model.inventory import ConfiguredCertificate, Inventory
 from trio_gw.net.admin_server import AdminServer
@@ -56,16 +56,16 @@ from trio_gw.net.exchange import Exchange, Proxy
 from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder, ProxyTls
 from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
-from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
+from trio_gw.net.http_fetch import outbound_tls_context
 from trio_gw.net.limits import ADMIN_CONNECTIONS, DRAIN_IDLE_GRACE, STATUS_CONNECTIONS, ConnectionLimit
 from trio_gw.net.listener import FixedTls, HandshakeObserver, Listener, open_listener
 from trio_gw.net.tls_server import ServerNameGuard
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
-from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates, read_node_certificates
+from trio_gw.runtime.certificate_lifecycle import CertificateLifecycle
 from trio_gw.runtime.datastore import open_store
 from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
 from trio_gw.runtime.handshake_log import HandshakeRejectionLog
@@ -82,8 +82,6 @@ from trio_gw.tls.resumed_chain import IntermediateCache
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
-#: How often wanted CRLs are fetched (each fetch's deadline is the plugins' ``http_timeout``).
-CRL_FETCH_INTERVAL = 2.0
 #: While the datastore fails, polls back off up to this (seconds).
 MAX_STORE_BACKOFF = 30.0
 #: A write re-applied after this many conflicts with other writers gives up (409).
@@ -137,7 +135,6 @@ class Gateway:
         # One family of server contexts per ALPN offer in use (the list follows the SNI context).
         offers = [ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11
                   for a in settings.proxy_listen if a.ssl]
-        self.builder = GenerationBuilder(settings, offers)
         self.holder = GenerationHolder()
         self.pool = UpstreamPool(
             size=settings.upstream_keepalive_pool_size,
@@ -157,8 +154,13 @@ class Gateway:
         self.expiry: ExpiryMonitor | None = None
         #: The certificates of the Admin API and status listeners and the node's fetch trust, read once at start.
         self.node_certificates: tuple[ConfiguredCertificate, ...] = ()
-        self.crl_cache = CrlCache()
-        self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
+        #: OCSP stapling, client-certificate revocation caches, ACME (runtime/certificate_lifecycle.py).
+        self.lifecycle = CertificateLifecycle(self)
+        self.builder = GenerationBuilder(settings, offers, staples=self.lifecycle.staples,
+                                         challenges=self.lifecycle.challenges)
+        self.proxy = Proxy(self.holder, self.pool, self._record, self.lifecycle.crls,
+                           ocsp_source=self.lifecycle.client_ocsp, challenges=self.lifecycle.challenges,
+                           revocation=self.lifecycle)
         self.http1 = Http1Server(self.proxy)
         self.http2 = Http2Server(self.proxy, self.http1)
         #: Trust of the node's own https fetches (``lua_ssl_trusted_certificate``), built at start.
@@ -216,6 +218,7 @@ class Gateway:
             client_truststore=files.client_truststore, https_port=self.https_port,
             configured_certificates=(*self.node_certificates, *files.configured),
             store_version=store_version, previous=previous, lazy_contexts=lazy,
+            stapling_response=files.stapling_response, client_crls=files.client_crls,
         )
 
     def _read(self) -> tuple[Entities, int | None]:
@@ -231,6 +234,7 @@ class Gateway:
 
     def _install(self, generation: Generation) -> None:
         self.holder.install(generation)
+        self.lifecycle.installed(generation)
         self.metrics.observe_generation(generation)
         for warning in generation.snapshot.warnings:
             log.warning("%s", warning)
@@ -326,23 +330,6 @@ class Gateway:
             return current.entities, current.store_version
         return self.store.load_versioned()
 
-    async def _fetch_crls(self) -> None:
-        """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
-        while True:
-            await trio.sleep(CRL_FETCH_INTERVAL)
-            ttl, timeout = self.generation.snapshot.crl_fetch
-            for url in self.crl_cache.wanted():
-                try:
-                    body = await fetch(url, timeout=timeout, ssl_context=self.fetch_tls)
-                except FetchError as exc:
-                    log.warning("CRL %s could not be fetched: %s", url, exc)
-                    self.crl_cache.failed(url)
-                    continue
-                try:
-                    self.crl_cache.store(url, body, time.time(), ttl)
-                except CertificateError as exc:
-                    log.warning("CRL %s is not usable: %s", url, exc)
-                    self.crl_cache.failed(url)
 
     async def _watch_store(self) -> None:
         """Pick up writes made by other processes or nodes (Kong's db_update_frequency).
@@ -432,6 +419,7 @@ class Gateway:
             outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
         self.store = await trio.to_thread.run_sync(open_store, self.settings)
         self.server_name_guard.install()
+        await self.lifecycle.prepare()
         await self._bind()
         try:
             self.node_certificates = tuple(await trio.to_thread.run_sync(read_node_certificates, self.settings))
@@ -450,7 +438,7 @@ class Gateway:
                     accepting.start_soon(self._signals, accepting)
                     await accepting.start(monitor.run)
                     accepting.start_soon(self.rejections.run)
-                    accepting.start_soon(self._fetch_crls)
+                    await accepting.start(self.lifecycle.serve)
                     accepting.start_soon(self.pool.run)
                     connections.start_soon(self.access_log.run)  # stopped with the connections, after the drain
                     if self.store is not None:
