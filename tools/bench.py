@@ -48,7 +48,10 @@ ECDSA P-256 server certificate), each phase ``--repeat`` times, median run:
 * ``resumption``: reconnects, each one TCP + TLS connection resuming the
   previous connection's session (TLS 1.3 ticket) and making one request with
   ``Connection: close``; resumed connections are counted, so a resumption rate
-  below 100 % shows;
+  below 100 % shows.  (wrk 4.1 with ``-H "Connection: close"`` resumes TLS 1.3
+  sessions too — nginx's ``$ssl_session_reused`` said so for all but its first
+  connections — but it cannot count them, nor can trio-gw's log, hence the
+  Python clients);
 * ``keepalive``: keep-alive HTTPS requests/s and latency: ``wrk`` when
   installed (forced to TLS 1.3 through an ``OPENSSL_CONF`` with
   ``MinProtocol = TLSv1.3``), else a built-in asyncio load generator.
@@ -1387,7 +1390,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=10, help="seconds per measurement (default 10)")
-    p.add_argument("--repeat", type=int, default=1, help="measure each rate this many times, report the median")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each rate phase this many times, report the median run (idle is measured once: "
+                        "memory freed by closed connections stays in the process, a second pass would measure reuse)")
     p.add_argument("--phases", type=lambda v: [x for x in v.split(",") if x], default=list(PHASES),
                    help=f"comma-separated subset of {','.join(PHASES)} (default all; empty: only --certificates)")
     p.add_argument("--warmup", type=float, default=2, help="keep-alive warm-up seconds (default 2)")
