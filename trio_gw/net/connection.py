@@ -13,6 +13,7 @@ import trio
 from trio_gw.errors import CertificateError
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.pki.info import peer_identity
+from trio_gw.net.plain_stream import PlainStream
 from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.resumed_chain import IntermediateCache
 
@@ -59,8 +60,8 @@ async def close_stream(stream: trio.abc.Stream) -> None:
     streams, the alert is queued with ``SSLObject.unwrap()``, flushed with a
     short deadline, then the socket is closed.
     """
-    if isinstance(stream, TlsStream):
-        await stream.aclose()
+    if isinstance(stream, (TlsStream, PlainStream)):
+        await stream.aclose()  # lingering (a PlainStream of a client connection is made lingering)
         return
     if isinstance(stream, trio.SSLStream):
         transport = stream.transport_stream

@@ -26,6 +26,7 @@ from trio_gw.http.facts import ConnectionFacts
 from trio_gw.http.responses import error_response
 from trio_gw.net.connection import record_tls_facts
 from trio_gw.net.limits import ConnectionLimit
+from trio_gw.net.plain_stream import PlainStream
 from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
@@ -111,17 +112,18 @@ class Listener:
         try:
             peer = sock.socket.getpeername()
             conn = ConnectionFacts(client_ip=peer[0], client_port=peer[1], server_port=self.port)
-            stream: trio.abc.Stream = sock
-            if self.tls is not None:
+            stream: trio.abc.Stream
+            if self.tls is None:
+                stream = PlainStream.take(sock, lingering=True)
+            else:
                 context, tag = self.tls.context_for_accept()
-                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag, conn)
+                stream, failure = await handshake(sock, context, self.handshake_timeout, tag, conn)
                 if failure is not None:
                     self.observe(self.name, failure, conn)
-                    await close_failed_handshake(tls_stream, failure)
+                    await close_failed_handshake(stream, failure)
                     return
-                record_tls_facts(tls_stream, conn, self.chains)
+                record_tls_facts(stream, conn, self.chains)
                 self.observe(self.name, None, conn)
-                stream = tls_stream
             await self.handler(stream, conn)
         finally:
             slot.release()

@@ -24,6 +24,10 @@ The rules a Trio stream keeps:
 * **want-write on read, want-read on write**: OpenSSL may need to write while
   reading (answering a KeyUpdate) and read while writing; both are waited for;
 * **one reader and one writer at a time** (Trio's conflict rule), checked;
+* **a send cancelled in the middle of a record** leaves OpenSSL holding that
+  record, which ``SSL_write`` may only retry with the same bytes: the stream
+  can no longer send (``BrokenResourceError``), as with ``trio.SSLStream``.  The
+  gateway closes a connection whose send timed out anyway;
 * **closing**: ``aclose`` sends close_notify, half-closes the TCP connection and
   reads until the peer's end of stream for at most :data:`LINGER_SECONDS`, so
   the kernel never answers bytes still in flight with an RST that would
@@ -40,6 +44,7 @@ wait for the peer's delayed ACK (with Nagle, TLS 1.3 handshakes collapsed to
 
 from __future__ import annotations
 
+import operator
 import socket
 import ssl
 from typing import Any
@@ -73,6 +78,7 @@ class TlsStream(trio.abc.Stream):
     def __init__(self, ssl_socket: ssl.SSLSocket) -> None:
         self._ssl = ssl_socket
         self._closed = False
+        self._send_broken = False
         self._receiving = False
         self._sending = False
 
@@ -158,7 +164,7 @@ class TlsStream(trio.abc.Stream):
             if self._closed:
                 raise trio.ClosedResourceError("the TLS stream was closed")
             sock = self._ssl
-            size = max_bytes or _RECEIVE_SIZE
+            size = _RECEIVE_SIZE if max_bytes is None else _max_bytes(max_bytes)
             waited = False
             while True:
                 try:
@@ -189,23 +195,36 @@ class TlsStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._closed:
                 raise trio.ClosedResourceError("the TLS stream was closed")
+            if self._send_broken:
+                raise trio.BrokenResourceError("an earlier send was interrupted in the middle of a TLS record")
             sock = self._ssl
             view = memoryview(data)
-            waited = False
-            while view:
-                try:
-                    sent = sock.send(view)
-                except ssl.SSLWantWriteError:
-                    await trio.lowlevel.wait_writable(sock)
-                    waited = True
-                    continue
-                except ssl.SSLWantReadError:
-                    await trio.lowlevel.wait_readable(sock)
-                    waited = True
-                    continue
-                except (ssl.SSLError, OSError) as exc:
-                    raise trio.BrokenResourceError(exc) from exc
-                view = view[sent:]
+            waited = pending = False
+            try:
+                while view:
+                    try:
+                        sent = sock.send(view)
+                    except ssl.SSLWantWriteError:
+                        pending = True  # OpenSSL holds the record: only the same bytes may be retried
+                        await trio.lowlevel.wait_writable(sock)
+                        waited = True
+                        continue
+                    except ssl.SSLWantReadError:
+                        pending = True
+                        await trio.lowlevel.wait_readable(sock)
+                        waited = True
+                        continue
+                    except (ssl.SSLError, OSError) as exc:
+                        raise trio.BrokenResourceError(exc) from exc
+                    pending = False
+                    view = view[sent:]
+            except BaseException:
+                if pending:
+                    # Cancelled while OpenSSL holds part of a record: SSL_write must be retried
+                    # with that record's bytes, which the caller no longer sends (OpenSSL would
+                    # answer "bad length").  As with trio.SSLStream, the stream cannot send again.
+                    self._send_broken = True
+                raise
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
@@ -214,7 +233,14 @@ class TlsStream(trio.abc.Stream):
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is already sending on this TLS stream")
-        await trio.lowlevel.wait_writable(self._ssl)
+        self._sending = True  # a send_all or send_eof meanwhile is a conflict, as in Trio's streams
+        try:
+            if self._closed:
+                await trio.lowlevel.checkpoint()
+                raise trio.ClosedResourceError("the TLS stream was closed")
+            await trio.lowlevel.wait_writable(self._ssl)
+        finally:
+            self._sending = False
 
     async def aclose(self) -> None:
         """close_notify, then linger until the peer closes (bounded), then close the socket."""
@@ -223,6 +249,7 @@ class TlsStream(trio.abc.Stream):
             return
         self._closed = True
         sock = self._ssl
+        trio.lowlevel.notify_closing(sock)  # a task blocked on it gets ClosedResourceError
         try:
             try:
                 sock._sslobj.shutdown()  # type: ignore[attr-defined]  # our close_notify; the peer's is not awaited
@@ -238,6 +265,7 @@ class TlsStream(trio.abc.Stream):
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
+            await trio.lowlevel.checkpoint()  # aclose is a checkpoint whatever happens
             return  # the peer is gone already
         dropped = 0
         with trio.move_on_after(LINGER_SECONDS):
@@ -261,3 +289,11 @@ def _detach(transport: trio.SocketStream) -> socket.socket:
     sock.setblocking(False)
     set_nodelay(sock)
     return sock
+
+
+def _max_bytes(value: int) -> int:
+    """``receive_some``'s ``max_bytes``: a positive integer (as every Trio stream checks)."""
+    size = operator.index(value)
+    if size < 1:
+        raise ValueError("max_bytes must be >= 1")
+    return size

@@ -50,6 +50,7 @@ from trio_gw.net.forward_proxy import (
     open_connect_tunnel,
     open_proxy_stream,
 )
+from trio_gw.net.plain_stream import PlainStream
 from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.proxy_url import ForwardProxy
 from trio_gw.tls.upstream import UpstreamTlsProfile
@@ -237,6 +238,8 @@ async def open_upstream(
             except UpstreamTlsError as exc:
                 log.info("upstream %s:%d: %s", key.host, key.port, exc)
                 raise
+        elif isinstance(stream, trio.SocketStream):
+            stream = PlainStream.take(stream)  # the cheap path for plain http (net.plain_stream)
     peer = f"{key.host}:{key.port}"
     made = UpstreamConnection(key=key, stream=stream, peer=peer, tls_version=version, sock=_socket_of(stream))
     if conn is not None:
@@ -247,7 +250,7 @@ async def open_upstream(
 def _socket_of(stream: trio.abc.Stream) -> _HasFileno | None:
     """The TCP socket under TLS and tunnel layers (for the liveness poll)."""
     for _ in range(4):
-        if isinstance(stream, TlsStream):
+        if isinstance(stream, (TlsStream, PlainStream)):
             return stream  # owns the socket (its fileno)
         if isinstance(stream, trio.SocketStream):
             return stream.socket
