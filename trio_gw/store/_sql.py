@@ -48,6 +48,8 @@ from trio_gw.store.codec import (
     load_row,
 )
 from trio_gw.store.migrations import Cursor
+from trio_gw.store.ticket_keys import META_KEY as TICKET_KEYS_META
+from trio_gw.store.ticket_keys import open_ticket_keys, seal_ticket_keys
 from trio_gw.store.sealing import (
     SEALED_FIELDS,
     Sealer,
@@ -58,6 +60,9 @@ from trio_gw.store.sealing import (
 )
 
 __all__ = ["WRITER_WAIT_SECONDS", "SqlStore"]
+
+#: ``meta`` keys the store itself owns (:meth:`SqlStore.swap_meta` refuses them).
+_OWN_META = frozenset({"version", "seal"})
 
 #: How long a writer waits for the datastore-wide writer lock before answering "busy".
 WRITER_WAIT_SECONDS = 30.0
@@ -183,6 +188,39 @@ class SqlStore(ABC):
         self._remember(new, version)
         return version
 
+    def read_meta(self, key: str) -> str | None:
+        """One value of the ``meta`` table (``None``: not set), e.g. the session-ticket key ring."""
+        with self._transaction(write=False) as cur:
+            return _read_meta(cur, key)
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set a ``meta`` value if it still holds ``expected`` (compare-and-swap, in one write transaction).
+
+        The configuration's version is not bumped: nothing reloads because of it.
+        Two nodes rotating the ticket keys at the same moment both call this with
+        the ring they read; one wins, the other reads the winner's.
+
+        Args:
+            key: the meta key (not ``version`` or ``seal``, which the store owns).
+            expected: the value read before (``None``: not set yet).
+            value: the new value.
+
+        Returns:
+            Whether the value was written.
+
+        Raises:
+            ValueError: ``key`` is one the store owns.
+            StoreError: the datastore failed.
+        """
+        if key in _OWN_META:
+            raise ValueError(f"the meta key {key!r} belongs to the store")
+        with self._transaction(write=True) as cur:
+            if _read_meta(cur, key) != expected:
+                return False
+            cur.execute("DELETE FROM meta WHERE key = ?", (key,))
+            cur.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return True
+
     def acquire_writer(self, timeout: float = WRITER_WAIT_SECONDS) -> None:
         """Hold the datastore-wide writer lock: one writer of the whole cluster at a time.
 
@@ -225,7 +263,7 @@ class SqlStore(ABC):
                 self._conn.close()
 
     def reseal(self, old_secret: str | None, new_secret: str | None) -> int:
-        """Re-encrypt every private key under ``new_secret``, in one transaction.
+        """Re-encrypt every private key (and the session-ticket key ring) under ``new_secret``, in one transaction.
 
         ``trio-gw keys reseal`` calls this.  A fresh salt is drawn even when the
         secret stays the same, so processes still running with the old seal
@@ -258,6 +296,10 @@ class SqlStore(ABC):
                     plain = unseal_fields(old, kind, row_id, load_row(f"{kind} {row_id}", text))
                     sealed = seal_fields(new, kind, row_id, plain)
                     cur.execute(f"UPDATE {kind} SET data = ? WHERE id = ?", (dump_row(f"{kind} {row_id}", sealed), row_id))
+            ring = _read_meta(cur, TICKET_KEYS_META)
+            if ring is not None:
+                resealed = seal_ticket_keys(open_ticket_keys(ring, old), new)
+                cur.execute("UPDATE meta SET value = ? WHERE key = ?", (resealed, TICKET_KEYS_META))
             self._store_seal(cur, new)
             version = _read_version(cur) + 1
             cur.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))
@@ -265,6 +307,11 @@ class SqlStore(ABC):
         self._sealer, self._seal_json = new, (new.record.to_json() if new else None)
         self._scrub()
         return version
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals secrets at rest (``None`` without ``private_key_encryption_secret``)."""
+        return self._sealer
 
     @property
     def sealed(self) -> bool:
