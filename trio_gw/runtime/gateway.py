@@ -62,15 +62,21 @@ from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
-from trio_gw.runtime.datastore import open_store
+from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
+from trio_gw.runtime.last_good import LastGood
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
 from trio_gw.runtime.logs import NOTICE, configure_logging
 from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.status import StatusServer
+from trio_gw.runtime.ticket_ring import TicketRing
+from trio_gw.runtime.watch import FeedState, keep_datastore
 from trio_gw.settings import Settings, http2_flag_warnings, serves_http2
 from trio_gw.store import Store, StoreConflict, StoreError
 from trio_gw.store.codec import diff
+from trio_gw.store.config_cache import CachedConfig
 from trio_gw.tls.resumed_chain import IntermediateCache
+from trio_gw.tls.ticket_keys import TicketKeyRing
+from trio_gw.tls.ticket_policy import TicketSource
 
 log = logging.getLogger("trio_gw")
 
@@ -79,8 +85,6 @@ READY_FILE = "trio-gw.ready.json"
 CRL_FETCH_INTERVAL = 2.0
 #: Expiry warnings are repeated this often, independent of traffic.
 EXPIRY_WARNING_INTERVAL = 24 * 3600.0
-#: While the datastore fails, polls back off up to this (seconds).
-MAX_STORE_BACKOFF = 30.0
 #: A write re-applied after this many conflicts with other writers gives up (409).
 MAX_WRITE_ATTEMPTS = 10
 
@@ -126,8 +130,10 @@ def check_database_settings(settings: Settings) -> None:
 class Gateway:
     """One node: owns the generation holder and every listener."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, role: ProcessRole = SINGLE_PROCESS) -> None:
         self.settings = settings
+        #: The part this process plays in its node (the only process, a supervisor or a worker).
+        self.role = role
         self.prefix = Path(settings.prefix)
         # One family of server contexts per ALPN offer in use (the list follows the SNI context).
         offers = [ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11
@@ -149,10 +155,19 @@ class Gateway:
         self.fetch_tls: ssl.SSLContext | None = None
         self.store: Store | None = None
         self.datastore = DatastoreHealth()
+        #: The last good configuration under prefix (PostgreSQL): what a node starts from without its datastore.
+        self.last_good = LastGood(settings)
+        self._cached: CachedConfig | None = None
+        self.feed = FeedState("none")
+        #: This process's shared session-ticket keys (installed on the listener contexts by the builder).
+        self.tickets = TicketRing(settings, workers=role.workers)
         self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
-        self.https_port = 443
+        #: Open client connections of every listener (their shared ``max_connections`` limiter).
+        self.connections: trio.CapacityLimiter | None = None
+        self.https_port = 443 if role.https_port is None else role.https_port
         self.started_at = time.time()
+        self.installed_at = 0.0
 
     @property
     def generation(self) -> Generation:
@@ -179,6 +194,8 @@ class Gateway:
         """The configuration as committed now (blocking: worker thread)."""
         if self.store is not None:
             return self.store.load_versioned()
+        if self._cached is not None:  # started while the datastore was unreachable
+            return self._cached.entities, self._cached.version
         return read_entities(self.settings, now=int(time.time())), None
 
     async def _build_in_thread(self, entities: Entities, store_version: int | None) -> Generation:
@@ -188,7 +205,10 @@ class Gateway:
 
     def _install(self, generation: Generation) -> None:
         self.holder.install(generation)
+        self.installed_at = time.time()
         self.metrics.observe_generation(generation)
+        if self.role.on_install is not None:
+            self.role.on_install(generation)
         for warning in generation.snapshot.warnings:
             log.warning("%s", warning)
 
@@ -203,8 +223,17 @@ class Gateway:
             entities, version = await trio.to_thread.run_sync(self._read)
             generation = await self._build_in_thread(entities, version)
             self._install(generation)
-        self.warn_expiring(generation)
+            if self.store is not None:
+                await self._remember(entities, version)
+        if self.role.primary:
+            self.warn_expiring(generation)
         return generation
+
+    async def _remember(self, entities: Entities, version: int | None) -> None:
+        """Cache a configuration served from the datastore (the primary process of a PostgreSQL node)."""
+        self._cached = None  # the datastore answers again: the cache is no longer what is served
+        if self.role.primary:
+            await trio.to_thread.run_sync(self.last_good.remember, entities, version)
 
     async def reload(self) -> bool:
         """:meth:`load`, never raising: a refused configuration or a failed datastore keeps the current one.
@@ -213,6 +242,7 @@ class Gateway:
             Whether a new generation was installed.
         """
         try:
+            await self._refresh_tickets()
             generation = await self.load()
         except ConfigError as exc:
             log.error("reload failed, still serving the previous configuration:\n%s", exc)
@@ -224,6 +254,15 @@ class Gateway:
             self.datastore.recovered(time.time())
         log.log(NOTICE, "configuration reloaded (generation %d, hash %s)", generation.number, generation.config_hash)
         return True
+
+    async def _refresh_tickets(self) -> None:
+        """Re-read nginx's ticket key files (SIGHUP rotates them) or the datastore's ring.
+
+        Raises:
+            ConfigError: an unreadable or malformed ticket key file.
+        """
+        await trio.to_thread.run_sync(self.tickets.read_files)
+        await self.tickets.try_sync(self.store)
 
     async def write(self, apply: Callable[[Entities], tuple[T, Entities | None]]) -> T:
         """Apply a change to the latest committed configuration: compile, commit (compare-and-swap), install.
@@ -239,6 +278,9 @@ class Gateway:
         """
         async with self._lock:
             store = self.store
+            if store is None and self.settings.database != "off":
+                raise StoreError(f"the datastore is unreachable ({self.datastore.error}); serving the "
+                                 "configuration cached under prefix, which cannot be changed")
             if store is not None:
                 await trio.to_thread.run_sync(store.acquire_writer)
             try:
@@ -270,6 +312,7 @@ class Gateway:
                 continue
             self._install(replace(generation, store_version=committed))
             self.datastore.recovered(time.time())
+            await self._remember(wanted, committed)
             return answer
         raise WriteConflict(f"other writers kept committing first ({MAX_WRITE_ATTEMPTS} attempts); retry")
 
@@ -313,28 +356,13 @@ class Gateway:
             self.warn_expiring(self.generation)
 
     async def _watch_store(self) -> None:
-        """Pick up writes made by other processes or nodes (Kong's db_update_frequency).
+        """Follow the datastore: its change feed, polling as the fallback (``runtime/watch.py``).
 
         Never raises: a failing datastore is retried with backoff while the node
-        serves its last generation.
+        serves its last generation; a node that started from its cached
+        configuration reconnects first.
         """
-        store = self.store
-        assert store is not None
-        while True:
-            health = self.datastore
-            delay = self.settings.db_update_frequency
-            if health.failures:
-                delay = min(MAX_STORE_BACKOFF, delay * 2 ** min(health.failures, 16))
-            await trio.sleep(delay)
-            try:
-                version = await trio.to_thread.run_sync(store.version)
-            except StoreError as exc:
-                health.failed(exc, time.time())
-                continue
-            if version != self.generation.store_version or not health.reachable:
-                await self.reload()
-            else:
-                health.recovered(time.time())
+        await keep_datastore(self)
 
     # --- listeners --------------------------------------------------------------
 
@@ -344,19 +372,26 @@ class Gateway:
         chains = IntermediateCache()  # one for every proxy listener: they share the generation's tickets
         for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
             log.warning("%s", warning)
-        for addr in s.proxy_listen:
+        self.connections = limiter
+        inherited = self.role.proxy_sockets
+        for i, addr in enumerate(s.proxy_listen if self.role.serves_proxy else ()):
             http2 = serves_http2(addr, s.enable_http2)
-            listener = await open_listener(
-                addr.host, addr.port, name=f"proxy {addr}",
-                handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
+            options: dict[str, Any] = dict(
+                name=f"proxy {addr}", handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
-                handshake_timeout=s.ssl_handshake_timeout,
-                limiter=limiter, reuseport=addr.reuseport, observe=self.metrics.record_handshake, chains=chains,
+                handshake_timeout=s.ssl_handshake_timeout, limiter=limiter, observe=self.metrics.record_handshake,
+                chains=chains,
             )
+            if inherited is not None:  # a worker: the supervisor bound it
+                listener = Listener(trio.SocketListener(trio.socket.from_stdlib_socket(inherited[i])), **options)
+            else:
+                listener = await open_listener(addr.host, addr.port, reuseport=addr.reuseport, **options)
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
-        if ssl_ports:
+        if ssl_ports and self.role.https_port is None:
             self.https_port = ssl_ports[0]
+        if not self.role.serves_control:
+            return
         admin = AdminServer(AdminService(self).handle)
         admin_tls = None
         if any(a.ssl for a in s.admin_listen):
@@ -384,6 +419,8 @@ class Gateway:
         listeners: dict[str, list[dict[str, Any]]] = {}
         for kind, items in self.listeners.items():
             listeners[kind] = [{"host": li.host, "port": li.port, "ssl": li.tls is not None} for li in items]
+        if self.role.supervisor is not None:
+            listeners["proxy"] = self.role.supervisor.proxy_listeners()
         data = {"pid": os.getpid(), "listeners": listeners}
         tmp = self.prefix / (READY_FILE + ".tmp")
         tmp.write_text(json.dumps(data))
@@ -394,11 +431,17 @@ class Gateway:
         check_database_settings(self.settings)
         self.fetch_tls = await trio.to_thread.run_sync(
             outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
-        self.store = await trio.to_thread.run_sync(open_store, self.settings)
+        self.store, self._cached = await trio.to_thread.run_sync(self.last_good.open)
+        if self._cached is not None:
+            self.datastore.failed(StoreError("unreachable at start: serving the configuration cached under prefix"),
+                                  float(self._cached.written_at))
+        await self._refresh_tickets()
+        self.builder.server_tls.ticket_keys = self.tickets.keys
         await self._bind()
         try:
             await self.load()
-            self._write_ready_file()
+            if self.role.primary:
+                self._write_ready_file()
             for kind, items in self.listeners.items():
                 for li in items:
                     log.info("%s listening on %s:%d%s", kind, li.host, li.port, " (ssl)" if li.tls else "")
@@ -411,8 +454,10 @@ class Gateway:
                     accepting.start_soon(self._daily_expiry_warnings)
                     accepting.start_soon(self._fetch_crls)
                     accepting.start_soon(self.pool.run)
-                    if self.store is not None:
+                    if self.settings.database != "off":
                         accepting.start_soon(self._watch_store)
+                    if self.role.name != "worker" or self.tickets.source is TicketSource.DATASTORE:
+                        accepting.start_soon(self.tickets.serve_schedule, lambda: self.store, self._ring_published)
                     task_status.started(self)
                 # accepting stopped: drain in-flight requests, then close the rest
                 await self._drain(connections)
@@ -422,7 +467,8 @@ class Gateway:
                     await li.socket_listener.aclose()
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
-            (self.prefix / READY_FILE).unlink(missing_ok=True)
+            if self.role.primary:
+                (self.prefix / READY_FILE).unlink(missing_ok=True)
             self.access_log.close()
             if self.store is not None:
                 self.store.close()
@@ -430,12 +476,19 @@ class Gateway:
     async def _signals(self, accepting: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
+                if self.role.supervisor is not None:
+                    self.role.supervisor.forward_signal(signum)
                 if signum == signal.SIGHUP:
                     await self.reload()
                 else:
                     log.log(NOTICE, "received %s: stopping", signal.Signals(signum).name)
                     accepting.cancel_scope.cancel()
                     return
+
+    def _ring_published(self, ring: TicketKeyRing) -> None:
+        """The ring changed on schedule: a supervisor sends it to its workers (``database: off``)."""
+        if self.role.supervisor is not None:
+            self.role.supervisor.publish_ring(ring)
 
     async def _drain(self, connections: trio.Nursery) -> None:
         self.proxy.start_draining()
