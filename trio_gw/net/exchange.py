@@ -38,6 +38,7 @@ from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import downstream_response_headers
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.generation import Generation, GenerationHolder
+from trio_gw.net.limits import IdleConnections
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.plugins.base import CrlSource
@@ -142,6 +143,8 @@ class Proxy:
         self.draining = False
         #: Set when draining starts; HTTP/2 connections wait on it to send GOAWAY.
         self.drain_started = trio.Event()
+        #: Client connections waiting for their next request (closed first to make room, and at a drain).
+        self.idle = IdleConnections()
 
     @property
     def generation(self) -> Generation:
@@ -149,10 +152,11 @@ class Proxy:
         return self.holder.current
 
     def start_draining(self) -> None:
-        """Stop taking new requests: HTTP/1.1 connections close after the current
-        one, HTTP/2 connections send GOAWAY and finish their open streams."""
+        """Stop taking new requests: idle connections close now, HTTP/1.1 answers say
+        ``Connection: close``, HTTP/2 connections send GOAWAY and finish their open streams."""
         self.draining = True
         self.drain_started.set()
+        self.idle.close_all()
 
     def decide(
         self, facts: RequestFacts, headers: Sequence[Header], conn: ConnectionFacts, gen: Generation, ex: Exchange,

@@ -71,21 +71,26 @@ class _H11Sink:
 
     A write that cannot finish within ``send_timeout`` (a client that stopped
     reading) gives up: the client is gone, and the upstream connection with it.
+    During a drain the answer says ``Connection: close``, so the client sends no
+    further request into a connection that is about to close.
     """
 
-    __slots__ = ("stream", "conn", "out", "timeout")
+    __slots__ = ("stream", "conn", "out", "timeout", "proxy")
 
-    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float) -> None:
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float, proxy: Proxy) -> None:
         self.stream = stream
         self.conn = conn
         self.out = bytearray()
         self.timeout = timeout
+        self.proxy = proxy
 
     @property
     def buffered(self) -> int:
         return len(self.out)
 
     def head(self, status: int, headers: list[Header], reason: bytes) -> None:
+        if self.proxy.draining:
+            headers.append((b"connection", b"close"))
         self.out += self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
 
     def data(self, data: bytes) -> None:
@@ -147,24 +152,32 @@ class Http1Server:
         settings = gen.settings
         idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
         started = False
+        idle_set = self.proxy.idle
         with trio.CancelScope(deadline=trio.current_time() + idle_deadline) as idle:
-            while True:
-                try:
-                    event = conn.next_event()
-                except h11.RemoteProtocolError as exc:
-                    await _reject(stream, conn, exc.error_status_hint, None, "bad_request")
-                    return None
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(TLS_RECEIVE_SIZE)
-                    conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
-                    if data and not first and not started:
-                        # an idle keep-alive connection woke up: the head now has client_header_timeout
-                        started = True
-                        idle.deadline = trio.current_time() + settings.client_header_timeout
-                    continue
-                if isinstance(event, h11.Request):
-                    return event
-                return None  # ConnectionClosed
+            if not conn.trailing_data[0]:
+                idle_set.enter(idle, idle.cancel)  # may be closed to make room, or by a drain
+            try:
+                while True:
+                    try:
+                        event = conn.next_event()
+                    except h11.RemoteProtocolError as exc:
+                        await _reject(stream, conn, exc.error_status_hint, None, "bad_request")
+                        return None
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(TLS_RECEIVE_SIZE)
+                        conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+                        if data and not started:
+                            started = True
+                            idle_set.leave(idle)  # a request is coming: no longer idle
+                            if not first:
+                                # an idle keep-alive connection woke up: the head now has client_header_timeout
+                                idle.deadline = trio.current_time() + settings.client_header_timeout
+                        continue
+                    if isinstance(event, h11.Request):
+                        return event
+                    return None  # ConnectionClosed
+            finally:
+                idle_set.leave(idle)
         if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
             return None  # idle keep-alive connection: close quietly
         await _reject(stream, conn, 408, None, "client_timeout")
@@ -194,18 +207,19 @@ class Http1Server:
             decision = proxy.decide(facts, request.headers, conn_facts, gen, ex, method=request.method,
                                     chunked=chunked)
             if isinstance(decision, Answer):
-                return await _answer(stream, conn, decision, ex)
+                return await _answer(stream, conn, decision, ex, close=proxy.draining)
             if conn.they_are_waiting_for_100_continue:
                 await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             has_body = chunked or length > 0
             body = _H11Body(stream, conn, settings.client_body_timeout) if has_body else None
             try:
-                uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout),
+                uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout, proxy),
                                                ex=ex)
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    return await _answer(stream, conn, Answer(exc.status, exc.reason, exc.message), ex)
+                    return await _answer(stream, conn, Answer(exc.status, exc.reason, exc.message), ex,
+                                         close=proxy.draining)
                 return False
             # The upstream answered before taking the whole body (e.g. 413): close.
             return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
@@ -213,9 +227,9 @@ class Http1Server:
             proxy.record(conn_facts, ex)
 
 
-async def _answer(stream: trio.abc.Stream, conn: h11.Connection, answer: Answer, ex: Exchange) -> bool:
+async def _answer(stream: trio.abc.Stream, conn: h11.Connection, answer: Answer, ex: Exchange, *, close: bool) -> bool:
     """Send an answer the gateway gives itself; returns whether the connection may serve another."""
-    keep = conn.their_state is h11.DONE or await _discard_body(stream, conn)
+    keep = (conn.their_state is h11.DONE or await _discard_body(stream, conn)) and not close
     head_only = ex.method == "HEAD"
     ex.status = answer.status
     if answer.body is not None:  # the https redirect: exact body and headers

@@ -271,6 +271,8 @@ class _H2Connection:
         """Serve streams until the client leaves, an error, or GOAWAY after idling/draining."""
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
+        # With no stream open the connection is idle: it may be closed (GOAWAY) to make room.
+        self.proxy.idle.enter(self, self._begin_close)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -281,6 +283,7 @@ class _H2Connection:
                 await self._goodbye()
                 nursery.cancel_scope.cancel()
         finally:
+            self.proxy.idle.leave(self)
             if not self.broken and self.h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
                 await self._last_goaway()
 
@@ -395,6 +398,7 @@ class _H2Connection:
         assert self._nursery is not None
         st = _Stream(sid, ended=event.stream_ended is not None)
         self.streams[sid] = st
+        self.proxy.idle.leave(self)
         self.served += 1
         self.last_stream_id = sid
         self.proxy.in_flight += 1
@@ -417,6 +421,8 @@ class _H2Connection:
             self._reset(st.id, ErrorCodes.NO_ERROR)
         if not self.streams:
             self._idle_since = trio.current_time()
+            if not self.closing:
+                self.proxy.idle.enter(self, self._begin_close)
             if self._read_scope is not None:
                 self._read_scope.deadline = self._idle_deadline()
         self.kick()

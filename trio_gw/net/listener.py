@@ -23,7 +23,9 @@ from typing import Protocol
 import trio
 
 from trio_gw.http.facts import ConnectionFacts
+from trio_gw.http.responses import error_response
 from trio_gw.net.connection import record_tls_facts
+from trio_gw.net.limits import ConnectionLimit
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
 
@@ -68,7 +70,7 @@ class Listener:
         handler: Handler,
         tls: TlsSource | None,
         handshake_timeout: float,
-        limiter: trio.CapacityLimiter,
+        limit: ConnectionLimit,
         observe: HandshakeObserver = _ignore,
         chains: IntermediateCache | None = None,
     ) -> None:
@@ -80,7 +82,7 @@ class Listener:
         self.handler = handler
         self.tls = tls
         self.handshake_timeout = handshake_timeout
-        self.limiter = limiter
+        self.limit = limit
         sockname = socket_listener.socket.getsockname()
         self.host: str = sockname[0]
         self.port: int = sockname[1]
@@ -97,10 +99,11 @@ class Listener:
             connection_nursery.start_soon(self._run, sock)
 
     async def _run(self, sock: trio.SocketStream) -> None:
-        if self.limiter.available_tokens <= 0:
-            await trio.aclose_forcefully(sock)  # over max_connections: shed load at once
+        slot = self.limit.admit()
+        if slot is None:
+            await self._shed(sock)
             return
-        async with self.limiter:
+        try:
             peer = sock.socket.getpeername()
             conn = ConnectionFacts(client_ip=peer[0], client_port=peer[1], server_port=self.port)
             stream: trio.abc.Stream = sock
@@ -114,6 +117,22 @@ class Listener:
                 self.observe(self.name, None, conn.tls_version)
                 stream = tls_stream
             await self.handler(stream, conn)
+        finally:
+            slot.release()
+
+    async def _shed(self, sock: trio.SocketStream) -> None:
+        """Over the limit with nothing idle to close: 503 to a plain-HTTP client, a clean close otherwise."""
+        if self.tls is None:
+            response, body = error_response(503, "the gateway is at its connection limit; retry shortly",
+                                            reason="overloaded", headers=[(b"connection", b"close")])
+            head = b"HTTP/1.1 503 Service Unavailable\r\n" + b"".join(
+                name + b": " + value + b"\r\n" for name, value in response.headers) + b"\r\n"
+            with trio.move_on_after(1):
+                try:
+                    await sock.send_all(head + body)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+        await trio.aclose_forcefully(sock)
 
 
 async def handshake(
@@ -168,7 +187,7 @@ async def open_listener(
     handler: Handler,
     tls: TlsSource | None,
     handshake_timeout: float,
-    limiter: trio.CapacityLimiter,
+    limit: ConnectionLimit,
     observe: HandshakeObserver = _ignore,
     chains: IntermediateCache | None = None,
     reuseport: bool = False,
@@ -193,7 +212,7 @@ async def open_listener(
         handler=handler,
         tls=tls,
         handshake_timeout=handshake_timeout,
-        limiter=limiter,
+        limit=limit,
         observe=observe,
         chains=chains,
     )

@@ -65,6 +65,14 @@ class SupervisorView(Protocol):
         """Pass a signal on to every worker."""
         ...
 
+    async def wait_workers_ready(self) -> None:
+        """Return once every worker serves (the node's ready file is written then).
+
+        Raises:
+            ConfigError: a worker could not start (its error is in the log).
+        """
+        ...
+
     def publish_ring(self, ring: TicketKeyRing) -> None:
         """Send the supervisor's rotated ticket key ring to every worker (``database: off``)."""
         ...

@@ -55,6 +55,7 @@ from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHold
 from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
 from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
+from trio_gw.net.limits import ADMIN_CONNECTIONS, STATUS_CONNECTIONS, ConnectionLimit
 from trio_gw.net.listener import FixedTls, Listener, open_listener
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
@@ -66,7 +67,7 @@ from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
 from trio_gw.runtime.last_good import LastGood
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
 from trio_gw.runtime.logs import NOTICE, configure_logging
-from trio_gw.runtime.metrics import Metrics
+from trio_gw.runtime.metrics import ConnectionLimitCollector, Metrics
 from trio_gw.runtime.status import StatusServer
 from trio_gw.runtime.ticket_ring import TicketRing
 from trio_gw.runtime.watch import FeedState, keep_datastore
@@ -163,8 +164,9 @@ class Gateway:
         self.tickets = TicketRing(settings, workers=role.workers)
         self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
-        #: Open client connections of every listener (their shared ``max_connections`` limiter).
-        self.connections: trio.CapacityLimiter | None = None
+        #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
+        self.limits: dict[str, ConnectionLimit] = {}
+        self.metrics.registry.register(ConnectionLimitCollector(self.limits))
         self.https_port = 443 if role.https_port is None else role.https_port
         self.started_at = time.time()
         self.installed_at = 0.0
@@ -368,18 +370,19 @@ class Gateway:
 
     async def _bind(self) -> None:
         s = self.settings
-        limiter = trio.CapacityLimiter(s.max_connections)
+        proxy_limit = self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
+        admin_limit = self.limits["admin"] = ConnectionLimit(ADMIN_CONNECTIONS, "admin")
+        status_limit = self.limits["status"] = ConnectionLimit(STATUS_CONNECTIONS, "status")
         chains = IntermediateCache()  # one for every proxy listener: they share the generation's tickets
         for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
             log.warning("%s", warning)
-        self.connections = limiter
         inherited = self.role.proxy_sockets
         for i, addr in enumerate(s.proxy_listen if self.role.serves_proxy else ()):
             http2 = serves_http2(addr, s.enable_http2)
             options: dict[str, Any] = dict(
                 name=f"proxy {addr}", handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
-                handshake_timeout=s.ssl_handshake_timeout, limiter=limiter, observe=self.metrics.record_handshake,
+                handshake_timeout=s.ssl_handshake_timeout, limit=proxy_limit, observe=self.metrics.record_handshake,
                 chains=chains,
             )
             if inherited is not None:  # a worker: the supervisor bound it
@@ -399,7 +402,7 @@ class Gateway:
         for addr in s.admin_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
-                tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
+                tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=admin_limit,
             )
             self.listeners["admin"].append(listener)
         status = StatusServer(self)
@@ -410,7 +413,7 @@ class Gateway:
         for addr in s.status_listen:
             listener = await open_listener(
                 addr.host, addr.port, name=f"status {addr}", handler=status.serve_connection,
-                tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limiter=limiter,
+                tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=status_limit,
             )
             self.listeners["status"].append(listener)
 
@@ -440,6 +443,8 @@ class Gateway:
         await self._bind()
         try:
             await self.load()
+            if self.role.supervisor is not None:
+                await self.role.supervisor.wait_workers_ready()
             if self.role.primary:
                 self._write_ready_file()
             for kind, items in self.listeners.items():
@@ -491,10 +496,22 @@ class Gateway:
             self.role.supervisor.publish_ring(ring)
 
     async def _drain(self, connections: trio.Nursery) -> None:
+        """Lose nothing: refuse new clients at once, close idle connections, finish in-flight requests.
+
+        The listening sockets close first, so a client connecting now is refused
+        rather than accepted by the kernel and reset later; idle keep-alive
+        connections close now (a client never sends its next request into one
+        about to close); answers in flight say ``Connection: close`` (HTTP/2:
+        GOAWAY); the node stops as soon as the last request is answered, or at
+        ``graceful_shutdown_timeout``.
+        """
+        for items in self.listeners.values():
+            for li in items:
+                await li.socket_listener.aclose()
         self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
-            while self.proxy.in_flight:
-                await trio.sleep(0.05)
+            while self.proxy.in_flight or self.proxy.idle:
+                await trio.sleep(0.01)
         connections.cancel_scope.cancel()
 
 

@@ -9,9 +9,13 @@ so expiry is visible independent of traffic.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from trio_gw.net.limits import ConnectionLimit
 
 if TYPE_CHECKING:
     from trio_gw.http.facts import ConnectionFacts
@@ -55,3 +59,26 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ConnectionLimitCollector:
+    """Connections per listener group, and those shed or closed to make room (read at scrape time)."""
+
+    def __init__(self, limits: Mapping[str, ConnectionLimit]) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily("trio_gw_connections_active", "Client connections open, by listener group",
+                                   labels=["listener"])
+        limit = GaugeMetricFamily("trio_gw_connections_limit", "The connection limit of each listener group",
+                                  labels=["listener"])
+        shed = CounterMetricFamily("trio_gw_connections_shed", "Connections refused at the limit (503 or a close)",
+                                   labels=["listener"])
+        evicted = CounterMetricFamily("trio_gw_connections_idle_closed",
+                                      "Idle keep-alive connections closed to admit a new one", labels=["listener"])
+        for name, group in self.limits.items():
+            active.add_metric([name], group.active)
+            limit.add_metric([name], group.limit)
+            shed.add_metric([name], group.shed)
+            evicted.add_metric([name], group.evicted)
+        yield from (active, limit, shed, evicted)

@@ -50,12 +50,12 @@ def datastore_status(gw: Gateway, now: float) -> dict[str, Any]:
 def own_state(gw: Gateway, now: float | None = None) -> WorkerState:
     """This process's facts as a worker reports them."""
     gen = gw.holder.current if gw.holder.ready else None
-    limiter = gw.connections
+    limit = gw.limits.get("proxy")
     return WorkerState(
         index=gw.role.index or 0, pid=os.getpid(),
         generation=gen.number if gen else None, configuration_hash=gen.config_hash if gen else None,
         store_version=gen.store_version if gen else None, installed_at=gw.installed_at or None,
-        connections=int(limiter.borrowed_tokens) if limiter is not None else 0,
+        connections=limit.active if limit is not None else 0,
         requests_in_flight=gw.proxy.in_flight,
         datastore=None if gw.settings.database == "off" else "ok" if gw.datastore.reachable else "stale",
         reported_at=time.time() if now is None else now,

@@ -42,6 +42,10 @@ class StatusServer:
                 "connections_in_flight": gw.proxy.in_flight,
                 "upstream_idle_connections": gw.pool.idle_count(),
                 "uptime_seconds": round(now - gw.started_at, 3),
+                "connections": {name: {"active": limit.active, "limit": limit.limit, "idle": len(gw.proxy.idle)
+                                       if name == "proxy" else None, "shed": limit.shed,
+                                       "idle_closed": limit.evicted}
+                                for name, limit in gw.limits.items()},
             },
             "configuration_hash": gen.config_hash,
             "generation": gen.number,
