@@ -197,7 +197,7 @@ class WorkerState:
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed worker state: {exc!r}") from None
-        return replace(state, extra={k: v for k, v in message.items() if k not in _FIELDS})
+        return replace(state, extra={k: v for k, v in message.items() if k not in _FIELDS and k != "type"})
 
 
 _FIELDS: Final = frozenset({"index", "pid", "generation", "configuration_hash", "store_version", "installed_at",

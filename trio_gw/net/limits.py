@@ -101,6 +101,8 @@ class ConnectionLimit:
         self.name = name
         self.idle = idle
         self.active = 0
+        #: Connections admitted since start (how evenly a node's workers share the load).
+        self.admitted = 0
         self.shed = 0
         self.evicted = 0
         self._shed_since_log = 0
@@ -116,6 +118,7 @@ class ConnectionLimit:
             # takes it now (at most one connection over the limit per closed idle one, briefly).
             self.evicted += 1
         self.active += 1
+        self.admitted += 1
         return Slot(self)
 
     def _count_shed(self) -> None:

@@ -89,6 +89,7 @@ class ProcessRole:
         proxy_sockets: the proxy listeners' sockets a worker inherited, one per ``proxy_listen`` entry.
         https_port: the port https redirects name (a worker's listeners were bound by the supervisor).
         supervisor: the supervisor's view, for the supervisor's own gateway.
+        metrics_dir: prometheus-client's multiprocess directory (several workers), or ``None``.
         on_install: called with every generation installed (a worker reports it).
     """
 
@@ -98,6 +99,7 @@ class ProcessRole:
     proxy_sockets: tuple[socket.socket, ...] | None = None
     https_port: int | None = None
     supervisor: SupervisorView | None = None
+    metrics_dir: str | None = None
     on_install: Callable[[object], None] | None = field(default=None, compare=False)
 
     @property

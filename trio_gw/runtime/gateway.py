@@ -63,6 +63,7 @@ from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
+from trio_gw.runtime.cluster_metrics import ClusterCollector
 from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
 from trio_gw.runtime.last_good import LastGood
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
@@ -147,7 +148,7 @@ class Gateway:
             max_requests=settings.upstream_keepalive_max_requests,
         )
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
-        self.metrics = Metrics()
+        self.metrics = Metrics(multiprocess_dir=role.metrics_dir)
         self.crl_cache = CrlCache()
         self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
         self.http1 = Http1Server(self.proxy)
@@ -167,6 +168,7 @@ class Gateway:
         #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
         self.limits: dict[str, ConnectionLimit] = {}
         self.metrics.registry.register(ConnectionLimitCollector(self.limits))
+        self.metrics.registry.register(ClusterCollector(self))
         self.https_port = 443 if role.https_port is None else role.https_port
         self.started_at = time.time()
         self.installed_at = 0.0

@@ -8,11 +8,15 @@ so expiry is visible independent of traffic.
 
 from __future__ import annotations
 
+import glob
+import os
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from trio_gw.net.limits import ConnectionLimit
@@ -24,15 +28,27 @@ if TYPE_CHECKING:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """The metrics of one process.
+
+    Args:
+        multiprocess_dir: with worker processes, prometheus-client's
+            ``PROMETHEUS_MULTIPROC_DIR`` (set in the environment before
+            prometheus-client is imported): counts go to files there, and
+            :meth:`exposition` adds up every process's (:class:`WorkerCounts`).
+    """
+
+    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir
+        # Counts of every worker are read from their files at scrape time: not registered here too.
+        counts = None if multiprocess_dir is not None else self.registry
         self.requests = Counter("trio_gw_requests", "Requests answered, by status class and reason code",
-                                ["status", "reason"], registry=self.registry)
+                                ["status", "reason"], registry=counts)
         self.handshake_failures = Counter("trio_gw_tls_handshake_failures",
                                           "Failed inbound TLS handshakes, by listener and reason code",
-                                          ["listener", "reason"], registry=self.registry)
+                                          ["listener", "reason"], registry=counts)
         self.handshakes = Counter("trio_gw_tls_handshakes", "Completed inbound TLS handshakes, by version",
-                                  ["version"], registry=self.registry)
+                                  ["version"], registry=counts)
         self.expiry = Gauge("trio_gw_certificate_expiry_seconds",
                             "Seconds until each configured certificate expires (negative: expired)",
                             ["certificate", "role", "subject"], registry=self.registry)
@@ -51,14 +67,52 @@ class Metrics:
 
     def observe_generation(self, generation: Generation) -> None:
         """Refresh the expiry gauges for every certificate of every role (from facts parsed at build)."""
-        self.expiry.clear()
+        with warnings.catch_warnings():  # multiprocess mode: this process's own gauge (never read from files)
+            warnings.simplefilter("ignore", UserWarning)
+            self.expiry.clear()
         now = time.time()
         for facts in generation.inventory:
             self.expiry.labels(facts.label_id, facts.role.value, facts.info.subject).set(facts.info.not_after - now)
         self.snapshot_age.set(generation.built_at)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text format of every metric: this process's, and every worker's counts with workers."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(WorkerCounts(self.multiprocess_dir))
+        registry.register(_Collected(self.registry))
+        return generate_latest(registry)
+
+
+class WorkerCounts:
+    """Every process's counters and histograms, summed (prometheus-client's multiprocess files).
+
+    Gauges whose ``multiprocess_mode`` says how processes combine (``livesum``,
+    ``max`` ...) are read too; a gauge left in the default mode ``all`` is a
+    fact of one process (the configuration it serves), which the process
+    serving ``/metrics`` reports itself — not once per worker, and not after a
+    worker stopped setting it.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = [path for path in glob.glob(os.path.join(self.directory, "*.db"))
+                 if not os.path.basename(path).startswith("gauge_all_")]
+        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
+class _Collected:
+    """The collectors of a registry, as one collector of another registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()
 
 
 class ConnectionLimitCollector:

@@ -23,7 +23,7 @@ from trio_gw.model.workers import SlotState, WorkerState, workers_summary
 if TYPE_CHECKING:
     from trio_gw.runtime.gateway import Gateway
 
-__all__ = ["datastore_status", "own_state", "workers_status"]
+__all__ = ["add_worker_totals", "datastore_status", "own_state", "workers_status"]
 
 
 def datastore_status(gw: Gateway, now: float) -> dict[str, Any]:
@@ -59,7 +59,22 @@ def own_state(gw: Gateway, now: float | None = None) -> WorkerState:
         requests_in_flight=gw.proxy.in_flight,
         datastore=None if gw.settings.database == "off" else "ok" if gw.datastore.reachable else "stale",
         reported_at=time.time() if now is None else now,
+        extra={"proxy_limit": {"active": limit.active, "limit": limit.limit, "idle": len(gw.proxy.idle),
+                               "shed": limit.shed, "idle_closed": limit.evicted},
+               "connections_accepted": limit.admitted} if limit is not None else {},
     )  # fmt: skip
+
+
+def add_worker_totals(server: dict[str, Any], workers: dict[str, Any]) -> None:
+    """In the supervisor's ``/status``, the proxy's figures are its workers' (the supervisor proxies nothing)."""
+    listed = [w for w in workers["list"] if w["state"] == "ready"]
+    server["connections_in_flight"] = workers["requests_in_flight"]
+    totals = {"active": 0, "limit": 0, "idle": 0, "shed": 0, "idle_closed": 0}
+    for worker in listed:
+        for key, value in worker.get("proxy_limit", {}).items():
+            if key in totals and isinstance(value, int):
+                totals[key] += value
+    server.setdefault("connections", {})["proxy"] = totals
 
 
 def workers_status(gw: Gateway, now: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from trio_gw.http.responses import error_response
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.connection import close_stream
-from trio_gw.runtime.node_status import datastore_status, workers_status
+from trio_gw.runtime.node_status import add_worker_totals, datastore_status, workers_status
 
 if TYPE_CHECKING:
     from trio_gw.runtime.gateway import Gateway
@@ -37,7 +37,8 @@ class StatusServer:
         gen = gw.generation
         now = time.time()
         database = datastore_status(gw, now)
-        return {
+        workers = workers_status(gw, now)
+        status: dict[str, object] = {
             "server": {
                 "connections_in_flight": gw.proxy.in_flight,
                 "upstream_idle_connections": gw.pool.idle_count(),
@@ -51,9 +52,12 @@ class StatusServer:
             "generation": gen.number,
             "snapshot_age_seconds": round(now - gen.built_at, 3),
             "database": database,
-            "workers": workers_status(gw, now),
+            "workers": workers,
             "session_tickets": gw.tickets.status(),
         }
+        if gw.role.supervisor is not None:
+            add_worker_totals(status["server"], workers)  # type: ignore[arg-type]  # the dict built above
+        return status
 
     async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionFacts) -> None:
         conn = h11.Connection(h11.SERVER)

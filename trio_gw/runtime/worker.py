@@ -1,0 +1,120 @@
+"""A worker process of a node: ``python -m trio_gw.runtime.worker <control fd>``, started by the supervisor.
+
+The worker reads its hello from the control channel (``runtime/control.py``):
+the supervisor's exact settings, its slot, the proxy sockets it inherited, the
+https port and, for ``database: off``, the ticket key ring.  It then runs a
+:class:`~trio_gw.runtime.gateway.Gateway` in the ``worker`` role: the proxy
+listeners on those sockets, its own generation (built off its loop, swapped as
+one reference), its own datastore connection and change feed, and no Admin API
+or status listener.  It reports its state to the supervisor when a generation
+is installed and every :data:`~trio_gw.runtime.control.REPORT_INTERVAL`; it
+handles SIGHUP and SIGTERM as a single-process node does; when its control
+channel closes (the supervisor is gone) it drains and exits.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+from typing import Any
+
+import trio
+
+from trio_gw.errors import ConfigError
+from trio_gw.runtime.control import REPORT_INTERVAL, Channel, ProcessRole
+from trio_gw.runtime.logs import configure_logging
+from trio_gw.settings import Settings
+from trio_gw.tls.ticket_keys import decode_ring
+
+__all__ = ["main"]
+
+log = logging.getLogger("trio_gw")
+
+
+class _Reporter:
+    """Sends this worker's state: at once after each install, else every REPORT_INTERVAL."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.wake = trio.Event()
+
+    def installed(self, _generation: object) -> None:
+        self.wake.set()
+
+    async def run(self, gateway: Any) -> None:
+        from trio_gw.runtime.node_status import own_state
+
+        while True:
+            with trio.move_on_after(REPORT_INTERVAL):
+                await self.wake.wait()
+            self.wake = trio.Event()
+            if not gateway.holder.ready:
+                continue
+            try:
+                await self.channel.send({"type": "state", **own_state(gateway).as_message()})
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the supervisor is gone; the control listener starts the drain
+
+
+async def _worker(fd: int) -> int:
+    from trio_gw.runtime.gateway import Gateway
+
+    channel = Channel.from_fd(fd)
+    messages = channel.messages()
+    hello = await messages.__anext__()
+    if hello["type"] != "hello":
+        raise RuntimeError(f"Unexpected first control message: {hello['type']!r}")
+    settings: Settings = pickle.loads(base64.b64decode(hello["settings"]))  # from our own supervisor
+    index = int(hello["index"])
+    configure_logging(settings.log_level, process=f"worker {index}")
+    reporter = _Reporter(channel)
+    sockets = tuple(socket.socket(fileno=int(n)) for n in hello["proxy_fds"])
+    role = ProcessRole("worker", workers=int(hello["workers"]), index=index, proxy_sockets=sockets,
+                       https_port=hello.get("https_port"), metrics_dir=hello.get("metrics_dir"),
+                       on_install=reporter.installed)
+    gateway = Gateway(settings, role=role)
+    if hello.get("ticket_ring"):
+        gateway.tickets.adopt(decode_ring(base64.b64decode(hello["ticket_ring"])))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_follow_supervisor, messages, gateway)
+        nursery.start_soon(reporter.run, gateway)
+        await gateway.run()
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+async def _follow_supervisor(messages: Any, gateway: Any) -> None:
+    """Rings from the supervisor; at the channel's end, drain and stop as on SIGTERM."""
+    try:
+        async for message in messages:
+            if message["type"] == "ticket_ring":
+                gateway.tickets.adopt(decode_ring(base64.b64decode(message["ring"])))
+            else:
+                log.warning("unknown control message %r", message["type"])
+    except ValueError as exc:
+        log.error("malformed control message: %s", exc)
+    log.warning("the supervisor is gone: stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str]) -> int:
+    """Run one worker; its exit status (2: a configuration error, as ``trio-gw run``)."""
+    if len(argv) != 2 or not argv[1].isdigit():
+        print("usage: python -m trio_gw.runtime.worker <control fd> (started by the supervisor)", file=sys.stderr)
+        return 2
+    try:
+        return trio.run(_worker, int(argv[1]))
+    except ConfigError as exc:
+        print(f"trio-gw: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv))
