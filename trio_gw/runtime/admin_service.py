@@ -47,7 +47,7 @@ class AdminService:
         self.gateway = gateway
 
     def read_only_reason(self) -> str | None:
-        if self.gateway.store is None:
+        if self.gateway.settings.database == "off":
             return "database is 'off': the declarative configuration is read-only; edit the file and reload (SIGHUP)"
         return None
 

@@ -228,16 +228,16 @@ class Gateway:
             generation = await self._build_in_thread(entities, version)
             self._install(generation)
             if self.store is not None:
-                await self._remember(entities, version)
+                self._remember(entities, version)
         if self.role.primary:
             self.warn_expiring(generation)
         return generation
 
-    async def _remember(self, entities: Entities, version: int | None) -> None:
+    def _remember(self, entities: Entities, version: int | None) -> None:
         """Cache a configuration served from the datastore (the primary process of a PostgreSQL node)."""
         self._cached = None  # the datastore answers again: the cache is no longer what is served
         if self.role.primary:
-            await trio.to_thread.run_sync(self.last_good.remember, entities, version)
+            self.last_good.offer(entities, version)
 
     async def reload(self) -> bool:
         """:meth:`load`, never raising: a refused configuration or a failed datastore keeps the current one.
@@ -316,7 +316,7 @@ class Gateway:
                 continue
             self._install(replace(generation, store_version=committed))
             self.datastore.recovered(time.time())
-            await self._remember(wanted, committed)
+            self._remember(wanted, committed)
             return answer
         raise WriteConflict(f"other writers kept committing first ({MAX_WRITE_ATTEMPTS} attempts); retry")
 
@@ -463,6 +463,7 @@ class Gateway:
                     accepting.start_soon(self.pool.run)
                     if self.settings.database != "off":
                         accepting.start_soon(self._watch_store)
+                        accepting.start_soon(self.last_good.serve)
                     if self.role.name != "worker" or self.tickets.source is TicketSource.DATASTORE:
                         accepting.start_soon(self.tickets.serve_schedule, lambda: self.store, self._ring_published)
                     task_status.started(self)

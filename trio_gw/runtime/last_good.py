@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import time
 
+import trio
+
 from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Entities
 from trio_gw.runtime.config_cache import ConfigCache, cache_source
@@ -46,6 +48,8 @@ class LastGood:
         #: The cached configuration the node started from (``None``: it started from the datastore).
         self.started_from: CachedConfig | None = None
         self.written_at: int | None = None
+        self._pending: tuple[Entities, int] | None = None
+        self._wake = trio.Event()
 
     def open(self) -> tuple[Store | None, CachedConfig | None]:
         """The datastore, or — PostgreSQL unreachable — the cached configuration to serve meanwhile.
@@ -75,6 +79,33 @@ class LastGood:
                         "(datastore version %d) until it returns", exc, age, cached.version)
             self.started_from = cached
             return None, cached
+
+    def offer(self, entities: Entities, version: int | None) -> None:
+        """Cache this configuration soon (:meth:`serve` writes the latest offered, off the write path)."""
+        if self.cache is None or version is None:
+            return
+        self._pending = (entities, version)
+        self._wake.set()
+
+    async def serve(self) -> None:
+        """Write each configuration offered (the latest one when several came meanwhile) until cancelled.
+
+        A write is two ``fsync`` calls (``runtime/files.py``): tens of milliseconds
+        that no Admin answer or reload waits for.  On cancellation the last one
+        offered is still written.
+        """
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                pending, self._pending = self._pending, None
+                if pending is not None:
+                    await trio.to_thread.run_sync(self.remember, *pending)
+        finally:
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.remember, *pending)
 
     def remember(self, entities: Entities, version: int | None) -> None:
         """Cache a configuration a good generation was built from (never raises: a cache is best effort)."""
