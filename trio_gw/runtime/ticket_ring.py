@@ -152,7 +152,7 @@ class TicketRing:
             self.origin = origin
             return True
         changed = self.keys.ring != ring
-        if changed:
+        if changed and self.origin != "local":  # leaving the stand-in ring for the shared one is no rotation
             self.rotations += 1
         self.keys.swap(ring)
         self.origin = origin
