@@ -366,6 +366,11 @@ def _mark_dead(pid: int, directory: str) -> None:
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
+def _first_leaf(group: BaseExceptionGroup[ConfigError]) -> ConfigError:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 async def run_supervisor(settings: Settings, workers: int, metrics_dir: str) -> None:
     """Run a node as a supervisor and ``workers`` worker processes until SIGTERM (see the module).
 
@@ -388,6 +393,11 @@ async def run_supervisor(settings: Settings, workers: int, metrics_dir: str) -> 
             await gateway.run()
             with trio.CancelScope(shield=True):
                 await supervisor.stop()
+    except BaseExceptionGroup as group:
+        refused = group.subgroup(ConfigError)
+        if refused is not None and refused.exceptions:  # start-up refused: one message, as without workers
+            raise _first_leaf(refused) from None
+        raise
     finally:
         supervisor._close_sockets()
     log.log(NOTICE, "every worker stopped")
