@@ -9,6 +9,7 @@
     python tools/bench.py --repeat 3               each rate measured 3 times, the median run reported
     python tools/bench.py --phases handshakes      only some of: idle, handshakes, keepalive
     python tools/bench.py --json bench.json        also write every figure as JSON
+    python tools/bench.py --workers 1,2            trio-gw with 1 worker process, then 2 (``workers``), compared
 
 What runs (everything on 127.0.0.1, every process stopped at the end):
 
@@ -311,7 +312,7 @@ def gateway_command() -> list[str]:
 
 
 def start_gateway(stack: ExitStack, tmp: Path, name: str, pki: Pki, upstream_port: int, *,
-                  certificates: int, timeout: float) -> tuple[Child, int]:
+                  certificates: int, timeout: float, workers: int = 1, reuseport: bool = False) -> tuple[Child, int]:
     """``trio-gw run`` with an ssl listener, a route to the upstream and ``certificates`` extra certificates."""
     prefix = tmp / f"gw-{name}"
     prefix.mkdir()
@@ -326,9 +327,10 @@ def start_gateway(stack: ExitStack, tmp: Path, name: str, pki: Pki, upstream_por
     (prefix / "kong.json").write_text(json.dumps(declarative))  # JSON is YAML, and faster to write
     settings = {
         "prefix": str(prefix),
-        "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl",
+        "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl" + (" reuseport" if reuseport else ""),
         "admin_listen": "off",
         "status_listen": "off",
+        "workers": workers,
         "database": "off",
         "declarative_config": str(prefix / "kong.json"),
         "ssl_cert": [str(pki.cert_pem)],
@@ -745,6 +747,18 @@ def table(results: dict[str, dict[str, Any]], certs: dict[str, Any] | None) -> s
     return "\n".join(lines)
 
 
+def workers_summary(results: dict[str, dict[str, Any]], counts: list[int]) -> str:
+    """N workers against the first count: requests per server CPU-second (no coordination cost) and in total."""
+    base = results[f"trio-gw x{counts[0]}"]["keepalive"]
+    lines = []
+    for n in counts[1:]:
+        run = results[f"trio-gw x{n}"]["keepalive"]
+        lines.append(f"{n} workers vs {counts[0]}: {run['requests_per_cpu_s'] / base['requests_per_cpu_s']:.2f}x the "
+                     f"requests per server CPU-second, {run['requests_per_s'] / base['requests_per_s']:.2f}x the "
+                     f"requests per second")
+    return "\n".join(lines)
+
+
 def _certificates_table(certs: dict[str, Any]) -> str:
     """The --certificates comparison: handshakes/s with N extra certificates vs one."""
     n = certs["certificates"]
@@ -814,6 +828,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--install", action="store_true", help="install wrk and nginx first (tools/install-system-tools.sh)")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     p.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (configs, logs)")
+    p.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",") if x], default=[1],
+                   help="comma-separated worker counts to measure trio-gw with (default 1); e.g. 1,2")
+    p.add_argument("--reuseport", action="store_true",
+                   help="with several workers, a SO_REUSEPORT socket per worker instead of one shared socket")
     return p.parse_args(argv)
 
 
@@ -835,12 +853,14 @@ def main(argv: list[str] | None = None) -> int:
         pki = make_pki(tmp, args.certificates)
         upstream_port = start_echo(stack, tmp) if args.upstream == "echo" else start_static_upstream(stack, tmp)
         say(f"upstream: {args.upstream} on 127.0.0.1:{upstream_port}")
-        if args.phases:
-            gw, gw_port = start_gateway(stack, tmp, "one", pki, upstream_port, certificates=0,
-                                        timeout=args.start_timeout)
-            say(f"trio-gw: pid {gw.pid}, https on 127.0.0.1:{gw_port}")
-            report["results"]["trio-gw"] = measure(Target("trio-gw", gw_port, lambda: [gw.pid]), args, pki, tmp,
-                                                   stack)
+        for workers in args.workers if args.phases else ():
+            name = "trio-gw" if args.workers == [1] else f"trio-gw x{workers}"
+            gw, gw_port = start_gateway(stack, tmp, f"w{workers}", pki, upstream_port, certificates=0,
+                                        timeout=args.start_timeout, workers=workers, reuseport=args.reuseport)
+            say(f"{name}: pid {gw.pid}, {workers} worker process(es), https on 127.0.0.1:{gw_port}")
+            # every process of the node counts: the supervisor and its workers
+            report["results"][name] = measure(Target(name, gw_port, lambda gw=gw: process_tree(gw.pid)), args, pki,
+                                              tmp, stack)
             gw.stop()
         if args.with_nginx and args.phases:
             ngx, ngx_port = start_nginx_proxy(stack, tmp, pki, upstream_port)
@@ -857,6 +877,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['machine']['python']}, {report['machine']['openssl']}; upstream: {args.upstream}, path {args.path}")
     if report["results"] or certs:
         say(table(report["results"], certs))
+    if len(args.workers) > 1 and "keepalive" in args.phases:
+        say(workers_summary(report["results"], args.workers))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
         say(f"wrote {args.json}")

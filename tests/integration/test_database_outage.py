@@ -151,3 +151,18 @@ def test_without_a_cache_an_unreachable_database_still_stops_start_up(
     assert done.returncode == 2
     assert done.stderr.startswith("trio-gw: configuration error: pg_host: PostgreSQL cannot be reached")
     assert "there is no cached configuration under prefix" in done.stderr
+
+
+def test_the_first_read_after_a_database_restart_succeeds(fresh_postgres: PostgresServer) -> None:
+    from trio_gw.store.postgres import PostgresStore
+
+    store = PostgresStore.open(fresh_postgres.conninfo(), secret=None, schema=f"reread_{uuid.uuid4().hex[:8]}")
+    try:
+        assert store.version() == 0
+        fresh_postgres.stop()
+        fresh_postgres.start()
+        # The open connection died with the server; the read finds out and is made again on a new one.
+        assert store.version() == 0
+        assert store.load_versioned()[1] == 0 and store.read_meta("ticket_keys") is None
+    finally:
+        store.close()

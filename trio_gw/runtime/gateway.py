@@ -457,7 +457,8 @@ class Gateway:
                     for items in self.listeners.values():
                         for li in items:
                             accepting.start_soon(li.serve, connections)
-                    accepting.start_soon(self._signals, accepting)
+                    # a worker keeps its handlers through the drain (see _signals)
+                    (connections if self.role.name == "worker" else accepting).start_soon(self._signals, accepting)
                     accepting.start_soon(self._daily_expiry_warnings)
                     accepting.start_soon(self._fetch_crls)
                     accepting.start_soon(self.pool.run)
@@ -488,10 +489,15 @@ class Gateway:
                     self.role.supervisor.forward_signal(signum)
                 if signum == signal.SIGHUP:
                     await self.reload()
+                elif accepting.cancel_scope.cancel_called:
+                    # A worker gets SIGTERM twice (from its process group, and from its supervisor):
+                    # the second must not kill it mid-drain.
+                    log.info("received %s again: already stopping", signal.Signals(signum).name)
                 else:
                     log.log(NOTICE, "received %s: stopping", signal.Signals(signum).name)
                     accepting.cancel_scope.cancel()
-                    return
+                    if self.role.name != "worker":
+                        return
 
     def _ring_published(self, ring: TicketKeyRing) -> None:
         """The ring changed on schedule: a supervisor sends it to its workers (``database: off``)."""

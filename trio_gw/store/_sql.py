@@ -31,9 +31,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from trio_gw.model.entities import Entities
 from trio_gw.store.base import SealedKeyError, StoreConflict, StoreError
@@ -60,6 +60,8 @@ from trio_gw.store.sealing import (
 )
 
 __all__ = ["WRITER_WAIT_SECONDS", "SqlStore"]
+
+T = TypeVar("T")
 
 #: ``meta`` keys the store itself owns (:meth:`SqlStore.swap_meta` refuses them).
 _OWN_META = frozenset({"version", "seal"})
@@ -154,17 +156,40 @@ class SqlStore(ABC):
 
     def load_versioned(self) -> tuple[Entities, int]:
         """The whole configuration and the version it is at, read in one transaction."""
-        with self._transaction(write=False) as cur:
-            self._check_seal(cur)
-            version = _read_version(cur)
-            entities = self._read_entities(cur)
+        entities, version = self._read_retrying(self._load_versioned)
         self._remember(entities, version)
         return entities, version
 
+    def _load_versioned(self) -> tuple[Entities, int]:
+        with self._transaction(write=False) as cur:
+            self._check_seal(cur)
+            return self._read_entities(cur), _read_version(cur)
+
     def version(self) -> int:
         """The change counter (see :meth:`trio_gw.store.base.Store.version`)."""
+        return self._read_retrying(self._version)
+
+    def _version(self) -> int:
         with self._transaction(write=False) as cur:
             return _read_version(cur)
+
+    def _read_retrying(self, read: Callable[[], T]) -> T:
+        """A read, tried once more on a new connection when the first one found its connection dead.
+
+        A database that restarted leaves every open connection broken, and the
+        first use of one is what finds out; the read itself is safe to repeat.
+        Writes are never repeated (a commit may have landed).
+        """
+        try:
+            return read()
+        except StoreError:
+            if not self._connection_lost():
+                raise
+        return read()
+
+    def _connection_lost(self) -> bool:
+        """Whether the backend's connection is known dead (the next cursor opens a new one)."""
+        return False
 
     def commit(self, old: Entities, new: Entities) -> int:
         """Write the difference in one transaction (see :meth:`trio_gw.store.base.Store.commit`)."""
@@ -190,8 +215,11 @@ class SqlStore(ABC):
 
     def read_meta(self, key: str) -> str | None:
         """One value of the ``meta`` table (``None``: not set), e.g. the session-ticket key ring."""
-        with self._transaction(write=False) as cur:
-            return _read_meta(cur, key)
+        def read() -> str | None:
+            with self._transaction(write=False) as cur:
+                return _read_meta(cur, key)
+
+        return self._read_retrying(read)
 
     def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
         """Set a ``meta`` value if it still holds ``expected`` (compare-and-swap, in one write transaction).
