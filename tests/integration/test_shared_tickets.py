@@ -131,3 +131,36 @@ def test_after_a_rotation_a_ticket_of_the_previous_key_still_resumes(
         assert s_client(port, renewed) == "Reused"
     assert ticket_name(renewed) != ticket_name(old)  # and the client now holds a ticket of the new key
     assert s_client(port, renewed, save=False) == "Reused"
+
+
+def test_a_changed_client_certificate_policy_is_not_bypassed_by_a_shared_ticket(
+    tmp_path: Path, nodes: list[Node], certificate: dict[str, Any]
+) -> None:
+    """Shared keys are scoped by the listener's policy: once a route asks for client certificates, a ticket
+    issued before (under the old policy) makes a full handshake on every worker; new tickets resume."""
+    from .cluster_tools import call
+
+    node = Node(tmp_path / "n", {"database": "sqlite", "workers": 2, "proxy_listen": "127.0.0.1:0 ssl reuseport",
+                                 **certificate})
+    nodes.append(node)
+    wait_for(lambda: status(node)["workers"]["ready"] == 2, "two workers")
+    port, before = https_port(node), tmp_path / "before.pem"
+    assert s_client(port, before, present=False) == "New"
+    assert s_client(port, before) == "Reused"
+    root = trustme.CA()
+    code, ca = call(node.admin_port, "POST", "/ca_certificates", {"cert": root.cert_pem.bytes().decode()})
+    assert code == 201, ca
+    code, body = call(node.admin_port, "POST", "/services", {"name": "s", "url": "http://127.0.0.1:9"})
+    assert code == 201, body
+    code, body = call(node.admin_port, "POST", "/services/s/routes", {"name": "r", "paths": ["/mtls"]})
+    assert code == 201, body
+    code, body = call(node.admin_port, "POST", "/routes/r/plugins",
+                      {"name": "mtls-auth", "config": {"ca_certificates": [ca["id"]]}})
+    assert code == 201, body
+    version = status(node)["database"]["version"]
+    wait_for(lambda: all(w.get("store_version") == version for w in status(node)["workers"]["list"]), "the change")
+    for _ in range(6):  # whichever worker accepts: the old ticket's key is not this policy's
+        assert s_client(port, before, save=False) == "New"
+    after = tmp_path / "after.pem"
+    assert s_client(port, after, present=False) == "New"
+    assert [s_client(port, after) for _ in range(6)] == ["Reused"] * 6
