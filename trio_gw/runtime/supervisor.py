@@ -146,6 +146,7 @@ class Supervisor(SupervisorView):
         self.ring: TicketKeyRing | None = None
         self.stopping = False
         self._go = trio.Event()
+        self._stopping = trio.Event()
         self._ready = trio.Event()
         self._start_failure: str | None = None
         self._nursery: trio.Nursery | None = None
@@ -172,6 +173,7 @@ class Supervisor(SupervisorView):
     def forward_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.stopping = True
+            self._stopping.set()
             self._close_sockets()  # new clients are refused at once, as by a single node's drain
         for slot in self.slots:
             if slot.pid is not None:
@@ -244,7 +246,8 @@ class Supervisor(SupervisorView):
                     return
                 log.error("worker %d exited (%s); restarting it%s", index, slot.last_exit,
                           f" in {delay:.1f} s" if delay else "")
-                await trio.sleep(delay)
+                with trio.move_on_after(delay):
+                    await self._stopping.wait()  # a node stopping does not wait out a backoff
         finally:
             self._running_slots -= 1
             if self._running_slots == 0:

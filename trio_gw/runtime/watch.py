@@ -11,11 +11,12 @@ every node within 100 ms (issue 14).  Each process follows the datastore's
 * SQLite: ``PRAGMA data_version`` polled every 20 ms on a read-only
   connection (p99 20 ms, measured in ``tools/measure_sqlite_feed.py``).
 
-What each event means is the feed's (``FeedEvent.wants_reload``): a newer
-version reloads; a (re)start of listening reloads when the version moved or
-the node is stale — NOTIFY has no replay, so after a reconnect the version is
-the only record of what was missed; a lost feed marks the node ``stale`` and
-it keeps serving its last generation while the feed reconnects with backoff.
+What each event means: a newer version reloads (``Changed.wants_reload``);
+listening again after a reconnect always reloads — NOTIFY has no replay, and
+a reload also re-reads the session-ticket ring — while the first listen
+reloads only if something was committed since the start-up load; a lost feed
+marks the node ``stale`` and it keeps serving its last generation while the
+feed reconnects with backoff.
 
 **Polling stays as the fallback**: every ``db_update_frequency`` the version is
 read; a difference reloads, a failure is counted (backing off up to
@@ -144,10 +145,13 @@ async def _follow(gw: Gateway, feed: ChangeFeed) -> None:
                 gw.datastore.failed(StoreError(f"the change feed lost the datastore: {event.error}"), time.time())
                 continue
             if isinstance(event, Resync):
-                if gw.feed.listening or gw.feed.events > 1:
+                reconnected = gw.feed.events > 1
+                if reconnected:
                     gw.feed.reconnects += 1
                 gw.feed.listening = True
-                await _reload_if_moved(gw, force=not gw.datastore.reachable)
+                # NOTIFY has no replay: every reconnect reloads (and re-reads the ticket ring); the first
+                # listen only if something was committed between the start-up load and now.
+                await _reload_if_moved(gw, force=reconnected or not gw.datastore.reachable)
                 continue
             if event.wants_reload(gw.generation.store_version):
                 await gw.reload()

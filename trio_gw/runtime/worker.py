@@ -21,7 +21,8 @@ import pickle
 import signal
 import socket
 import sys
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -30,6 +31,9 @@ from trio_gw.runtime.control import REPORT_INTERVAL, Channel, ProcessRole
 from trio_gw.runtime.logs import configure_logging
 from trio_gw.settings import Settings
 from trio_gw.tls.ticket_keys import decode_ring
+
+if TYPE_CHECKING:
+    from trio_gw.runtime.gateway import Gateway
 
 __all__ = ["main"]
 
@@ -46,7 +50,7 @@ class _Reporter:
     def installed(self, _generation: object) -> None:
         self.wake.set()
 
-    async def run(self, gateway: Any) -> None:
+    async def run(self, gateway: Gateway) -> None:
         from trio_gw.runtime.node_status import own_state
 
         while True:
@@ -88,7 +92,7 @@ async def _worker(fd: int) -> int:
     return 0
 
 
-async def _follow_supervisor(messages: Any, gateway: Any) -> None:
+async def _follow_supervisor(messages: AsyncIterator[dict[str, Any]], gateway: Gateway) -> None:
     """Rings from the supervisor; at the channel's end, drain and stop as on SIGTERM."""
     try:
         async for message in messages:
