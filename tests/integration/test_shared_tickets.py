@@ -164,3 +164,59 @@ def test_a_changed_client_certificate_policy_is_not_bypassed_by_a_shared_ticket(
     after = tmp_path / "after.pem"
     assert s_client(port, after, present=False) == "New"
     assert [s_client(port, after) for _ in range(6)] == ["Reused"] * 6
+
+
+ROOT_ID = "5e000000-0000-4000-8000-000000000001"
+
+
+def test_a_session_resumed_on_another_worker_keeps_its_client_chain(
+    tmp_path: Path, nodes: list[Node], certificate: dict[str, Any]
+) -> None:
+    """A client certificate issued by an intermediate, a route trusting only the root: a resumed session
+    carries the leaf but not the chain, so the worker that resumes it must know the intermediate — which the
+    worker that made the full handshake verified and shared. Every resumption is accepted, on either worker."""
+    import socket
+    import ssl
+
+    import yaml
+
+    from trio_gw.testing import pki
+
+    from .cluster_tools import upstream
+
+    root = pki.make_ca(common_name="clients root")
+    intermediate = pki.make_ca(issuer=root, common_name="clients intermediate")
+    alice = pki.issue(intermediate, "alice.example")
+    (tmp_path / "alice.pem").write_text(alice.chain_pem())  # leaf + intermediate, as a client sends them
+    (tmp_path / "alice.key").write_text(alice.key_pem())
+    with upstream() as url:
+        kong = tmp_path / "kong.yaml"
+        kong.write_text(yaml.safe_dump({
+            "_format_version": "3.0", "ca_certificates": [{"id": ROOT_ID, "cert": root.cert_pem()}],
+            "consumers": [{"username": "alice.example"}],
+            "services": [{"name": "echo", "url": url, "routes": [{"name": "secure", "paths": ["/"], "plugins": [
+                {"name": "mtls-auth", "config": {"ca_certificates": [ROOT_ID]}}]}]}]}))
+        node = Node(tmp_path / "n", {"database": "off", "declarative_config": str(kong), "workers": 2,
+                                     "proxy_listen": "127.0.0.1:0 ssl reuseport", **certificate})
+        nodes.append(node)
+        wait_for(lambda: status(node)["workers"]["ready"] == 2, "two workers")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the point here is the client's certificate
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # a TLS 1.2 session is reusable at once by the stdlib client
+        ctx.load_cert_chain(str(tmp_path / "alice.pem"), str(tmp_path / "alice.key"))
+        port, session, answers = https_port(node), None, []
+        before = accepted(node)
+        for i in range(20):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                tls.sendall(f"GET /x/{i} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+                answers.append((data.split(b" ", 2)[1], tls.session_reused))
+                session = tls.session
+        assert answers[0] == (b"200", False)
+        assert answers[1:] == [(b"200", True)] * 19, answers
+        took = wait_for(lambda: [a - b for a, b in zip(accepted(node), before)]
+                        if sum(accepted(node)) - sum(before) == 20 else None, "worker reports")
+        assert all(n > 0 for n in took), took  # resumed on both workers

@@ -19,6 +19,9 @@ type               direction            meaning
                                         the supervisor's, pickled), the inherited socket numbers,
                                         the https port, the ticket ring (``database: off``)
 ``ticket_ring``    supervisor → worker  the supervisor rotated its ring (``database: off``)
+``intermediates``  both ways            CA certificates of client chains a worker verified: a
+                                        session resumed on another worker needs them
+                                        (``tls/resumed_chain.py``), and tickets are shared
 ``state``          worker → supervisor  the worker's facts (:class:`~trio_gw.model.workers.WorkerState`):
                                         the first one means "ready"; then on every new
                                         generation and every :data:`REPORT_INTERVAL`
@@ -40,6 +43,7 @@ from typing import Any, Final, Protocol
 
 import trio
 
+from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.tls.ticket_keys import TicketKeyRing
 
 __all__ = ["REPORT_INTERVAL", "SINGLE_PROCESS", "Channel", "ProcessRole", "SupervisorView"]
@@ -90,6 +94,7 @@ class ProcessRole:
         https_port: the port https redirects name (a worker's listeners were bound by the supervisor).
         supervisor: the supervisor's view, for the supervisor's own gateway.
         metrics_dir: prometheus-client's multiprocess directory (several workers), or ``None``.
+        intermediates: a worker's shared client-chain intermediates (``runtime/worker.py``).
         on_install: called with every generation installed (a worker reports it).
     """
 
@@ -100,6 +105,8 @@ class ProcessRole:
     https_port: int | None = None
     supervisor: SupervisorView | None = None
     metrics_dir: str | None = None
+    #: A worker's cache of client-certificate intermediates, shared with the other workers.
+    intermediates: IntermediateCache | None = field(default=None, compare=False)
     on_install: Callable[[object], None] | None = field(default=None, compare=False)
 
     @property

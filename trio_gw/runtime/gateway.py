@@ -375,7 +375,8 @@ class Gateway:
         proxy_limit = self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
         admin_limit = self.limits["admin"] = ConnectionLimit(ADMIN_CONNECTIONS, "admin")
         status_limit = self.limits["status"] = ConnectionLimit(STATUS_CONNECTIONS, "status")
-        chains = IntermediateCache()  # one for every proxy listener: they share the generation's tickets
+        # one for every proxy listener: they share the generation's tickets (a worker's: shared with the others)
+        chains = self.role.intermediates if self.role.intermediates is not None else IntermediateCache()
         for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
             log.warning("%s", warning)
         inherited = self.role.proxy_sockets

@@ -73,6 +73,8 @@ METRICS_DIRECTORY: Final = "metrics"
 START_ATTEMPTS: Final = 3
 #: Seconds a stopping worker gets beyond ``graceful_shutdown_timeout`` before it is killed.
 STOP_MARGIN: Final = 5.0
+#: Client-chain CA certificates the supervisor keeps for workers started later.
+KEPT_INTERMEDIATES: Final = 1024
 #: The listen backlog of the proxy sockets (as ``open_listener``'s).
 BACKLOG: Final = 16384
 
@@ -144,6 +146,8 @@ class Supervisor(SupervisorView):
         self.reports: dict[int, WorkerState] = {}
         self.channels: dict[int, Channel] = {}
         self.ring: TicketKeyRing | None = None
+        #: CA certificates of client chains the workers verified (base64 DER), for workers started later.
+        self.intermediates: list[str] = []
         self.stopping = False
         self._go = trio.Event()
         self._stopping = trio.Event()
@@ -299,12 +303,16 @@ class Supervisor(SupervisorView):
             "https_port": self.https_port, "metrics_dir": self.metrics_dir,
             "settings": b64encode(pickle.dumps(self.settings)).decode(),
             "ticket_ring": None if self.ring is None else b64encode(encode_ring(self.ring)).decode(),
+            "intermediates": self.intermediates,
         }  # fmt: skip
 
     async def _listen(self, index: int, channel: Channel) -> None:
         """The worker's reports, until its end of the channel closes."""
         try:
             async for message in channel.messages():
+                if message["type"] == "intermediates":
+                    self._share_intermediates(index, [str(d) for d in message["der"]])
+                    continue
                 if message["type"] != "state":
                     log.warning("worker %d sent an unknown control message %r", index, message["type"])
                     continue
@@ -316,6 +324,16 @@ class Supervisor(SupervisorView):
                     self._check_all_ready()
         except ValueError as exc:
             log.error("worker %d: malformed control message: %s", index, exc)
+
+    def _share_intermediates(self, sender: int, ders: list[str]) -> None:
+        """A worker verified a client chain with CA certificates new to it: every other worker gets them,
+        and so does every worker started later (in its hello; the most recent :data:`KEPT_INTERMEDIATES`)."""
+        self.intermediates = [*[d for d in self.intermediates if d not in ders], *ders][-KEPT_INTERMEDIATES:]
+        if self._nursery is None:
+            return
+        for index, channel in list(self.channels.items()):
+            if index != sender:
+                self._nursery.start_soon(_send_quietly, channel, {"type": "intermediates", "der": ders})
 
     def _check_all_ready(self) -> None:
         if not self._ready.is_set() and all(s.pid is not None and s.index in self.reports for s in self.slots):

@@ -6,7 +6,8 @@ https port and, for ``database: off``, the ticket key ring.  It then runs a
 :class:`~trio_gw.runtime.gateway.Gateway` in the ``worker`` role: the proxy
 listeners on those sockets, its own generation (built off its loop, swapped as
 one reference), its own datastore connection and change feed, and no Admin API
-or status listener.  It reports its state to the supervisor when a generation
+or status listener.  The CA certificates of client chains it verifies go to the
+other workers (:class:`SharedIntermediates`).  It reports its state to the supervisor when a generation
 is installed and every :data:`~trio_gw.runtime.control.REPORT_INTERVAL`; it
 handles SIGHUP and SIGTERM as a single-process node does; when its control
 channel closes (the supervisor is gone) it drains and exits.
@@ -21,7 +22,7 @@ import pickle
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -30,6 +31,7 @@ from trio_gw.errors import ConfigError
 from trio_gw.runtime.control import REPORT_INTERVAL, Channel, ProcessRole
 from trio_gw.runtime.logs import configure_logging
 from trio_gw.settings import Settings
+from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.tls.ticket_keys import decode_ring
 
 if TYPE_CHECKING:
@@ -65,6 +67,42 @@ class _Reporter:
                 return  # the supervisor is gone; the control listener starts the drain
 
 
+class SharedIntermediates(IntermediateCache):
+    """Client-chain intermediates this worker verified, sent to the others; theirs, taken in.
+
+    A session resumed from a ticket carries the client's leaf but not its chain;
+    with tickets shared, the resumption may land on a worker that never saw the
+    full handshake, and a route trusting only the root would refuse the client
+    (``tls/resumed_chain.py``).  What is shared is only what a worker's listener
+    verified; the plugins still verify every chain against their own anchors.
+    """
+
+    def __init__(self, outbox: trio.MemorySendChannel[list[bytes]]) -> None:
+        super().__init__()
+        self._outbox = outbox
+
+    def remember(self, ca_certificates_der: Sequence[bytes]) -> None:
+        fresh = [der for der in ca_certificates_der if not self.knows(der)]
+        super().remember(ca_certificates_der)
+        if fresh:
+            try:
+                self._outbox.send_nowait(fresh)
+            except trio.WouldBlock:
+                pass  # a burst of new CAs: the others learn them from their own full handshakes
+
+    def learn(self, ca_certificates_der: Sequence[bytes]) -> None:
+        """What another worker verified (not sent back)."""
+        super().remember(ca_certificates_der)
+
+
+async def _share_intermediates(outbox: trio.MemoryReceiveChannel[list[bytes]], channel: Channel) -> None:
+    async for ders in outbox:
+        try:
+            await channel.send({"type": "intermediates", "der": [base64.b64encode(d).decode() for d in ders]})
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+
 async def _worker(fd: int) -> int:
     from trio_gw.runtime.gateway import Gateway
 
@@ -78,26 +116,33 @@ async def _worker(fd: int) -> int:
     configure_logging(settings.log_level, process=f"worker {index}")
     reporter = _Reporter(channel)
     sockets = tuple(socket.socket(fileno=int(n)) for n in hello["proxy_fds"])
+    outbox, shared = trio.open_memory_channel[list[bytes]](64)
+    intermediates = SharedIntermediates(outbox)
+    intermediates.learn([base64.b64decode(d) for d in hello.get("intermediates", [])])
     role = ProcessRole("worker", workers=int(hello["workers"]), index=index, proxy_sockets=sockets,
                        https_port=hello.get("https_port"), metrics_dir=hello.get("metrics_dir"),
-                       on_install=reporter.installed)
+                       on_install=reporter.installed, intermediates=intermediates)
     gateway = Gateway(settings, role=role)
     if hello.get("ticket_ring"):
         gateway.tickets.adopt(decode_ring(base64.b64decode(hello["ticket_ring"])))
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_follow_supervisor, messages, gateway)
+        nursery.start_soon(_follow_supervisor, messages, gateway, intermediates)
         nursery.start_soon(reporter.run, gateway)
+        nursery.start_soon(_share_intermediates, shared, channel)
         await gateway.run()
         nursery.cancel_scope.cancel()
     return 0
 
 
-async def _follow_supervisor(messages: AsyncIterator[dict[str, Any]], gateway: Gateway) -> None:
-    """Rings from the supervisor; at the channel's end, drain and stop as on SIGTERM."""
+async def _follow_supervisor(messages: AsyncIterator[dict[str, Any]], gateway: Gateway,
+                             intermediates: SharedIntermediates) -> None:
+    """Rings and other workers' intermediates from the supervisor; at the channel's end, drain and stop."""
     try:
         async for message in messages:
             if message["type"] == "ticket_ring":
                 gateway.tickets.adopt(decode_ring(base64.b64decode(message["ring"])))
+            elif message["type"] == "intermediates":
+                intermediates.learn([base64.b64decode(d) for d in message["der"]])
             else:
                 log.warning("unknown control message %r", message["type"])
     except ValueError as exc:
