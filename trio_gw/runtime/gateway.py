@@ -9,10 +9,13 @@ datastore, or the declarative file), build a generation in a worker thread,
 install it.  Three things start that path:
 
 * **a reload** — start-up, SIGHUP, or a change another node or process made
-  (the datastore's version moved).  A configuration that cannot be served is
-  refused and the current generation stays; a datastore that fails is logged
-  once per outage, shown in ``/status``, retried with backoff — the node keeps
-  serving its last generation and never exits because of its datastore;
+  (the datastore's change feed, ``runtime/watch.py``).  A configuration that
+  cannot be served is refused and the current generation stays; a datastore
+  that fails is logged once per outage, shown in ``/status``, retried with
+  backoff — the node keeps serving its last generation and never exits because
+  of its datastore.  A PostgreSQL node that starts without its datastore
+  serves the last good configuration cached under ``prefix``
+  (``runtime/last_good.py``) until it can reconnect;
 * **a write** (the Admin API) — :meth:`Gateway.write` takes the node's lock
   and the datastore-wide writer lock (so writers on several nodes take turns
   instead of racing), computes the new configuration from the *latest
@@ -28,6 +31,12 @@ install it.  Three things start that path:
 Start-up is all-or-nothing: settings, files, certificates and TLS policy are
 compiled before the first listener accepts, and any problem stops start-up
 with a :class:`ConfigError` naming it.
+
+With worker processes the same class runs in every process of the node, told
+by its :class:`~trio_gw.runtime.control.ProcessRole` which part it plays: the
+supervisor (Admin API and status, no proxy listener), or a worker (the proxy
+listeners on sockets the supervisor bound).  Each builds and swaps its own
+generations.
 """
 
 from __future__ import annotations
