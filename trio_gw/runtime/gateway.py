@@ -222,7 +222,7 @@ class Gateway:
         self.metrics.observe_generation(generation)
         if self.role.on_install is not None:
             self.role.on_install(generation)
-        for warning in generation.snapshot.warnings:
+        for warning in generation.snapshot.warnings if self.role.primary else ():  # once per node, not per worker
             log.warning("%s", warning)
 
     async def load(self) -> Generation:
