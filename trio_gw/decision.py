@@ -7,6 +7,10 @@ request head, run their protocol's guards, and hand the result to
 :func:`decide_request` with the connection's facts and the snapshot of the
 generation the request pinned.  Everything else is decided here, without IO:
 
+    ACME http-01 (plain HTTP, a host the acme plugin covers,
+      /.well-known/acme-challenge/)                        → Answer 200 key authorization / 404
+    ssl_ocsp (a client certificate of the server truststore)
+                                     revoked / unknown     → Answer 401 revoked / revocation_unknown
     route (http.routing)            no match              → Answer 404 no_route
       → https enforcement            http on an https route → Answer 426 / redirect
       → plugins (plugins.base)       a denial              → Answer (status, reason)
@@ -24,16 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import upstream_request_headers
 from trio_gw.http.routing import https_redirect, select_route
+from trio_gw.model.entities import Consumer
 from trio_gw.plugins.base import CrlSource, Deny, RequestContext, decide_all
 from trio_gw.plugins.identity import IDENTITY_HEADERS
 from trio_gw.snapshot import Snapshot
+from trio_gw.tls.acme import HTTP01_NOT_FOUND, HTTP01_PREFIX, is_domain_allowed
+from trio_gw.tls.client_revocation import OcspAnswers
+from trio_gw.tls.truststore_revocation import check_truststore_revocation
 
-__all__ = ["STRIP_UPSTREAM", "Answer", "Forward", "decide_request", "without_params"]
+__all__ = ["STRIP_UPSTREAM", "Answer", "ChallengeAnswers", "Forward", "decide_request", "without_params"]
 
 Header = tuple[bytes, bytes]
 
@@ -57,6 +66,8 @@ class Forward:
     method: bytes
     target: bytes
     headers: list[Header]
+    #: The consumer the plugins authenticated, for the access log and metrics.
+    consumer: Consumer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +77,8 @@ class Answer:
     ``body`` is ``None`` for a JSON error document (``message`` or the status's
     standard text, with ``reason``); otherwise it is the exact body, and
     ``headers`` carry everything but the length (the https redirect).
-    ``route_label``/``service_label`` name what matched, for the access log.
+    ``route_label``/``service_label`` name what matched, and ``consumer`` who a
+    plugin authenticated before another refused the request, for the access log.
     """
 
     status: int
@@ -76,6 +88,19 @@ class Answer:
     body: bytes | None = None
     route_label: str | None = None
     service_label: str | None = None
+    consumer: Consumer | None = None
+
+
+class ChallengeAnswers(Protocol):
+    """The ACME http-01 answers the node's issuer published (``trio_gw.net.acme_challenges.ChallengeStore``)."""
+
+    def http01_response(self, target: str) -> bytes | None:
+        """The key authorization for a ``/.well-known/acme-challenge/<token>`` path, or ``None``."""
+        ...
+
+
+_TEXT = ((b"content-type", b"text/plain"),)
+_REVOKED_MESSAGE = "TLS certificate failed verification"
 
 
 def decide_request(
@@ -88,6 +113,8 @@ def decide_request(
     chunked: bool,
     now: float,
     crl_source: CrlSource | None = None,
+    ocsp_source: OcspAnswers | None = None,
+    challenges: ChallengeAnswers | None = None,
 ) -> Forward | Answer:
     """Decide what to do with one request head (both protocols; no IO).
 
@@ -100,11 +127,27 @@ def decide_request(
         chunked: the body's length is unknown: re-frame it chunked upstream.
         now: the time, for the plugins (certificate validity windows...).
         crl_source: where the plugins find fetched CRLs.
+        ocsp_source: where the plugins and ``ssl_ocsp`` find verified OCSP answers.
+        challenges: the ACME http-01 answers published now.
 
     Returns:
         :class:`Forward` to go upstream, or the :class:`Answer` the gateway gives
-        itself (404 no route, https enforcement, a plugin's denial).
+        itself (an ACME validation, a revoked truststore certificate, 404 no
+        route, https enforcement, a plugin's denial).
     """
+    acme = snapshot.acme
+    if acme is not None and not conn.tls and facts.path.startswith(HTTP01_PREFIX) and (
+            is_domain_allowed(acme, facts.host)):
+        body = challenges.http01_response(facts.path) if challenges is not None else None
+        if body is None:
+            return Answer(404, "acme_challenge_unknown", headers=_TEXT, body=HTTP01_NOT_FOUND)
+        return Answer(200, "acme_challenge", headers=_TEXT, body=body)
+    if conn.peer_certificate_der is not None and snapshot.truststore_revocation.active:
+        refusal = check_truststore_revocation(
+            snapshot.truststore_revocation, conn.peer_certificate_der, conn.peer_chain_der,
+            crl_for=crl_source.crl_for if crl_source is not None else None, ocsp=ocsp_source, now=now)
+        if refusal is not None:
+            return Answer(401, refusal[0], _REVOKED_MESSAGE)
     match = select_route(snapshot.router, facts)
     if match is None:
         return Answer(404, "no_route")
@@ -115,6 +158,7 @@ def decide_request(
         return Answer(redirect.status, "https_required", headers=redirect.headers, body=redirect.body,
                       route_label=route_label, service_label=service_label)
     extra: tuple[Header, ...] = ()
+    consumer: Consumer | None = None
     strip = STRIP_UPSTREAM
     plugins = snapshot.route_plugins.get(match.route.id, ())
     if plugins:
@@ -123,11 +167,12 @@ def decide_request(
             trusted_client=conn.is_trusted(snapshot.trusted), tls=conn.tls,
             tls_version=conn.tls_version, sni=conn.sni, now=now,
             peer_certificate_der=conn.peer_certificate_der, peer_chain_der=conn.peer_chain_der,
-            crl_source=crl_source,
+            crl_source=crl_source, ocsp_source=ocsp_source,
         ))
         if isinstance(decision, Deny):
             return Answer(decision.status, decision.reason, decision.message, headers=decision.headers,
-                          route_label=route_label, service_label=service_label)
+                          route_label=route_label, service_label=service_label, consumer=decision.consumer)
+        consumer = decision.consumer
         extra = decision.upstream_headers
         if decision.strip_headers:
             strip = STRIP_UPSTREAM | decision.strip_headers
@@ -141,7 +186,7 @@ def decide_request(
     if chunked:  # re-frame: the hop-by-hop filter dropped the client's framing
         up_headers.append((b"transfer-encoding", b"chunked"))
     target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
-    return Forward(match.service.id, route_label, service_label, method, target, up_headers)
+    return Forward(match.service.id, route_label, service_label, method, target, up_headers, consumer)
 
 
 def without_params(query: str, names: frozenset[str]) -> str:

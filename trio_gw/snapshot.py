@@ -17,16 +17,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cryptography import x509
+
 from trio_gw.errors import ConfigError
 from trio_gw.http.headers import TrustedNetworks
 from trio_gw.http.routing import Router
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.model.inventory import ConfiguredCertificate, Inventory, Role, Usage, build_inventory
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory, build_inventory
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.settings import Settings
 from trio_gw.tls.downstream import DownstreamTlsPolicy, parse_downstream_policy
 from trio_gw.plugins import client_cert_requirements  # (importing the package registers every plugin)
+from trio_gw.plugins.acme import acme_config
 from trio_gw.plugins.crl_cache import DEFAULT_CRL_HTTP_TIMEOUT, DEFAULT_CRL_TTL, crl_fetch_settings
 from trio_gw.plugins.base import (
     BoundPlugin,
@@ -36,6 +39,10 @@ from trio_gw.plugins.base import (
     routes_with_plugin,
 )
 from trio_gw.tls.listener_client_auth import ListenerClientAuth, with_server_verification
+from trio_gw.tls.acme import AcmeConfig
+from trio_gw.tls.stapling import StaplingSettings, parse_stapling_policy
+from trio_gw.tls.stapling_plan import StaplingPlan, build_stapling_plan
+from trio_gw.tls.truststore_revocation import TruststoreRevocation, build_truststore_revocation
 from trio_gw.tls.sni import SniCandidate, SniIndex, SniScope
 
 
@@ -61,6 +68,12 @@ class Snapshot:
     #: ``(ttl, timeout)`` of CRL fetches: the strictest revocation-checking plugin's (Kong's defaults otherwise).
     crl_fetch: tuple[float, float] = (DEFAULT_CRL_TTL, DEFAULT_CRL_HTTP_TIMEOUT)
     warnings: tuple[str, ...] = field(default=())
+    #: OCSP stapling of every served certificate (``ssl_stapling``): what to ask, how to judge it.
+    stapling: StaplingPlan = field(default_factory=StaplingPlan)
+    #: nginx's ``ssl_ocsp`` over the server truststore (``ssl_client_certificate``).
+    truststore_revocation: TruststoreRevocation = field(default_factory=TruststoreRevocation)
+    #: The global ``acme`` plugin's configuration (``None``: no ACME).
+    acme: AcmeConfig | None = None
 
 
 def config_hash(entities: Entities, served: Sequence[Certificate] = ()) -> str:
@@ -103,6 +116,9 @@ def build_snapshot(
     extra_certificates: Sequence[Certificate] = (),
     client_truststore: Sequence[str] = (),
     https_port: int = 443,
+    configured: Sequence[ConfiguredCertificate] = (),
+    stapling_response: bytes | None = None,
+    client_crls: Sequence[bytes] = (),
     now: float,
 ) -> Snapshot:
     """Compile settings and entities into a :class:`Snapshot`.
@@ -116,6 +132,10 @@ def build_snapshot(
         client_truststore: the ``ssl_client_certificate`` CA certificates (PEM,
             one per item), already read: the server truststore of ``ssl_verify_client``.
         https_port: the port https redirects point at.
+        configured: every certificate the settings name, already read, as inventory
+            items (``runtime.certificate_files``): with the entities' own, the inventory.
+        stapling_response: the contents of ``ssl_stapling_file``, if set.
+        client_crls: the contents of the ``ssl_crl`` files (the server truststore's CRLs).
         now: the build time (Unix seconds).
 
     Raises:
@@ -158,6 +178,11 @@ def build_snapshot(
         [c.id for c in default_certificates],
         strict=settings.ssl_sni_strict,
     )
+    stapling = build_stapling_plan(stapling_settings(settings), certificates.values(),
+                                   trusted=_ca_certificates(entities, settings.ssl_stapling),
+                                   static_response=stapling_response, now=now)
+    truststore_revocation = build_truststore_revocation("ssl_ocsp", settings.ssl_ocsp, client_truststore,
+                                                        client_crls, crl_setting="ssl_crl")
     return Snapshot(
         settings=settings,
         entities=entities,
@@ -172,24 +197,28 @@ def build_snapshot(
         route_plugins=plugins_by_route(entities, options),
         config_hash=config_hash(entities, (*default_certificates, *extra_certificates)),
         created_at=now,
-        inventory=build_inventory(entities, _configured(default_certificates, extra_certificates, plugin_certs)),
+        inventory=build_inventory(entities, configured),
         crl_fetch=crl_fetch_settings(entities),
         warnings=(*downstream.warnings(), *sni_index.warnings, *plugin_warnings(entities, options),
-                  *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings),
+                  *_verify_client_warnings(verify_client, client_truststore, client_auth), *announce_warnings,
+                  *stapling.warnings),
+        stapling=stapling,
+        truststore_revocation=truststore_revocation,
+        acme=acme_config(entities),
     )
 
 
-def _configured(
-    defaults: Sequence[Certificate], extra: Sequence[Certificate],
-    plugin_certs: Sequence[tuple[Certificate, tuple[str, ...]]],
-) -> list[ConfiguredCertificate]:
-    """The server certificates configured outside the certificate entities, for the inventory."""
-    out = [ConfiguredCertificate(c.id, Role.SERVER, c.id, c.cert, (Usage("setting", c.id.split("#")[0]),))
-           for c in (*defaults, *extra)]
-    out += [ConfiguredCertificate(c.id, Role.SERVER, "ssl plugin", c.cert,
-                                  (Usage("plugin", c.id.removeprefix("ssl-plugin:"), "ssl"),))
-            for c, _hosts in plugin_certs]
-    return out
+def stapling_settings(settings: Settings) -> StaplingSettings:
+    """nginx's and Envoy's stapling settings of the node (validated together when the settings were read)."""
+    return StaplingSettings(settings.ssl_stapling, settings.ssl_stapling_verify, settings.ssl_stapling_file,
+                            settings.ssl_stapling_responder, parse_stapling_policy(settings.ocsp_staple_policy))
+
+
+def _ca_certificates(entities: Entities, wanted: bool) -> list[x509.Certificate]:
+    """The configured CA certificates, parsed (issuers of served certificates missing from their chains)."""
+    if not wanted:
+        return []
+    return [c for ca in entities.ca_certificates.values() for c in parse_certificates(ca.cert)]
 
 
 def listener_client_auth(entities: Entities) -> ListenerClientAuth:

@@ -69,6 +69,8 @@ class Scenario:
         tools = {STEP_TOOLS[s["kind"]] for s in self.steps if s["kind"] in STEP_TOOLS}
         if any("openssl" in entry for entry in self.data.get("pki", {}).values()):
             tools.add("openssl")  # pki entries made by the openssl command line
+        if any(entry["kind"] == "pebble" for entry in self.data.get("upstreams", {}).values()):
+            tools.add("pebble")  # Debian's ACME test server (make system-tools)
         return sorted(tools | set(self.data.get("requires", [])))
 
 
@@ -128,14 +130,20 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
             problems.append(f"{where}.pki.{name}.revoked: the issuer must be a CA with crl = true")
         if issuer is not None and pki.get(issuer, {}).get("kind") != "ca":
             problems.append(f"{where}.pki.{name}.issuer: {issuer!r} is not a CA of this scenario")
+        if entry.get("ocsp") and entry["kind"] != "ca":
+            problems.append(f"{where}.pki.{name}.ocsp: only a CA runs an OCSP responder")
+        if "ocsp_status" in entry and not pki.get(issuer or "", {}).get("ocsp"):
+            problems.append(f"{where}.pki.{name}.ocsp_status: the issuer must be a CA with ocsp")
+        if entry.get("must_staple") and (entry["kind"] != "leaf" or "openssl" in entry or entry.get("self_signed")):
+            problems.append(f"{where}.pki.{name}.must_staple: only an issued leaf")
     upstreams = s.get("upstreams", {})
     for name, entry in upstreams.items():
         for key, kind in (("tls", "leaf"), ("client_ca", "ca")):
             ref = entry.get(key)
             if ref is not None and pki.get(ref, {}).get("kind") != kind:
                 problems.append(f"{where}.upstreams.{name}.{key}: {ref!r} is not a {kind} of this scenario's pki")
-        if entry["kind"] == "closed" and set(entry) - {"kind"}:
-            problems.append(f"{where}.upstreams.{name}: a closed upstream takes no options")
+        if entry["kind"] in ("closed", "pebble") and set(entry) - {"kind"}:
+            problems.append(f"{where}.upstreams.{name}: a {entry['kind']} upstream takes no options")
     private = s.get("private_postgres")
     if private is not None:
         if s.get("postgres"):
@@ -218,6 +226,8 @@ def _check_step(step: Mapping[str, Any], where: str, upstreams: Mapping[str, Any
     return problems
 
 
+#: What a ``pebble`` upstream defines beyond every upstream's placeholders (spec/harness/acme.py).
+PEBBLE_PLACEHOLDERS = ("http_port", "tls_port", "ca", "root")
 _PKI_ATTRS = ("cert", "key", "chain", "pem", "cert_pem", "chain_pem", "key_pem", "subject", "sha256",
               "der_base64", "pem_urlencoded")
 _ENDPOINT = re.compile(r"^(node\.([a-z][a-z0-9_-]*)\.)?(proxy|admin|status)\.https?(\.\d+)?\.(port|host|address|url)$")
@@ -250,8 +260,14 @@ def _check_placeholders(s: Mapping[str, Any], where: str) -> list[str]:
         known |= {f"pki.{name}.{attr}" for attr in _PKI_ATTRS}
         if s["pki"][name].get("crl"):
             known.add(f"pki.{name}.crl_url")
-    for name in s.get("upstreams", {}):
+        if s["pki"][name].get("ocsp"):
+            known.add(f"pki.{name}.ocsp_url")
+        if s["pki"].get(s["pki"][name].get("issuer", ""), {}).get("ocsp"):
+            known.add(f"pki.{name}.ocsp_response")
+    for name, entry in s.get("upstreams", {}).items():
         known |= {f"upstream.{name}.{attr}" for attr in ("port", "host", "address", "url")}
+        if entry["kind"] == "pebble":
+            known |= {f"upstream.{name}.{attr}" for attr in PEBBLE_PLACEHOLDERS}
     for name in s.get("files", {}):
         known |= {f"file.{name}", f"file.{name}.size", f"file.{name}.sha256"}
     problems = []

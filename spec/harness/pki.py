@@ -17,7 +17,20 @@ scenario's ``pki`` table becomes files and placeholders:
 ``{{pki.NAME.pem_urlencoded}}``  the certificate's PEM, URL-encoded (nginx
                                ``$ssl_client_escaped_cert``, Envoy XFCC ``Cert``)
 ``{{pki.NAME.crl_url}}``       a CA with ``crl = true``: where its CRL is served
+``{{pki.NAME.ocsp_url}}``      a CA with ``ocsp``: its OCSP responder
+``{{pki.NAME.ocsp_response}}`` a leaf of an ``ocsp`` CA: a DER file holding the
+                               responder's signed answer about it (for
+                               ``ssl_stapling_file``)
 =============================  ==================================================
+
+A CA with ``ocsp = true`` runs an OCSP responder
+(:class:`~trio_gw.testing.ocsp_responder.OcspResponder`: cryptography's
+``OCSPResponseBuilder`` behind an HTTP server on 127.0.0.1, port 0, signing
+with the CA itself); the leaves it issues name it in their AIA extension and
+it answers ``ocsp_status`` about each (``good`` by default, ``revoked``,
+``unknown``).  ``ocsp = "down"`` makes the responder drop every connection
+unanswered.  A leaf with ``must_staple = true`` carries the TLS Feature
+``status_request`` (RFC 7633).
 
 A leaf with ``self_signed = true`` has no issuer.  A CA with ``crl = true``
 publishes a CRL over HTTP (:class:`CrlServer`, 127.0.0.1, port 0, started
@@ -60,6 +73,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spec.harness.placeholders import Context
+from trio_gw.testing.ocsp_responder import OcspResponder, ocsp_response_der
 from trio_gw.testing.pki import Issued, build_certificate
 
 _KEY_TYPES = {"ecdsa": trustme.KeyType.ECDSA, "rsa": trustme.KeyType.RSA}
@@ -137,14 +151,16 @@ def _make_leaf(entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datet
 
 
 def _cryptography_leaf(
-    entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datetime, crl_url: str | None
+    entry: Mapping[str, Any], issuer: trustme.CA, now: datetime.datetime, crl_url: str | None,
+    ocsp_url: str | None = None,
 ) -> tuple[str, str, str]:
     """A leaf trustme cannot make, built with cryptography: ``(cert_pem, chain_pem, key_pem)``.
 
     A "CN and no SANs" leaf must have no subjectAltName extension at all to test
     CN-based name checks (an empty one is invalid, RFC 5280 §4.2.1.6, and
     cryptography 51 refuses to build the empty one trustme 1.2 asks for); a leaf
-    of a CA with a CRL names it in ``cRLDistributionPoints``.
+    of a CA with a CRL names it in ``cRLDistributionPoints``; a leaf of a CA with an
+    OCSP responder names it in its AIA (and may be must-staple).
     """
     days = datetime.timedelta(days=1)
     not_before = now - days
@@ -170,6 +186,8 @@ def _cryptography_leaf(
         not_before=int(not_before.timestamp()),
         not_after=int(not_after.timestamp()),
         crl_urls=[crl_url] if crl_url else (),
+        ocsp_urls=[ocsp_url] if ocsp_url else (),
+        must_staple=bool(entry.get("must_staple")),
     )
     return leaf.cert_pem(), leaf.chain_pem(), leaf.key_pem()
 
@@ -211,7 +229,8 @@ def _openssl_material(name: str, entry: Mapping[str, Any], directory: Path) -> M
 
 
 def generate_pki(
-    entries: Mapping[str, Mapping[str, Any]], directory: Path, context: Context, crls: CrlServer | None = None
+    entries: Mapping[str, Mapping[str, Any]], directory: Path, context: Context, crls: CrlServer | None = None,
+    ocsp: OcspServers | None = None,
 ) -> dict[str, Material]:
     """Generate every entry, write its files and define its placeholders.
 
@@ -221,6 +240,8 @@ def generate_pki(
         context: receives the ``pki.NAME.*`` placeholders.
         crls: serves the CRLs of CAs with ``crl = true`` (required when there is one;
             the caller starts it before and stops it after the scenario).
+        ocsp: runs the OCSP responders of CAs with ``ocsp`` (required when there is one;
+            the caller stops them after the scenario).
 
     Returns:
         The generated material by name.
@@ -249,14 +270,19 @@ def generate_pki(
                 if entry["crl"] == "https":
                     crls.use_https(name)
                 context.set(f"pki.{name}.crl_url", crls.url(name))
+            if entry.get("ocsp"):
+                if ocsp is None:
+                    raise PkiError(f"pki.{name}.ocsp: no OCSP responders")
+                context.set(f"pki.{name}.ocsp_url", ocsp.start(name, ca, down=entry["ocsp"] == "down"))
         elif entry.get("self_signed"):
             made[name] = _self_signed_leaf(name, entry, now)
         else:
             if issuer is None:
                 raise PkiError(f"pki.{name}: a leaf needs an issuer")
             crl_url = crls.url(issuer_name) if crls is not None and entries[issuer_name].get("crl") else None
-            if not entry.get("sans") or crl_url is not None:
-                cert_pem, chain_pem, key_pem = _cryptography_leaf(entry, issuer, now, crl_url)
+            ocsp_url = ocsp.url(issuer_name) if ocsp is not None and entries[issuer_name].get("ocsp") else None
+            if not entry.get("sans") or crl_url is not None or ocsp_url is not None or entry.get("must_staple"):
+                cert_pem, chain_pem, key_pem = _cryptography_leaf(entry, issuer, now, crl_url, ocsp_url)
             else:
                 leaf = _make_leaf(entry, issuer, now)
                 pems = [blob.bytes().decode() for blob in leaf.cert_chain_pems]
@@ -265,6 +291,9 @@ def generate_pki(
             if entry.get("revoked") and crls is not None:
                 crls.revoke(issuer_name, x509.load_pem_x509_certificate(cert_pem.encode()).serial_number)
             made[name] = Material(name, cert_pem, chain_pem, key_pem, False, None)
+            if ocsp_url is not None and ocsp is not None:
+                response = ocsp.answer(issuer_name, name, cert_pem, entry.get("ocsp_status", "good"), directory)
+                context.set(f"pki.{name}.ocsp_response", str(response))
         _write(made[name], directory, context)
     if crls is not None:
         for name, entry in entries.items():
@@ -417,6 +446,40 @@ class CrlServer:
             server.shutdown()
             thread.join(timeout=5)
             server.server_close()
+
+
+class OcspServers:
+    """The OCSP responders of a scenario's ``ocsp`` CAs (threads on 127.0.0.1; :meth:`stop` ends them)."""
+
+    def __init__(self) -> None:
+        self._responders: dict[str, tuple[OcspResponder, Issued]] = {}
+
+    def start(self, ca_name: str, ca: trustme.CA, *, down: bool = False) -> str:
+        """Run the responder of ``ca_name`` (signing with the CA itself); its URL."""
+        issuer = Issued.from_trustme(ca)
+        responder = OcspResponder(issuer)
+        responder.down = down
+        self._responders[ca_name] = (responder, issuer)
+        return responder.url
+
+    def url(self, ca_name: str) -> str:
+        """Where the responder of ``ca_name`` answers."""
+        return self._responders[ca_name][0].url
+
+    def answer(self, ca_name: str, leaf_name: str, cert_pem: str, status: str, directory: Path) -> Path:
+        """Make the responder say ``status`` about the leaf; write that answer to a DER file too."""
+        responder, issuer = self._responders[ca_name]
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        responder.set(cert, status)
+        path = directory / f"{leaf_name}.ocsp.der"
+        path.write_bytes(ocsp_response_der(issuer, cert.serial_number, status))
+        return path
+
+    def stop(self) -> None:
+        """Stop every responder and release its port."""
+        for responder, _ in self._responders.values():
+            responder.close()
+        self._responders.clear()
 
 
 def _write(material: Material, directory: Path, context: Context) -> None:

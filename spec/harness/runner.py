@@ -62,7 +62,7 @@ from spec.harness.expect import check_expect
 from spec.harness.gateway import STOP_TIMEOUT, Gateway, GatewayError
 from spec.harness.loader import Scenario
 from spec.harness.outcome import Outcome
-from spec.harness.pki import CrlServer, PkiError, generate_pki
+from spec.harness.pki import CrlServer, OcspServers, PkiError, generate_pki
 from spec.harness.placeholders import Context, PlaceholderError
 from spec.harness.upstreams import Upstream, start_upstreams
 
@@ -160,6 +160,7 @@ class _Run:
         self.postgres: Any = None  # trio_gw.testing.postgres.PostgresServer, for private_postgres
         self.upstreams: dict[str, Upstream] = {}
         self.crl_server: CrlServer | None = None
+        self.ocsp_servers = OcspServers()
         self.details: list[str] = []
         self.deadline = time.monotonic() + float(self.data.get("timeout", DEFAULT_SCENARIO_TIMEOUT))
 
@@ -197,7 +198,8 @@ class _Run:
         (self.directory / "prefix").mkdir()
         if any(entry.get("crl") for entry in self.data.get("pki", {}).values()):
             self.crl_server = CrlServer()
-        pki = generate_pki(self.data.get("pki", {}), self.directory / "pki", self.context, self.crl_server)
+        pki = generate_pki(self.data.get("pki", {}), self.directory / "pki", self.context, self.crl_server,
+                           self.ocsp_servers)
         self.upstreams = {u.name: u for u in start_upstreams(
             self.data.get("upstreams", {}), pki, str(self.directory), self.context)}
         self._make_files()  # after pki and upstreams: a text file may name them (a second decK file)
@@ -491,6 +493,7 @@ class _Run:
             upstream.stop()
         if self.crl_server is not None:
             self.crl_server.stop()
+        self.ocsp_servers.stop()
 
 
 def _shell(command: list[str]) -> str:

@@ -254,6 +254,10 @@ def _is_crl(v: Any) -> str | None:
     return None if isinstance(v, bool) or v in ("http", "https") else 'expected true, false, "http" or "https"'
 
 
+def _is_ocsp(v: Any) -> str | None:
+    return None if isinstance(v, bool) or v == "down" else 'expected true, false or "down"'
+
+
 def _is_arg_lists(v: Any) -> str | None:
     ok = isinstance(v, list) and v and all(_is_str_list(x) is None and x for x in v)
     return None if ok else "expected a non-empty list of non-empty lists of strings"
@@ -274,13 +278,18 @@ PKI_ENTRY = Table({
                        "as CRL distribution point"),
     "crl_tls": _k(_is_nonempty_str, "a CA with crl = \"https\": the leaf of `pki` its CRL server presents"),
     "revoked": _k(_is_bool, "a leaf of a `crl` CA: listed on that CRL"),
+    "ocsp": _k(_is_ocsp, "a CA: run an OCSP responder (\"down\": one that drops every connection); the leaves "
+                         "it issues name it in their AIA"),
+    "ocsp_status": _k(_one_of("good", "revoked", "unknown"), "a leaf of an `ocsp` CA: what its responder says "
+                                                             "(default good)"),
+    "must_staple": _k(_is_bool, "a leaf: carry the TLS Feature status_request (RFC 7633 must-staple)"),
     "openssl": _k(_is_arg_lists, "made by these openssl commands (each a list of arguments) run in {{dir}}/pki/NAME"),
     "cert_file": _k(_is_nonempty_str, "with `openssl`: the certificate file it makes (default cert.pem)"),
     "key_file": _k(_is_nonempty_str, "with `openssl`: the key file it makes (default key.pem)"),
 })
 
 UPSTREAM = Table({
-    "kind": _k(_one_of("echo", "closed", "connect_proxy", "renegotiate"), required=True),
+    "kind": _k(_one_of("echo", "closed", "connect_proxy", "renegotiate", "pebble"), required=True),
     "tls": _k(_is_nonempty_str, "a leaf of `pki`: serve TLS with it"),
     "max_version": _k(_one_of("1.0", "1.1", "1.2", "1.3"),
                       "echo with tls: highest TLS version served (below 1.2: minimum lowered too, security level 0)"),

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 
-from spec.harness import egress
+from spec.harness import acme, egress
 from spec.harness.pki import Material
 from spec.harness.placeholders import Context
 
@@ -385,6 +385,8 @@ def start_upstreams(
                         proxy_ctx.verify_mode = ssl.CERT_OPTIONAL
                 proxy = egress.ConnectProxy(entry.get("auth"), Observed(), proxy_ctx)
                 upstream = Upstream(name, "connect_proxy", proxy, None)  # type: ignore[arg-type]
+            elif entry["kind"] == "pebble":
+                upstream = Upstream(name, "pebble", acme.PebbleServer(name, directory), None)  # type: ignore[arg-type]
             elif entry["kind"] == "renegotiate":
                 reneg = egress.RenegotiatingServer(pki[entry["tls"]], directory, Observed())
                 upstream = Upstream(name, "renegotiate", reneg, None)  # type: ignore[arg-type]
@@ -401,6 +403,8 @@ def start_upstreams(
             context.set(f"upstream.{name}.host", "127.0.0.1")
             context.set(f"upstream.{name}.address", f"127.0.0.1:{upstream.port}")
             context.set(f"upstream.{name}.url", f"{scheme}://127.0.0.1:{upstream.port}")
+            if isinstance(upstream._server, acme.PebbleServer):
+                upstream._server.define_placeholders(name, context)
     except BaseException:
         for upstream in started:
             upstream.stop()

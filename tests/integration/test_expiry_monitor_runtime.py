@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Certificate, Entities
 from trio_gw.model.inventory import Inventory, build_inventory
-from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config, read_inventory
+from trio_gw.runtime.certificate_files import read_configured_certificates, read_node_certificates
+from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
 from trio_gw.runtime.kong_metrics import KongMetrics
 from trio_gw.settings import parse_settings
 from trio_gw.testing.http_server import ScriptedServer
@@ -63,13 +64,27 @@ def test_bad_monitor_settings_are_all_reported_by_name() -> None:
 def test_the_inventory_reads_the_files_settings_name(tmp_path: Path) -> None:
     (tmp_path / "server.pem").write_text(SOON.chain_pem())
     (tmp_path / "server.key").write_text(SOON.key_pem())
-    inventory = read_inventory(_settings(ssl_cert=[str(tmp_path / "server.pem")],
-                                         ssl_cert_key=[str(tmp_path / "server.key")]), Entities())
-    assert inventory.facts["setting:ssl_cert[0]"].info.not_after == NOW + 5 * DAY
-    generated = read_inventory(_settings(), Entities(), generated={"ssl_cert": (str(tmp_path / "server.pem"),)})
-    assert "setting:ssl_cert[0]" in generated.facts  # the development certificate is watched too
+    settings = _settings(ssl_cert=[str(tmp_path / "server.pem")], ssl_cert_key=[str(tmp_path / "server.key")],
+                         admin_ssl_cert=[str(tmp_path / "server.pem")], admin_ssl_cert_key=[str(tmp_path / "server.key")])
+    items = read_configured_certificates(settings, Entities())
+    per_build = build_inventory(Entities(), items)
+    assert per_build.facts["setting:ssl_cert[0]"].info.not_after == NOW + 5 * DAY
+    assert "setting:admin_ssl_cert[0]" not in per_build.facts  # read once per process, with the listener
+    node_items = read_node_certificates(settings)
+    assert list(build_inventory(Entities(), node_items).facts) == ["setting:admin_ssl_cert[0]"]
+    assert all("PRIVATE KEY" not in item.pem for item in (*items, *node_items))  # certificates only
+    dev = _settings(prefix=str(tmp_path), admin_listen="127.0.0.1:0 ssl", proxy_listen="127.0.0.1:0 ssl")
+    generated = read_node_certificates(dev)
+    assert [c.key for c in generated] == ["setting:admin_ssl_cert[0]"]  # the development certificate is watched
+    assert "pki" in generated[0].source
+    served = read_configured_certificates(dev, Entities())
+    assert [c.key for c in served] == ["setting:ssl_cert[0]"] and served[0].pem == generated[0].pem
+    assert read_node_certificates(_settings(prefix=str(tmp_path), admin_listen="127.0.0.1:0")) == []  # plain: none
     with pytest.raises(ConfigError, match=r"admin_mtls_ca_certificates\[0\]: cannot read .*missing.pem"):
-        read_inventory(_settings(admin_mtls_ca_certificates=[str(tmp_path / "missing.pem")]), Entities())
+        read_node_certificates(_settings(admin_mtls_ca_certificates=[str(tmp_path / "missing.pem")]))
+    with pytest.raises(ConfigError, match=r"client_ssl_cert: cannot read .*missing.pem"):
+        read_configured_certificates(_settings(client_ssl_cert=str(tmp_path / "missing.pem"),
+                                               client_ssl_cert_key=str(tmp_path / "server.key")), Entities())
 
 
 def test_a_check_logs_counts_and_does_not_repeat(caplog: pytest.LogCaptureFixture) -> None:
@@ -127,3 +142,27 @@ async def test_an_event_reaches_a_real_webhook_and_is_counted() -> None:
         assert registry.get_sample_value("trio_gw_event_webhook_deliveries_total",
                                          {"event": "CertificateExpiringSoon", "outcome": "delivered"}) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_recheck_fires_a_new_certificate_s_event_at_once_and_nothing_twice(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # no IO: the autojump clock would let the hourly check pass at once if the monitor waited for it
+    live = [Inventory()]
+    monitor = ExpiryMonitor(lambda: live[0], monitor_config(_settings()), clock=lambda: NOW)
+    with caplog.at_level(logging.WARNING, logger="trio_gw.certificates"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            await trio.sleep(60)
+            assert not caplog.records  # nothing to say about an empty inventory
+            live[0] = _inventory()  # a write added a certificate 5 days from expiry
+            started = trio.current_time()
+            monitor.recheck()
+            while not caplog.records:
+                await trio.sleep(1)
+            assert trio.current_time() - started < 3600  # the recheck, not the hourly check, fired it
+            monitor.recheck()  # another write: the same certificate's event is held back for a day
+            await trio.sleep(2 * 3600)
+            nursery.cancel_scope.cancel()
+    events = [r.getMessage() for r in caplog.records if r.getMessage().startswith("CertificateExpiringSoon")]
+    assert len(events) == 1, events

@@ -1,70 +1,48 @@
 """Rejected handshakes are logged with their reason code, once per reason and client network per interval.
 
-Real TLS handshakes on 127.0.0.1:0 against a test listener that does what the gateway's listener will do on
-its failure path: classify the failure (``tls.handshake_errors``) and make the one call
-``HandshakeRejectionLog.record``.  Clients: no certificate, a certificate from an unknown CA, plain HTTP —
-each three times, so each reason shows once with the other two counted.
+A real gateway (in process, listeners on 127.0.0.1:0) with a server truststore (``ssl_verify_client: on``),
+strict SNI and TLS 1.2 at most; real TLS clients fail their handshakes for six reasons — no certificate, a
+certificate from an unknown CA, plain HTTP, an unknown server name, TLS 1.3 only, a client that does not
+trust the gateway — three times each.  Each reason shows once in the log (the other two counted as held
+back), every failure is counted by reason; once the interval has passed (the node's limiter is given a
+clock the test moves) the next failure of a reason is logged again with the held-back count.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trustme
-from prometheus_client import CollectorRegistry
 
+from trio_gw.runtime.gateway import Gateway
 from trio_gw.runtime.handshake_log import HandshakeRejectionLog
-from trio_gw.runtime.kong_metrics import KongMetrics
-from trio_gw.tls.handshake_errors import classify_handshake_failure
+from trio_gw.testing.http_client import Client
 
-CA, OTHER_CA = trustme.CA(), trustme.CA()
+from .conftest import StartGateway, Upstream, port_of
 
-
-def _server_context() -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    CA.issue_cert("localhost").configure_cert(context)
-    CA.configure_trust(context)
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
+OTHER_CA = trustme.CA()
+NAME = "api.example.test"
 
 
-def _client_context(issuer: trustme.CA | None) -> ssl.SSLContext:
+def _client_context(ca: trustme.CA, issuer: trustme.CA | None = None, **options: Any) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    CA.configure_trust(context)
+    ca.configure_trust(context)
     if issuer is not None:
-        issuer.issue_cert("client@example").configure_cert(context)
+        issuer.issue_cert("client@example.test").configure_cert(context)
+    for name, value in options.items():
+        setattr(context, name, value)
     return context
 
 
-async def _listener(rejections: HandshakeRejectionLog, *, task_status: trio.TaskStatus[int]) -> None:
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    context = _server_context()
-
-    async def handle(stream: trio.SocketStream) -> None:
-        tls = trio.SSLStream(stream, context, server_side=True)
-        try:
-            await tls.do_handshake()
-            await tls.send_all(b"ok")
-        except trio.BrokenResourceError as exc:
-            cause = exc.__cause__
-            verify = cause.verify_message if isinstance(cause, ssl.SSLCertVerificationError) else None
-            reason = cause.reason if isinstance(cause, ssl.SSLError) else None
-            client_ip = stream.socket.getpeername()[0]
-            rejections.record("proxy", classify_handshake_failure(reason, verify), client_ip, sni=None)
-        finally:
-            await trio.aclose_forcefully(tls)
-
-    async with trio.open_nursery() as nursery:
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(handle, listeners, handler_nursery=nursery)
-
-
-async def _tls_client(port: int, issuer: trustme.CA | None) -> None:
+async def _tls_client(port: int, context: ssl.SSLContext, server_name: str = NAME) -> None:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    tls = trio.SSLStream(stream, _client_context(issuer), server_hostname="localhost")
+    tls = trio.SSLStream(stream, context, server_hostname=server_name)
     try:
         await tls.do_handshake()
         await tls.receive_some(10)  # TLS 1.3: the server's verdict on our certificate arrives after the handshake
@@ -86,31 +64,91 @@ async def _plain_client(port: int) -> None:
         await trio.aclose_forcefully(stream)
 
 
-async def test_each_reason_is_logged_once_per_interval_and_the_rest_counted(caplog: pytest.LogCaptureFixture) -> None:
-    registry = CollectorRegistry()
-    rejections = HandshakeRejectionLog(3600.0, metrics=KongMetrics(registry, node_id="n"))
+#: Each reason code and a client that fails its handshake for it.
+CLIENTS: dict[str, Callable[[int, trustme.CA, Path], Awaitable[None]]] = {
+    "no_cert": lambda port, ca, other: _tls_client(port, _client_context(ca)),
+    "unknown_ca": lambda port, ca, other: _tls_client(port, _client_context(ca, OTHER_CA)),
+    "plain_http": lambda port, ca, other: _plain_client(port),
+    "unrecognized_name": lambda port, ca, other: _tls_client(port, _client_context(ca, ca), "unknown.example.test"),
+    "protocol_version": lambda port, ca, other: _tls_client(port, _client_context(ca, ca,
+                                                                           minimum_version=ssl.TLSVersion.TLSv1_3)),
+    "client_rejected_server_certificate": lambda port, ca, other: _curl_distrusting(port, other),
+}
+
+
+async def _curl_distrusting(port: int, bundle: Path) -> None:
+    """curl trusting another CA: it refuses the gateway's certificate with an alert (trio's client sends none)."""
+    result = await trio.run_process(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(bundle), "--resolve", f"{NAME}:{port}:127.0.0.1",
+         f"https://{NAME}:{port}/"], check=False, capture_stdout=True, capture_stderr=True)
+    assert result.returncode == 60, result.stderr  # CURLE_PEER_FAILED_VERIFICATION
+
+
+async def _gateway(start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, ca_pem: Path) -> Gateway:
+    leaf = ca.issue_cert(NAME)
+    return await start_gateway(
+        {"_format_version": "3.0",
+         "certificates": [{"cert": leaf.cert_chain_pems[0].bytes().decode(),
+                           "key": leaf.private_key_pem.bytes().decode(), "snis": [{"name": NAME}]}],
+         "services": [{"name": "echo", "url": upstream.url, "routes": [{"name": "all", "paths": ["/"]}]}]},
+        ssl_verify_client="on", ssl_client_certificate=[str(ca_pem)], ssl_sni_strict=True, ssl_max_version="1.2",
+        rejection_log_interval="1h")
+
+
+async def _failures(gw: Gateway, reason: str) -> float:
+    client = await Client.connect(port_of(gw, kind="status"))
+    text = (await client.request("GET", "/metrics")).body.decode()
+    for line in text.splitlines():
+        if line.startswith(f'trio_gw_tls_handshake_failures_total{{listener="proxy",reason="{reason}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _settled(gw: Gateway, reason: str, count: int) -> None:
+    """The server side finishes after the client: a bounded wait for the count, no timing assertion."""
+    with trio.move_on_after(10):
+        while await _failures(gw, reason) < count:
+            await trio.sleep(0.02)
+
+
+async def test_each_reason_is_logged_once_per_interval_by_a_real_gateway(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, ca_pem: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.INFO, logger="trio_gw.tls"):
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(_listener, rejections)
-            for _ in range(3):
-                await _tls_client(port, None)
-                await _tls_client(port, OTHER_CA)
-                await _plain_client(port)
-            for _ in range(400):  # the server side finishes after the client: bounded wait, no timing assertion
-                if registry.get_sample_value("trio_gw_tls_handshake_failures_total",
-                                             {"listener": "proxy", "reason": "plain_http"}) == 3:
-                    break
-                await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
-    lines = [r.getMessage() for r in caplog.records if r.name == "trio_gw.tls"]
+        gw = await _gateway(start_gateway, upstream, ca, ca_pem)
+        port = port_of(gw, ssl=True)
+        other = tmp_path / "other-ca.pem"
+        OTHER_CA.cert_pem.write_to_path(str(other))
+        now = [0.0]
+        gw.rejections.clock = lambda: now[0]  # the node's limiter on a clock the test moves
+        client = await Client.connect(port, tls=_client_context(ca, ca), server_hostname=NAME)
+        assert (await client.request("GET", "/ok", host=NAME)).status == 200  # a good client is let through
+        for _ in range(3):
+            for reason, connect in CLIENTS.items():
+                await connect(port, ca, other)
+        for reason in CLIENTS:
+            await _settled(gw, reason, 3)
+        first = [r for r in caplog.records if r.name == "trio_gw.tls"]
+        now[0] = 3600.0  # the interval has passed: the next failure of a reason is logged again
+        await CLIENTS["unknown_ca"](port, ca, other)
+        await _settled(gw, "unknown_ca", 4)
+    lines = [r.getMessage() for r in first]
     reasons = sorted(line.split("reason=")[1].split()[0] for line in lines)
-    assert reasons == ["no_cert", "plain_http", "unknown_ca"], lines
-    assert all("client=127.0.0.1 network=127.0.0.0/24 listener=proxy" in line for line in lines)
-    assert all(r.levelname == "NOTICE" for r in caplog.records if r.name == "trio_gw.tls")
-    for reason in ("no_cert", "unknown_ca", "plain_http"):
-        assert registry.get_sample_value("trio_gw_tls_handshake_failures_total",
-                                         {"listener": "proxy", "reason": reason}) == 3
-        assert registry.get_sample_value("trio_gw_log_lines_suppressed_total", {"reason": reason}) == 2
+    assert reasons == sorted(CLIENTS), lines  # each reason once, whatever the order
+    assert all(r.levelname == "NOTICE" for r in first)
+    assert all(line.startswith("TLS handshake rejected: ") and " client=127.0.0.1 network=127.0.0.0/24 "
+               "listener=proxy" in line for line in lines), lines
+    assert any("reason=unrecognized_name" in line and "sni=unknown.example.test" in line for line in lines), lines
+    assert any("reason=unknown_ca" in line and f"sni={NAME}" in line for line in lines), lines
+    client = await Client.connect(port_of(gw, kind="status"))
+    text = (await client.request("GET", "/metrics")).body.decode()
+    for reason in CLIENTS:
+        assert f'trio_gw_log_lines_suppressed_total{{reason="{reason}"}} 2.0' in text, text
+    again = [r.getMessage() for r in caplog.records if r.name == "trio_gw.tls"][len(first):]
+    assert again == [f"TLS handshake rejected: reason=unknown_ca client=127.0.0.1 network=127.0.0.0/24 "
+                     f"listener=proxy sni={NAME} (2 more from this network in the last 3600s)"], again
+    assert await _failures(gw, "unknown_ca") == 4
 
 
 def test_the_held_back_count_is_told_when_the_interval_ends(caplog: pytest.LogCaptureFixture) -> None:

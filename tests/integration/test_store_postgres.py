@@ -164,3 +164,28 @@ def test_a_lost_connection_is_reopened(conninfo: str, schema: str, entities: Ent
         store.commit(entities, Entities())  # a write is never repeated: it might have landed
     assert store.load() == entities  # it did not; the next call reconnects
     store.close()
+
+
+def test_node_secrets_and_named_locks(conninfo: str, schema: str) -> None:
+    """The ACME account and challenge answers as sealed node secrets; one renewer per cluster."""
+    first = PostgresStore.open(conninfo, schema=schema, secret=SECRET)
+    second = PostgresStore.open(conninfo, schema=schema, secret=SECRET)
+    try:
+        first.write_secret("acme_account:x", "account")
+        first.write_secret("acme_challenge:http-01:T", "key.auth")
+        assert second.read_secret("acme_account:x") == "account"
+        assert second.read_secrets("acme_challenge:") == {"acme_challenge:http-01:T": "key.auth"}
+        second.delete_secret("acme_challenge:http-01:T")
+        assert first.read_secrets("acme_challenge:") == {}
+        assert first.try_lock("acme") and not first.try_lock("acme")  # not re-entrant in a session either
+        assert not second.try_lock("acme")
+        first.unlock("acme")
+        assert second.try_lock("acme")
+    finally:
+        first.close()
+        second.close()
+    third = PostgresStore.open(conninfo, schema=schema, secret=SECRET)
+    try:
+        assert third.try_lock("acme")  # a closed session released its lock
+    finally:
+        third.close()

@@ -1,4 +1,8 @@
-"""Server handshakes over in-memory streams: the generation pinned at accept, and alerts the client can read."""
+"""Server handshakes over socket pairs: the generation pinned at accept, and alerts the client can read.
+
+The TLS stream lets OpenSSL read and write the socket itself, so these tests use a
+connected pair of real sockets (no listener, no gateway).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ import uuid
 
 import pytest
 import trio
-import trio.testing
 import trustme
 
+from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.generation import GenerationHolder, ProxyTls
-from trio_gw.net.listener import handshake
+from trio_gw.net.listener import close_failed_handshake, handshake
 
 from .conftest import BuildGeneration
 
@@ -55,34 +59,35 @@ async def test_a_connection_handshakes_with_the_generation_current_at_accept(
     source = ProxyTls(holder, ALPN_HTTP11)
     context, tag = source.context_for_accept()  # accepted now...
     holder.install(build_generation(served_by(ca, "api.example", "second")))  # ...a reload before its ClientHello
-    client, server = trio.testing.memory_stream_pair()
+    client, server = socket_pair()
     async with trio.open_nursery() as nursery:
-        results: list[object] = []
-
-        async def serve() -> None:
-            results.append(await handshake(server, context, 5, tag))  # type: ignore[arg-type]
-
-        nursery.start_soon(serve)
+        nursery.start_soon(handshake, server, context, 5, tag)
         tls = await client_handshake(client, ca, "api.example")
     assert organization(tls) == "first"
     later, later_tag = source.context_for_accept()
-    client, server = trio.testing.memory_stream_pair()
+    client, server = socket_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(handshake, server, later, 5, later_tag)
         tls = await client_handshake(client, ca, "api.example")
     assert organization(tls) == "second"
 
 
+def socket_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    a, b = trio.socket.socketpair()
+    return trio.SocketStream(a), trio.SocketStream(b)
+
+
 async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: BuildGeneration, ca: trustme.CA) -> None:
     holder = GenerationHolder(build_generation(served_by(ca, "api.example", "first"), ssl_sni_strict=True))
     context, tag = ProxyTls(holder, ALPN_HTTP11).context_for_accept()
-    client, server = trio.testing.memory_stream_pair()
+    client, server = socket_pair()
     reasons: list[str | None] = []
+    facts = ConnectionFacts("192.0.2.9", 4000, 443)
 
     async def serve() -> None:
-        stream, reason = await handshake(server, context, 5, tag)  # type: ignore[arg-type]
-        assert stream is None
+        stream, reason = await handshake(server, context, 5, tag, facts)
         reasons.append(reason)
+        await close_failed_handshake(stream, str(reason))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve)
@@ -90,3 +95,4 @@ async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: Build
             await client_handshake(client, ca, "unknown.example")
     assert "UNRECOGNIZED_NAME" in str(info.value.__cause__).upper()  # the client read the alert
     assert reasons == ["unrecognized_name"]
+    assert facts.sni == "unknown.example"  # the rejection log names what the client asked for

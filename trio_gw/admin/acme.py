@@ -29,23 +29,30 @@ datastore) belongs to the runtime; what is decided here is pure:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from trio_gw.admin.api import AdminRequest
 from trio_gw.admin.errors import AdminError, bad_body
 from trio_gw.model.entities import Entities
+from trio_gw.model.inventory import ACME_TAG as INVENTORY_ACME_TAG
 from trio_gw.pki.info import describe_certificate
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.tls.acme import AcmeAction, AcmePlan
 
 __all__ = [
     "ACME_TAG",
+    "AcmeEndpoint",
+    "match_acme_path",
     "AcmeCreate",
     "acme_certificate_document",
     "acme_certificate_request",
@@ -55,10 +62,11 @@ __all__ = [
     "acme_managed_hosts",
     "list_acme_certificates",
     "parse_acme_create",
+    "show_acme_certificate",
 ]
 
-#: The tag that marks a Certificate entity as issued and renewed by ACME.
-ACME_TAG: Final = "acme-managed"
+#: The tag that marks a Certificate entity as issued and renewed by ACME (the inventory's role ``acme``).
+ACME_TAG: Final = INVENTORY_ACME_TAG
 
 
 @dataclass(frozen=True)
@@ -69,22 +77,66 @@ class AcmeCreate:
     test_http_challenge_flow: bool = False
 
 
-def parse_acme_create(body: bytes) -> AcmeCreate:
-    """Read a ``POST /acme`` JSON body.
+@dataclass(frozen=True)
+class AcmeEndpoint:
+    """Which ``/acme`` endpoint a request is for: ``create`` (POST /acme), ``renew`` (PATCH /acme),
+    ``list`` (GET /acme/certificates) or ``show`` (GET /acme/certificates/{host})."""
+
+    action: str
+    host: str | None = None
+
+
+_ACME_METHODS: Final = {"/acme": {"POST": "create", "PATCH": "renew"}, "/acme/certificates": {"GET": "list"}}
+
+
+def match_acme_path(method: str, path: str) -> AcmeEndpoint | None:
+    """The ``/acme`` endpoint of a request (Kong's acme plugin API), or ``None`` for any other path.
+
+    Raises:
+        AdminError: 405 for a method the endpoint does not have.
+    """
+    path = path.rstrip("/") or "/"
+    method = method.upper()
+    if path.startswith("/acme/certificates/") and path.count("/") == 3:
+        host = path.rsplit("/", 1)[1].lower()
+        methods = {"GET": "show"}
+    elif path in _ACME_METHODS:
+        host, methods = None, _ACME_METHODS[path]
+    else:
+        return None
+    action = methods.get("GET" if method == "HEAD" else method)
+    if action is None:
+        raise AdminError(405, {"message": "Method not allowed"}, (("allow", ", ".join(methods)),))
+    return AcmeEndpoint(action, host)
+
+
+def parse_acme_create(body: bytes, content_type: str = "application/json") -> AcmeCreate:
+    """Read a ``POST /acme`` body: JSON, or a form as ``curl -d host=...`` sends (Kong's examples).
+
+    Args:
+        body: the request body.
+        content_type: its ``Content-Type`` (``application/x-www-form-urlencoded`` reads a form,
+            where ``test_http_challenge_flow=true`` is the boolean, as Kong's lapis reads it).
 
     Raises:
         AdminError: 400 with Kong's message.
     """
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        raise bad_body("Cannot parse JSON body") from None
+    data: object
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
+        form = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+        data = {k: {"true": True, "false": False}.get(v, v) if k == "test_http_challenge_flow" else v
+                for k, v in form.items()}
+    else:
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise bad_body("Cannot parse JSON body") from None
     host = data.get("host") if isinstance(data, dict) else None
     if not isinstance(host, str) or not host.strip() or "," in host or " " in host.strip():
         raise AdminError(400, {"message": "host must be provided and containing a single domain"})
     if ":" in host:
         raise AdminError(400, {"message": "port is not allowed in host"})
-    flag = data.get("test_http_challenge_flow", False)
+    flag = data.get("test_http_challenge_flow", False) if isinstance(data, dict) else False
     if not isinstance(flag, bool):
         raise AdminError(400, {"message": "test_http_challenge_flow must be a boolean"})
     return AcmeCreate(host.strip().lower().rstrip("."), flag)
@@ -148,13 +200,18 @@ def acme_certificate_request(document: Mapping[str, Any], certificate_id: str) -
                         json.dumps(body).encode("ascii"))
 
 
-def list_acme_certificates(entities: Entities, *, now: int) -> dict[str, Any]:
+def list_acme_certificates(entities: Entities, *, now: int, invalid_only: bool = False) -> dict[str, Any]:
     """``GET /acme/certificates``: one row per host served by an ACME-managed certificate.
 
+    Args:
+        entities: the configuration.
+        now: Unix seconds (``valid``).
+        invalid_only: Kong's ``?invalid_only``: only rows whose certificate is not valid now.
+
     Returns:
-        ``{"data": [{"host", "certificate_id", "issuer_cn", "serial_number", "pubkey_type",
+        ``{"data": [{"host", "certificate_id", "digest", "issuer_cn", "serial_number", "pubkey_type",
         "not_before", "not_after", "valid"}, ...]}`` sorted by host; dates as Kong
-        shows them (``YYYY-MM-DD HH:MM:SS``, UTC).
+        shows them (``YYYY-MM-DD HH:MM:SS``, UTC), ``digest`` as Kong's (SHA-1, ``AB:CD:...``).
     """
     rows = []
     names: Mapping[str, list[str]] = _names_by_certificate(entities)
@@ -165,13 +222,25 @@ def list_acme_certificates(entities: Entities, *, now: int) -> dict[str, Any]:
         info = describe_certificate(leaf)
         cns = leaf.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
         issuer_cn = str(cns[0].value) if cns else None
+        digest = ":".join(f"{b:02X}" for b in hashlib.sha1(_der(leaf), usedforsecurity=False).digest())
         for host in names.get(cert.id, []) or list(info.dns_names):
             rows.append({
-                "host": host, "certificate_id": cert.id, "issuer_cn": issuer_cn, "serial_number": info.serial_hex,
+                "host": host, "certificate_id": cert.id, "digest": digest, "issuer_cn": issuer_cn,
+                "serial_number": info.serial_hex,
                 "pubkey_type": info.key_type, "not_before": _stamp(info.not_before),
                 "not_after": _stamp(info.not_after), "valid": info.not_before <= now <= info.not_after,
             })
+    if invalid_only:
+        rows = [r for r in rows if not r["valid"]]
     return {"data": sorted(rows, key=lambda r: (r["host"], r["certificate_id"]))}
+
+
+def show_acme_certificate(entities: Entities, host: str, *, now: int) -> tuple[int, dict[str, Any]]:
+    """``GET /acme/certificates/{host}``: the certificate ACME keeps for ``host`` (200), or 404 (Kong's message)."""
+    rows = [r for r in list_acme_certificates(entities, now=now)["data"] if r["host"] == host]
+    if not rows:
+        return 404, {"message": f"Certificate for host {host} not found in storage"}
+    return 200, {"data": rows[-1]}
 
 
 def acme_managed_hosts(entities: Entities) -> dict[str, tuple[str, int]]:
@@ -196,6 +265,10 @@ def _names_by_certificate(entities: Entities) -> dict[str, list[str]]:
     for sni in sorted(entities.snis.values(), key=lambda s: s.name):
         found.setdefault(sni.certificate, []).append(sni.name)
     return found
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _stamp(seconds: int | None) -> str:

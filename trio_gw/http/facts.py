@@ -206,6 +206,10 @@ class ConnectionFacts:
     peer_certificate_der: bytes | None = None
     #: The certificates the client sent after its leaf; empty on a resumed session (the leaf survives).
     peer_chain_der: tuple[bytes, ...] = ()
+    #: The client certificate's SHA-256 fingerprint (lowercase hex of the DER) and RFC 4514 subject, worked
+    #: out once per connection after the handshake, for the access log.
+    client_cert_fingerprint: str | None = None
+    client_cert_subject: str | None = None
     _trusted: bool = False
     _trusted_in: object = None
 

@@ -24,6 +24,8 @@ asterisk-form target (``OPTIONS *``)          400     ``asterisk_form``
 other non-origin-form target                  400     ``invalid_target``
 HTTP/1.1 without exactly one Host             400     ``missing_host``
 malformed Host                                400     ``invalid_host``
+an HTTP version other than 1.0 or 1.1         505     ``http_version_not_supported``
+a chunk size of more than 16 hex digits       400     ``bad_chunk_size``
 ============================================  ======  =======================
 
 Why 501 for an unknown transfer coding: RFC 9112 §6.1 says a server that
@@ -42,7 +44,12 @@ whether parsed (h11 answers 400) or constructed (h11 raises).
 
 h11 gives up on an *incomplete* head at ``max_incomplete_event_size`` (set it
 to ``max_header_size``), but accepts a complete head of any size that arrives
-in one read: hence the size check here.
+in one read: hence the size check here.  h11 also takes ``GET / HTTP/2.0`` on an
+HTTP/1.1 connection as a request, and any number of hex digits as a chunk size
+(a 20-digit size makes a request that never ends): :func:`check_request_head`
+answers the first 505 (RFC 9110 §15.6.6), :class:`ChunkSizeGuard` — fed the raw
+bytes of a chunked body beside h11 — the second 400 at once, as nginx does
+(it refuses chunk sizes that overflow an ``off_t``).
 """
 
 from __future__ import annotations
@@ -102,6 +109,8 @@ def check_request_head(request: h11.Request, *, max_header_size: int, max_header
             raise _reject(400, "invalid_header")
     if size > max_header_size:
         raise _reject(431, "header_too_large")
+    if request.http_version not in (b"1.1", b"1.0"):
+        raise RequestRejected(505, "HTTP version not supported", reason="http_version_not_supported")
     _check_framing(request, content_lengths, transfer_encodings)
     _check_target(request)
     _check_host(request, hosts)
@@ -137,3 +146,69 @@ def _check_host(request: h11.Request, hosts: list[bytes]) -> None:
         raise _reject(400, "missing_host")
     if hosts:
         parse_host_header(hosts[0].decode("latin-1"))
+
+
+#: The longest chunk size accepted: 16 hex digits (nginx refuses sizes that overflow a 64-bit off_t).
+MAX_CHUNK_SIZE_DIGITS = 16
+#: A chunk-size line (size, extensions) longer than this is refused too.
+MAX_CHUNK_LINE = 4096
+
+
+class ChunkSizeGuard:
+    """Follows the chunk sizes of a chunked request body, fed the same raw bytes as h11.
+
+    h11 accepts any number of hex digits as a chunk size, so a client can
+    declare a chunk that never ends; this guard refuses one with more than
+    :data:`MAX_CHUNK_SIZE_DIGITS` digits, or a chunk-size line that does not
+    end, as soon as the bytes show it.  It only follows framing (sizes, CRLFs);
+    h11 still parses and validates the body.
+    """
+
+    __slots__ = ("_remaining", "_line", "_state")
+
+    def __init__(self) -> None:
+        self._remaining = 0  # data bytes (plus the CRLF after them) still to skip
+        self._line = bytearray()
+        self._state = "size"  # size | data | trailers | done
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Account for ``data``, the next raw bytes of the body.
+
+        Raises:
+            RequestRejected: 400 ``bad_chunk_size``.
+        """
+        view = memoryview(data)
+        while view and self._state != "done":
+            if self._state == "data":
+                step = min(self._remaining, len(view))
+                self._remaining -= step
+                view = view[step:]
+                if self._remaining == 0:
+                    self._state = "size"
+                continue
+            end = bytes(view).find(b"\n")
+            if end < 0:
+                self._line += view
+                view = view[len(view):]
+            else:
+                self._line += view[:end]
+                view = view[end + 1:]
+                self._end_of_line()
+            if len(self._line) > MAX_CHUNK_LINE:
+                raise _reject(400, "bad_chunk_size")
+
+    def _end_of_line(self) -> None:
+        line = bytes(self._line).rstrip(b"\r")
+        self._line.clear()
+        if self._state == "trailers":
+            if not line:
+                self._state = "done"
+            return
+        digits = line.split(b";", 1)[0].strip()
+        if not digits or len(digits) > MAX_CHUNK_SIZE_DIGITS or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+            raise _reject(400, "bad_chunk_size")
+        size = int(digits, 16)
+        if size == 0:
+            self._state = "trailers"
+        else:
+            self._remaining, self._state = size + 2, "data"  # the data, then its CRLF

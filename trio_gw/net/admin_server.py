@@ -35,14 +35,19 @@ class AdminServer:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
+                request: AdminRequest | AdminResponse | None = None
                 with trio.move_on_after(ADMIN_REQUEST_TIMEOUT):
                     request = await self._read_request(stream, conn)
-                    if request is None:
-                        return
-                    if isinstance(request, AdminResponse):
+                if request is None:
+                    return  # closed, or not read in time
+                if isinstance(request, AdminResponse):
+                    with trio.move_on_after(ADMIN_REQUEST_TIMEOUT):
                         await self._send(stream, conn, request)
-                        return
-                    response = await self.handle(request, info)
+                    return
+                # Not under the read deadline: POST /acme waits for the CA (validation and issuance
+                # may take longer than reading a request may).
+                response = await self.handle(request, info)
+                with trio.move_on_after(ADMIN_REQUEST_TIMEOUT):
                     await self._send(stream, conn, response)
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
                     return

@@ -1,8 +1,7 @@
 """Client connections: the facts of a finished TLS handshake, and closing a stream properly.
 
-Python 3.11 has no public API for the client's certificate chain (3.13 does) and
-trio keeps its ``SSLObject`` private, so the two places that need them are here,
-next to each other, and nowhere else.
+Python 3.11 has no public API for the client's certificate chain (3.13 does),
+so the place that reads it is here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,13 +10,16 @@ import ssl
 
 import trio
 
+from trio_gw.errors import CertificateError
 from trio_gw.http.facts import ConnectionFacts
+from trio_gw.pki.info import peer_identity
+from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.resumed_chain import IntermediateCache
 
 _ENCODING_DER = 2  # ssl._ssl.ENCODING_DER (the private chain API's certificate encoding)
 
 
-def record_tls_facts(stream: trio.SSLStream[trio.SocketStream], conn: ConnectionFacts, chains: IntermediateCache) -> None:
+def record_tls_facts(stream: TlsStream, conn: ConnectionFacts, chains: IntermediateCache) -> None:
     """Fill ``conn`` with what the handshake of ``stream`` established.
 
     The plugins verify the client's chain themselves, so what the client sent is
@@ -30,11 +32,15 @@ def record_tls_facts(stream: trio.SSLStream[trio.SocketStream], conn: Connection
     cipher = stream.cipher()
     conn.cipher = cipher[0] if cipher else None
     conn.alpn = stream.selected_alpn_protocol()
-    sslobj = stream._ssl_object
+    sslobj = stream.ssl_object
     conn.sni = getattr(sslobj, "trio_gw_sni", None)
     conn.peer_certificate_der = stream.getpeercert(binary_form=True)
     if conn.peer_certificate_der is None:
         return
+    try:  # who the access log names, once per connection (OpenSSL parsed it already: this cannot fail in practice)
+        conn.client_cert_fingerprint, conn.client_cert_subject = peer_identity(conn.peer_certificate_der)
+    except CertificateError:
+        pass
     if sslobj.session_reused:
         conn.peer_chain_der = chains.chain_for(conn.peer_certificate_der)
         return
@@ -45,13 +51,17 @@ def record_tls_facts(stream: trio.SSLStream[trio.SocketStream], conn: Connection
 
 
 async def close_stream(stream: trio.abc.Stream) -> None:
-    """Close a client stream; a TLS one says close_notify first (RFC 8446 §6.1).
+    """Close a client stream; a TLS one says close_notify first (RFC 8446 §6.1) and lingers.
 
-    trio's ``aclose()`` skips close_notify on ``https_compatible`` streams, and
-    without it strict clients (``openssl s_client``) report a truncation.  The
-    alert is queued with ``SSLObject.unwrap()`` (which does not wait for the
-    peer's reply), flushed with a short deadline, then the socket is closed.
+    :class:`TlsStream` sends close_notify and lingers until the peer's end of
+    stream (bounded).  For a ``trio.SSLStream`` (the gateway's own outbound
+    fetches), whose ``aclose()`` skips close_notify on ``https_compatible``
+    streams, the alert is queued with ``SSLObject.unwrap()``, flushed with a
+    short deadline, then the socket is closed.
     """
+    if isinstance(stream, TlsStream):
+        await stream.aclose()
+        return
     if isinstance(stream, trio.SSLStream):
         transport = stream.transport_stream
         try:

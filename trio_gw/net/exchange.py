@@ -33,18 +33,26 @@ from typing import Protocol
 import h11
 import trio
 
-from trio_gw.decision import Answer, Forward, decide_request
+from trio_gw.decision import Answer, ChallengeAnswers, Forward, decide_request
 from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import downstream_response_headers
+from trio_gw.model.entities import Consumer
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.plugins.base import CrlSource
+from trio_gw.tls.client_revocation import OcspAnswers
 from trio_gw.tls.upstream_identity import UpstreamTlsError, upstream_read_failure
 
 log = logging.getLogger("trio_gw.proxy")
+
+#: ``h11.Request``/``h11.Response`` take ``_parsed=True`` to skip the name and value regexes for a
+#: head whose fields were validated already (h11's own parser passes it); Content-Length and
+#: Transfer-Encoding are still normalised, so h11's framing stays right.  h11 is pinned below 0.17
+#: and tests/net/test_h11_parsed.py pins this behaviour.
+_ALREADY_VALIDATED = True
 
 #: A response batch larger than this is sent before more is read (backpressure).
 RELAY_FLUSH_BYTES = 65536
@@ -82,6 +90,11 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     protocol: str = "HTTP/1.1"
+    #: Who the plugins authenticated (access log, ``consumer`` label of the metrics).
+    consumer: Consumer | None = None
+    #: When the upstream exchange began (before connecting) and its answer's head arrived (``time.monotonic()``).
+    upstream_started: float | None = None
+    upstream_answered: float | None = None
 
 
 class BodySource(Protocol):
@@ -109,6 +122,11 @@ class ResponseSink(Protocol):
         """Bytes buffered and not yet flushed."""
         ...
 
+    @property
+    def send_timeout(self) -> float:
+        """How long one flush may wait for the client (``send_timeout``); the caller holds the deadline."""
+        ...
+
     def head(self, status: int, headers: list[Header], reason: bytes) -> None: ...
 
     def data(self, data: bytes) -> None: ...
@@ -121,6 +139,14 @@ class ResponseSink(Protocol):
 AccessRecorder = Callable[[ConnectionFacts, Exchange], None]
 
 
+class RevocationFetches(Protocol):
+    """The node's revocation fetcher, as a request refused ``revocation_unknown`` waits for it."""
+
+    async def settle_revocation(self) -> None:
+        """Return once a fetch round that includes the misses noted so far has ended (bounded)."""
+        ...
+
+
 class Proxy:
     """What every proxy listener of a worker shares: the generation, the pool, the access log, draining.
 
@@ -129,16 +155,23 @@ class Proxy:
         pool: idle upstream connections.
         record: called once per request with its access-log record.
         crl_source: CRLs fetched for the plugins' revocation checks.
+        ocsp_source: OCSP answers fetched for the revocation checks (plugins, ``ssl_ocsp``).
+        challenges: the ACME http-01 answers published now.
+        revocation: what a request refused ``revocation_unknown`` waits for before it is decided again.
     """
 
     def __init__(
         self, holder: GenerationHolder, pool: UpstreamPool, record: AccessRecorder,
-        crl_source: CrlSource | None = None,
+        crl_source: CrlSource | None = None, *, ocsp_source: OcspAnswers | None = None,
+        challenges: ChallengeAnswers | None = None, revocation: RevocationFetches | None = None,
     ) -> None:
         self.holder = holder
         self.pool = pool
         self.record = record
         self.crl_source = crl_source
+        self.ocsp_source = ocsp_source
+        self.challenges = challenges
+        self.revocation = revocation
         self.in_flight = 0
         self.draining = False
         #: Set when draining starts; HTTP/2 connections wait on it to send GOAWAY.
@@ -164,13 +197,30 @@ class Proxy:
     ) -> Forward | Answer:
         """The pure decision for one request head on ``gen``; the access-log record notes it."""
         decision = decide_request(facts, headers, conn, gen.snapshot, method=method, chunked=chunked,
-                                  now=time.time(), crl_source=self.crl_source)
+                                  now=time.time(), crl_source=self.crl_source, ocsp_source=self.ocsp_source,
+                                  challenges=self.challenges)
         if isinstance(decision, Answer):
             ex.reason = decision.reason
             ex.route, ex.service = decision.route_label, decision.service_label
         else:
             ex.route, ex.service = decision.route_label, decision.service_label
+        ex.consumer = decision.consumer
         return decision
+
+    async def decide_settled(
+        self, facts: RequestFacts, headers: Sequence[Header], conn: ConnectionFacts, gen: Generation, ex: Exchange,
+        *, method: bytes, chunked: bool,
+    ) -> Forward | Answer:
+        """:meth:`decide` again, once the revocation fetch its ``revocation_unknown`` refusal asked for has run.
+
+        The decision stays pure and never does IO; only a request whose
+        certificate's status was not at hand waits, for one background round
+        (bounded by the plugins' ``http_timeout``), as Kong's synchronous
+        fetch would have made it wait.
+        """
+        if self.revocation is not None:
+            await self.revocation.settle_revocation()
+        return self.decide(facts, headers, conn, gen, ex, method=method, chunked=chunked)
 
     async def forward(
         self, fwd: Forward, gen: Generation, *, body: BodySource | None, sink: ResponseSink, ex: Exchange,
@@ -195,19 +245,23 @@ class Proxy:
                 closed mid-response.
         """
         plan = gen.upstreams[fwd.service_id]
-        up_request = h11.Request(method=fwd.method, target=fwd.target, headers=fwd.headers)
+        # The head is built by the gateway from fields h11 already validated when it parsed the
+        # client's request (and the plugins' sanitised identity values): h11's framing rules
+        # still run, its per-field regexes need not run twice (see _ALREADY_VALIDATED).
+        up_request = h11.Request(method=fwd.method, target=fwd.target, headers=fwd.headers, _parsed=_ALREADY_VALIDATED)
         tracked = _TrackedBody(body) if body is not None else None
         ex.upstream = plan.peer
-        up_started = time.monotonic()
+        up_started = ex.upstream_started = time.monotonic()
         for attempt in (1, 2):
             upstream = await self._connect(plan, fresh=attempt == 2)
             upstream.received = 0
             try:
-                await _send_head(upstream, up_request, plan, has_body=tracked is not None)
                 if tracked is not None:
+                    await _send_head(upstream, up_request, plan)
                     uploaded = await _full_duplex(upstream, tracked, sink, plan, ex)
                 else:
-                    await _relay_response(upstream, sink, plan, ex)
+                    head = upstream.h11.send(up_request) + upstream.h11.send(h11.EndOfMessage())
+                    await _relay_response(upstream, sink, plan, ex, head=head, last_flush=False)
                     uploaded = True
                 break
             except UpstreamFailure as exc:
@@ -220,8 +274,15 @@ class Proxy:
                 raise
             finally:
                 ex.upstream_time = time.monotonic() - up_started
-        if not self.pool.give_back(upstream):
-            await upstream.aclose()
+        # The upstream's answer has ended: its connection goes back to the pool before the
+        # last of the answer is written to the client (a slow client holds no upstream connection).
+        kept = self.pool.give_back(upstream)
+        try:
+            if sink.buffered:
+                await _last_flush(sink)
+        finally:
+            if not kept:
+                await upstream.aclose()
         return uploaded
 
     async def _connect(self, plan: UpstreamPlan, *, fresh: bool) -> UpstreamConnection:
@@ -275,10 +336,9 @@ def _write_failure(exc: BaseException) -> str:
     return "upstream_reset" if isinstance(cause, (ConnectionResetError, BrokenPipeError)) else "upstream_write_failed"
 
 
-async def _send_head(upstream: UpstreamConnection, up_request: h11.Request, plan: UpstreamPlan, *, has_body: bool) -> None:
+async def _send_head(upstream: UpstreamConnection, up_request: h11.Request, plan: UpstreamPlan) -> None:
+    """Send the head of a request with a body (the body follows in :func:`_full_duplex`)."""
     data = upstream.h11.send(up_request)
-    if not has_body:
-        data += upstream.h11.send(h11.EndOfMessage())
     # A bare CancelScope: trio.fail_after's generator wrapper costs ~5% of a request here.
     with trio.CancelScope(deadline=trio.current_time() + plan.write_timeout) as scope:
         try:
@@ -346,55 +406,90 @@ async def _send_body(upstream: UpstreamConnection, body: BodySource, plan: Upstr
             return
 
 
-async def _relay_response(upstream: UpstreamConnection, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange) -> None:
-    """Relay the upstream's response to the client.
+async def _relay_response(
+    upstream: UpstreamConnection, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange, *, head: bytes = b"",
+    last_flush: bool = True,
+) -> None:
+    """Send ``head`` (a body-less request), then relay the upstream's response to the client.
+
+    With ``last_flush=False`` the end of the answer is left buffered in
+    ``sink``: the caller first gives the upstream connection back to the pool,
+    then flushes (:func:`_last_flush`).
 
     Output is batched: everything h11 can give without another read (often
     head, body and end together) goes out in one flush — one TLS record and
     one syscall instead of three.  The batch is flushed before every read
     and whenever it exceeds ``RELAY_FLUSH_BYTES``, so a large body still
     streams with backpressure.
+
+    One cancel scope covers the whole exchange; its deadline moves with what
+    is awaited — the upstream's ``write_timeout`` while sending, its
+    ``read_timeout`` per read, the client's ``send_timeout`` per flush — and
+    ``waiting`` says which one expired.
     """
-    read_timeout = plan.read_timeout
     h = upstream.h11
     started = False
-    while True:
-        try:
-            event = h.next_event()
-        except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body, or before answering
-            raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
-        if event is h11.NEED_DATA:
-            if sink.buffered:
-                await sink.flush()
-            with trio.CancelScope(deadline=trio.current_time() + read_timeout) as scope:
+    waiting = "write"
+    with trio.CancelScope(deadline=trio.current_time() + plan.write_timeout) as scope:
+        if head:
+            try:
+                await upstream.stream.send_all(head)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise UpstreamFailure(502, _write_failure(exc)) from exc
+            upstream.requests += 1
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:  # e.g. the upstream closed mid-body, or before answering
+                raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
+            if event is h11.NEED_DATA:
+                if sink.buffered:
+                    waiting, scope.deadline = "send", trio.current_time() + sink.send_timeout
+                    await sink.flush()
+                waiting, scope.deadline = "read", trio.current_time() + plan.read_timeout
                 try:
                     data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
                 except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
                     raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
-            if scope.cancelled_caught:
-                raise UpstreamFailure(504, "upstream_read_timeout")
-            upstream.received += len(data)
-            h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
-            continue
-        if isinstance(event, h11.InformationalResponse):
-            continue  # 1xx from upstream: we already answered 100-continue ourselves
-        if isinstance(event, h11.Response):
-            ex.status = event.status_code
-            sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
-            started = True
-        elif isinstance(event, h11.Data):
-            ex.bytes_out += len(event.data)
-            sink.data(event.data)
-            if sink.buffered >= RELAY_FLUSH_BYTES:
+                upstream.received += len(data)
+                h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+                continue
+            if isinstance(event, h11.InformationalResponse):
+                continue  # 1xx from upstream: we already answered 100-continue ourselves
+            if isinstance(event, h11.Response):
+                ex.status = event.status_code
+                ex.upstream_answered = time.monotonic()
+                sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
+                started = True
+            elif isinstance(event, h11.Data):
+                ex.bytes_out += len(event.data)
+                sink.data(event.data)
+                if sink.buffered >= RELAY_FLUSH_BYTES:
+                    waiting, scope.deadline = "send", trio.current_time() + sink.send_timeout
+                    await sink.flush()
+            elif isinstance(event, h11.EndOfMessage):
+                sink.end()
+                if not last_flush:
+                    return
+                waiting, scope.deadline = "send", trio.current_time() + sink.send_timeout
                 await sink.flush()
-        elif isinstance(event, h11.EndOfMessage):
-            sink.end()
-            await sink.flush()
-            return
-        else:  # ConnectionClosed before the end of the response
-            if started:
-                raise ClientGone("upstream closed mid-response")
-            raise UpstreamFailure(502, "upstream_closed")
+                return
+            else:  # ConnectionClosed before the end of the response
+                if started:
+                    raise ClientGone("upstream closed mid-response")
+                raise UpstreamFailure(502, "upstream_closed")
+    # only reached when the deadline expired
+    if waiting == "send":
+        raise ClientGone("client send timeout")
+    raise UpstreamFailure(504, "upstream_write_timeout" if waiting == "write" else "upstream_read_timeout")
+
+
+async def _last_flush(sink: ResponseSink) -> None:
+    """Write what the relay left buffered, within the client's ``send_timeout``."""
+    with trio.CancelScope(deadline=trio.current_time() + sink.send_timeout) as scope:
+        await sink.flush()
+    if scope.cancelled_caught:
+        raise ClientGone("client send timeout")
 
 
 def _read_failure(exc: BaseException, upstream: UpstreamConnection) -> str:

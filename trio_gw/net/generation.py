@@ -36,10 +36,12 @@ from dataclasses import dataclass
 
 from trio_gw.errors import CertificateError, ConfigError
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.model.inventory import Inventory
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory
+from trio_gw.net.acme_challenges import ChallengeStore
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.tls_client import UpstreamPlan, UpstreamPlanner
 from trio_gw.net.tls_server import Alpn, CertKey, ServerContexts, ServerTlsBuilder
+from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.settings import Settings
 from trio_gw.snapshot import Snapshot, build_snapshot
 
@@ -80,11 +82,16 @@ class GenerationBuilder:
     Args:
         settings: the node settings (fixed for the process).
         alpn_offers: the ALPN lists the node's ssl proxy listeners offer.
+        staples: the node's OCSP stapling cache (only read by what is built; the loop fills it).
+        challenges: where the node's ACME issuer publishes tls-alpn-01 answers.
     """
 
-    def __init__(self, settings: Settings, alpn_offers: Iterable[Alpn] = (ALPN_HTTP11,)) -> None:
+    def __init__(
+        self, settings: Settings, alpn_offers: Iterable[Alpn] = (ALPN_HTTP11,), *,
+        staples: OcspCache | None = None, challenges: ChallengeStore | None = None,
+    ) -> None:
         self.settings = settings
-        self.server_tls = ServerTlsBuilder(alpn_offers)
+        self.server_tls = ServerTlsBuilder(alpn_offers, staples=staples, challenges=challenges)
         self.upstreams = UpstreamPlanner()
         self._numbers = itertools.count(1)
 
@@ -95,10 +102,13 @@ class GenerationBuilder:
         default_certificates: Sequence[Certificate] = (),
         extra_certificates: Sequence[Certificate] = (),
         client_truststore: Sequence[str] = (),
+        configured_certificates: Sequence[ConfiguredCertificate] = (),
         https_port: int = 443,
         store_version: int | None = None,
         previous: Generation | None = None,
         lazy_contexts: Mapping[CertKey, ssl.SSLContext] = {},
+        stapling_response: bytes | None = None,
+        client_crls: Sequence[bytes] = (),
     ) -> Generation:
         """Compile ``entities`` (and the certificates the settings name, already read) into a generation.
 
@@ -107,10 +117,14 @@ class GenerationBuilder:
             default_certificates: the ``ssl_cert`` pairs.
             extra_certificates: Tyk's ``ssl_certificates`` files.
             client_truststore: the ``ssl_client_certificate`` CA certificates (PEM each).
+            configured_certificates: every certificate file the settings name, read, as
+                inventory items (the inventory's settings part; ``runtime.certificate_files``).
             https_port: the port https redirects point at.
             store_version: the datastore version ``entities`` were read at.
             previous: the current generation, whose compiled parts are reused.
             lazy_contexts: ``previous.server_tls.lazy_contexts()``, copied on the loop.
+            stapling_response: the contents of ``ssl_stapling_file``.
+            client_crls: the contents of the ``ssl_crl`` files.
 
         Raises:
             ConfigError: the configuration cannot be served (nothing changes).
@@ -119,7 +133,8 @@ class GenerationBuilder:
         snapshot = build_snapshot(
             self.settings, entities, default_certificates=default_certificates,
             extra_certificates=extra_certificates, client_truststore=client_truststore,
-            https_port=https_port, now=now,
+            https_port=https_port, configured=configured_certificates, stapling_response=stapling_response,
+            client_crls=client_crls, now=now,
         )
         try:
             server_tls = self.server_tls.build(snapshot, previous.server_tls if previous else None, lazy_contexts)

@@ -31,30 +31,38 @@ import trio
 from trio_gw.decision import Answer
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
-from trio_gw.http.guards import check_request_head
+from trio_gw.http.guards import ChunkSizeGuard, check_request_head
 from trio_gw.http.responses import error_response
 from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.exchange import ClientGone, Exchange, Header, Proxy, UpstreamFailure
 from trio_gw.net.generation import Generation
+from trio_gw.net.limits import DRAIN_IDLE_GRACE
 
 log = logging.getLogger("trio_gw.proxy")
 
 
 class _H11Body:
-    """The request body of an HTTP/1.1 request, read through h11."""
+    """The request body of an HTTP/1.1 request, read through h11.
 
-    __slots__ = ("stream", "conn", "timeout")
+    A chunked body's raw bytes also go through a :class:`ChunkSizeGuard`, which
+    refuses a chunk size h11 would accept but no request could complete.
+    """
 
-    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float) -> None:
+    __slots__ = ("stream", "conn", "timeout", "guard")
+
+    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float, *, chunked: bool) -> None:
         self.stream = stream
         self.conn = conn
         self.timeout = timeout
+        self.guard = ChunkSizeGuard() if chunked else None
+        if self.guard is not None:
+            self.guard.feed(conn.trailing_data[0])  # body bytes that came with the head
 
     async def receive(self) -> bytes | None:
         try:
             with trio.fail_after(self.timeout):
-                event = await _next_client_event(self.stream, self.conn)
+                event = await _next_client_event(self.stream, self.conn, self.guard)
         except trio.TooSlowError as exc:
             raise ClientGone("client body timeout") from exc
         except h11.RemoteProtocolError as exc:
@@ -70,7 +78,8 @@ class _H11Sink:
     """The answer to an HTTP/1.1 request, serialised by h11 into one buffer.
 
     A write that cannot finish within ``send_timeout`` (a client that stopped
-    reading) gives up: the client is gone, and the upstream connection with it.
+    reading) gives up — the relay's deadline says so — and the client is gone,
+    and the upstream connection with it.
     During a drain the answer says ``Connection: close``, so the client sends no
     further request into a connection that is about to close.
     """
@@ -88,10 +97,15 @@ class _H11Sink:
     def buffered(self) -> int:
         return len(self.out)
 
+    @property
+    def send_timeout(self) -> float:
+        return self.timeout
+
     def head(self, status: int, headers: list[Header], reason: bytes) -> None:
         if self.proxy.draining:
             headers.append((b"connection", b"close"))
-        self.out += self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
+        # the upstream's fields, parsed (and validated) by h11: not validated twice (see net.exchange)
+        self.out += self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason, _parsed=True))
 
     def data(self, data: bytes) -> None:
         self.out += self.conn.send(h11.Data(data=data))
@@ -100,12 +114,9 @@ class _H11Sink:
         self.out += self.conn.send(h11.EndOfMessage())
 
     async def flush(self) -> None:
+        """Send what is buffered; the caller's cancel scope holds the ``send_timeout`` deadline."""
         if self.out:
-            # A bare CancelScope, as for upstream writes (cheaper than trio.fail_after).
-            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
-                await self.stream.send_all(self.out)
-            if scope.cancelled_caught:
-                raise ClientGone("client send timeout")
+            await self.stream.send_all(self.out)
             self.out.clear()
 
 
@@ -121,7 +132,7 @@ class Http1Server:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=proxy.generation.settings.max_header_size)
         served = 0
         try:
-            while not proxy.draining:
+            while True:  # during a drain: one more request if it is already on its way, answered with close
                 request = await self._read_head(stream, conn, proxy.generation, first=served == 0)
                 if request is None:
                     return
@@ -151,11 +162,14 @@ class Http1Server:
         """The next request head, or None when the connection should just close."""
         settings = gen.settings
         idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
+        if self.proxy.draining:
+            idle_deadline = DRAIN_IDLE_GRACE
         started = False
         idle_set = self.proxy.idle
         with trio.CancelScope(deadline=trio.current_time() + idle_deadline) as idle:
-            if not conn.trailing_data[0]:
-                idle_set.enter(idle, idle.cancel)  # may be closed to make room, or by a drain
+            if not conn.trailing_data[0] and not self.proxy.draining:
+                # may be closed to make room, or by a drain (after a grace for a request on its way)
+                idle_set.enter(idle, idle.cancel, lambda: _shorten(idle, DRAIN_IDLE_GRACE))
             try:
                 while True:
                     try:
@@ -206,15 +220,22 @@ class Http1Server:
             chunked, length = body_framing(request.headers)
             decision = proxy.decide(facts, request.headers, conn_facts, gen, ex, method=request.method,
                                     chunked=chunked)
+            if isinstance(decision, Answer) and decision.reason == "revocation_unknown":
+                decision = await proxy.decide_settled(facts, request.headers, conn_facts, gen, ex,
+                                                      method=request.method, chunked=chunked)
             if isinstance(decision, Answer):
                 return await _answer(stream, conn, decision, ex, close=proxy.draining)
             if conn.they_are_waiting_for_100_continue:
                 await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             has_body = chunked or length > 0
-            body = _H11Body(stream, conn, settings.client_body_timeout) if has_body else None
             try:
+                body = _H11Body(stream, conn, settings.client_body_timeout, chunked=chunked) if has_body else None
                 uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout, proxy),
                                                ex=ex)
+            except RequestRejected as exc:  # the body's framing, found while streaming it
+                ex.status, ex.reason = exc.status, exc.reason
+                await _reject(stream, conn, exc.status, exc.message, exc.reason)
+                return False
             except UpstreamFailure as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -264,6 +285,10 @@ async def _reject(
             pass  # the client is gone: nothing to tell it
 
 
+def _shorten(scope: trio.CancelScope, seconds: float) -> None:
+    scope.deadline = min(scope.deadline, trio.current_time() + seconds)
+
+
 def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *, head: bool) -> bytes:
     """Serialise a complete response; a HEAD response carries the length but no body."""
     out = conn.send(response)
@@ -272,12 +297,15 @@ def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *
     return out + conn.send(h11.EndOfMessage())
 
 
-async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection, guard: ChunkSizeGuard | None = None) -> Any:
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await stream.receive_some(TLS_RECEIVE_SIZE))  # type: ignore[arg-type]  # h11 takes bytearray too
+        data = await stream.receive_some(TLS_RECEIVE_SIZE)
+        if guard is not None:
+            guard.feed(data)
+        conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
 
 
 async def _discard_body(stream: trio.abc.Stream, conn: h11.Connection, limit: int = 1 << 20) -> bool:

@@ -201,6 +201,10 @@ class _Sink:
         #: The response head went out: too late for an error answer.
         self.started = False
 
+    @property
+    def send_timeout(self) -> float:
+        return self.conn.settings.send_timeout
+
     def head(self, status: int, headers: list[Header], reason: bytes) -> None:
         # HTTP/1.1 names are lowercase already (h11); hop-by-hop fields are gone
         # (downstream_response_headers), so h2's own validation finds nothing.
@@ -483,6 +487,9 @@ class _H2Connection:
             has_body = bool(st.chunks or not st.ended) and head.content_length != 0
             decision = proxy.decide(facts, head.headers, info, gen, ex, method=head.method,
                                     chunked=has_body and head.content_length is None)
+            if isinstance(decision, Answer) and decision.reason == "revocation_unknown":
+                decision = await proxy.decide_settled(facts, head.headers, info, gen, ex, method=head.method,
+                                                      chunked=has_body and head.content_length is None)
             if isinstance(decision, Answer):
                 await self._answer(st, ex, decision)
                 return

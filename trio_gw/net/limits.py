@@ -18,8 +18,11 @@ the reason ``overloaded``, a TLS client a clean close (no handshake is worth
 its CPU then).  Shedding is counted and logged at most once per
 :data:`SHED_LOG_INTERVAL`.
 
-A drain (SIGTERM) closes every idle connection at once, so no client sends its
-next request into a connection that is about to close.
+A drain (SIGTERM) ends every idle connection at once — after a grace of
+:data:`DRAIN_IDLE_GRACE` for a request already on its way: a keep-alive
+client sends its next request the moment it has read an answer, and closing
+the connection under that request (in flight, or unread in the kernel) would
+lose it.  A request arriving in the grace is served, with ``Connection: close``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ log = logging.getLogger("trio_gw.net")
 
 #: At most one log line per listener group in this many seconds about shed connections.
 SHED_LOG_INTERVAL = 10.0
+#: How long a drain lets an idle connection receive a request already on its way (seconds).
+DRAIN_IDLE_GRACE = 0.05
 #: The Admin API's and the status listener's own limits (never shared with the proxy).
 ADMIN_CONNECTIONS = 256
 STATUS_CONNECTIONS = 256
@@ -43,29 +48,42 @@ class IdleConnections:
 
     def __init__(self) -> None:
         self._idle: OrderedDict[object, Callable[[], None]] = OrderedDict()
+        self._drain: dict[object, Callable[[], None]] = {}
 
-    def enter(self, key: object, close: Callable[[], None]) -> None:
-        """``key`` waits for its next request from now on; ``close`` ends it (sync, never raises)."""
+    def enter(self, key: object, close: Callable[[], None], drain: Callable[[], None] | None = None) -> None:
+        """``key`` waits for its next request from now on.
+
+        Args:
+            key: the connection.
+            close: ends it now (sync, never raises).
+            drain: ends it at a drain (default: ``close``); HTTP/1.1 gives a request
+                already on its way :data:`DRAIN_IDLE_GRACE` first.
+        """
         self._idle.pop(key, None)
         self._idle[key] = close
+        if drain is not None:
+            self._drain[key] = drain
 
     def leave(self, key: object) -> None:
         """``key`` is busy again (a request started), or gone."""
         self._idle.pop(key, None)
+        self._drain.pop(key, None)
 
     def close_oldest(self) -> bool:
         """Close the connection idle the longest; whether there was one."""
         if not self._idle:
             return False
-        _key, close = self._idle.popitem(last=False)
+        key, close = self._idle.popitem(last=False)
+        self._drain.pop(key, None)
         close()
         return True
 
     def close_all(self) -> int:
-        """Close every idle connection (a drain); how many."""
+        """End every idle connection (a drain); how many."""
         idle, self._idle = self._idle, OrderedDict()
-        for close in idle.values():
-            close()
+        drain, self._drain = self._drain, {}
+        for key, close in idle.items():
+            drain.get(key, close)()
         return len(idle)
 
     def __len__(self) -> int:
@@ -101,7 +119,8 @@ class ConnectionLimit:
         self.name = name
         self.idle = idle
         self.active = 0
-        #: Connections admitted since start (how evenly a node's workers share the load).
+        #: Connections admitted since start (with :attr:`shed`, Kong's ``accepted`` and ``handled``; per worker,
+        #: how evenly a node's workers share the load).
         self.admitted = 0
         self.shed = 0
         self.evicted = 0

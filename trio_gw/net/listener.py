@@ -26,10 +26,14 @@ from trio_gw.http.facts import ConnectionFacts
 from trio_gw.http.responses import error_response
 from trio_gw.net.connection import record_tls_facts
 from trio_gw.net.limits import ConnectionLimit
+from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
 
 log = logging.getLogger("trio_gw.net")
+
+#: After a failed handshake, how long the connection may linger so the alert is read before the close.
+FAILED_HANDSHAKE_LINGER = 1.0
 
 
 class TlsSource(Protocol):
@@ -51,11 +55,12 @@ class FixedTls:
 
 
 Handler = Callable[[trio.abc.Stream, ConnectionFacts], Awaitable[None]]
-#: Called once per handshake: (listener name, failure reason code or None, TLS version).
-HandshakeObserver = Callable[[str, "str | None", "str | None"], None]
+#: Called once per handshake: (listener name, failure reason code or None, the connection's facts — after a
+#: success its TLS facts; after a failure the client's address and the SNI it sent, when the SNI callback saw it).
+HandshakeObserver = Callable[[str, "str | None", ConnectionFacts], None]
 
 
-def _ignore(_listener: str, _reason: str | None, _version: str | None) -> None:
+def _ignore(_listener: str, _reason: str | None, _conn: ConnectionFacts) -> None:
     return None
 
 
@@ -109,12 +114,13 @@ class Listener:
             stream: trio.abc.Stream = sock
             if self.tls is not None:
                 context, tag = self.tls.context_for_accept()
-                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag)
-                if tls_stream is None:
-                    self.observe(self.name, failure, None)
+                tls_stream, failure = await handshake(sock, context, self.handshake_timeout, tag, conn)
+                if failure is not None:
+                    self.observe(self.name, failure, conn)
+                    await close_failed_handshake(tls_stream, failure)
                     return
                 record_tls_facts(tls_stream, conn, self.chains)
-                self.observe(self.name, None, conn.tls_version)
+                self.observe(self.name, None, conn)
                 stream = tls_stream
             await self.handler(stream, conn)
         finally:
@@ -136,47 +142,58 @@ class Listener:
 
 
 async def handshake(
-    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None
-) -> tuple[trio.SSLStream[trio.SocketStream] | None, str | None]:
-    """Run the server handshake; on failure flush the TLS alert and close.
+    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None,
+    conn: ConnectionFacts | None = None,
+) -> tuple[TlsStream, str | None]:
+    """Run the server handshake.
 
     Args:
-        sock: the accepted socket.
+        sock: the accepted socket (taken over by the TLS stream).
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
         tag: attached to the connection as ``trio_gw_tls`` for the SNI callback.
+        conn: on failure, given the SNI the client sent (when the SNI callback saw it), for the rejection log.
 
     Returns:
-        ``(stream, None)``, or ``(None, reason code)`` when the handshake failed.
+        ``(stream, None)``, or ``(stream, reason code)`` when the handshake failed: the
+        client has its alert already (OpenSSL wrote it); close the stream with
+        :func:`close_failed_handshake`.
     """
-    stream = trio.SSLStream(sock, context, server_side=True, https_compatible=True)
-    if tag is not None:
-        stream._ssl_object.trio_gw_tls = tag  # type: ignore[attr-defined]  # read by the SNI callback
-    reason = "timeout"
+    stream = TlsStream.wrap_server(sock, context, tag=tag)
     try:
         with trio.fail_after(timeout):
             await stream.do_handshake()
         return stream, None
     except trio.BrokenResourceError as exc:
-        cause = exc.__cause__
-        refusal = getattr(stream._ssl_object, "trio_gw_refusal", None)  # the SNI callback's own reason
-        if refusal is not None:
-            reason = str(refusal)
-        elif isinstance(cause, ssl.SSLError):
-            reason = classify_handshake_failure(getattr(cause, "reason", None), getattr(cause, "verify_message", None))
-        else:
-            reason = "client_closed"
-        alert = stream._outgoing.read()  # trio does not flush the alert (docs/tls-stack.md §2)
-        if alert:
-            with trio.move_on_after(1):
-                try:
-                    await sock.send_all(alert)
-                except trio.BrokenResourceError:
-                    pass
+        reason = _failure_reason(stream, exc.__cause__)
     except trio.TooSlowError:
-        pass
-    await trio.aclose_forcefully(sock)
-    return None, reason
+        reason = "timeout"
+    if conn is not None:
+        conn.sni = getattr(stream.ssl_object, "trio_gw_sni", None)
+    return stream, reason
+
+
+def _failure_reason(stream: TlsStream, cause: BaseException | None) -> str:
+    refusal = getattr(stream.ssl_object, "trio_gw_refusal", None)  # the SNI callback's own reason
+    if refusal is not None:
+        return str(refusal)
+    if isinstance(cause, ssl.SSLError):
+        if cause.reason == "CALLBACK_FAILED":
+            # The SNI callback never raises and names its own refusals, so the server
+            # name itself could not be decoded (not ASCII): see tls_server.ServerNameGuard.
+            return "bad_server_name"
+        return classify_handshake_failure(getattr(cause, "reason", None), getattr(cause, "verify_message", None))
+    return "client_closed"
+
+
+async def close_failed_handshake(stream: TlsStream, reason: str) -> None:
+    """Close after a failed handshake, lingering briefly so the alert is read before the close."""
+    if reason == "timeout":
+        await trio.aclose_forcefully(stream)
+        return
+    with trio.move_on_after(FAILED_HANDSHAKE_LINGER):
+        await stream.aclose()
+    await trio.aclose_forcefully(stream)
 
 
 async def open_listener(

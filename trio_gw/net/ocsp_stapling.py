@@ -61,9 +61,12 @@ from typing import Final
 
 from trio_gw.net.openssl_shim import ShimUnavailable, proven_ctx_pointer
 from trio_gw.plugins.ocsp_cache import OcspCache
+from trio_gw.tls.ocsp import OcspAnswer
 from trio_gw.tls.stapling import StapleAction, StapleDecision, StaplingPolicy, decide_staple
+from trio_gw.tls.stapling_plan import StaplingPlan, StapleTarget
 
-__all__ = ["StapleSource", "StapleSources", "cache_source", "install", "installed_source", "stapling_available"]
+__all__ = ["StapleSource", "StapleSources", "cache_source", "install", "install_plan", "installed_source",
+           "stapling_available"]
 
 log = logging.getLogger("trio_gw.ocsp_stapling")
 
@@ -267,3 +270,44 @@ def cache_source(
         return decide_staple(policy, cache.current(key), must_staple=must_staple, now=clock())
 
     return source
+
+
+def static_source(
+    answer: OcspAnswer, policy: StaplingPolicy, *, must_staple: bool, clock: Callable[[], float] = time.time,
+) -> StapleSource:
+    """The source of a certificate whose answer was read from ``ssl_stapling_file`` (never refetched)."""
+
+    def source() -> StapleDecision:
+        return decide_staple(policy, answer, must_staple=must_staple, now=clock())
+
+    return source
+
+
+def install_plan(ctx: ssl.SSLContext, plan: StaplingPlan, certificate_id: str, cache: OcspCache) -> bool:
+    """Install the status callback of one certificate context from the generation's stapling plan.
+
+    Called while building the context (off the loop for the generation's own
+    contexts, on it for those built on first use); it only closes over
+    ``cache``, which the loop's refresher alone writes.
+
+    Args:
+        ctx: the certificate context.
+        plan: the generation's :class:`~trio_gw.tls.stapling_plan.StaplingPlan`.
+        certificate_id: the certificate the context serves (its ``cert`` and ``cert_alt``).
+        cache: the node's stapling cache.
+
+    Returns:
+        Whether a callback was installed (``False``: nothing to staple, or the shim is unavailable).
+    """
+    targets = plan.targets.get(certificate_id, ())
+    if not targets:
+        return False
+    sources = {t.fingerprint: _target_source(plan, t, cache) for t in targets}
+    return install(ctx, next(iter(sources.values())) if len(sources) == 1 else sources)
+
+
+def _target_source(plan: StaplingPlan, target: StapleTarget, cache: OcspCache) -> StapleSource:
+    static = plan.static.get(target.key)
+    if static is not None:
+        return static_source(static, plan.policy, must_staple=target.must_staple)
+    return cache_source(cache, target.key, plan.policy, must_staple=target.must_staple)

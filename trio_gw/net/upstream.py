@@ -39,6 +39,7 @@ import select
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import h11
 import trio
@@ -49,6 +50,7 @@ from trio_gw.net.forward_proxy import (
     open_connect_tunnel,
     open_proxy_stream,
 )
+from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.proxy_url import ForwardProxy
 from trio_gw.tls.upstream import UpstreamTlsProfile
 from trio_gw.tls.upstream_identity import UpstreamTlsError, check_upstream_identity, classify_tls_failure
@@ -58,6 +60,10 @@ log = logging.getLogger("trio_gw.upstream")
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0)
 #: How often the pool closes expired and dead idle connections (seconds).
 SWEEP_INTERVAL = 1.0
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class UpstreamConnection:
     #: Bytes of the answer received during the current exchange (0: the upstream has not answered).
     received: int = 0
     #: The TCP socket under every layer (TLS, a CONNECT tunnel), for the liveness poll; None if unknown.
-    sock: trio.socket.SocketType | None = None
+    sock: _HasFileno | None = None
 
     def is_idle_and_open(self) -> bool:
         """Whether nothing is waiting to be read: the peer has not closed or reset the connection.
@@ -98,6 +104,8 @@ class UpstreamConnection:
         if self.h11.trailing_data[0]:
             return False
         stream = self.stream
+        if isinstance(stream, TlsStream) and stream.ssl_object.pending():
+            return False
         if isinstance(stream, trio.SSLStream) and stream._ssl_object.pending():
             return False
         if self.sock is None:
@@ -236,9 +244,11 @@ async def open_upstream(
     return made
 
 
-def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+def _socket_of(stream: trio.abc.Stream) -> _HasFileno | None:
     """The TCP socket under TLS and tunnel layers (for the liveness poll)."""
     for _ in range(4):
+        if isinstance(stream, TlsStream):
+            return stream  # owns the socket (its fileno)
         if isinstance(stream, trio.SocketStream):
             return stream.socket
         inner = getattr(stream, "transport_stream", None) or getattr(stream, "inner", None)
@@ -248,19 +258,27 @@ def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return None
 
 
-def _negotiated(tls: trio.SSLStream[trio.abc.Stream]) -> bool:
+def _negotiated(tls: TlsStream | trio.SSLStream[trio.abc.Stream]) -> bool:
     """Whether the failed handshake got past the ServerHello (a cipher was fixed).
 
     trio refuses ``cipher()`` before the handshake completes, so this reads the
     ``SSLObject`` underneath (as ``net.connection.close_stream`` does).
     """
-    return tls._ssl_object.cipher() is not None
+    ssl_object = tls.ssl_object if isinstance(tls, TlsStream) else tls._ssl_object
+    return ssl_object.cipher() is not None
 
 
 async def _handshake(
     raw: trio.abc.Stream, context: ssl.SSLContext, key: PoolKey, profile: UpstreamTlsProfile | None
-) -> tuple[trio.SSLStream[trio.abc.Stream], str | None]:
-    tls = trio.SSLStream(raw, context, server_hostname=key.sni, https_compatible=True)
+) -> tuple[trio.abc.Stream, str | None]:
+    """TLS on ``raw``: a :class:`TlsStream` over a direct TCP connection (OpenSSL on the
+    socket, the cheap path); ``trio.SSLStream`` over a CONNECT tunnel, which is a
+    stream, not a socket."""
+    tls: TlsStream | trio.SSLStream[trio.abc.Stream]
+    if isinstance(raw, trio.SocketStream):
+        tls = TlsStream.wrap_client(raw, context, server_hostname=key.sni)
+    else:
+        tls = trio.SSLStream(raw, context, server_hostname=key.sni, https_compatible=True)
     try:
         try:
             await tls.do_handshake()
@@ -279,6 +297,7 @@ async def _handshake(
                 verify=profile.verify, force_common_name_check=profile.force_common_name_check,
             )
     except BaseException:
-        await trio.aclose_forcefully(raw)
+        # a TlsStream owns the socket now; an SSLStream leaves it to ``raw``
+        await trio.aclose_forcefully(tls if isinstance(tls, TlsStream) else raw)
         raise
     return tls, tls.version()

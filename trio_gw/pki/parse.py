@@ -297,12 +297,26 @@ def _load_key(
     except CertificateError:
         raise
     except ValueError as exc:
-        if password is not None and "decrypt" in str(exc).lower():
+        if password is not None and ("decrypt" in str(exc).lower() or _is_encrypted(data, pem)):
+            # A wrong password usually fails the padding check ("decrypt"); about once in
+            # 256 tries the padding happens to be valid and the garbage fails to parse instead.
             raise CertificateError("cannot decrypt key: wrong password?") from exc
         raise CertificateError(f"unparsable key: {_reason(exc)}") from exc
     except DECODE_ERRORS as exc:
         raise CertificateError(f"unparsable key: {_reason(exc)}") from exc
     return _signing_key(key)
+
+
+def _is_encrypted(data: bytes, pem: bool) -> bool:
+    """Whether ``data`` is an encrypted key: PKCS#8 ``ENCRYPTED PRIVATE KEY`` or legacy ``Proc-Type: 4,ENCRYPTED``."""
+    if pem:
+        return b"ENCRYPTED" in data
+    try:
+        return serialization.load_der_private_key(data, None) is None  # pragma: no cover (never None)
+    except TypeError:  # "Password was not given but private key is encrypted"
+        return True
+    except (ValueError, *DECODE_ERRORS):
+        return False
 
 
 def _signing_key(key: PrivateKeyTypes) -> CertificateIssuerPrivateKeyTypes:

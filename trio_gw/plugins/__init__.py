@@ -1,5 +1,6 @@
 """Request-phase plugins; importing this package registers every plugin."""
 
+from trio_gw.plugins import acme as acme
 from trio_gw.plugins import header_cert_auth as header_cert_auth
 from trio_gw.plugins import key_auth as key_auth
 from trio_gw.plugins import legacy_ssl as legacy_ssl
@@ -10,6 +11,7 @@ from trio_gw.plugins.requirements import client_cert_requirements as client_cert
 
 __all__ = [
     "REGISTRY",
+    "acme",
     "client_cert_requirements",
     "header_cert_auth",
     "key_auth",

@@ -15,7 +15,7 @@ headers / naming a consumer) or :class:`Deny` (status, message, stable reason).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -91,10 +91,17 @@ class Allow:
 
 @dataclass(frozen=True)
 class Deny:
+    """Refuse the request: status, message, stable reason, extra answer headers.
+
+    ``consumer`` is set by :func:`decide_all` when an earlier plugin had
+    authenticated one (the access log names who was refused).
+    """
+
     status: int
     message: str
     reason: str
     headers: tuple[Header, ...] = ()
+    consumer: Consumer | None = None
 
 
 Decision = Allow | Deny
@@ -133,6 +140,8 @@ class PluginSpec:
     warnings: Callable[[Any], Sequence[str]] | None = None
     #: Config fields never shown by the Admin API (a private key): see :func:`public_config`.
     secret_fields: frozenset[str] = frozenset()
+    #: ``False`` for a plugin that configures the node rather than requests (``acme``): never bound to routes.
+    per_request: bool = True
 
 
 @dataclass(frozen=True)
@@ -283,7 +292,7 @@ def _bind(plugins: Iterable[Plugin], prepared: _Prepared, route: Route) -> tuple
     bound = []
     for p in plugins:
         spec = REGISTRY.get(p.name)
-        if spec is None:
+        if spec is None or not spec.per_request:
             continue
         config = prepared.get(spec, p)
         if spec.for_route is not None:
@@ -314,7 +323,7 @@ def decide_all(plugins: Sequence[BoundPlugin], request: RequestContext) -> Decis
     for bound in plugins:
         decision = bound.spec.decide(bound.config, request)
         if isinstance(decision, Deny):
-            return decision
+            return replace(decision, consumer=consumer) if consumer is not None else decision
         headers.extend(decision.upstream_headers)
         strip |= decision.strip_headers
         strip_query |= decision.strip_query

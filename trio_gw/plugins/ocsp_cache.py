@@ -33,6 +33,7 @@ and does no IO; time is a parameter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -47,6 +48,7 @@ from trio_gw.tls.ocsp import (
     plan_next_fetch,
     verify_ocsp_response,
 )
+from trio_gw.tls.stapling_plan import StapleTarget
 
 __all__ = ["DEFAULT_OCSP_TTL", "MAX_TARGETS", "OcspCache", "OcspTarget"]
 
@@ -133,6 +135,27 @@ class OcspCache:
         self._targets[key] = target
         self._tracked.add(key)
         return key
+
+    def follow(self, targets: Iterable[StapleTarget]) -> None:
+        """Track exactly ``targets``: the stapled certificates of the generation just installed (on the loop).
+
+        The targets were planned while the generation was built
+        (:class:`~trio_gw.tls.stapling_plan.StaplingPlan`), so this only assigns:
+        new ones are due at once, ones no longer served are dropped, the others
+        keep their answers and schedule.
+        """
+        keys = set()
+        for target in targets:
+            keys.add(target.key)
+            if target.key not in self._tracked:
+                self._targets[target.key] = OcspTarget(target.key, target.leaf, target.issuer, target.urls,
+                                                       target.request_der)
+                self._tracked.add(target.key)
+        self.retain_only(keys)
+
+    def tracked(self) -> frozenset[str]:
+        """The keys of the server certificates kept refreshed (tests, metrics)."""
+        return frozenset(self._tracked)
 
     def retain_only(self, keys: set[str]) -> None:
         """Stop tracking every server certificate not in ``keys`` (one no longer served)."""

@@ -57,7 +57,8 @@ class AcmeRenewer:
 
     Args:
         issuer: the client for the configured CA.
-        write: stores a Certificate document (the Admin write path).
+        write: stores a Certificate document (the Admin write path); raises
+            :class:`~trio_gw.net.acme_client.AcmeError` (``store_failed``) when it cannot.
         account: the stored ACME account, if any.
         save_account: keeps a newly registered account (sealed).
         challenge: ``http-01`` or ``tls-alpn-01``.
@@ -90,13 +91,13 @@ class AcmeRenewer:
         async with self._lock:
             try:
                 issued = await trio.to_thread.run_sync(self._issue, host)
+                await self.write(acme_certificate_document(issued.cert_pem, issued.key_pem, [host],
+                                                           certificate_id=certificate_id))
             except AcmeError as exc:
                 failure = AcmeFailure(host, int(self.clock()), exc.reason, exc.detail)
                 self.failures[host] = failure
                 log.warning("ACME certificate for %s not obtained (%s): %s", host, exc.reason, exc.detail)
                 return AcmeOutcome(host, plan, failure=failure)
-        await self.write(acme_certificate_document(issued.cert_pem, issued.key_pem, [host],
-                                                   certificate_id=certificate_id))
         self.failures.pop(host, None)
         log.info("ACME certificate for %s %s, valid until %s", host,
                  "renewed" if not_after is not None else "issued", issued.not_after)

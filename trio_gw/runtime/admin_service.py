@@ -8,6 +8,11 @@ generation (so a configuration that cannot be served is refused with 400 and
 nothing changes), committed with compare-and-swap, and installed — the next
 handshake already sees an uploaded certificate.  A conflict with another
 writer on the same entity is a 409; a datastore that is down, a 503.
+
+Before anything, ``admin_ssl_ocsp`` checks the revocation of the admin client
+certificate (401 ``revoked`` / ``revocation_unknown``); Kong's ``acme``
+endpoints (``POST /acme``, ``GET /acme/certificates``) are the node's ACME
+service's (:mod:`trio_gw.runtime.acme_service`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import time
 from typing import TYPE_CHECKING
 
 from trio_gw.admin.api import AdminRequest, AdminResponse, AdminResult, handle_admin_request
+from trio_gw.admin.inventory import CertificateView
 from trio_gw.errors import ConfigError
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.model.entities import Entities
+from trio_gw.model.inventory import Inventory
 from trio_gw.runtime.logs import NOTICE
 from trio_gw.settings import Settings
 from trio_gw.store import StoreError
@@ -46,6 +53,11 @@ class AdminService:
         check_admin_listeners(gateway.settings)
         self.gateway = gateway
 
+    def certificate_view(self, inventory: Inventory) -> CertificateView:
+        """What ``GET /certificates/inventory`` and ``/ui/certificates`` show: the live generation's inventory,
+        with the expiry monitor's warning threshold."""
+        return CertificateView(inventory, warning_days=self.gateway.expiry_config.warn_days)
+
     def read_only_reason(self) -> str | None:
         if self.gateway.settings.database == "off":
             return "database is 'off': the declarative configuration is read-only; edit the file and reload (SIGHUP)"
@@ -57,9 +69,17 @@ class AdminService:
 
         now = int(time.time())
         read_only = self.read_only_reason()
+        refusal = await self.gateway.lifecycle.admin_refusal(info)
+        if refusal is not None:  # admin_ssl_ocsp: a revoked admin certificate, or one whose status is unknown
+            log.warning("admin %s %s from %s refused: %s", request.method, request.path, info.client_ip, refusal[1])
+            return _json(401, {"message": "TLS certificate failed verification", "reason": refusal[0]})
+        acme = await self.gateway.lifecycle.acme.handle_admin(request, read_only)
+        if acme is not None:  # Kong's acme plugin endpoints: /acme, /acme/certificates
+            return acme
         if request.method.upper() in READ_METHODS or read_only is not None:
-            entities = self.gateway.generation.entities
-            return handle_admin_request(request, entities, now=now, read_only_reason=read_only).response
+            generation = self.gateway.generation
+            return handle_admin_request(request, generation.entities, now=now, read_only_reason=read_only,
+                                        certificates=self.certificate_view(generation.inventory)).response
 
         def apply(base: Entities) -> tuple[AdminResult, Entities | None]:
             result = handle_admin_request(request, base, now=now)

@@ -5,19 +5,22 @@ Theory of operation
 The decisions are pure (``model.expiry_monitor``, ``model.event_handlers``);
 this module carries them out.  :func:`monitor_config` reads the settings once
 (``certificate_expiry_monitor``, ``certificate_expiry_warning_days``,
-``event_handlers``, ``event_webhook_*``).  :func:`read_inventory` reads the
-files settings name and builds the node's inventory — blocking, run it where
-the generation is built, off the event loop.  :class:`ExpiryMonitor` keeps the
-record of fired events between checks:
+``event_handlers``, ``event_webhook_*``).  The inventory it watches is the live
+generation's, built off the event loop with the generation (every certificate
+file the settings name is read there: ``runtime.certificate_files``).
+:class:`ExpiryMonitor` keeps the record of fired events between checks:
 
-* :meth:`ExpiryMonitor.warn` logs every warning line (call it when a new
-  generation goes live: "at load"), and :meth:`ExpiryMonitor.run` repeats them
-  daily;
+* :meth:`ExpiryMonitor.warn` logs every warning line (the node calls it when a
+  configuration is loaded: start-up, SIGHUP, a change seen in the datastore),
+  and :meth:`ExpiryMonitor.run` repeats them daily;
 * :meth:`ExpiryMonitor.check` runs one check over the live inventory: each
   event is logged (with the ``eh_log_handler`` prefixes), counted in
   ``trio_gw_certificate_events_total`` and handed to the webhooks, which never
-  make it wait; :meth:`ExpiryMonitor.run` checks at start and then every
-  ``check_cooldown_seconds``.
+  make it wait; :meth:`ExpiryMonitor.run` checks at start, then every
+  ``check_cooldown_seconds``, and at once after :meth:`ExpiryMonitor.recheck`
+  (the node calls it whenever a generation goes live, so a certificate an Admin
+  API write adds gets its event at once — the cooldown still holds every other
+  one back).
 
 The record lives as long as the monitor (one per node): a reload does not
 re-fire events, a renewed certificate starts afresh.
@@ -30,12 +33,10 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import trio
 
 from trio_gw.errors import ConfigError, Problem
-from trio_gw.model.entities import Entities
 from trio_gw.model.event_handlers import EventHandlers, WebhookDelivery, parse_event_handlers
 from trio_gw.model.expiry_monitor import (
     ExpiryCheck,
@@ -45,13 +46,12 @@ from trio_gw.model.expiry_monitor import (
     expiry_warnings,
     parse_expiry_monitor,
 )
-from trio_gw.model.inventory import Inventory, build_inventory
+from trio_gw.model.inventory import Inventory
 from trio_gw.net.webhooks import DeliveryResult, WebhookSender
 from trio_gw.runtime.kong_metrics import KongMetrics
 from trio_gw.settings import Settings
-from trio_gw.tls.certificate_settings import parse_configured_certificates
 
-__all__ = ["ExpiryMonitor", "MonitorConfig", "monitor_config", "read_inventory", "read_setting_file"]
+__all__ = ["ExpiryMonitor", "MonitorConfig", "monitor_config"]
 
 log = logging.getLogger("trio_gw.certificates")
 
@@ -108,41 +108,6 @@ def monitor_config(settings: Settings) -> MonitorConfig:
     return MonitorConfig(policy, handlers, delivery)
 
 
-def read_setting_file(path: str, where: str) -> str:
-    """Read a file a setting names (the reader ``tls.certificate_settings`` expects).
-
-    Raises:
-        ConfigError: unreadable or not text, naming ``where`` and the reason.
-    """
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", where) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not a text (PEM) file", where) from exc
-
-
-def read_inventory(settings: Settings, entities: Entities, *, generated: dict[str, tuple[str, ...]] | None = None
-                   ) -> Inventory:
-    """The node's inventory: every entity's certificates and every file the settings name (blocking IO).
-
-    Args:
-        settings: the node settings.
-        entities: the configuration being made live.
-        generated: settings served from generated files when empty (``{"ssl_cert": (path,)}`` for the
-            development certificate under ``prefix``/pki), so those are watched too.
-
-    Returns:
-        The inventory.
-
-    Raises:
-        ConfigError: a file is unreadable or holds no certificate, under its setting's path.
-    """
-    named = settings.as_mapping()
-    values = {**named, **{k: v for k, v in (generated or {}).items() if not named.get(k)}}
-    return build_inventory(entities, parse_configured_certificates(values, entities, read_setting_file))
-
-
 class ExpiryMonitor:
     """Warnings, events, metrics and webhooks over the live inventory (see the module docstring)."""
 
@@ -172,6 +137,11 @@ class ExpiryMonitor:
         #: Delivers the webhooks; started by :meth:`run` (``None`` when no webhook is configured).
         self.sender = WebhookSender(config.handlers, config.delivery, ssl_context=ssl_context,
                                     on_result=self._count_delivery) if has_webhooks else None
+        self._recheck = trio.Event()
+
+    def recheck(self) -> None:
+        """Ask :meth:`run` to check now (a new generation went live); never waits."""
+        self._recheck.set()
 
     def warn(self) -> int:
         """Log the warning line of every certificate expired, expiring or not yet valid; return how many."""
@@ -199,7 +169,8 @@ class ExpiryMonitor:
             self.metrics.webhook_deliveries.labels(result.kind, "delivered" if result.ok else "failed").inc()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver webhooks in the background; check at once and every ``check_cooldown_seconds``; warn daily.
+        """Deliver webhooks in the background; check at once, every ``check_cooldown_seconds`` and after
+        :meth:`recheck`; warn daily.
 
         Runs until cancelled; start it with ``nursery.start(monitor.run)`` once the first generation is live.
         """
@@ -209,8 +180,10 @@ class ExpiryMonitor:
             task_status.started()
             next_warning = trio.current_time() + WARNING_INTERVAL
             while True:
+                self._recheck = trio.Event()
                 self.check()
-                await trio.sleep(self.config.policy.check_cooldown_seconds)
+                with trio.move_on_after(self.config.policy.check_cooldown_seconds):
+                    await self._recheck.wait()
                 if trio.current_time() >= next_warning:
                     self.warn()
                     next_warning = trio.current_time() + WARNING_INTERVAL

@@ -45,8 +45,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,30 +56,34 @@ from typing import Any, TypeVar
 
 import trio
 
-from trio_gw.errors import CertificateError, ConfigError
+from trio_gw.errors import ConfigError
 from trio_gw.model.entities import Entities
-from trio_gw.model.inventory import expiry_notes
+from trio_gw.model.inventory import ConfiguredCertificate, Inventory
 from trio_gw.net.admin_server import AdminServer
 from trio_gw.net.contexts import ALPN_H2, ALPN_HTTP11
 from trio_gw.net.exchange import Exchange, Proxy
 from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder, ProxyTls
 from trio_gw.net.http1 import Http1Server
 from trio_gw.net.http2 import Http2Server
-from trio_gw.net.http_fetch import FetchError, fetch, outbound_tls_context
-from trio_gw.net.limits import ADMIN_CONNECTIONS, STATUS_CONNECTIONS, ConnectionLimit
-from trio_gw.net.listener import FixedTls, Listener, open_listener
+from trio_gw.net.http_fetch import outbound_tls_context
+from trio_gw.net.limits import ADMIN_CONNECTIONS, DRAIN_IDLE_GRACE, STATUS_CONNECTIONS, ConnectionLimit
+from trio_gw.net.listener import FixedTls, HandshakeObserver, Listener, open_listener
+from trio_gw.net.tls_server import ServerNameGuard
 from trio_gw.net.upstream import UpstreamPool
 from trio_gw.http.facts import ConnectionFacts
-from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
-from trio_gw.runtime.certificate_files import read_entities, read_file_certificates
+from trio_gw.runtime.certificate_files import read_entities, read_file_certificates, read_node_certificates
+from trio_gw.runtime.certificate_lifecycle import CertificateLifecycle
 from trio_gw.runtime.cluster_metrics import ClusterCollector
 from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
+from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
+from trio_gw.runtime.handshake_log import HandshakeRejectionLog
+from trio_gw.runtime.kong_metrics import ConnectionCounts
 from trio_gw.runtime.last_good import LastGood
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
 from trio_gw.runtime.logs import NOTICE, configure_logging
-from trio_gw.runtime.metrics import ConnectionLimitCollector, Metrics
+from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.status import StatusServer
 from trio_gw.runtime.ticket_ring import TicketRing
 from trio_gw.runtime.watch import FeedState, keep_datastore
@@ -92,10 +98,6 @@ from trio_gw.tls.ticket_policy import TicketSource
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
-#: How often wanted CRLs are fetched (each fetch's deadline is the plugins' ``http_timeout``).
-CRL_FETCH_INTERVAL = 2.0
-#: Expiry warnings are repeated this often, independent of traffic.
-EXPIRY_WARNING_INTERVAL = 24 * 3600.0
 #: A write re-applied after this many conflicts with other writers gives up (409).
 MAX_WRITE_ATTEMPTS = 10
 
@@ -149,7 +151,6 @@ class Gateway:
         # One family of server contexts per ALPN offer in use (the list follows the SNI context).
         offers = [ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11
                   for a in settings.proxy_listen if a.ssl]
-        self.builder = GenerationBuilder(settings, offers)
         self.holder = GenerationHolder()
         self.pool = UpstreamPool(
             size=settings.upstream_keepalive_pool_size,
@@ -157,9 +158,26 @@ class Gateway:
             max_requests=settings.upstream_keepalive_max_requests,
         )
         self.access_log = AccessLog(settings.proxy_access_log, settings.access_log_format)
-        self.metrics = Metrics(multiprocess_dir=role.metrics_dir)
-        self.crl_cache = CrlCache()
-        self.proxy = Proxy(self.holder, self.pool, self._record, self.crl_cache)
+        #: Tyk's certificate expiry monitor settings, checked before anything starts.
+        self.expiry_config = monitor_config(settings)
+        #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
+        self.limits: dict[str, ConnectionLimit] = {}
+        self.metrics = Metrics(node_id=node_id(settings), inventory=self._inventory, limits=self.limits,
+                               before_scrape=self._scrape, multiprocess_dir=role.metrics_dir)
+        self.metrics.registry.register(ClusterCollector(self))
+        #: Failed handshakes of every listener: counted, and logged once per reason and client network per interval.
+        self.rejections = HandshakeRejectionLog(settings.rejection_log_interval, metrics=self.metrics.kong)
+        #: Warnings, events and webhooks about the live inventory (made in :meth:`run`, with the node's fetch trust).
+        self.expiry: ExpiryMonitor | None = None
+        #: The certificates of the Admin API and status listeners and the node's fetch trust, read once at start.
+        self.node_certificates: tuple[ConfiguredCertificate, ...] = ()
+        #: OCSP stapling, client-certificate revocation caches, ACME (runtime/certificate_lifecycle.py).
+        self.lifecycle = CertificateLifecycle(self)
+        self.builder = GenerationBuilder(settings, offers, staples=self.lifecycle.staples,
+                                         challenges=self.lifecycle.challenges)
+        self.proxy = Proxy(self.holder, self.pool, self._record, self.lifecycle.crls,
+                           ocsp_source=self.lifecycle.client_ocsp, challenges=self.lifecycle.challenges,
+                           revocation=self.lifecycle)
         self.http1 = Http1Server(self.proxy)
         self.http2 = Http2Server(self.proxy, self.http1)
         #: Trust of the node's own https fetches (``lua_ssl_trusted_certificate``), built at start.
@@ -172,12 +190,10 @@ class Gateway:
         self.feed = FeedState("none")
         #: This process's shared session-ticket keys (installed on the listener contexts by the builder).
         self.tickets = TicketRing(settings, workers=role.workers)
+        #: Non-ASCII TLS server names: one log line per minute instead of a traceback per handshake.
+        self.server_name_guard = ServerNameGuard()
         self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
-        #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
-        self.limits: dict[str, ConnectionLimit] = {}
-        self.metrics.registry.register(ConnectionLimitCollector(self.limits))
-        self.metrics.registry.register(ClusterCollector(self))
         self.https_port = 443 if role.https_port is None else role.https_port
         self.started_at = time.time()
         self.installed_at = 0.0
@@ -191,16 +207,42 @@ class Gateway:
         self.access_log.record(conn, ex)
         self.metrics.record_request(conn, ex)
 
+    def _inventory(self) -> Inventory:
+        return self.holder.current.inventory if self.holder.ready else Inventory()
+
+    def _handshakes(self, kind: str) -> HandshakeObserver:
+        """The handshake observer of the ``kind`` (proxy, admin, status) listeners: metrics and the rejection log."""
+        def observe(_name: str, reason: str | None, conn: ConnectionFacts) -> None:
+            if reason is None:
+                self.metrics.record_handshake(kind, conn.tls_version, conn.cipher)
+            else:
+                self.rejections.record(kind, reason, conn.client_ip, sni=conn.sni)
+        return observe
+
+    def _scrape(self, metrics: Metrics) -> None:
+        """Kong's connection and datastore gauges, read when ``/metrics`` is scraped (nginx's stub_status words:
+        ``writing`` a proxied request in flight, ``waiting`` idle keep-alive, ``reading`` the rest)."""
+        groups = self.limits.values()
+        admitted, active = sum(g.admitted for g in groups), sum(g.active for g in groups)
+        writing, waiting = self.proxy.in_flight, len(self.proxy.idle)
+        metrics.kong.observe_connections(ConnectionCounts(
+            accepted=admitted + sum(g.shed for g in groups), handled=admitted, active=active,
+            reading=max(0, active - writing - waiting), writing=writing, waiting=waiting,
+            requests=metrics.requests_served))
+        metrics.kong.observe_datastore(self.datastore.reachable)
+
     # --- configuration ----------------------------------------------------------
 
     def _build(self, entities: Entities, store_version: int | None, previous: Generation | None,
                lazy: dict[Any, ssl.SSLContext]) -> Generation:
         """Read the files the settings name and compile a generation (blocking: worker thread)."""
-        files = read_file_certificates(self.settings, now=int(time.time()))
+        files = read_file_certificates(self.settings, now=int(time.time()), entities=entities)
         return self.builder.build(
             entities, default_certificates=files.defaults, extra_certificates=files.extra,
             client_truststore=files.client_truststore, https_port=self.https_port,
+            configured_certificates=(*self.node_certificates, *files.configured),
             store_version=store_version, previous=previous, lazy_contexts=lazy,
+            stapling_response=files.stapling_response, client_crls=files.client_crls,
         )
 
     def _read(self) -> tuple[Entities, int | None]:
@@ -219,11 +261,14 @@ class Gateway:
     def _install(self, generation: Generation) -> None:
         self.holder.install(generation)
         self.installed_at = time.time()
+        self.lifecycle.installed(generation)
         self.metrics.observe_generation(generation)
         if self.role.on_install is not None:
             self.role.on_install(generation)
         for warning in generation.snapshot.warnings if self.role.primary else ():  # once per node, not per worker
             log.warning("%s", warning)
+        if self.expiry is not None:
+            self.expiry.recheck()  # a certificate a write added gets its event now, not within the hour
 
     async def load(self) -> Generation:
         """Read the configuration, build its generation off the loop and install it.
@@ -238,8 +283,8 @@ class Gateway:
             self._install(generation)
             if self.store is not None:
                 self._remember(entities, version)
-        if self.role.primary:
-            self.warn_expiring(generation)
+        if self.expiry is not None:
+            self.expiry.warn()
         return generation
 
     def _remember(self, entities: Entities, version: int | None) -> None:
@@ -336,37 +381,6 @@ class Gateway:
             return current.entities, current.store_version
         return self.store.load_versioned()
 
-    def warn_expiring(self, generation: Generation) -> None:
-        """Log every certificate, whatever its role, that expires soon or has expired (from parsed facts)."""
-        now = int(time.time())
-        days = self.settings.certificate_expiry_warning_days
-        for facts in generation.inventory:
-            for text in expiry_notes(facts.info, now=now, warn_days=days):
-                what = "CA certificate" if facts.role.value == "ca" else "certificate"
-                log.warning("%s %s (%s): %s", what, facts.label_id, facts.info.subject, text)
-
-    async def _fetch_crls(self) -> None:
-        """Fetch the CRLs revocation checks asked for (CRL distribution points), off the request path."""
-        while True:
-            await trio.sleep(CRL_FETCH_INTERVAL)
-            ttl, timeout = self.generation.snapshot.crl_fetch
-            for url in self.crl_cache.wanted():
-                try:
-                    body = await fetch(url, timeout=timeout, ssl_context=self.fetch_tls)
-                except FetchError as exc:
-                    log.warning("CRL %s could not be fetched: %s", url, exc)
-                    self.crl_cache.failed(url)
-                    continue
-                try:
-                    self.crl_cache.store(url, body, time.time(), ttl)
-                except CertificateError as exc:
-                    log.warning("CRL %s is not usable: %s", url, exc)
-                    self.crl_cache.failed(url)
-
-    async def _daily_expiry_warnings(self) -> None:
-        while True:
-            await trio.sleep(EXPIRY_WARNING_INTERVAL)
-            self.warn_expiring(self.generation)
 
     async def _watch_store(self) -> None:
         """Follow the datastore: its change feed, polling as the fallback (``runtime/watch.py``).
@@ -381,7 +395,8 @@ class Gateway:
 
     async def _bind(self) -> None:
         s = self.settings
-        proxy_limit = self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
+        if self.role.serves_proxy:  # a supervisor's proxy connections are its workers' (in /status)
+            self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
         admin_limit = self.limits["admin"] = ConnectionLimit(ADMIN_CONNECTIONS, "admin")
         status_limit = self.limits["status"] = ConnectionLimit(STATUS_CONNECTIONS, "status")
         # one for every proxy listener: they share the generation's tickets (a worker's: shared with the others)
@@ -394,8 +409,8 @@ class Gateway:
             options: dict[str, Any] = dict(
                 name=f"proxy {addr}", handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
-                handshake_timeout=s.ssl_handshake_timeout, limit=proxy_limit, observe=self.metrics.record_handshake,
-                chains=chains,
+                handshake_timeout=s.ssl_handshake_timeout, limit=self.limits["proxy"],
+                observe=self._handshakes("proxy"), chains=chains,
             )
             if inherited is not None:  # a worker: the supervisor bound it
                 listener = Listener(trio.SocketListener(trio.socket.from_stdlib_socket(inherited[i])), **options)
@@ -415,6 +430,7 @@ class Gateway:
             listener = await open_listener(
                 addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
                 tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=admin_limit,
+                observe=self._handshakes("admin"),
             )
             self.listeners["admin"].append(listener)
         status = StatusServer(self)
@@ -426,6 +442,7 @@ class Gateway:
             listener = await open_listener(
                 addr.host, addr.port, name=f"status {addr}", handler=status.serve_connection,
                 tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=status_limit,
+                observe=self._handshakes("status"),
             )
             self.listeners["status"].append(listener)
 
@@ -452,8 +469,15 @@ class Gateway:
                                   float(self._cached.written_at))
         await self._refresh_tickets()
         self.builder.server_tls.ticket_keys = self.tickets.keys
+        self.server_name_guard.install()
+        await self.lifecycle.prepare()
         await self._bind()
         try:
+            self.node_certificates = tuple(await trio.to_thread.run_sync(read_node_certificates, self.settings))
+            monitor = None
+            if self.role.primary:  # warnings, events and webhooks: once per node
+                monitor = self.expiry = ExpiryMonitor(self._inventory, self.expiry_config,
+                                                      metrics=self.metrics.kong, ssl_context=self.fetch_tls)
             await self.load()
             if self.role.supervisor is not None:
                 await self.role.supervisor.wait_workers_ready()
@@ -469,9 +493,12 @@ class Gateway:
                             accepting.start_soon(li.serve, connections)
                     # a worker keeps its handlers through the drain (see _signals)
                     (connections if self.role.name == "worker" else accepting).start_soon(self._signals, accepting)
-                    accepting.start_soon(self._daily_expiry_warnings)
-                    accepting.start_soon(self._fetch_crls)
+                    if monitor is not None:
+                        await accepting.start(monitor.run)
+                    accepting.start_soon(self.rejections.run)
+                    await accepting.start(self.lifecycle.serve)
                     accepting.start_soon(self.pool.run)
+                    connections.start_soon(self.access_log.run)  # stopped with the connections, after the drain
                     if self.settings.database != "off":
                         accepting.start_soon(self._watch_store)
                         accepting.start_soon(self.last_good.serve)
@@ -488,6 +515,7 @@ class Gateway:
                 await self.pool.aclose()
             if self.role.primary:
                 (self.prefix / READY_FILE).unlink(missing_ok=True)
+            self.server_name_guard.uninstall()
             self.access_log.close()
             if self.store is not None:
                 self.store.close()
@@ -529,6 +557,7 @@ class Gateway:
                 await li.socket_listener.aclose()
         self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
+            await trio.sleep(DRAIN_IDLE_GRACE)  # idle connections' grace for a request on its way
             while self.proxy.in_flight or self.proxy.idle:
                 await trio.sleep(0.01)
         connections.cancel_scope.cancel()
@@ -539,6 +568,12 @@ def _overlap(base: Entities, wanted: Entities, latest: Entities) -> bool:
     mine = {(kind, key) for kind, change in diff(base, wanted).items() for key in change.ids()}
     theirs = {(kind, key) for kind, change in diff(base, latest).items() for key in change.ids()}
     return bool(mine & theirs)
+
+
+def node_id(settings: Settings) -> str:
+    """Kong's ``node_id`` label: stable for a node (its host and ``prefix``), shared by its worker processes."""
+    where = f"{socket.gethostname()}:{os.path.abspath(settings.prefix)}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"trio-gw-node:{where}"))
 
 
 async def run_gateway(settings: Settings) -> None:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -185,21 +185,44 @@ class KongMetrics:
                                           registry=registry)
         self.webhook_deliveries = Counter("trio_gw_event_webhook_deliveries", "Event webhook deliveries by outcome "
                                           "(delivered, failed, dropped)", ["event", "outcome"], registry=registry)
+        #: The labelled series of each (service, route, status, source, consumer) seen, as prometheus-client
+        #: keeps them (bounded by the same label values).
+        self._series: dict[tuple[str, str, int, str, str], list[Any]] = {}
 
     def record_request(self, facts: RequestFacts) -> None:
-        """Count one finished request in Kong's series (not when it reached no service, as Kong)."""
+        """Count one finished request in Kong's series (not when it reached no service, as Kong).
+
+        A series appears with its first value, as on Kong (a route whose requests never reached the
+        upstream has no ``kong_upstream_latency_ms``); each labelled child is looked up once.
+        """
         if facts.service is None:
             return
-        service, route, consumer = facts.service, facts.route, facts.consumer
-        self.http_requests.labels(service, route, str(facts.status), facts.source, consumer).inc()
-        if facts.bytes_in > 0:
-            self.bandwidth.labels(service, route, "ingress", consumer).inc(facts.bytes_in)
-        if facts.bytes_out > 0:
-            self.bandwidth.labels(service, route, "egress", consumer).inc(facts.bytes_out)
-        for histogram, value in ((self.request_latency, facts.request_ms), (self.upstream_latency, facts.upstream_ms),
-                                 (self.kong_latency, facts.kong_ms)):
+        key = (facts.service, facts.route, facts.status, facts.source, facts.consumer)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = [None] * 6
+        self._child(series, 0, key).inc()
+        for slot, amount in ((1, facts.bytes_in), (2, facts.bytes_out)):
+            if amount > 0:
+                self._child(series, slot, key).inc(amount)
+        for slot, value in ((3, facts.request_ms), (4, facts.upstream_ms), (5, facts.kong_ms)):
             if value is not None and value >= 0:
-                histogram.labels(service, route).observe(value)
+                self._child(series, slot, key).observe(value)
+
+    def _child(self, series: list[Any], slot: int, key: tuple[str, str, int, str, str]) -> Any:
+        """Slot ``slot`` of one request kind's children (requests, ingress, egress, three latencies)."""
+        child = series[slot]
+        if child is None:
+            service, route, status, source, consumer = key
+            if slot == 0:
+                child = self.http_requests.labels(service, route, str(status), source, consumer)
+            elif slot in (1, 2):
+                child = self.bandwidth.labels(service, route, "ingress" if slot == 1 else "egress", consumer)
+            else:
+                histogram = (self.request_latency, self.upstream_latency, self.kong_latency)[slot - 3]
+                child = histogram.labels(service, route)
+            series[slot] = child
+        return child
 
     def observe_connections(self, counts: ConnectionCounts) -> None:
         """Set Kong's connection gauges (call it when ``/metrics`` is scraped, as Kong does)."""

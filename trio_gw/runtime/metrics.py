@@ -1,9 +1,40 @@
-"""Prometheus metrics, served on the status listener at ``/metrics``.
+"""Prometheus metrics, served on the status listener at ``/metrics``: the node's one registry.
 
-Everything the data plane counts has a stable, low-cardinality label set:
-status class and reason code for requests, reason code for handshakes, and one
-expiry gauge per certificate and role — updated whenever a generation goes live,
-so expiry is visible independent of traffic.
+Theory of operation
+-------------------
+:class:`Metrics` builds the node's :class:`~prometheus_client.CollectorRegistry`
+and everything registered in it — this is the one place it is built:
+
+* Kong's series (``kong_http_requests_total``, ``kong_request_latency_ms`` ...)
+  and trio-gw's TLS series (handshakes by version and cipher, failures by
+  reason, held-back log lines, certificate events), all in
+  :class:`~trio_gw.runtime.kong_metrics.KongMetrics`;
+* ``trio_gw_certificate_expiry_seconds{certificate,role,subject,key}`` for every
+  certificate of the live generation's inventory, computed at scrape time
+  (:class:`~trio_gw.runtime.kong_metrics.CertificateExpiryCollector`), so expiry
+  is visible independent of traffic and a removed certificate disappears;
+* ``trio_gw_connections_*{listener}`` for each listener group's connection
+  limit (:class:`ConnectionLimitCollector`, at scrape time);
+* two series of its own: ``trio_gw_requests_total{status,reason}`` (status class
+  and the stable reason code of every answer, Kong's series having no reason) and
+  ``trio_gw_snapshot_created_timestamp_seconds``.
+
+No metric name is registered twice.  The data plane hands in facts: one call per
+finished request (:meth:`Metrics.record_request`, which turns the exchange into
+Kong's labels, latencies and bandwidth) and per completed handshake; the
+connection and datastore gauges are set just before each scrape by the
+``before_scrape`` function the node gives (Kong reads nginx's counters at scrape
+time too).  Every collector works with prometheus-client's multiprocess mode
+(gauges declare how processes combine).
+
+**Workers** (``multiprocess_dir``): every process of a node records into
+prometheus-client's files (``PROMETHEUS_MULTIPROC_DIR``, set before the library
+is imported); the values are not registered in the process's own registry too.
+The process serving ``/metrics`` (the supervisor) exposes :class:`WorkerCounts`
+— every process's counters and histograms summed, and the gauges that declare
+how processes combine — with its own scrape-time collectors (expiry from its
+inventory, its connection limits).  Each worker sets its ``before_scrape``
+gauges every report interval, so ``livesum`` gauges add up the live workers.
 """
 
 from __future__ import annotations
@@ -11,72 +42,135 @@ from __future__ import annotations
 import glob
 import os
 import time
-import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from trio_gw.model.inventory import Inventory
 from trio_gw.net.limits import ConnectionLimit
+from trio_gw.runtime.kong_metrics import (
+    CertificateExpiryCollector,
+    KongMetrics,
+    RequestFacts,
+    kong_consumer_label,
+)
 
 if TYPE_CHECKING:
     from trio_gw.http.facts import ConnectionFacts
     from trio_gw.net.exchange import Exchange
     from trio_gw.net.generation import Generation
 
+__all__ = ["CLIENT_CLOSED_STATUS", "ConnectionLimitCollector", "Metrics", "WorkerCounts", "request_facts"]
 
-class Metrics:
-    """The metrics of one process.
+#: The ``code`` of a request whose client went away before an answer was sent (nginx's 499).
+CLIENT_CLOSED_STATUS = 499
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round((end - start) * 1000, 3)
+
+
+def request_facts(ex: Exchange, now: float) -> RequestFacts:
+    """One finished exchange in Kong's terms.
+
+    ``service``/``route`` are the names the decision gave (a service's name, else
+    its id; a route's name, else its id); ``source`` is ``service`` when the
+    upstream's answer was relayed, ``kong`` when the gateway answered (a route's
+    refusal, an upstream failure). Latencies, from the monotonic clock: ``request``
+    from the head read to now; ``upstream`` from the start of the upstream exchange
+    (connect and TLS included, as Kong's waiting time after the balancer) to the
+    answer's head; ``kong`` the gateway's own time before the upstream exchange
+    (routing, plugins), or the whole request when it answered itself. Bandwidth is
+    body bytes.
 
     Args:
-        multiprocess_dir: with worker processes, prometheus-client's
-            ``PROMETHEUS_MULTIPROC_DIR`` (set in the environment before
-            prometheus-client is imported): counts go to files there, and
-            :meth:`exposition` adds up every process's (:class:`WorkerCounts`).
-    """
+        ex: the request's access-log record.
+        now: ``time.monotonic()`` at its end.
 
-    def __init__(self, *, multiprocess_dir: str | None = None) -> None:
+    Returns:
+        The facts.
+    """
+    forwarded = ex.upstream is not None and ex.reason is None and ex.upstream_answered is not None
+    request_ms = _ms(ex.started, now)
+    consumer = ex.consumer
+    return RequestFacts(
+        service=ex.service,
+        route=ex.route or "",
+        status=ex.status or CLIENT_CLOSED_STATUS,
+        source="service" if forwarded else "kong",
+        consumer=kong_consumer_label(consumer.username, consumer.custom_id) if consumer is not None else "",
+        request_ms=request_ms,
+        upstream_ms=_ms(ex.upstream_started, ex.upstream_answered),
+        kong_ms=_ms(ex.started, ex.upstream_started) if ex.upstream_started is not None else request_ms,
+        bytes_in=ex.bytes_in,
+        bytes_out=ex.bytes_out,
+    )
+
+
+class Metrics:
+    """The node's registry and every collector in it (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        inventory: Callable[[], Inventory] = Inventory,
+        limits: Mapping[str, ConnectionLimit] | None = None,
+        before_scrape: Callable[[Metrics], None] | None = None,
+        multiprocess_dir: str | None = None,
+    ) -> None:
+        """Build the registry.
+
+        Args:
+            node_id: Kong's ``node_id`` label.
+            inventory: gives the live generation's inventory (the expiry gauges, at scrape time).
+            limits: the connection limit of each listener group, read at scrape time (filled as listeners bind).
+            before_scrape: sets the gauges read at scrape time (connections, datastore).
+            multiprocess_dir: with worker processes, prometheus-client's multiprocess directory
+                (see the module docstring).
+        """
         self.registry = CollectorRegistry()
         self.multiprocess_dir = multiprocess_dir
-        # Counts of every worker are read from their files at scrape time: not registered here too.
-        counts = None if multiprocess_dir is not None else self.registry
+        # With workers, values go to the multiprocess files and are read back from there, not from here too.
+        values = None if multiprocess_dir is not None else self.registry
+        self.kong = KongMetrics(values, node_id=node_id)
+        self.registry.register(CertificateExpiryCollector(inventory))
+        self.registry.register(ConnectionLimitCollector(limits if limits is not None else {}))
         self.requests = Counter("trio_gw_requests", "Requests answered, by status class and reason code",
-                                ["status", "reason"], registry=counts)
-        self.handshake_failures = Counter("trio_gw_tls_handshake_failures",
-                                          "Failed inbound TLS handshakes, by listener and reason code",
-                                          ["listener", "reason"], registry=counts)
-        self.handshakes = Counter("trio_gw_tls_handshakes", "Completed inbound TLS handshakes, by version",
-                                  ["version"], registry=counts)
-        self.expiry = Gauge("trio_gw_certificate_expiry_seconds",
-                            "Seconds until each configured certificate expires (negative: expired)",
-                            ["certificate", "role", "subject"], registry=self.registry)
+                                ["status", "reason"], registry=values)
         self.snapshot_age = Gauge("trio_gw_snapshot_created_timestamp_seconds",
-                                  "When the live configuration snapshot was built", registry=self.registry)
+                                  "When the live configuration snapshot was built", registry=values,
+                                  multiprocess_mode="livemax")
+        self._requests: dict[tuple[int, str], Counter] = {}  # labelled children, looked up once
+        self.before_scrape = before_scrape
+        #: Requests finished since start (Kong's ``kong_nginx_requests_total``).
+        self.requests_served = 0
 
     def record_request(self, info: ConnectionFacts, ex: Exchange) -> None:
-        status = f"{ex.status // 100}xx" if ex.status else "none"
-        self.requests.labels(status, ex.reason or "").inc()
+        """Count one finished request (called once per request, after its access-log line)."""
+        self.requests_served += 1
+        key = (ex.status // 100, ex.reason or "")
+        child = self._requests.get(key)
+        if child is None:
+            child = self._requests[key] = self.requests.labels(f"{key[0]}xx" if key[0] else "none", key[1])
+        child.inc()
+        self.kong.record_request(request_facts(ex, time.monotonic()))
 
-    def record_handshake(self, listener: str, reason: str | None, version: str | None = None) -> None:
-        if reason is None:
-            self.handshakes.labels(version or "unknown").inc()
-        else:
-            self.handshake_failures.labels(listener, reason).inc()
+    def record_handshake(self, listener: str, version: str | None, cipher: str | None) -> None:
+        """Count one completed inbound handshake."""
+        self.kong.record_handshake(listener, version or "unknown", cipher or "unknown")
 
     def observe_generation(self, generation: Generation) -> None:
-        """Refresh the expiry gauges for every certificate of every role (from facts parsed at build)."""
-        with warnings.catch_warnings():  # multiprocess mode: this process's own gauge (never read from files)
-            warnings.simplefilter("ignore", UserWarning)
-            self.expiry.clear()
-        now = time.time()
-        for facts in generation.inventory:
-            self.expiry.labels(facts.label_id, facts.role.value, facts.info.subject).set(facts.info.not_after - now)
+        """Note a generation going live (the expiry gauges follow it by themselves)."""
         self.snapshot_age.set(generation.built_at)
 
     def exposition(self) -> bytes:
-        """The text format of every metric: this process's, and every worker's counts with workers."""
+        """The text exposition of the registry, the scrape-time gauges set first (with workers: of every worker)."""
+        if self.before_scrape is not None:
+            self.before_scrape(self)
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry(auto_describe=False)
@@ -89,10 +183,9 @@ class WorkerCounts:
     """Every process's counters and histograms, summed (prometheus-client's multiprocess files).
 
     Gauges whose ``multiprocess_mode`` says how processes combine (``livesum``,
-    ``max`` ...) are read too; a gauge left in the default mode ``all`` is a
-    fact of one process (the configuration it serves), which the process
-    serving ``/metrics`` reports itself — not once per worker, and not after a
-    worker stopped setting it.
+    ``livemax`` ...) are read too; a gauge left in the default mode ``all`` is a
+    fact of one process, which the process serving ``/metrics`` reports itself,
+    not once per worker.
     """
 
     def __init__(self, directory: str) -> None:

@@ -61,6 +61,9 @@ class _Reporter:
             self.wake = trio.Event()
             if not gateway.holder.ready:
                 continue
+            if gateway.metrics.before_scrape is not None:
+                # this worker's connection gauges, which the supervisor's /metrics adds up (livesum)
+                gateway.metrics.before_scrape(gateway.metrics)
             try:
                 await self.channel.send({"type": "state", **own_state(gateway).as_message()})
             except (trio.BrokenResourceError, trio.ClosedResourceError):

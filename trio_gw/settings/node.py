@@ -23,6 +23,7 @@ from typing import Any
 from trio_gw.errors import ConfigError, Problem
 from trio_gw.settings.table import ALIASES, BY_NAME, SETTINGS
 from trio_gw.settings.values import ListenAddress
+from trio_gw.tls.stapling import STAPLING_SETTING_NAMES, parse_stapling_settings
 
 __all__ = ["Settings", "parse_settings", "default_settings"]
 
@@ -127,6 +128,16 @@ class Settings:
     event_webhook_timeout: float
     event_webhook_retries: int
     rejection_log_interval: float
+    # certificate lifecycle: OCSP stapling, revocation of truststore and admin client certificates
+    ssl_stapling: bool
+    ssl_stapling_verify: bool
+    ssl_stapling_file: str | None
+    ssl_stapling_responder: str | None
+    ocsp_staple_policy: str
+    ssl_ocsp: str
+    ssl_crl: tuple[str, ...]
+    admin_ssl_ocsp: str
+    admin_ssl_crl: tuple[str, ...]
     #: Where each value came from (``default``, a file path, ``environment``, ``command line``).
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -195,4 +206,17 @@ def _pair_problems(values: Mapping[str, Any]) -> list[Problem]:
     depth = values.get("lua_ssl_verify_depth")
     if depth is not None and not 0 <= depth <= 100:
         problems.append(Problem("lua_ssl_verify_depth", f"expected 0 to 100, got {depth}"))
+    return problems + _lifecycle_problems(values)
+
+
+def _lifecycle_problems(values: Mapping[str, Any]) -> list[Problem]:
+    """The stapling settings together (a policy needs ``ssl_stapling``), and admin revocation needing admin mTLS."""
+    problems: list[Problem] = []
+    if "ssl_stapling" in values:  # every row parsed (a failed one is reported on its own)
+        try:
+            parse_stapling_settings({name: values.get(name) for name in STAPLING_SETTING_NAMES})
+        except ConfigError as exc:
+            problems += exc.problems
+    if values.get("admin_ssl_ocsp", "off") != "off" and not values.get("admin_mtls"):
+        problems.append(Problem("admin_ssl_ocsp", "checks admin client certificates: it needs admin_mtls on"))
     return problems

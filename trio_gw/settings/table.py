@@ -29,6 +29,7 @@ from trio_gw.settings.values import (
     parse_listen,
     parse_rotation_interval,
     parse_workers,
+    parse_staple_policy,
 )
 
 @dataclass(frozen=True)
@@ -271,6 +272,40 @@ SETTINGS: tuple[Setting, ...] = (
        "Failed TLS handshakes are logged with their reason code, one line per reason and client network "
        "(IPv4 /24, IPv6 /64) per interval; the lines held back are counted in the next one, so a scan cannot "
        "flood the log."),
+    # certificate lifecycle: OCSP stapling (nginx's names, Envoy's policy) and revocation of client
+    # certificates trusted by the server truststore and admin mTLS (nginx's ssl_ocsp); validated together by
+    # trio_gw.tls.stapling.parse_stapling_settings and trio_gw.tls.client_revocation.parse_ssl_ocsp
+    _s("ssl_stapling", parse_bool, False, "bool",
+       "nginx `ssl_stapling`: staple an OCSP response to every served certificate whose status is known. Responses "
+       "are fetched from the certificate's AIA responder (or `ssl_stapling_responder`) in the background, verified, "
+       "kept until their `nextUpdate` and refreshed before it; a handshake never waits for a responder."),
+    _s("ssl_stapling_verify", parse_bool, True, "bool",
+       "nginx `ssl_stapling_verify`: staple only responses signed by the certificate's issuer or its delegated "
+       "responder. On by default (nginx: off): a client that checks staples must never get one that fails."),
+    _s("ssl_stapling_file", parse_optional_str, None, "path",
+       "nginx `ssl_stapling_file`: a DER OCSP response stapled instead of asking a responder, for the served "
+       "certificate it is about (matched by its CertID); never refetched."),
+    _s("ssl_stapling_responder", parse_optional_str, None, "URL",
+       "nginx `ssl_stapling_responder`: the OCSP responder asked for every served certificate, instead of the "
+       "certificates' AIA URLs."),
+    _s("ocsp_staple_policy", parse_staple_policy, "lenient", "lenient|strict|must_staple",
+       "Envoy `ocsp_staple_policy`: `lenient` staples a good response when one is at hand and never affects a "
+       "handshake; `strict` refuses to serve a certificate whose status is revoked, unknown or stale; "
+       "`must_staple` also refuses a certificate with the TLS Feature must-staple extension until a good response "
+       "is at hand. `strict` and `must_staple` need `ssl_stapling`."),
+    _s("ssl_ocsp", choice("off", "on", "leaf"), "off", "off|on|leaf",
+       "nginx `ssl_ocsp`: check the revocation of client certificates trusted by the server truststore "
+       "(`ssl_client_certificate`): OCSP from the certificates' AIA responders first, then CRLs (`ssl_crl`, distribution points). "
+       "`on` checks the whole chain, `leaf` the leaf only; a revoked certificate gets 401 `revoked`, one whose "
+       "status cannot be learned 401 `revocation_unknown` (nginx fails closed too)."),
+    _s("ssl_crl", parse_str_list, (), "path list",
+       "nginx `ssl_crl`: CRL files (PEM or DER) for the client certificates of the server truststore, checked "
+       "after OCSP when `ssl_ocsp` is on. Read again at every reload."),
+    _s("admin_ssl_ocsp", choice("off", "on", "leaf"), "off", "off|on|leaf",
+       "`ssl_ocsp` for the Admin API's mTLS (`admin_mtls`): a revoked admin certificate gets 401 `revoked`, one "
+       "whose status cannot be learned 401 `revocation_unknown`."),
+    _s("admin_ssl_crl", parse_str_list, (), "path list",
+       "`ssl_crl` for the Admin API's mTLS: CRL files of `admin_mtls_ca_certificates`, checked after OCSP."),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -147,6 +147,15 @@ def choice(*choices: str) -> Callable[[object], str]:
     return parse
 
 
+def parse_staple_policy(v: object) -> str:
+    """Envoy's ``ocsp_staple_policy``: ``lenient``, ``strict`` or ``must_staple`` (its enum names accepted too)."""
+    s = parse_str(v).strip().lower()
+    s = {"lenient_stapling": "lenient", "strict_stapling": "strict"}.get(s, s)
+    if s not in ("lenient", "strict", "must_staple"):
+        raise ValueError(f"expected one of lenient, strict, must_staple, got {v!r}")
+    return s
+
+
 def parse_listen(v: object) -> tuple[ListenAddress, ...]:
     """Parse ``"127.0.0.1:8000, 127.0.0.1:8443 ssl"`` (or a list); ``off`` gives no listener."""
     entries = parse_str_list(v)

@@ -48,6 +48,7 @@ from trio_gw.store.codec import (
     load_row,
 )
 from trio_gw.store.migrations import Cursor
+from trio_gw.store.secrets import SECRET_PREFIX, open_secret, seal_secret
 from trio_gw.store.ticket_keys import META_KEY as TICKET_KEYS_META
 from trio_gw.store.ticket_keys import open_ticket_keys, seal_ticket_keys
 from trio_gw.store.sealing import (
@@ -115,6 +116,16 @@ class SqlStore(ABC):
     @abstractmethod
     def _release_writer_lock(self) -> None:
         """Give the writer lock back."""
+        ...
+
+    @abstractmethod
+    def _try_named_lock(self, name: str) -> bool:
+        """Take the cluster-wide lock ``name`` if it is free (not re-entrant); whether it was taken."""
+        ...
+
+    @abstractmethod
+    def _release_named_lock(self, name: str) -> None:
+        """Give the lock ``name`` back."""
         ...
 
     def _after_write(self, cur: Cursor, version: int) -> None:
@@ -283,6 +294,82 @@ class SqlStore(ABC):
         except self.db_errors:
             pass
 
+    # -- node secrets and cluster-wide locks (the ACME account, one renewer per cluster) --
+
+    def read_secret(self, name: str) -> str | None:
+        """A node secret kept beside the configuration (:mod:`trio_gw.store.secrets`), or ``None``.
+
+        Raises:
+            SealedKeyError: it is sealed and does not open with this process's secret.
+            StoreError: the datastore failed.
+        """
+        with self._transaction(write=False) as cur:
+            self._check_seal(cur)
+            stored = _read_meta(cur, SECRET_PREFIX + name)
+        return None if stored is None else open_secret(stored, self._sealer, name)
+
+    def write_secret(self, name: str, value: str) -> None:
+        """Keep a node secret (sealed when a secret is configured), replacing the previous one.
+
+        Not a configuration change: the version does not move, no node reloads.
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        with self._transaction(write=True) as cur:
+            self._check_seal(cur)
+            cur.execute("DELETE FROM meta WHERE key = ?", (SECRET_PREFIX + name,))
+            cur.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
+                        (SECRET_PREFIX + name, seal_secret(value, self._sealer, name)))
+
+    def read_secrets(self, prefix: str) -> dict[str, str]:
+        """Every node secret whose name starts with ``prefix``, opened (the ACME challenges being answered).
+
+        Raises:
+            SealedKeyError: one does not open; StoreError: the datastore failed.
+        """
+        with self._transaction(write=False) as cur:
+            self._check_seal(cur)
+            rows = cur.execute("SELECT key, value FROM meta WHERE key LIKE ?",
+                               (SECRET_PREFIX + prefix.replace("%", "") + "%",)).fetchall()
+        found = {}
+        for key, stored in rows:
+            name = str(key)[len(SECRET_PREFIX):]
+            if name.startswith(prefix):
+                found[name] = open_secret(str(stored), self._sealer, name)
+        return found
+
+    def delete_secret(self, name: str) -> None:
+        """Forget a node secret (nothing happens when there is none).
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        with self._transaction(write=True) as cur:
+            cur.execute("DELETE FROM meta WHERE key = ?", (SECRET_PREFIX + name,))
+
+    def try_lock(self, name: str) -> bool:
+        """Take the cluster-wide lock ``name`` without waiting (every node and process of the datastore).
+
+        Not re-entrant within a process's own store object: callers serialise
+        their own tasks.  A node that dies releases it (its connection or file
+        descriptor goes).
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        try:
+            return self._try_named_lock(name)
+        except self.db_errors as exc:
+            raise StoreError(f"datastore error: {exc}") from exc
+
+    def unlock(self, name: str) -> None:
+        """Give the lock of :meth:`try_lock` back (never raises: a lost connection released it)."""
+        try:
+            self._release_named_lock(name)
+        except self.db_errors:
+            pass
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -328,6 +415,10 @@ class SqlStore(ABC):
             if ring is not None:
                 resealed = seal_ticket_keys(open_ticket_keys(ring, old), new)
                 cur.execute("UPDATE meta SET value = ? WHERE key = ?", (resealed, TICKET_KEYS_META))
+            for key, text in cur.execute("SELECT key, value FROM meta WHERE key LIKE ?", (SECRET_PREFIX + "%",)).fetchall():
+                name = key[len(SECRET_PREFIX):]
+                cur.execute("UPDATE meta SET value = ? WHERE key = ?",
+                            (seal_secret(open_secret(text, old, name), new, name), key))
             self._store_seal(cur, new)
             version = _read_version(cur) + 1
             cur.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(version),))

@@ -94,6 +94,50 @@ class Store(Protocol):
         """The change counter: bumped by every write, cheap enough to poll each second."""
         ...
 
+    def read_secret(self, name: str) -> str | None:
+        """A node secret kept beside the configuration (sealed like keys), or ``None``.
+
+        Raises:
+            SealedKeyError: it does not open; StoreError: the datastore failed.
+        """
+        ...
+
+    def write_secret(self, name: str, value: str) -> None:
+        """Keep a node secret, replacing the previous one (not a configuration change).
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        ...
+
+    def read_secrets(self, prefix: str) -> dict[str, str]:
+        """Every node secret whose name starts with ``prefix``, opened.
+
+        Raises:
+            SealedKeyError: one does not open; StoreError: the datastore failed.
+        """
+        ...
+
+    def delete_secret(self, name: str) -> None:
+        """Forget a node secret.
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        ...
+
+    def try_lock(self, name: str) -> bool:
+        """Take the cluster-wide lock ``name`` without waiting; whether it was taken.
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        ...
+
+    def unlock(self, name: str) -> None:
+        """Give the lock ``name`` back."""
+        ...
+
     def read_meta(self, key: str) -> str | None:
         """One value of the store's ``meta`` table (``None``: not set).
 

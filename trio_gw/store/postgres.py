@@ -64,6 +64,7 @@ class PostgresStore(SqlStore):
         self._conninfo = conninfo
         self._schema = schema
         self._listener: psycopg.Connection[Any] | None = None
+        self._named_locks: set[str] = set()
         super().__init__(self._connect())
 
     @classmethod
@@ -130,6 +131,30 @@ class PostgresStore(SqlStore):
         with self._lock:
             if not (self._conn.broken or self._conn.closed):
                 self._cursor().execute("SELECT pg_advisory_unlock(hashtext(?))", (f"trio-gw:{self._schema}",))
+
+    def _try_named_lock(self, name: str) -> bool:
+        """A session advisory lock on ``trio-gw:<schema>:<name>`` (released if the connection goes).
+
+        Session advisory locks are re-entrant in PostgreSQL; this one is taken
+        only by a store that does not hold it already, so one unlock frees it.
+        """
+        if name in self._named_locks:
+            return False
+        with self._lock:
+            row = self._cursor().execute("SELECT pg_try_advisory_lock(hashtext(?))",
+                                         (f"trio-gw:{self._schema}:{name}",)).fetchone()
+        if row and row[0]:
+            self._named_locks.add(name)
+            return True
+        return False
+
+    def _release_named_lock(self, name: str) -> None:
+        if name not in self._named_locks:
+            return
+        self._named_locks.discard(name)
+        with self._lock:
+            if not (self._conn.broken or self._conn.closed):
+                self._cursor().execute("SELECT pg_advisory_unlock(hashtext(?))", (f"trio-gw:{self._schema}:{name}",))
 
     def _after_write(self, cur: Cursor, version: int) -> None:
         cur.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(version)))

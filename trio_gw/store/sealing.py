@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 When the setting ``private_key_encryption_secret`` is set (Tyk's
 ``security.private_certificate_encoding_secret``), every private key the
-datastore holds — a certificate's ``key`` and ``key_alt``, and the ``key`` in
-the configuration of Kong's legacy ``ssl`` plugin — is sealed before it is
+datastore holds — a certificate's ``key`` and ``key_alt``, the ``key`` in the
+configuration of Kong's legacy ``ssl`` plugin, the ``acme`` plugin's
+``eab_hmac_key`` — is sealed before it is
 written and opened after it is read (:data:`SEALED_FIELDS`, by field path).
 
 * **KDF: scrypt** (RFC 7914), ``n=2**15, r=8, p=1`` (32 MiB, about 0.1 s),
@@ -67,7 +68,7 @@ DEFAULT_SCRYPT_P: Final = 1
 #: ``config`` mapping).  Every plugin's ``secret_fields`` must be here (a test checks it).
 SEALED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "certificates": ("key", "key_alt"),
-    "plugins": ("config.key",),
+    "plugins": ("config.key", "config.eab_hmac_key"),
 }
 
 WRONG_SECRET: Final = (

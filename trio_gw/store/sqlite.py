@@ -82,6 +82,10 @@ class SqliteStore(SqlStore):
     _writer_path = ""
     _writer_fd: int | None = None
 
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection)
+        self._named_fds: dict[str, int] = {}
+
     def _cursor(self) -> Cursor:
         return self._conn.cursor()
 
@@ -102,11 +106,35 @@ class SqliteStore(SqlStore):
         if self._writer_fd is not None:
             fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
 
+    def _try_named_lock(self, name: str) -> bool:
+        """An advisory ``flock`` on ``<file>.<name>.lock`` (processes of one host; one open file per lock)."""
+        if name in self._named_fds:
+            return False  # not re-entrant: held by this store already
+        path = f"{self._writer_path.removesuffix('.writer')}.{name}.lock"
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the datastore's lock {path!r}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._named_fds[name] = fd
+        return True
+
+    def _release_named_lock(self, name: str) -> None:
+        fd = self._named_fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+
     def close(self) -> None:
-        """Close the connection and the writer lock's file."""
+        """Close the connection and the lock files."""
         if self._writer_fd is not None:
             os.close(self._writer_fd)
             self._writer_fd = None
+        for name in list(self._named_fds):
+            self._release_named_lock(name)
         super().close()
 
     def _begin_read(self, cur: Cursor) -> None:

@@ -11,7 +11,8 @@ The configuration keeps Kong's ``acme`` plugin names and defaults
 ``fail_backoff_minutes`` (5), ``eab_kid`` + ``eab_hmac_key`` (together or
 not at all; the key is secret), ``preferred_chain``, and ``storage``
 (``kong`` | ``shm``: trio-gw keeps certificates in its datastore either way;
-``storage_config`` is accepted as written by decK and not used).  As in Kong,
+``storage_config`` is accepted as written by decK and not used), and trio-gw's
+own ``challenge`` (``http-01``, Kong's only one, or ``tls-alpn-01``).  As in Kong,
 Let's Encrypt's production and staging directories need ``tos_accepted: true``.
 
 For each host :func:`plan_certificate` says what to do -- ``issue`` (no
@@ -41,7 +42,7 @@ import enum
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
@@ -71,6 +72,7 @@ __all__ = [
     "parse_acme_config",
     "parse_alpn_extension",
     "plan_certificate",
+    "wants_certificate",
     "select_preferred_chain",
 ]
 
@@ -81,6 +83,8 @@ ACME_TLS_ALPN: Final = "acme-tls/1"
 #: Kong's ``api_uri`` default.
 LETSENCRYPT_DIRECTORY: Final = "https://acme-v02.api.letsencrypt.org/directory"
 HTTP01_PREFIX: Final = "/.well-known/acme-challenge/"
+#: The body Kong's acme plugin answers an unknown challenge token with (404); its ``test_http_challenge_flow`` expects it.
+HTTP01_NOT_FOUND: Final = b"Not found\n"
 #: RFC 8555 8.1: tokens are base64url without padding; at least 128 bits of entropy (22 chars).
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{22,256}")
 _HOST: Final = re.compile(r"(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -89,7 +93,9 @@ _DAY: Final = 86400
 #: Kong's ``acme`` plugin keys (and trio-gw's reading of them).
 ACME_FIELDS: Final = ("account_email", "api_uri", "tos_accepted", "cert_type", "rsa_key_size",
                       "renew_threshold_days", "domains", "allow_any_domain", "fail_backoff_minutes", "eab_kid",
-                      "eab_hmac_key", "preferred_chain", "storage", "storage_config")
+                      "eab_hmac_key", "preferred_chain", "storage", "storage_config", "challenge")
+#: trio-gw's own key (Kong answers http-01 only): which challenge the CA is asked to validate.
+CHALLENGE_TYPES: Final = ("http-01", "tls-alpn-01")
 #: Kong's entity check: these directories require ``tos_accepted: true``.
 _TOS_REQUIRED: Final = ("https://acme-v02.api.letsencrypt.org", "https://acme-staging-v02.api.letsencrypt.org")
 #: Never shown by the Admin API nor logged.
@@ -113,6 +119,7 @@ class AcmeConfig:
     eab_hmac_key: str | None = None
     preferred_chain: str | None = None
     storage: str = "kong"
+    challenge: str = "http-01"
 
     def __repr__(self) -> str:  # the EAB key never reaches a log line through repr()
         shown = "***" if self.eab_hmac_key else None
@@ -186,6 +193,7 @@ def parse_acme_config(raw: Mapping[str, Any], path: str = "") -> AcmeConfig:
         eab_hmac_key=eab_key,
         preferred_chain=f.string("preferred_chain"),
         storage=f.choice("storage", ("kong", "shm"), "kong", unsupported=("redis", "consul", "vault")),
+        challenge=f.choice("challenge", CHALLENGE_TYPES, "http-01"),
     )
     f.mapping("storage_config")
     if config.api_uri.startswith(_TOS_REQUIRED) and not config.tos_accepted:
@@ -235,6 +243,24 @@ def is_domain_allowed(config: AcmeConfig, host: str) -> bool:
         if domain.startswith("*.") and host.endswith(domain[1:]) and "." not in host[: -len(domain) + 1]:
             return True
     return False
+
+
+def wants_certificate(config: AcmeConfig, host: str) -> bool:
+    """Whether a handshake for ``host``, which no certificate of its own serves, should start an issuance.
+
+    Kong issues in the background for the first request of a host the plugin
+    covers (served the default certificate meanwhile).  trio-gw does so only
+    for hosts its ``domains`` list names: with ``allow_any_domain`` any client
+    could make the node order certificates for names it invents (and spend
+    the account's rate limits), so such hosts are issued through ``POST /acme``
+    only.  An IP address never gets one (Let's Encrypt does not issue for them).
+    """
+    return bool(config.domains) and is_domain_allowed(replace(config, allow_any_domain=False), host) and (
+        not _is_ip(host))
+
+
+def _is_ip(host: str) -> bool:
+    return bool(re.fullmatch(r"[0-9.]+", host)) or ":" in host
 
 
 def plan_certificate(

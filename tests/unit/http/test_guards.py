@@ -6,9 +6,11 @@ import json
 
 import h11
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trio_gw.http.errors import RequestRejected
-from trio_gw.http.guards import check_request_head
+from trio_gw.http.guards import ChunkSizeGuard, check_request_head
 from trio_gw.http.responses import error_response, rejection_response
 
 LIMITS = {"max_header_size": 8192, "max_headers": 50}
@@ -200,3 +202,47 @@ def test_standard_messages(status: int, message: str) -> None:
 def test_request_rejected_needs_error_status() -> None:
     with pytest.raises(ValueError):
         RequestRejected(200, "ok", reason="x")
+
+
+# --- HTTP versions and chunk sizes h11 would accept ---------------------------------------------------------
+
+
+def test_http_2_0_on_an_http_1_1_connection_is_505() -> None:
+    request = h11.Request(method="GET", target="/", headers=[("host", "a")], http_version="2.0")
+    with pytest.raises(RequestRejected) as info:
+        check_request_head(request, max_header_size=32768, max_headers=100)
+    assert (info.value.status, info.value.reason) == (505, "http_version_not_supported")
+    for version in ("1.1", "1.0"):
+        check_request_head(h11.Request(method="GET", target="/", headers=[("host", "a")], http_version=version),
+                           max_header_size=32768, max_headers=100)
+
+
+def _chunked(pieces: list[bytes], extensions: bool = False) -> bytes:
+    out = b""
+    for piece in pieces:
+        out += f"{len(piece):x}".encode() + (b";name=value" if extensions else b"") + b"\r\n" + piece + b"\r\n"
+    return out + b"0\r\nx-trailer: t\r\n\r\n"
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=6), st.booleans(), st.data())
+def test_any_valid_chunked_body_in_any_split_passes(pieces: list[bytes], extensions: bool, data: st.DataObject) -> None:
+    body = _chunked(pieces, extensions)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    guard = ChunkSizeGuard()
+    for start, end in zip([0, *cuts], [*cuts, len(body)]):
+        guard.feed(body[start:end])
+
+
+@pytest.mark.parametrize("line", [b"f" * 17, b"1" * 20, b"zz", b"", b"-1"])
+def test_a_chunk_size_h11_would_take_but_no_request_could_complete_is_refused(line: bytes) -> None:
+    guard = ChunkSizeGuard()
+    with pytest.raises(RequestRejected) as info:
+        for byte in line + b"\r\nabc":
+            guard.feed(bytes([byte]))
+    assert (info.value.status, info.value.reason) == (400, "bad_chunk_size")
+    ChunkSizeGuard().feed(b"f" * 16 + b"\r\nabc")  # 16 digits: a (large) chunk that can complete
+
+
+def test_a_chunk_line_that_never_ends_is_refused() -> None:
+    with pytest.raises(RequestRejected):
+        ChunkSizeGuard().feed(b"1;" + b"x" * 5000)

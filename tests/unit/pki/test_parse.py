@@ -423,3 +423,16 @@ def test_importing_the_package_touches_no_deprecated_name() -> None:
     done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_a_wrong_password_is_named_even_when_the_padding_happens_to_be_valid(rsa_leaf: Issued) -> None:
+    """About one wrong password in 256 decrypts to valid CBC padding and garbage that then
+    fails to parse: it is still "wrong password", never "unparsable key" (a flaky
+    message seen in CI).  The legacy format's key derivation is fast enough to try many."""
+    pem = rsa_leaf.key_pem(password=b"s3cret", fmt="traditional")
+    messages = set()
+    for i in range(1500):
+        with pytest.raises(CertificateError) as info:
+            parse_private_key(pem, f"nope-{i}".encode())
+        messages.add(str(info.value))
+    assert messages == {"cannot decrypt key: wrong password?"}

@@ -210,3 +210,20 @@ def test_ticket_settings() -> None:
     assert parse_settings([]).ssl_session_ticket_rotation == 12 * 3600.0
     with pytest.raises(ConfigError, match="ssl_session_ticket_rotation: expected at least 5s"):
         parse_settings([("f", {"ssl_session_ticket_rotation": "4s"})])
+
+
+def test_stapling_and_revocation_settings() -> None:
+    """nginx's and Envoy's names, typed; checked together; every problem names its key."""
+    s = parse_settings([("cli", {"ssl_stapling": "on", "ocsp_staple_policy": "STRICT_STAPLING", "ssl_ocsp": "leaf",
+                                 "ssl_crl": "a.crl, b.crl"})])
+    assert (s.ssl_stapling, s.ssl_stapling_verify, s.ocsp_staple_policy) == (True, True, "strict")
+    assert (s.ssl_ocsp, s.ssl_crl, s.admin_ssl_ocsp) == ("leaf", ("a.crl", "b.crl"), "off")
+    with pytest.raises(ConfigError) as info:
+        parse_settings([("cli", {"ocsp_staple_policy": "must_staple", "ssl_stapling_responder": "ftp://x",
+                                 "ssl_ocsp": "sometimes", "admin_ssl_ocsp": "on"})])
+    text = str(info.value)
+    for expected in ("ocsp_staple_policy: must_staple needs ssl_stapling on",
+                     "ssl_stapling_responder: expected an http:// or https:// URL",
+                     "ssl_ocsp: expected one of off, on, leaf", "admin_ssl_ocsp: checks admin client certificates"):
+        assert expected in text
+    assert parse_settings([("cli", {"admin_mtls": "on", "admin_ssl_ocsp": "on"})]).admin_ssl_ocsp == "on"

@@ -25,6 +25,7 @@ from trio_gw.tls.acme import (
     generate_certificate_key,
     http01_token,
     is_domain_allowed,
+    wants_certificate,
     key_authorization,
     offers_acme_tls,
     parse_acme_config,
@@ -110,6 +111,18 @@ def test_domain_matching(host: str, allowed: bool) -> None:
 def test_allow_any_domain() -> None:
     assert is_domain_allowed(config(allow_any_domain=True), "anything.example")
     assert not is_domain_allowed(config(allow_any_domain=True), "not a host")
+
+
+def test_a_handshake_wants_a_certificate_only_for_listed_domains() -> None:
+    listed = config(domains=["*.example.org"])
+    assert wants_certificate(listed, "a.example.org") and not wants_certificate(listed, "other.com")
+    anything = config(allow_any_domain=True)  # anyone could invent names: POST /acme only
+    assert is_domain_allowed(anything, "a.example.org") and not wants_certificate(anything, "a.example.org")
+    both = config(allow_any_domain=True, domains=["*.example.org"])
+    assert wants_certificate(both, "a.example.org") and not wants_certificate(both, "x.other.com")
+    assert not wants_certificate(config(domains=["127.0.0.1"]), "127.0.0.1")
+    assert config(challenge="tls-alpn-01").challenge == "tls-alpn-01" and config().challenge == "http-01"
+    assert problems({"account_email": "a@b.c", "challenge": "dns-01"})[0].startswith("plugins[0].config.challenge")
 
 
 def test_plan() -> None:
