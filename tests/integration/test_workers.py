@@ -64,6 +64,10 @@ def test_two_workers_serve_one_node_listed_in_status_and_counted_together(tmp_pa
         assert code == 200
         lines = text.splitlines()
         assert 'trio_gw_requests_total{reason="",status="2xx"} 60.0' in lines  # the sum of both workers
+        assert any(line.startswith("kong_http_requests_total{") and line.endswith(" 60.0") for line in lines), text
+        handled = [line for line in lines if line.startswith("kong_nginx_connections_total{")
+                   and 'state="handled"' in line]
+        assert handled and float(handled[0].split()[-1]) >= 60  # both workers' connections (and the scrapes')
         assert 'trio_gw_workers{state="ready"} 2.0' in lines
         assert any(line.startswith('trio_gw_worker_restarts_total{worker="1"} 0.0') for line in lines)
 
