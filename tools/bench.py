@@ -10,6 +10,7 @@
     python tools/bench.py --phases mtls,resumption only some of: idle, handshakes, mtls, resumption, keepalive
     python tools/bench.py --json bench.json        also write every figure as JSON
     python tools/bench.py --gateway-src /tmp/old   run the gateway from another checkout's source tree
+    python tools/bench.py --workers 1,2            trio-gw with 1 worker process, then 2 (``workers``), compared
 
     git worktree add /tmp/old <commit>             ... then --gateway-src /tmp/old gives the "before" figures
                                                    from the same bench script as the "after" ones
@@ -1244,22 +1245,32 @@ def _keepalive(port: int, args: argparse.Namespace, pki: Pki, tmp: Path, duratio
 
 
 def gateway_target(stack: ExitStack, args: argparse.Namespace, pki: Pki, tmp: Path, upstream_port: int,
-                   gateway: Gateway) -> tuple[Child, Target]:
-    """The gateway under test, and a way to start its mTLS twin for the mtls phase."""
-    gw, port = start_gateway(stack, tmp, "main", pki, upstream_port, gateway, certificates=0,
-                             timeout=args.start_timeout)
+                   gateway: Gateway, *, workers: int = 1, name: str = "trio-gw") -> tuple[Child, Target]:
+    """The gateway under test (with ``workers`` worker processes), and a way to start its mTLS twin.
+
+    With workers, every process of the node counts (the supervisor and its workers: RSS, CPU time).
+    """
+    cluster: dict[str, Any] = {}
+    if workers != 1:
+        cluster["workers"] = workers
+    if args.reuseport:
+        cluster["proxy_listen"] = "127.0.0.1:0, 127.0.0.1:0 ssl reuseport"
+    gw, port = start_gateway(stack, tmp, f"main-{workers}", pki, upstream_port, gateway, certificates=0,
+                             timeout=args.start_timeout, extra=cluster, required=list(cluster))
 
     def open_mtls(mtls_stack: ExitStack) -> Endpoint | str:
         try:
-            twin = start_gateway(mtls_stack, tmp, "mtls", pki, upstream_port, gateway, certificates=0,
-                                 timeout=args.start_timeout, required=["ssl_verify_client", "ssl_client_certificate"],
-                                 extra={"ssl_verify_client": "on", "ssl_client_certificate": [str(pki.ca_pem)]})
+            twin = start_gateway(mtls_stack, tmp, f"mtls-{workers}", pki, upstream_port, gateway, certificates=0,
+                                 timeout=args.start_timeout,
+                                 required=["ssl_verify_client", "ssl_client_certificate", *cluster],
+                                 extra={"ssl_verify_client": "on", "ssl_client_certificate": [str(pki.ca_pem)],
+                                        **cluster})
         except UnknownSettings as exc:
             return str(exc)
         say(f"    second gateway with ssl_verify_client on: pid {twin[0].pid}, https on 127.0.0.1:{twin[1]}")
-        return Endpoint(twin[1], lambda: [twin[0].pid])
+        return Endpoint(twin[1], lambda: process_tree(twin[0].pid))
 
-    return gw, Target("trio-gw", Endpoint(port, lambda: [gw.pid]), open_mtls)
+    return gw, Target(name, Endpoint(port, lambda: process_tree(gw.pid)), open_mtls)
 
 
 def measure_certificates(args: argparse.Namespace, pki: Pki, tmp: Path, upstream_port: int,
@@ -1314,6 +1325,20 @@ def measure_certificates(args: argparse.Namespace, pki: Pki, tmp: Path, upstream
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+def workers_summary(results: dict[str, dict[str, Any]], counts: list[int]) -> str:
+    """N workers against the first count, keep-alive: requests per server CPU-second (no coordination cost)
+    and requests per second (what the machine allows the load generator)."""
+    base = results[f"trio-gw x{counts[0]}"].get("keepalive")
+    lines = []
+    for n in counts[1:]:
+        run = results[f"trio-gw x{n}"].get("keepalive")
+        if not base or not run or base.get("skipped") or run.get("skipped"):
+            continue
+        lines.append(f"{n} workers vs {counts[0]} (keep-alive): {run['per_cpu_s'] / base['per_cpu_s']:.2f}x the "
+                     f"requests per server CPU-second, {run['per_s'] / base['per_s']:.2f}x the requests per second")
+    return "\n".join(lines)
 
 
 def certificates_table(certs: dict[str, Any]) -> str:
@@ -1416,6 +1441,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--install", action="store_true", help="install wrk and nginx first (tools/install-system-tools.sh)")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     p.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (configs, logs)")
+    p.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",") if x], default=[1],
+                   help="comma-separated worker counts to measure trio-gw with (default 1), e.g. 1,2: each is "
+                        "started in turn and compared per server CPU-second (supervisor and workers counted)")
+    p.add_argument("--reuseport", action="store_true",
+                   help="with several workers, a SO_REUSEPORT socket per worker instead of one shared socket")
     return p.parse_args(argv)
 
 
@@ -1454,10 +1484,11 @@ def main(argv: list[str] | None = None) -> int:
         pki = make_pki(tmp, args.certificates)
         upstream_port = start_echo(stack, tmp) if args.upstream == "echo" else start_static_upstream(stack, tmp)
         say(f"upstream: {args.upstream} on 127.0.0.1:{upstream_port}")
-        if args.phases:
-            gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway)
-            say(f"trio-gw: pid {gw.pid}, https on 127.0.0.1:{target.main.port}")
-            report["results"]["trio-gw"] = measure(target, args, pki, tmp, stack)
+        for workers in args.workers if args.phases else ():
+            name = "trio-gw" if args.workers == [1] else f"trio-gw x{workers}"
+            gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway, workers=workers, name=name)
+            say(f"{name}: pid {gw.pid}, {workers} worker process(es), https on 127.0.0.1:{target.main.port}")
+            report["results"][name] = measure(target, args, pki, tmp, stack)
             gw.stop()
         if args.with_nginx and args.phases:
             ngx, ngx_port, mtls_port = start_nginx_proxy(stack, tmp, pki, upstream_port)
@@ -1475,6 +1506,8 @@ def main(argv: list[str] | None = None) -> int:
     say(header(report, args, gateway))
     if report["results"]:
         say(table(report["results"]))
+        if len(args.workers) > 1:
+            say(workers_summary(report["results"], args.workers))
         for line in notes(report["results"]):
             say(f"note: {line}")
     if certs is not None:

@@ -55,6 +55,10 @@ class StepEnv:
     gateway_env: dict[str, str] = field(default_factory=dict)
     index: int = 0  # the step's number, for file names
     verbose: Callable[[str], None] = lambda _message: None
+    #: The scenario's private PostgreSQL (``private_postgres``), a ``trio_gw.testing.postgres.PostgresServer``.
+    postgres: Any = None
+    #: Starts the gateway (or the step's node) again; the runner's, as the runner owns the processes.
+    start_gateway: Callable[[dict[str, Any]], Outcome] | None = None
 
 
 def run_process(command: Sequence[str], timeout: float, stdin: bytes = b"", cwd: Path | None = None,
@@ -177,6 +181,51 @@ def run_sleep(step: dict[str, Any], env: StepEnv) -> Outcome:
     seconds = min(step.get("ms", 0) / 1000, _timeout(step))
     time.sleep(seconds)
     return Outcome(command=["sleep", f"{seconds:g}"], exit_code=0, duration=seconds)
+
+
+def run_gateway_start(step: dict[str, Any], env: StepEnv) -> Outcome:
+    """Start the scenario's gateway (or ``node``) after a ``gateway_stop``, or a node with ``start = false``."""
+    if env.start_gateway is None:
+        raise StepError("gateway_start needs the scenario runner")
+    return env.start_gateway(step)
+
+
+def run_signal(step: dict[str, Any], env: StepEnv) -> Outcome:
+    """Send ``signal`` to ``pid`` (the gateway's, or a worker's captured from ``/status``)."""
+    pid = int(env.context.render(step["pid"]))
+    signum = getattr(signal, f"SIG{step['signal']}")
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return Outcome(command=["kill", f"-{step['signal']}", str(pid)], exit_code=1, stderr="no such process")
+    return Outcome(command=["kill", f"-{step['signal']}", str(pid)], exit_code=0)
+
+
+def run_write_file(step: dict[str, Any], env: StepEnv) -> Outcome:
+    """Write ``text`` (placeholders rendered) to ``file``, atomically: a reload reads the old or the new file."""
+    path = Path(env.context.render(step["file"]))
+    text = env.context.render_yaml_text(step["text"]) if path.suffix in (".yaml", ".yml") else \
+        env.context.render(step["text"])
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return Outcome(command=["write", str(path)], exit_code=0)
+
+
+def run_postgres(step: dict[str, Any], env: StepEnv) -> Outcome:
+    """``postgres_stop`` (``pg_ctl stop -m fast``), ``postgres_kill`` (SIGKILL to its process group, as a
+    machine crash), ``postgres_start`` (the same server, the same port): the scenario's private PostgreSQL."""
+    if env.postgres is None:
+        raise StepError("the scenario has no private_postgres")
+    action = step["kind"].split("_", 1)[1]
+    started = time.monotonic()
+    try:
+        getattr(env.postgres, action)()
+    except Exception as exc:  # noqa: BLE001 - the helper's failure is the step's outcome
+        return Outcome(command=["postgres", action], exit_code=1, stderr=f"{type(exc).__name__}: {exc}",
+                       duration=time.monotonic() - started)
+    return Outcome(command=["postgres", action, f"port {env.postgres.port}"], exit_code=0,
+                   duration=time.monotonic() - started)
 
 
 def _target(step: dict[str, Any], env: StepEnv) -> tuple[str, int, bool]:
@@ -302,4 +351,10 @@ RUNNERS: dict[str, Callable[[dict[str, Any], StepEnv], Outcome]] = {
     "gateway_start_fails": run_gateway_start_fails,
     "gateway_stop": run_gateway_stop,
     "sleep": run_sleep,
+    "gateway_start": run_gateway_start,
+    "signal": run_signal,
+    "write_file": run_write_file,
+    "postgres_stop": run_postgres,
+    "postgres_kill": run_postgres,
+    "postgres_start": run_postgres,
 }

@@ -144,6 +144,17 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
                 problems.append(f"{where}.upstreams.{name}.{key}: {ref!r} is not a {kind} of this scenario's pki")
         if entry["kind"] in ("closed", "pebble") and set(entry) - {"kind"}:
             problems.append(f"{where}.upstreams.{name}: a {entry['kind']} upstream takes no options")
+    private = s.get("private_postgres")
+    if private is not None:
+        if s.get("postgres"):
+            problems.append(f"{where}.private_postgres: a scenario uses the shared PostgreSQL (postgres = true) "
+                            "or a private one, not both")
+        for key, kind in (("tls", "leaf"), ("client_ca", "ca")):
+            ref = private.get(key)
+            if ref is not None and pki.get(ref, {}).get("kind") != kind:
+                problems.append(f"{where}.private_postgres.{key}: {ref!r} is not a {kind} of this scenario's pki")
+    elif any(step["kind"].startswith("postgres_") for step in s["steps"]):
+        problems.append(f"{where}: postgres_stop/postgres_kill/postgres_start need private_postgres")
     nodes = s.get("nodes", {})
     for name, node in nodes.items():
         if not NODE_NAME.match(name):
@@ -164,7 +175,8 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
 
 
 _STEP_NEEDS: dict[str, tuple[str, ...]] = {
-    "curl": ("args",), "openssl": ("args",), "cli": ("args",), "sleep": ("ms",),
+    "curl": ("args",), "openssl": ("args",), "cli": ("args",), "sleep": ("ms",), "signal": ("pid", "signal"),
+    "write_file": ("file", "text"),
 }
 _STEP_ALLOWS: dict[str, frozenset[str]] = {
     "curl": frozenset({"args", "stdin", "env"}),
@@ -174,12 +186,19 @@ _STEP_ALLOWS: dict[str, frozenset[str]] = {
     "gateway_start_fails": frozenset({"args", "env"}),
     "gateway_stop": frozenset(),
     "sleep": frozenset({"ms"}),
+    "gateway_start": frozenset(),
+    "signal": frozenset({"pid", "signal"}),
+    "write_file": frozenset({"file", "text"}),
+    "postgres_stop": frozenset(),
+    "postgres_kill": frozenset(),
+    "postgres_start": frozenset(),
     "raw": frozenset({"target", "send", "send_hex", "repeat", "repeat_part", "pause_ms", "half_close", "read_timeout",
                       "tls_server_name", "tls_ca"}),
 }
 _COMMON_STEP_KEYS = frozenset({"kind", "name", "timeout", "expect", "node", "capture"})
 #: Steps whose effect cannot be repeated: no retry_ms.
-_NO_RETRY = frozenset({"gateway_stop", "gateway_start_fails", "sleep"})
+_NO_RETRY = frozenset({"gateway_stop", "gateway_start_fails", "sleep", "postgres_stop", "postgres_kill",
+                       "postgres_start", "gateway_start", "signal", "write_file"})
 
 
 def _check_step(step: Mapping[str, Any], where: str, upstreams: Mapping[str, Any]) -> list[str]:
@@ -212,7 +231,7 @@ PEBBLE_PLACEHOLDERS = ("http_port", "tls_port", "ca", "root")
 _PKI_ATTRS = ("cert", "key", "chain", "pem", "cert_pem", "chain_pem", "key_pem", "subject", "sha256",
               "der_base64", "pem_urlencoded")
 _ENDPOINT = re.compile(r"^(node\.([a-z][a-z0-9_-]*)\.)?(proxy|admin|status)\.https?(\.\d+)?\.(port|host|address|url)$")
-#: Defined when ``postgres = true``.
+#: Defined when ``postgres = true`` or with ``private_postgres``.
 _PG_ATTRS = ("schema", "host", "port", "database", "user")
 
 
@@ -230,7 +249,7 @@ def _strings(value: Any) -> Iterable[str]:
 def _check_placeholders(s: Mapping[str, Any], where: str) -> list[str]:
     """Every ``{{name}}`` must name something the scenario defines (or the gateway will)."""
     known = {"dir", "prefix", "settings", "gateway.pid", "run_id"} | ({"declarative"} if "declarative" in s else set())
-    if s.get("postgres"):
+    if s.get("postgres") or "private_postgres" in s:
         known |= {f"pg.{attr}" for attr in _PG_ATTRS}
     nodes = s.get("nodes", {})
     for name in nodes:

@@ -24,7 +24,12 @@ Theory of operation, in the order things happen:
 
 A ``postgres`` scenario needs the PostgreSQL of ``SPEC_PG_HOST``/``_PORT``/
 ``_DATABASE``/``_USER`` (default 127.0.0.1:5432, ``test``, ``postgres``): when
-nothing listens there it is SKIPPED, or FAILED when ``CI=true``.
+nothing listens there it is SKIPPED, or FAILED when ``CI=true``.  A
+``private_postgres`` scenario starts a server of its own instead
+(``trio_gw.testing.postgres``, standard library only: the one module of the
+package the harness uses), which its ``postgres_stop``/``_kill``/``_start``
+steps control, and removes it at the end; without PostgreSQL's server
+programs it is SKIPPED, or FAILED when ``CI=true``.
 
 Results: PASSED, FAILED, ERROR (the harness or the scenario itself is broken),
 SKIPPED, XFAIL (failed with an ``expected_failure`` reason) and XPASS (passed
@@ -108,6 +113,10 @@ def run_scenario(scenario: Scenario, options: Options) -> Result:
     if data.get("postgres") and not postgres_reachable():
         pg = postgres_settings("")
         reasons.append(f"no PostgreSQL at {pg['pg_host']}:{pg['pg_port']} (SPEC_PG_HOST, SPEC_PG_PORT)")
+    if "private_postgres" in data:
+        missing_pg = private_postgres_missing()
+        if missing_pg:
+            reasons.append(missing_pg)
     if reasons:
         reason = "; ".join(reasons)
         return Result(scenario, FAILED if options.ci else SKIPPED, reason=reason + (" (CI=true)" if options.ci else ""))
@@ -148,6 +157,7 @@ class _Run:
         self.gateway: Gateway | None = None
         self.nodes: dict[str, Gateway] = {}
         self.pg_schema: str | None = None
+        self.postgres: Any = None  # trio_gw.testing.postgres.PostgresServer, for private_postgres
         self.upstreams: dict[str, Upstream] = {}
         self.crl_server: CrlServer | None = None
         self.ocsp_servers = OcspServers()
@@ -194,6 +204,10 @@ class _Run:
             self.data.get("upstreams", {}), pki, str(self.directory), self.context)}
         self._make_files()  # after pki and upstreams: a text file may name them (a second decK file)
         settings = dict(BASE_SETTINGS, prefix=str(self.directory / "prefix"))
+        if "private_postgres" in self.data:
+            settings.update(self._start_private_postgres(self.data["private_postgres"]))
+            for key in ("host", "port", "database", "user", "schema"):
+                self.context.set(f"pg.{key}", settings[f"pg_{key}"])
         if self.data.get("postgres"):
             self.pg_schema = f"spec_{self.context.get('run_id')}"
             pg = postgres_settings(self.pg_schema)
@@ -222,6 +236,22 @@ class _Run:
             node_path.write_text(text if isinstance(text, str) else yaml.safe_dump(text, sort_keys=False))
             (self.directory / f"prefix-{name}").mkdir()
             self.say(f"node {name} settings: {node_path.read_text()!r}")
+
+    def _start_private_postgres(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """The scenario's own PostgreSQL, started before the gateway; the settings that reach it."""
+        from trio_gw.testing.postgres import DEFAULT_HBA, PostgresServer, ServerTls  # standard library only
+
+        tls = None
+        if "tls" in entry:
+            ca = entry.get("client_ca")
+            tls = ServerTls(Path(self.context.get(f"pki.{entry['tls']}.chain")),
+                            Path(self.context.get(f"pki.{entry['tls']}.key")),
+                            ca_file=Path(self.context.get(f"pki.{ca}.cert")) if ca else None)
+        self.postgres = PostgresServer(tls=tls, hba=tuple(entry.get("hba", DEFAULT_HBA))).start()
+        self.say(f"private PostgreSQL on 127.0.0.1:{self.postgres.port} ({self.postgres.directory})")
+        return {"database": "postgres", "pg_host": self.postgres.host, "pg_port": self.postgres.port,
+                "pg_user": self.postgres.user, "pg_database": self.postgres.database,
+                "pg_schema": f"spec_{self.context.get('run_id')}"}
 
     def _make_files(self) -> None:
         for name, entry in self.data.get("files", {}).items():
@@ -292,6 +322,41 @@ class _Run:
             gateway.define_placeholders(self.context, prefix=f"node.{name}.")
             self.say(f"node {name} ready: {gateway.listeners}")
 
+    def _start_again(self, step: dict[str, Any]) -> Outcome:
+        """``gateway_start``: start the scenario's gateway (or ``node``) after a ``gateway_stop``, or a node with
+        ``start = false``, with the same settings and prefix; wait until it is ready, define its placeholders."""
+        name = step.get("node")
+        current = self.gateway if name is None else self.nodes.get(name)
+        if current is not None and current.is_running():
+            raise StepError(f"{'the gateway' if name is None else 'node ' + name} is running: stop it first")
+        if name is None:
+            gateway = Gateway(self.directory, self.directory / "settings.yaml",
+                              [self.context.render(a) for a in self.data.get("gateway_args", [])],
+                              self._render_env(self.data.get("gateway_env", {})), name="gateway-again")
+            prefix, placeholders = self.directory / "prefix", ""
+        else:
+            args, env = self._node_args(name)
+            gateway = Gateway(self.directory, self.directory / f"settings-{name}.yaml", args, env,
+                              name=f"node-{name}-again")
+            prefix, placeholders = self.directory / f"prefix-{name}", f"node.{name}."
+        started = time.monotonic()
+        gateway.spawn()
+        if name is None:
+            self.gateway = gateway
+        else:
+            self.nodes[name] = gateway
+        outcome = Outcome(command=gateway.command)
+        try:
+            gateway.wait_ready(prefix, timeout=max(1.0, min(float(step.get("timeout", 20)), self._left())))
+            gateway.define_placeholders(self.context, prefix=placeholders)
+            outcome.exit_code = 0
+        except GatewayError as exc:
+            outcome.exit_code, outcome.note = gateway.exit_code if gateway.exit_code is not None else 1, str(exc)
+        outcome.duration = time.monotonic() - started
+        out, err = gateway.output()
+        outcome.stdout, outcome.body, outcome.stderr = out.encode(), out.encode(), err
+        return outcome
+
     def _node_args(self, name: str) -> tuple[list[str], dict[str, str]]:
         node = self.data.get("nodes", {})[name]
         args = [self.context.render(a) for a in [*self.data.get("gateway_args", []), *node.get("gateway_args", [])]]
@@ -323,6 +388,8 @@ class _Run:
             for name, upstream in self.upstreams.items():
                 self.context.set(f"_upstream_seen.{name}", len(upstream.observed.snapshot()))
             outcome = RUNNERS[step["kind"]](step, env)
+            if step["kind"] == "gateway_start":
+                env = self._step_env(index, step)  # the expectations read the process just started
             self.say(f"{label}: $ {_shell(outcome.command)} → exit {outcome.exit_code}, "
                      f"{outcome.duration * 1000:.0f} ms" + (f" (attempt {attempt})" if attempt > 1 else ""))
             problems = check_expect(expect, outcome, env)
@@ -345,11 +412,11 @@ class _Run:
             return StepEnv(self.context, self.directory, self.directory / "settings.yaml", self.directory / "prefix",
                            self.gateway, self.upstreams,
                            [self.context.render(a) for a in self.data.get("gateway_args", [])],
-                           self._render_env(self.data.get("gateway_env", {})), index + 1, self.say)
+                           self._render_env(self.data.get("gateway_env", {})), index + 1, self.say, self.postgres, self._start_again)
         args, env = self._node_args(node)
         return StepEnv(self.context, self.directory, self.directory / f"settings-{node}.yaml",
                        self.directory / f"prefix-{node}", self.nodes.get(node), self.upstreams, args, env,
-                       index + 1, self.say)
+                       index + 1, self.say, self.postgres, self._start_again)
 
     def _capture(self, captures: dict[str, str], outcome: Outcome) -> list[str]:
         """Define ``capture.NAME`` from the first match in stdout (curl: the body), then stderr."""
@@ -420,6 +487,8 @@ class _Run:
                                         f"with {code} on SIGTERM (-9: it was killed after {STOP_TIMEOUT:g}s)")
         if self.pg_schema is not None:
             drop_postgres_schema(self.pg_schema)
+        if self.postgres is not None:
+            self.postgres.close()  # stops it and removes its directory
         for upstream in self.upstreams.values():
             upstream.stop()
         if self.crl_server is not None:
@@ -448,6 +517,17 @@ def postgres_settings(schema: str) -> dict[str, Any]:
         "pg_user": os.environ.get("SPEC_PG_USER", "postgres"),
         "pg_schema": schema,
     }
+
+
+def private_postgres_missing() -> str | None:
+    """Why a ``private_postgres`` scenario cannot run here (PostgreSQL's server programs are missing), or None."""
+    from trio_gw.testing.postgres import PostgresUnavailable, find_pg_bin  # standard library only
+
+    try:
+        find_pg_bin()
+    except PostgresUnavailable as exc:
+        return f"private_postgres: {exc}"
+    return None
 
 
 def postgres_reachable(timeout: float = 2.0) -> bool:

@@ -33,10 +33,16 @@ STEP_KINDS = (
     "gateway_start_fails",
     "gateway_stop",
     "sleep",
+    "postgres_stop",
+    "postgres_kill",
+    "postgres_start",
+    "gateway_start",
+    "signal",
+    "write_file",
 )
 #: Step kinds that talk to a running gateway: a scenario with one of these gets
 #: a gateway started before its first step.
-GATEWAY_STEP_KINDS = frozenset({"curl", "openssl", "raw", "gateway_stop"})
+GATEWAY_STEP_KINDS = frozenset({"curl", "openssl", "raw", "gateway_stop", "signal"})
 #: External programs a step kind needs (missing → skipped, or failed when CI=true).
 STEP_TOOLS = {"curl": "curl", "openssl": "openssl"}
 
@@ -219,7 +225,11 @@ STEP = Table({
     "args": _k(_is_str_list, "curl/openssl/cli arguments, or extra `trio-gw run` arguments"),
     "env": _k(_is_str_map, "extra environment for the process"),
     "stdin": _k(_is_str, "text fed to the client's stdin"),
-    "file": _k(_is_str, "config_check: the file to check (default: the scenario's declarative file)"),
+    "file": _k(_is_str, "config_check: the file to check (default: the scenario's declarative file); "
+                        "write_file: the file to write"),
+    "text": _k(_is_str, "write_file: the content (placeholders rendered; YAML text may hold PEM placeholders)"),
+    "pid": _k(_is_nonempty_str, "signal: the process, e.g. {{gateway.pid}} or a {{capture.NAME}} of /status"),
+    "signal": _k(_one_of("HUP", "TERM", "INT", "KILL", "QUIT", "USR1", "USR2"), "signal: which one"),
     "target": _k(_is_str, 'raw: "proxy.http", "proxy.https", "admin.https", "node.NAME.proxy.https", "upstream.NAME" or "host:port"'),
     "send": _k(_is_str_or_list, "raw: text to send (TOML escapes; \\r\\n explicit), or parts"),
     "send_hex": _k(_is_str_or_list, "raw: bytes to send, hex"),
@@ -290,6 +300,13 @@ UPSTREAM = Table({
     "delay_ms": _k(_is_int, "wait this long before answering every request"),
 })
 
+PRIVATE_POSTGRES = Table({
+    "tls": _k(_is_nonempty_str, "a leaf of `pki`: the server runs with ssl = on and presents it (chain included)"),
+    "client_ca": _k(_is_nonempty_str, "a CA of `pki`: ssl_ca_file, which verifies client certificates"),
+    "hba": _k(_is_str_list, "pg_hba.conf lines for TCP clients (default: host all all 127.0.0.1/32 trust), "
+                            "e.g. \"hostssl all test 127.0.0.1/32 cert\""),
+})
+
 NODE = Table({
     "settings": _k(_is_table_or_text, "settings over the scenario gateway's (own prefix: {{node.NAME.prefix}})"),
     "gateway_args": _k(_is_str_list, "extra `trio-gw run` arguments (after the scenario's)"),
@@ -318,6 +335,9 @@ _SCENARIO_COMMON: dict[str, Key] = {
     "nodes": Key(table=Table(values=Key(table=NODE))),
     "postgres": _k(_is_bool, "needs the PostgreSQL of SPEC_PG_* (default 127.0.0.1:5432, database test, user "
                              "postgres): database = postgres in a schema of its own, dropped afterwards"),
+    "private_postgres": Key(table=PRIVATE_POSTGRES, doc="a PostgreSQL server of the scenario's own "
+                            "(trio_gw.testing.postgres: initdb + postgres in {{dir}}, on a free port), which "
+                            "postgres_stop/postgres_kill/postgres_start steps control; database = postgres"),
 }
 
 SCENARIO = Table({

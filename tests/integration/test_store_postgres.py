@@ -152,11 +152,17 @@ def test_bad_schema_names_and_unreachable_servers(conninfo: str) -> None:
 def test_a_lost_connection_is_reopened(conninfo: str, schema: str, entities: Entities) -> None:
     store = PostgresStore.open(conninfo, secret=None, schema=schema)
     store.commit(Entities(), entities)
-    with psycopg.connect(conninfo, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+
+    def terminate() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+
+    terminate()
+    assert store.load() == entities  # the read found its connection dead and was made again on a new one
+    terminate()
     with pytest.raises(StoreError, match="datastore error"):
-        store.load()
-    assert store.load() == entities  # the next call reconnects
+        store.commit(entities, Entities())  # a write is never repeated: it might have landed
+    assert store.load() == entities  # it did not; the next call reconnects
     store.close()
 
 

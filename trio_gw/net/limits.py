@@ -119,7 +119,8 @@ class ConnectionLimit:
         self.name = name
         self.idle = idle
         self.active = 0
-        #: Connections admitted since start (with :attr:`shed`, Kong's ``accepted`` and ``handled``).
+        #: Connections admitted since start (with :attr:`shed`, Kong's ``accepted`` and ``handled``; per worker,
+        #: how evenly a node's workers share the load).
         self.admitted = 0
         self.shed = 0
         self.evicted = 0

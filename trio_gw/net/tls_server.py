@@ -31,6 +31,11 @@ Theory of operation
   per-server ``ssl_verify_client``): no CertificateRequest, no browser prompt.
   Where the shim cannot prove the connection's ``SSL*`` (checked once per
   process off the loop, and per call), every client is asked, as before.
+* Shared session tickets: with :attr:`ServerTlsBuilder.ticket_keys` set, each
+  listener context with tickets on encrypts them under the process's shared
+  ring, scoped by the listener's policy (``tls/ticket_policy.py``), so a
+  ticket resumes on every worker and node with the same policy, and on none
+  once the policy changed.
 * The ALPN list comes from the *swapped* context (docs/tls-stack.md §1), so each
   ALPN offer in use has its own listener and certificate contexts.
 * OCSP stapling (``ssl_stapling``): every certificate context gets the status
@@ -67,12 +72,14 @@ from trio_gw.net.acme_tls_alpn import install_alpn_probe
 from trio_gw.net.contexts import ALPN_HTTP11, load_pem_pair, new_server_context
 from trio_gw.net.ocsp_stapling import install_plan
 from trio_gw.net.openssl_shim import add_client_ca, connection_shim_available, set_verify_none
+from trio_gw.net.ticket_keys import TicketKeys, install_ticket_keys
 from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.snapshot import Snapshot
 from trio_gw.tls.acme import wants_certificate
 from trio_gw.tls.session import ListenerPolicyKey, listener_context_change_reasons, needs_new_listener_context
 from trio_gw.tls.sni import select_certificate
 from trio_gw.tls.stapling import StaplingPolicy
+from trio_gw.tls.ticket_policy import listener_scope
 
 log = logging.getLogger("trio_gw.tls")
 
@@ -213,6 +220,9 @@ class ServerTlsBuilder:
         self.challenges = challenges
         self._by_content: dict[str, ssl.SSLContext] = {}
         self._shim_checked = False
+        #: The process's shared session-ticket keys, installed on every listener context with tickets on
+        #: (scoped by its policy); ``None``: OpenSSL's own keys per context.
+        self.ticket_keys: TicketKeys | None = None
 
     def build(
         self, snapshot: Snapshot, previous: ServerContexts | None,
@@ -246,7 +256,7 @@ class ServerTlsBuilder:
             self._check_shim(snapshot)
             # A changed policy gets new listener contexts: new ticket keys, so no
             # session resumed from an old ticket skips the new policy (docs/tls-stack.md §10).
-            listener = {alpn: self._listener_context(snapshot, alpn) for alpn in self.offers}
+            listener = {alpn: self._listener_context(snapshot, alpn, policy) for alpn in self.offers}
             probe = probe and all(install_alpn_probe(ctx) for ctx in listener.values())
             if self._wants_alpn_probe(snapshot) and not probe:
                 log.warning("ACME tls-alpn-01 validations cannot be answered: this Python's ssl module cannot "
@@ -284,7 +294,7 @@ class ServerTlsBuilder:
                 log.warning("the ssl module's layout cannot be proven for SSL_set_verify: every TLS client is "
                             "asked for a certificate, not only those of hosts whose routes need one")
 
-    def _listener_context(self, snapshot: Snapshot, alpn: Alpn) -> ssl.SSLContext:
+    def _listener_context(self, snapshot: Snapshot, alpn: Alpn, policy: ListenerPolicyKey) -> ssl.SSLContext:
         ctx = _new_context(snapshot, alpn)
         auth = snapshot.client_auth
         if auth.request_certificate:
@@ -292,6 +302,9 @@ class ServerTlsBuilder:
             if auth.partial_chain:
                 ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         ctx.sni_callback = functools.partial(sni_callback, alpn)
+        if self.ticket_keys is not None and snapshot.downstream_tls.session.tickets:
+            # Every worker and node derives the same keys for the same policy (tls/ticket_policy.py).
+            install_ticket_keys(ctx, self.ticket_keys, scope=listener_scope(policy))
         return ctx
 
 

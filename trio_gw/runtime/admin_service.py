@@ -59,7 +59,7 @@ class AdminService:
         return CertificateView(inventory, warning_days=self.gateway.expiry_config.warn_days)
 
     def read_only_reason(self) -> str | None:
-        if self.gateway.store is None:
+        if self.gateway.settings.database == "off":
             return "database is 'off': the declarative configuration is read-only; edit the file and reload (SIGHUP)"
         return None
 

@@ -24,7 +24,7 @@ import trio
 from trio_gw._version import __version__
 from trio_gw.errors import ConfigError
 from trio_gw.runtime.settings import cli_layer, load_settings
-from trio_gw.settings import settings_reference_markdown
+from trio_gw.settings import Settings, settings_reference_markdown
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,15 +85,38 @@ def _fail(exc: ConfigError) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from trio_gw.runtime.gateway import run_gateway
-
     try:
         settings = load_settings(args.conf, overrides=cli_layer(args.set))
-        trio.run(run_gateway, settings)
+        return run_node(settings)
     except ConfigError as exc:
         return _fail(exc)
     except KeyboardInterrupt:
         return 130
+
+
+def run_node(settings: Settings) -> int:
+    """Run a node: one process (``workers: 1``), or a supervisor and its workers.
+
+    Raises:
+        ConfigError: the node cannot start.
+    """
+    from trio_gw.model.workers import resolve_worker_count
+
+    workers = resolve_worker_count(settings.workers, len(os.sched_getaffinity(0)))
+    if workers == 1:
+        from trio_gw.runtime.gateway import run_gateway
+
+        trio.run(run_gateway, settings)
+        return 0
+    from trio_gw.runtime.supervisor import prepare_metrics_directory
+
+    # prometheus-client picks its multiprocess mode when first imported: set it up before anything imports it
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prepare_metrics_directory(settings.prefix)
+    from trio_gw.runtime.logs import configure_logging
+    from trio_gw.runtime.supervisor import run_supervisor
+
+    configure_logging(settings.log_level, process="supervisor")
+    trio.run(run_supervisor, settings, workers, os.environ["PROMETHEUS_MULTIPROC_DIR"])
     return 0
 
 

@@ -9,10 +9,13 @@ datastore, or the declarative file), build a generation in a worker thread,
 install it.  Three things start that path:
 
 * **a reload** — start-up, SIGHUP, or a change another node or process made
-  (the datastore's version moved).  A configuration that cannot be served is
-  refused and the current generation stays; a datastore that fails is logged
-  once per outage, shown in ``/status``, retried with backoff — the node keeps
-  serving its last generation and never exits because of its datastore;
+  (the datastore's change feed, ``runtime/watch.py``).  A configuration that
+  cannot be served is refused and the current generation stays; a datastore
+  that fails is logged once per outage, shown in ``/status``, retried with
+  backoff — the node keeps serving its last generation and never exits because
+  of its datastore.  A PostgreSQL node that starts without its datastore
+  serves the last good configuration cached under ``prefix``
+  (``runtime/last_good.py``) until it can reconnect;
 * **a write** (the Admin API) — :meth:`Gateway.write` takes the node's lock
   and the datastore-wide writer lock (so writers on several nodes take turns
   instead of racing), computes the new configuration from the *latest
@@ -28,6 +31,12 @@ install it.  Three things start that path:
 Start-up is all-or-nothing: settings, files, certificates and TLS policy are
 compiled before the first listener accepts, and any problem stops start-up
 with a :class:`ConfigError` naming it.
+
+With worker processes the same class runs in every process of the node, told
+by its :class:`~trio_gw.runtime.control.ProcessRole` which part it plays: the
+supervisor (Admin API and status, no proxy listener), or a worker (the proxy
+listeners on sockets the supervisor bound).  Each builds and swaps its own
+generations.
 """
 
 from __future__ import annotations
@@ -66,24 +75,29 @@ from trio_gw.runtime.accesslog import AccessLog
 from trio_gw.runtime.admin_service import AdminService
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates, read_node_certificates
 from trio_gw.runtime.certificate_lifecycle import CertificateLifecycle
-from trio_gw.runtime.datastore import open_store
+from trio_gw.runtime.cluster_metrics import ClusterCollector
+from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
 from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
 from trio_gw.runtime.handshake_log import HandshakeRejectionLog
 from trio_gw.runtime.kong_metrics import ConnectionCounts
+from trio_gw.runtime.last_good import LastGood
 from trio_gw.runtime.listener_tls import admin_tls_context, listener_tls_context
 from trio_gw.runtime.logs import NOTICE, configure_logging
 from trio_gw.runtime.metrics import Metrics
 from trio_gw.runtime.status import StatusServer
+from trio_gw.runtime.ticket_ring import TicketRing
+from trio_gw.runtime.watch import FeedState, keep_datastore
 from trio_gw.settings import Settings, http2_flag_warnings, serves_http2
 from trio_gw.store import Store, StoreConflict, StoreError
 from trio_gw.store.codec import diff
+from trio_gw.store.config_cache import CachedConfig
 from trio_gw.tls.resumed_chain import IntermediateCache
+from trio_gw.tls.ticket_keys import TicketKeyRing
+from trio_gw.tls.ticket_policy import TicketSource
 
 log = logging.getLogger("trio_gw")
 
 READY_FILE = "trio-gw.ready.json"
-#: While the datastore fails, polls back off up to this (seconds).
-MAX_STORE_BACKOFF = 30.0
 #: A write re-applied after this many conflicts with other writers gives up (409).
 MAX_WRITE_ATTEMPTS = 10
 
@@ -129,8 +143,10 @@ def check_database_settings(settings: Settings) -> None:
 class Gateway:
     """One node: owns the generation holder and every listener."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, role: ProcessRole = SINGLE_PROCESS) -> None:
         self.settings = settings
+        #: The part this process plays in its node (the only process, a supervisor or a worker).
+        self.role = role
         self.prefix = Path(settings.prefix)
         # One family of server contexts per ALPN offer in use (the list follows the SNI context).
         offers = [ALPN_H2 if serves_http2(a, settings.enable_http2) else ALPN_HTTP11
@@ -147,7 +163,8 @@ class Gateway:
         #: One connection limit per listener group (the proxy's closes idle keep-alive connections to make room).
         self.limits: dict[str, ConnectionLimit] = {}
         self.metrics = Metrics(node_id=node_id(settings), inventory=self._inventory, limits=self.limits,
-                               before_scrape=self._scrape)
+                               before_scrape=self._scrape, multiprocess_dir=role.metrics_dir)
+        self.metrics.registry.register(ClusterCollector(self))
         #: Failed handshakes of every listener: counted, and logged once per reason and client network per interval.
         self.rejections = HandshakeRejectionLog(settings.rejection_log_interval, metrics=self.metrics.kong)
         #: Warnings, events and webhooks about the live inventory (made in :meth:`run`, with the node's fetch trust).
@@ -167,12 +184,19 @@ class Gateway:
         self.fetch_tls: ssl.SSLContext | None = None
         self.store: Store | None = None
         self.datastore = DatastoreHealth()
+        #: The last good configuration under prefix (PostgreSQL): what a node starts from without its datastore.
+        self.last_good = LastGood(settings)
+        self._cached: CachedConfig | None = None
+        self.feed = FeedState("none")
+        #: This process's shared session-ticket keys (installed on the listener contexts by the builder).
+        self.tickets = TicketRing(settings, workers=role.workers)
         #: Non-ASCII TLS server names: one log line per minute instead of a traceback per handshake.
         self.server_name_guard = ServerNameGuard()
         self._lock = trio.Lock()  # one build at a time: reloads and writes
         self.listeners: dict[str, list[Listener]] = {"proxy": [], "admin": [], "status": []}
-        self.https_port = 443
+        self.https_port = 443 if role.https_port is None else role.https_port
         self.started_at = time.time()
+        self.installed_at = 0.0
 
     @property
     def generation(self) -> Generation:
@@ -225,6 +249,8 @@ class Gateway:
         """The configuration as committed now (blocking: worker thread)."""
         if self.store is not None:
             return self.store.load_versioned()
+        if self._cached is not None:  # started while the datastore was unreachable
+            return self._cached.entities, self._cached.version
         return read_entities(self.settings, now=int(time.time())), None
 
     async def _build_in_thread(self, entities: Entities, store_version: int | None) -> Generation:
@@ -234,9 +260,12 @@ class Gateway:
 
     def _install(self, generation: Generation) -> None:
         self.holder.install(generation)
+        self.installed_at = time.time()
         self.lifecycle.installed(generation)
         self.metrics.observe_generation(generation)
-        for warning in generation.snapshot.warnings:
+        if self.role.on_install is not None:
+            self.role.on_install(generation)
+        for warning in generation.snapshot.warnings if self.role.primary else ():  # once per node, not per worker
             log.warning("%s", warning)
         if self.expiry is not None:
             self.expiry.recheck()  # a certificate a write added gets its event now, not within the hour
@@ -252,9 +281,17 @@ class Gateway:
             entities, version = await trio.to_thread.run_sync(self._read)
             generation = await self._build_in_thread(entities, version)
             self._install(generation)
+            if self.store is not None:
+                self._remember(entities, version)
         if self.expiry is not None:
             self.expiry.warn()
         return generation
+
+    def _remember(self, entities: Entities, version: int | None) -> None:
+        """Cache a configuration served from the datastore (the primary process of a PostgreSQL node)."""
+        self._cached = None  # the datastore answers again: the cache is no longer what is served
+        if self.role.primary:
+            self.last_good.offer(entities, version)
 
     async def reload(self) -> bool:
         """:meth:`load`, never raising: a refused configuration or a failed datastore keeps the current one.
@@ -263,6 +300,7 @@ class Gateway:
             Whether a new generation was installed.
         """
         try:
+            await self._refresh_tickets()
             generation = await self.load()
         except ConfigError as exc:
             log.error("reload failed, still serving the previous configuration:\n%s", exc)
@@ -274,6 +312,15 @@ class Gateway:
             self.datastore.recovered(time.time())
         log.log(NOTICE, "configuration reloaded (generation %d, hash %s)", generation.number, generation.config_hash)
         return True
+
+    async def _refresh_tickets(self) -> None:
+        """Re-read nginx's ticket key files (SIGHUP rotates them) or the datastore's ring.
+
+        Raises:
+            ConfigError: an unreadable or malformed ticket key file.
+        """
+        await trio.to_thread.run_sync(self.tickets.read_files)
+        await self.tickets.try_sync(self.store)
 
     async def write(self, apply: Callable[[Entities], tuple[T, Entities | None]]) -> T:
         """Apply a change to the latest committed configuration: compile, commit (compare-and-swap), install.
@@ -289,6 +336,9 @@ class Gateway:
         """
         async with self._lock:
             store = self.store
+            if store is None and self.settings.database != "off":
+                raise StoreError(f"the datastore is unreachable ({self.datastore.error}); serving the "
+                                 "configuration cached under prefix, which cannot be changed")
             if store is not None:
                 await trio.to_thread.run_sync(store.acquire_writer)
             try:
@@ -320,6 +370,7 @@ class Gateway:
                 continue
             self._install(replace(generation, store_version=committed))
             self.datastore.recovered(time.time())
+            self._remember(wanted, committed)
             return answer
         raise WriteConflict(f"other writers kept committing first ({MAX_WRITE_ATTEMPTS} attempts); retry")
 
@@ -332,52 +383,45 @@ class Gateway:
 
 
     async def _watch_store(self) -> None:
-        """Pick up writes made by other processes or nodes (Kong's db_update_frequency).
+        """Follow the datastore: its change feed, polling as the fallback (``runtime/watch.py``).
 
         Never raises: a failing datastore is retried with backoff while the node
-        serves its last generation.
+        serves its last generation; a node that started from its cached
+        configuration reconnects first.
         """
-        store = self.store
-        assert store is not None
-        while True:
-            health = self.datastore
-            delay = self.settings.db_update_frequency
-            if health.failures:
-                delay = min(MAX_STORE_BACKOFF, delay * 2 ** min(health.failures, 16))
-            await trio.sleep(delay)
-            try:
-                version = await trio.to_thread.run_sync(store.version)
-            except StoreError as exc:
-                health.failed(exc, time.time())
-                continue
-            if version != self.generation.store_version or not health.reachable:
-                await self.reload()
-            else:
-                health.recovered(time.time())
+        await keep_datastore(self)
 
     # --- listeners --------------------------------------------------------------
 
     async def _bind(self) -> None:
         s = self.settings
-        proxy_limit = self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
+        if self.role.serves_proxy:  # a supervisor's proxy connections are its workers' (in /status)
+            self.limits["proxy"] = ConnectionLimit(s.max_connections, "proxy", self.proxy.idle)
         admin_limit = self.limits["admin"] = ConnectionLimit(ADMIN_CONNECTIONS, "admin")
         status_limit = self.limits["status"] = ConnectionLimit(STATUS_CONNECTIONS, "status")
-        chains = IntermediateCache()  # one for every proxy listener: they share the generation's tickets
+        # one for every proxy listener: they share the generation's tickets (a worker's: shared with the others)
+        chains = self.role.intermediates if self.role.intermediates is not None else IntermediateCache()
         for warning in http2_flag_warnings(s.proxy_listen, s.admin_listen, s.status_listen):
             log.warning("%s", warning)
-        for addr in s.proxy_listen:
+        inherited = self.role.proxy_sockets
+        for i, addr in enumerate(s.proxy_listen if self.role.serves_proxy else ()):
             http2 = serves_http2(addr, s.enable_http2)
-            listener = await open_listener(
-                addr.host, addr.port, name=f"proxy {addr}",
-                handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
+            options: dict[str, Any] = dict(
+                name=f"proxy {addr}", handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
-                handshake_timeout=s.ssl_handshake_timeout,
-                limit=proxy_limit, reuseport=addr.reuseport, observe=self._handshakes("proxy"), chains=chains,
+                handshake_timeout=s.ssl_handshake_timeout, limit=self.limits["proxy"],
+                observe=self._handshakes("proxy"), chains=chains,
             )
+            if inherited is not None:  # a worker: the supervisor bound it
+                listener = Listener(trio.SocketListener(trio.socket.from_stdlib_socket(inherited[i])), **options)
+            else:
+                listener = await open_listener(addr.host, addr.port, reuseport=addr.reuseport, **options)
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
-        if ssl_ports:
+        if ssl_ports and self.role.https_port is None:
             self.https_port = ssl_ports[0]
+        if not self.role.serves_control:
+            return
         admin = AdminServer(AdminService(self).handle)
         admin_tls = None
         if any(a.ssl for a in s.admin_listen):
@@ -407,6 +451,8 @@ class Gateway:
         listeners: dict[str, list[dict[str, Any]]] = {}
         for kind, items in self.listeners.items():
             listeners[kind] = [{"host": li.host, "port": li.port, "ssl": li.tls is not None} for li in items]
+        if self.role.supervisor is not None:
+            listeners["proxy"] = self.role.supervisor.proxy_listeners()
         data = {"pid": os.getpid(), "listeners": listeners}
         tmp = self.prefix / (READY_FILE + ".tmp")
         tmp.write_text(json.dumps(data))
@@ -417,16 +463,26 @@ class Gateway:
         check_database_settings(self.settings)
         self.fetch_tls = await trio.to_thread.run_sync(
             outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
-        self.store = await trio.to_thread.run_sync(open_store, self.settings)
+        self.store, self._cached = await trio.to_thread.run_sync(self.last_good.open)
+        if self._cached is not None:
+            self.datastore.failed(StoreError("unreachable at start: serving the configuration cached under prefix"),
+                                  float(self._cached.written_at))
+        await self._refresh_tickets()
+        self.builder.server_tls.ticket_keys = self.tickets.keys
         self.server_name_guard.install()
         await self.lifecycle.prepare()
         await self._bind()
         try:
             self.node_certificates = tuple(await trio.to_thread.run_sync(read_node_certificates, self.settings))
-            monitor = self.expiry = ExpiryMonitor(self._inventory, self.expiry_config, metrics=self.metrics.kong,
-                                                  ssl_context=self.fetch_tls)
+            monitor = None
+            if self.role.primary:  # warnings, events and webhooks: once per node
+                monitor = self.expiry = ExpiryMonitor(self._inventory, self.expiry_config,
+                                                      metrics=self.metrics.kong, ssl_context=self.fetch_tls)
             await self.load()
-            self._write_ready_file()
+            if self.role.supervisor is not None:
+                await self.role.supervisor.wait_workers_ready()
+            if self.role.primary:
+                self._write_ready_file()
             for kind, items in self.listeners.items():
                 for li in items:
                     log.info("%s listening on %s:%d%s", kind, li.host, li.port, " (ssl)" if li.tls else "")
@@ -435,14 +491,19 @@ class Gateway:
                     for items in self.listeners.values():
                         for li in items:
                             accepting.start_soon(li.serve, connections)
-                    accepting.start_soon(self._signals, accepting)
-                    await accepting.start(monitor.run)
+                    # a worker keeps its handlers through the drain (see _signals)
+                    (connections if self.role.name == "worker" else accepting).start_soon(self._signals, accepting)
+                    if monitor is not None:
+                        await accepting.start(monitor.run)
                     accepting.start_soon(self.rejections.run)
                     await accepting.start(self.lifecycle.serve)
                     accepting.start_soon(self.pool.run)
                     connections.start_soon(self.access_log.run)  # stopped with the connections, after the drain
-                    if self.store is not None:
+                    if self.settings.database != "off":
                         accepting.start_soon(self._watch_store)
+                        accepting.start_soon(self.last_good.serve)
+                    if self.role.name != "worker" or self.tickets.source is TicketSource.DATASTORE:
+                        accepting.start_soon(self.tickets.serve_schedule, lambda: self.store, self._ring_published)
                     task_status.started(self)
                 # accepting stopped: drain in-flight requests, then close the rest
                 await self._drain(connections)
@@ -452,7 +513,8 @@ class Gateway:
                     await li.socket_listener.aclose()
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
-            (self.prefix / READY_FILE).unlink(missing_ok=True)
+            if self.role.primary:
+                (self.prefix / READY_FILE).unlink(missing_ok=True)
             self.server_name_guard.uninstall()
             self.access_log.close()
             if self.store is not None:
@@ -461,12 +523,24 @@ class Gateway:
     async def _signals(self, accepting: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
+                if self.role.supervisor is not None:
+                    self.role.supervisor.forward_signal(signum)
                 if signum == signal.SIGHUP:
                     await self.reload()
+                elif accepting.cancel_scope.cancel_called:
+                    # A worker gets SIGTERM twice (from its process group, and from its supervisor):
+                    # the second must not kill it mid-drain.
+                    log.info("received %s again: already stopping", signal.Signals(signum).name)
                 else:
                     log.log(NOTICE, "received %s: stopping", signal.Signals(signum).name)
                     accepting.cancel_scope.cancel()
-                    return
+                    if self.role.name != "worker":
+                        return
+
+    def _ring_published(self, ring: TicketKeyRing) -> None:
+        """The ring changed on schedule: a supervisor sends it to its workers (``database: off``)."""
+        if self.role.supervisor is not None:
+            self.role.supervisor.publish_ring(ring)
 
     async def _drain(self, connections: trio.Nursery) -> None:
         """Lose nothing: refuse new clients at once, close idle connections, finish in-flight requests.

@@ -19,6 +19,13 @@ LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "notice": NOTICE,
                  "error": logging.ERROR, "crit": logging.CRITICAL}
 
 
-def configure_logging(level: str) -> None:
-    """Send the error log to stderr at ``level`` (one of :data:`LEVELS`' names)."""
-    logging.basicConfig(level=LEVELS.get(level, NOTICE), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+def configure_logging(level: str, *, process: str | None = None) -> None:
+    """Send the error log to stderr at ``level`` (one of :data:`LEVELS`' names).
+
+    Args:
+        level: the ``log_level`` setting.
+        process: which process of a node with workers writes (``supervisor``, ``worker 1``), shown on every line.
+    """
+    where = f" ({process})" if process else ""
+    logging.basicConfig(level=LEVELS.get(level, NOTICE),
+                        format=f"%(asctime)s [%(levelname)s] %(name)s{where}: %(message)s")

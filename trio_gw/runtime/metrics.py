@@ -25,17 +25,28 @@ Kong's labels, latencies and bandwidth) and per completed handshake; the
 connection and datastore gauges are set just before each scrape by the
 ``before_scrape`` function the node gives (Kong reads nginx's counters at scrape
 time too).  Every collector works with prometheus-client's multiprocess mode
-(gauges declare how processes combine), so the registry built here can become a
-``MultiProcessCollector`` one without touching the collectors.
+(gauges declare how processes combine).
+
+**Workers** (``multiprocess_dir``): every process of a node records into
+prometheus-client's files (``PROMETHEUS_MULTIPROC_DIR``, set before the library
+is imported); the values are not registered in the process's own registry too.
+The process serving ``/metrics`` (the supervisor) exposes :class:`WorkerCounts`
+— every process's counters and histograms summed, and the gauges that declare
+how processes combine — with its own scrape-time collectors (expiry from its
+inventory, its connection limits).  Each worker sets its ``before_scrape``
+gauges every report interval, so ``livesum`` gauges add up the live workers.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from trio_gw.model.inventory import Inventory
@@ -52,7 +63,7 @@ if TYPE_CHECKING:
     from trio_gw.net.exchange import Exchange
     from trio_gw.net.generation import Generation
 
-__all__ = ["CLIENT_CLOSED_STATUS", "ConnectionLimitCollector", "Metrics", "request_facts"]
+__all__ = ["CLIENT_CLOSED_STATUS", "ConnectionLimitCollector", "Metrics", "WorkerCounts", "request_facts"]
 
 #: The ``code`` of a request whose client went away before an answer was sent (nginx's 499).
 CLIENT_CLOSED_STATUS = 499
@@ -109,6 +120,7 @@ class Metrics:
         inventory: Callable[[], Inventory] = Inventory,
         limits: Mapping[str, ConnectionLimit] | None = None,
         before_scrape: Callable[[Metrics], None] | None = None,
+        multiprocess_dir: str | None = None,
     ) -> None:
         """Build the registry.
 
@@ -117,15 +129,20 @@ class Metrics:
             inventory: gives the live generation's inventory (the expiry gauges, at scrape time).
             limits: the connection limit of each listener group, read at scrape time (filled as listeners bind).
             before_scrape: sets the gauges read at scrape time (connections, datastore).
+            multiprocess_dir: with worker processes, prometheus-client's multiprocess directory
+                (see the module docstring).
         """
         self.registry = CollectorRegistry()
-        self.kong = KongMetrics(self.registry, node_id=node_id)
+        self.multiprocess_dir = multiprocess_dir
+        # With workers, values go to the multiprocess files and are read back from there, not from here too.
+        values = None if multiprocess_dir is not None else self.registry
+        self.kong = KongMetrics(values, node_id=node_id)
         self.registry.register(CertificateExpiryCollector(inventory))
         self.registry.register(ConnectionLimitCollector(limits if limits is not None else {}))
         self.requests = Counter("trio_gw_requests", "Requests answered, by status class and reason code",
-                                ["status", "reason"], registry=self.registry)
+                                ["status", "reason"], registry=values)
         self.snapshot_age = Gauge("trio_gw_snapshot_created_timestamp_seconds",
-                                  "When the live configuration snapshot was built", registry=self.registry,
+                                  "When the live configuration snapshot was built", registry=values,
                                   multiprocess_mode="livemax")
         self._requests: dict[tuple[int, str], Counter] = {}  # labelled children, looked up once
         self.before_scrape = before_scrape
@@ -151,10 +168,44 @@ class Metrics:
         self.snapshot_age.set(generation.built_at)
 
     def exposition(self) -> bytes:
-        """The text exposition of the registry, the scrape-time gauges set first."""
+        """The text exposition of the registry, the scrape-time gauges set first (with workers: of every worker)."""
         if self.before_scrape is not None:
             self.before_scrape(self)
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(WorkerCounts(self.multiprocess_dir))
+        registry.register(_Collected(self.registry))
+        return generate_latest(registry)
+
+
+class WorkerCounts:
+    """Every process's counters and histograms, summed (prometheus-client's multiprocess files).
+
+    Gauges whose ``multiprocess_mode`` says how processes combine (``livesum``,
+    ``livemax`` ...) are read too; a gauge left in the default mode ``all`` is a
+    fact of one process, which the process serving ``/metrics`` reports itself,
+    not once per worker.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = [path for path in glob.glob(os.path.join(self.directory, "*.db"))
+                 if not os.path.basename(path).startswith("gauge_all_")]
+        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
+class _Collected:
+    """The collectors of a registry, as one collector of another registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()
 
 
 class ConnectionLimitCollector:

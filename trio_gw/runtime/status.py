@@ -1,5 +1,9 @@
 """The status listener: ``GET /status`` reports health, config hash and snapshot age.
 
+With worker processes it is served once per node, by the supervisor: ``workers``
+lists every worker (``runtime/node_status.py``) and ``/metrics`` adds up every
+worker's counts (prometheus-client's multiprocess mode).
+
 Listeners with the ``ssl`` flag (``status_listen 127.0.0.1:8100 ssl``) serve it
 over TLS with ``status_ssl_cert`` (Kong); the handshake happens in the
 listener, and the answer ends with close_notify like every TLS answer.
@@ -18,6 +22,7 @@ from trio_gw.http.responses import error_response
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.connection import close_stream
+from trio_gw.runtime.node_status import add_worker_totals, datastore_status, workers_status
 
 if TYPE_CHECKING:
     from trio_gw.runtime.gateway import Gateway
@@ -31,15 +36,9 @@ class StatusServer:
         gw = self.gateway
         gen = gw.generation
         now = time.time()
-        database: dict[str, object] = {"kind": gw.settings.database, "reachable": None, "version": None}
-        if gw.store is not None:
-            health = gw.datastore
-            database = {"kind": gw.settings.database, "reachable": health.reachable, "version": gen.store_version,
-                        "state": "ok" if health.reachable else "stale"}
-            if not health.reachable:
-                database["stale_seconds"] = round(now - health.since, 3)
-                database["error"] = health.error
-        return {
+        database = datastore_status(gw, now)
+        workers = workers_status(gw, now)
+        status: dict[str, object] = {
             "server": {
                 "connections_in_flight": gw.proxy.in_flight,
                 "upstream_idle_connections": gw.pool.idle_count(),
@@ -53,7 +52,12 @@ class StatusServer:
             "generation": gen.number,
             "snapshot_age_seconds": round(now - gen.built_at, 3),
             "database": database,
+            "workers": workers,
+            "session_tickets": gw.tickets.status(),
         }
+        if gw.role.supervisor is not None:
+            add_worker_totals(status["server"], workers)  # type: ignore[arg-type]  # the dict built above
+        return status
 
     async def serve_connection(self, stream: trio.abc.Stream, info: ConnectionFacts) -> None:
         conn = h11.Connection(h11.SERVER)

@@ -54,6 +54,10 @@ class Settings:
     pg_ssl_cert: str | None
     pg_ssl_cert_key: str | None
     db_update_frequency: float
+    # workers and cluster
+    workers: int | None
+    ssl_session_ticket_key: tuple[str, ...]
+    ssl_session_ticket_rotation: float
     private_key_encryption_secret: str | None = field(repr=False)
     declarative_config: str | None
     # server certificates

@@ -27,6 +27,8 @@ from trio_gw.settings.values import (
     parse_str_list,
     parse_verify_client,
     parse_listen,
+    parse_rotation_interval,
+    parse_workers,
     parse_staple_policy,
 )
 
@@ -94,7 +96,25 @@ SETTINGS: tuple[Setting, ...] = (
     _s("pg_ssl_cert_key", parse_optional_str, None, "path",
        "Kong: private key (PEM, unencrypted) of `pg_ssl_cert`; checked against the certificate at start."),
     _s("db_update_frequency", parse_duration, 1.0, "duration",
-       "How often a node checks the datastore for changes made elsewhere (Kong: 5s)."),
+       "How often a node polls the datastore for changes made elsewhere, as a fallback: changes arrive "
+       "through the datastore's change feed (PostgreSQL LISTEN/NOTIFY, SQLite's data_version) within "
+       "100 ms (Kong: 5s)."),
+    # workers and cluster (issue 14: trio_gw.runtime.supervisor, trio_gw.runtime.ticket_ring)
+    _s("workers", parse_workers, 1, "int|auto",
+       "Worker processes, one Trio loop each (Kong's `nginx_worker_processes`, accepted under that name). "
+       "`auto`: one per usable core. With more than one, a supervisor binds the proxy listeners (each "
+       "worker accepts on them; with the `reuseport` flag each worker has its own socket), serves the "
+       "Admin API and status listeners once for the node, restarts a crashed worker with backoff, and "
+       "passes SIGHUP and SIGTERM on to every worker."),
+    _s("ssl_session_ticket_key", parse_str_list, (), "path list",
+       "nginx `ssl_session_ticket_key`: files of 80 (or 48) random bytes (`openssl rand 80 > file`); the "
+       "first encrypts TLS session tickets, all decrypt, so nodes given the same files resume each other's "
+       "sessions; rotate by replacing the files and reloading (SIGHUP). Unset: with a datastore, every node "
+       "and worker shares a ring of keys kept there (sealed with `private_key_encryption_secret`) and rotated "
+       "every `ssl_session_ticket_rotation`; with `database: off` the workers of a node share a ring."),
+    _s("ssl_session_ticket_rotation", parse_rotation_interval, 43200.0, "duration",
+       "How long a shared session-ticket key encrypts before the next one takes over (Caddy: 12h); the "
+       "previous key still decrypts for `ssl_session_timeout`, so outstanding tickets resume. At least 5s."),
     _s("private_key_encryption_secret", parse_optional_str, None, "secret",
        "Seal private keys at rest in the datastore (Tyk's `private_certificate_encoding_secret`). "
        "Never logged; change it with `trio-gw keys reseal`."),
@@ -290,13 +310,14 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
-#: Other names accepted for a setting (Kong's full ``nginx_proxy_*`` names): alias → setting.  Giving a
+#: Other names accepted for a setting (Kong's full ``nginx_*`` names): alias → setting.  Giving a
 #: setting twice in one source (by its name and an alias) is an error; a later source wins as usual.
 ALIASES: dict[str, str] = {
     "nginx_proxy_proxy_ssl_trusted_certificate": "proxy_ssl_trusted_certificate",
     "nginx_proxy_proxy_ssl_verify": "proxy_ssl_verify",
     "nginx_proxy_proxy_tls_verify": "proxy_ssl_verify",
     "nginx_proxy_proxy_ssl_verify_depth": "proxy_ssl_verify_depth",
+    "nginx_worker_processes": "workers",
 }
 
 

@@ -102,6 +102,18 @@ def parse_duration(v: object) -> float:
     raise ValueError(f"expected a duration such as 30, '30s', '5m' or '1d', got {v!r}")
 
 
+def parse_rotation_interval(v: object) -> float:
+    """A session-ticket key rotation interval: a duration of at least 5 seconds.
+
+    A new key is published a fifth of the interval (at most 5 minutes) before it encrypts,
+    so that every worker and node has it first; below 5 s that lead would be under a second.
+    """
+    seconds = parse_duration(v)
+    if seconds < 5:
+        raise ValueError(f"expected at least 5s between session-ticket key rotations, got {v!r}")
+    return seconds
+
+
 def parse_str(v: object) -> str:
     if isinstance(v, (str, int, float)) and not isinstance(v, bool):
         return str(v)
@@ -204,6 +216,19 @@ def parse_optional_bool(v: object) -> bool | None:
 
 def parse_optional_int(v: object) -> int | None:
     return None if v is None or (isinstance(v, str) and not v.strip()) else parse_int(v)
+
+
+def parse_workers(v: object) -> int | None:
+    """``workers``: a positive number of worker processes, or ``auto`` (``None``: one per usable core).
+
+    Kong's ``nginx_worker_processes`` takes the same values (its default is ``auto``).
+    """
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return None
+    try:
+        return parse_positive_int(v)
+    except ValueError:
+        raise ValueError(f"expected a positive number of worker processes or 'auto', got {v!r}") from None
 
 
 def as_written(v: object) -> object:

@@ -31,9 +31,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from trio_gw.model.entities import Entities
 from trio_gw.store.base import SealedKeyError, StoreConflict, StoreError
@@ -49,6 +49,8 @@ from trio_gw.store.codec import (
 )
 from trio_gw.store.migrations import Cursor
 from trio_gw.store.secrets import SECRET_PREFIX, open_secret, seal_secret
+from trio_gw.store.ticket_keys import META_KEY as TICKET_KEYS_META
+from trio_gw.store.ticket_keys import open_ticket_keys, seal_ticket_keys
 from trio_gw.store.sealing import (
     SEALED_FIELDS,
     Sealer,
@@ -59,6 +61,11 @@ from trio_gw.store.sealing import (
 )
 
 __all__ = ["WRITER_WAIT_SECONDS", "SqlStore"]
+
+T = TypeVar("T")
+
+#: ``meta`` keys the store itself owns (:meth:`SqlStore.swap_meta` refuses them).
+_OWN_META = frozenset({"version", "seal"})
 
 #: How long a writer waits for the datastore-wide writer lock before answering "busy".
 WRITER_WAIT_SECONDS = 30.0
@@ -160,17 +167,40 @@ class SqlStore(ABC):
 
     def load_versioned(self) -> tuple[Entities, int]:
         """The whole configuration and the version it is at, read in one transaction."""
-        with self._transaction(write=False) as cur:
-            self._check_seal(cur)
-            version = _read_version(cur)
-            entities = self._read_entities(cur)
+        entities, version = self._read_retrying(self._load_versioned)
         self._remember(entities, version)
         return entities, version
 
+    def _load_versioned(self) -> tuple[Entities, int]:
+        with self._transaction(write=False) as cur:
+            self._check_seal(cur)
+            return self._read_entities(cur), _read_version(cur)
+
     def version(self) -> int:
         """The change counter (see :meth:`trio_gw.store.base.Store.version`)."""
+        return self._read_retrying(self._version)
+
+    def _version(self) -> int:
         with self._transaction(write=False) as cur:
             return _read_version(cur)
+
+    def _read_retrying(self, read: Callable[[], T]) -> T:
+        """A read, tried once more on a new connection when the first one found its connection dead.
+
+        A database that restarted leaves every open connection broken, and the
+        first use of one is what finds out; the read itself is safe to repeat.
+        Writes are never repeated (a commit may have landed).
+        """
+        try:
+            return read()
+        except StoreError:
+            if not self._connection_lost():
+                raise
+        return read()
+
+    def _connection_lost(self) -> bool:
+        """Whether the backend's connection is known dead (the next cursor opens a new one)."""
+        return False
 
     def commit(self, old: Entities, new: Entities) -> int:
         """Write the difference in one transaction (see :meth:`trio_gw.store.base.Store.commit`)."""
@@ -193,6 +223,42 @@ class SqlStore(ABC):
             self._scrub()
         self._remember(new, version)
         return version
+
+    def read_meta(self, key: str) -> str | None:
+        """One value of the ``meta`` table (``None``: not set), e.g. the session-ticket key ring."""
+        def read() -> str | None:
+            with self._transaction(write=False) as cur:
+                return _read_meta(cur, key)
+
+        return self._read_retrying(read)
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Set a ``meta`` value if it still holds ``expected`` (compare-and-swap, in one write transaction).
+
+        The configuration's version is not bumped: nothing reloads because of it.
+        Two nodes rotating the ticket keys at the same moment both call this with
+        the ring they read; one wins, the other reads the winner's.
+
+        Args:
+            key: the meta key (not ``version`` or ``seal``, which the store owns).
+            expected: the value read before (``None``: not set yet).
+            value: the new value.
+
+        Returns:
+            Whether the value was written.
+
+        Raises:
+            ValueError: ``key`` is one the store owns.
+            StoreError: the datastore failed.
+        """
+        if key in _OWN_META:
+            raise ValueError(f"the meta key {key!r} belongs to the store")
+        with self._transaction(write=True) as cur:
+            if _read_meta(cur, key) != expected:
+                return False
+            cur.execute("DELETE FROM meta WHERE key = ?", (key,))
+            cur.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return True
 
     def acquire_writer(self, timeout: float = WRITER_WAIT_SECONDS) -> None:
         """Hold the datastore-wide writer lock: one writer of the whole cluster at a time.
@@ -312,7 +378,7 @@ class SqlStore(ABC):
                 self._conn.close()
 
     def reseal(self, old_secret: str | None, new_secret: str | None) -> int:
-        """Re-encrypt every private key under ``new_secret``, in one transaction.
+        """Re-encrypt every private key (and the session-ticket key ring) under ``new_secret``, in one transaction.
 
         ``trio-gw keys reseal`` calls this.  A fresh salt is drawn even when the
         secret stays the same, so processes still running with the old seal
@@ -345,6 +411,10 @@ class SqlStore(ABC):
                     plain = unseal_fields(old, kind, row_id, load_row(f"{kind} {row_id}", text))
                     sealed = seal_fields(new, kind, row_id, plain)
                     cur.execute(f"UPDATE {kind} SET data = ? WHERE id = ?", (dump_row(f"{kind} {row_id}", sealed), row_id))
+            ring = _read_meta(cur, TICKET_KEYS_META)
+            if ring is not None:
+                resealed = seal_ticket_keys(open_ticket_keys(ring, old), new)
+                cur.execute("UPDATE meta SET value = ? WHERE key = ?", (resealed, TICKET_KEYS_META))
             for key, text in cur.execute("SELECT key, value FROM meta WHERE key LIKE ?", (SECRET_PREFIX + "%",)).fetchall():
                 name = key[len(SECRET_PREFIX):]
                 cur.execute("UPDATE meta SET value = ? WHERE key = ?",
@@ -356,6 +426,11 @@ class SqlStore(ABC):
         self._sealer, self._seal_json = new, (new.record.to_json() if new else None)
         self._scrub()
         return version
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals secrets at rest (``None`` without ``private_key_encryption_secret``)."""
+        return self._sealer
 
     @property
     def sealed(self) -> bool:

@@ -12,10 +12,13 @@ node) wrote in between; the caller then loads again and retries.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from trio_gw.errors import GatewayError
 from trio_gw.model.entities import Entities
+
+if TYPE_CHECKING:
+    from trio_gw.store.sealing import Sealer
 
 __all__ = [
     "SealedKeyError",
@@ -133,6 +136,27 @@ class Store(Protocol):
 
     def unlock(self, name: str) -> None:
         """Give the lock ``name`` back."""
+        ...
+
+    def read_meta(self, key: str) -> str | None:
+        """One value of the store's ``meta`` table (``None``: not set).
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        ...
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        """Compare-and-swap one ``meta`` value (the version is not bumped); whether it was written.
+
+        Raises:
+            StoreError: the datastore failed.
+        """
+        ...
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals secrets at rest in this store (``None``: no secret configured)."""
         ...
 
     def close(self) -> None:

@@ -69,6 +69,14 @@ class Changed:
 
     version: int | None
 
+    def wants_reload(self, served: int | None) -> bool:
+        """Whether this change is news to a process serving version ``served`` (``None``: unknown).
+
+        Versions only grow, so a notification of a version already served (or
+        older: one that arrived after a reload read past it) changes nothing.
+        """
+        return self.version is None or served is None or self.version > served
+
 
 @dataclass(frozen=True)
 class Resync:

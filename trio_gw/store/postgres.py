@@ -109,6 +109,9 @@ class PostgresStore(SqlStore):
             self._conn = self._connect()
         return _Cursor(self._conn.cursor())
 
+    def _connection_lost(self) -> bool:
+        return bool(self._conn.broken or self._conn.closed)
+
     def _begin_read(self, cur: Cursor) -> None:
         cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 

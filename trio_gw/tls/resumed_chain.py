@@ -74,6 +74,10 @@ class IntermediateCache:
                 for old in evicted:
                     self._issuer.pop(old, None)
 
+    def knows(self, der: bytes) -> bool:
+        """Whether ``der`` is remembered (a worker shares only what the other workers lack)."""
+        return der in self._issuer
+
     def chain_for(self, leaf_der: bytes) -> tuple[bytes, ...]:
         """The remembered CA certificates above ``leaf_der``, nearest first.
 

@@ -193,6 +193,25 @@ def test_as_mapping_holds_every_setting_and_no_secret_source() -> None:
     assert mapping["ssl_min_version"] == "1.3"
 
 
+def test_workers_take_a_number_or_auto_and_kongs_name() -> None:
+    assert parse_settings([]).workers == 1  # one process: today's node
+    assert parse_settings([("f", {"workers": "auto"})]).workers is None
+    kong = parse_settings([("f", {"nginx_worker_processes": 4})])
+    assert kong.workers == 4 and kong.sources["workers"] == "f, as nginx_worker_processes"
+    for bad in (0, "-1", "two", True):
+        with pytest.raises(ConfigError) as info:
+            parse_settings([("f", {"workers": bad})])
+        assert info.value.problems[0].path == "workers"
+
+
+def test_ticket_settings() -> None:
+    s = parse_settings([("f", {"ssl_session_ticket_key": "/a, /b", "ssl_session_ticket_rotation": "1h"})])
+    assert (s.ssl_session_ticket_key, s.ssl_session_ticket_rotation) == (("/a", "/b"), 3600.0)
+    assert parse_settings([]).ssl_session_ticket_rotation == 12 * 3600.0
+    with pytest.raises(ConfigError, match="ssl_session_ticket_rotation: expected at least 5s"):
+        parse_settings([("f", {"ssl_session_ticket_rotation": "4s"})])
+
+
 def test_stapling_and_revocation_settings() -> None:
     """nginx's and Envoy's names, typed; checked together; every problem names its key."""
     s = parse_settings([("cli", {"ssl_stapling": "on", "ocsp_staple_policy": "STRICT_STAPLING", "ssl_ocsp": "leaf",

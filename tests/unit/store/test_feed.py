@@ -148,3 +148,11 @@ def test_a_closed_feed_refuses_to_wait() -> None:
 def test_the_channel_must_be_an_identifier() -> None:
     with pytest.raises(ValueError):
         PostgresChangeFeed("host=x", channel="x; DROP TABLE")
+
+
+def test_a_change_is_news_only_when_newer_than_what_is_served() -> None:
+    assert Changed(5).wants_reload(4)
+    assert not Changed(5).wants_reload(5)
+    assert not Changed(4).wants_reload(5)  # arrived after a reload read past it
+    assert Changed(None).wants_reload(5)  # no version in the notification: reload to be sure
+    assert Changed(3).wants_reload(None)  # serving the declarative file or nothing known yet

@@ -61,3 +61,16 @@ def test_depth_is_bounded() -> None:
     cache = IntermediateCache()
     cache.remember([c.cert_der() for c in chain])
     assert len(cache.chain_for(pki.issue(ca, "a.example").cert_der())) == MAX_DEPTH
+
+
+def test_knows_what_it_remembers_and_forgets_what_it_dropped() -> None:
+    root = pki.make_ca()
+    first, second = (pki.make_ca(issuer=root, common_name=f"inter {i}") for i in range(2))
+    cache = IntermediateCache(max_subjects=1)
+    der = first.cert_der()
+    assert not cache.knows(der)
+    cache.remember([der])
+    assert cache.knows(der)
+    cache.remember([second.cert_der()])  # evicts the first name
+    assert not cache.knows(der)
+    assert not cache.knows(b"not a certificate")

@@ -228,3 +228,12 @@ def test_no_notes_for_a_clean_run() -> None:
     results = {"nginx": {"handshakes": _phase(10.0, handshake_end=bench.TICKET_END, resumed=0),
                          "resumption": _phase(10.0, resumed_fraction=1.0)}}
     assert bench.notes(results) == []
+
+
+def test_workers_summary_compares_per_cpu_second_and_per_second() -> None:
+    results = {"trio-gw x1": {"keepalive": {"per_s": 2000.0, "per_cpu_s": 2500.0}},
+               "trio-gw x2": {"keepalive": {"per_s": 3600.0, "per_cpu_s": 2450.0}},
+               "trio-gw x4": {"keepalive": {"skipped": "no room"}}}
+    assert bench.workers_summary(results, [1, 2, 4]) == (
+        "2 workers vs 1 (keep-alive): 0.98x the requests per server CPU-second, 1.80x the requests per second")
+    assert bench.parse_args(["--workers", "1,2", "--reuseport"]).workers == [1, 2]
