@@ -9,6 +9,7 @@ transfers.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -66,14 +67,27 @@ async def test_plain_stream_is_a_conforming_half_closeable_stream() -> None:
     await trio.testing.check_half_closeable_stream(plain_pair, clogged_plain_pair)  # type: ignore[arg-type]
 
 
+_CERT_FILES: dict[int, tuple[str, str]] = {}
+
+
 @pytest.fixture(scope="module")
-def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+def tls_contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("stream.example").configure_cert(server)
+    cert = ca.issue_cert("stream.example")
+    cert.configure_cert(server)
+    where = tmp_path_factory.mktemp("pki")
+    chain, key = where / "chain.pem", where / "key.pem"
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    key.write_bytes(cert.private_key_pem.bytes())
+    _CERT_FILES[id(server)] = (str(chain), str(key))
     client = ssl.create_default_context()
     ca.configure_trust(client)
     return server, client
+
+
+def _cert_files(server: ssl.SSLContext) -> tuple[str, str]:
+    return _CERT_FILES[id(server)]
 
 
 def _tls_pair_maker(contexts: tuple[ssl.SSLContext, ssl.SSLContext], *, clogged: bool) -> Callable[[], Awaitable[Pair]]:
@@ -190,3 +204,34 @@ async def test_plain_stream_reports_a_reset_as_broken() -> None:
             if await stream.receive_some(10) == b"":
                 await stream.send_all(b"x" * 100000)
     await stream.aclose()
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+async def test_records_read_ahead_are_delivered_without_waiting_on_the_socket(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext], ahead: bool,
+) -> None:
+    """With read-ahead one read takes several records; the ones after the first wait in
+    OpenSSL's buffer — the socket is no longer readable for them, so receive_some must
+    find them there (waiting on the socket would hang).  Without read-ahead they stay
+    in the kernel (the socket stays readable)."""
+    from trio_gw.net.openssl_shim import read_ahead, set_read_ahead
+
+    server_ctx, client_ctx = tls_contexts
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*_cert_files(server_ctx))
+    if ahead:
+        set_read_ahead(context)
+    assert read_ahead(context) is ahead
+    client, server = await _tls_pair_maker((context, client_ctx), clogged=False)()
+    for i in range(3):  # three records, sent before the server reads any
+        await client.send_all(b"record %d;" % i)
+    await trio.sleep(0.05)  # all in the server's socket buffer
+    with trio.fail_after(5):
+        got = await server.receive_some(100)
+        poller = select.poll()
+        poller.register(server.fileno(), select.POLLIN)
+        assert bool(poller.poll(0)) is not ahead  # the other records: in OpenSSL's buffer, or still in the kernel
+        while got != b"record 0;record 1;record 2;":
+            got += await server.receive_some(100)
+    for s in (client, server):
+        await trio.aclose_forcefully(s)

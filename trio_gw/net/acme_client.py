@@ -52,6 +52,14 @@ from josepy.jwk import JWKRSA
 from requests.adapters import HTTPAdapter
 
 from trio_gw.net.acme_challenges import ChallengeStore
+from trio_gw.net.acme_results import (
+    CHALLENGE_TYPES,
+    HTTP_01,
+    TLS_ALPN_01,
+    AcmeAccount,
+    AcmeError,
+    IssuedCertificate,
+)
 from trio_gw.net.http_fetch import outbound_tls_context
 from trio_gw.pki.info import unix_seconds
 from trio_gw.tls.acme import (
@@ -62,43 +70,12 @@ from trio_gw.tls.acme import (
     select_preferred_chain,
 )
 
-__all__ = ["AcmeAccount", "AcmeError", "AcmeIssuer", "IssuedCertificate"]
+__all__ = ["CHALLENGE_TYPES", "HTTP_01", "TLS_ALPN_01", "AcmeAccount", "AcmeError", "AcmeIssuer", "IssuedCertificate"]
 
-HTTP_01: Final = "http-01"
-TLS_ALPN_01: Final = "tls-alpn-01"
-CHALLENGE_TYPES: Final = (HTTP_01, TLS_ALPN_01)
 #: How long validation and finalization may take (certbot's ``poll_and_finalize`` default: 90 s).
 DEFAULT_ORDER_DEADLINE: Final = 90.0
 #: Per HTTP exchange with the CA.
 DEFAULT_NETWORK_TIMEOUT: Final = 30
-
-
-class AcmeError(Exception):
-    """An issuance that did not happen; ``reason`` is stable, ``detail`` says why."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
-
-
-@dataclass(frozen=True)
-class AcmeAccount:
-    """An ACME account: its key (PEM, secret: keep it sealed) and URL."""
-
-    key_pem: str = field(repr=False)
-    uri: str
-
-
-@dataclass(frozen=True)
-class IssuedCertificate:
-    """What to store as a Certificate entity with SNIs: the chosen full chain and its key (secret)."""
-
-    domains: tuple[str, ...]
-    cert_pem: str
-    key_pem: str = field(repr=False)
-    not_after: int = 0
-    chains_offered: int = 1
 
 
 class _TlsResponse(challenges.KeyAuthorizationChallengeResponse):

@@ -24,6 +24,7 @@ Only reading heads and writing answers is per protocol.  IO failures become
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ import trio
 from trio_gw.decision import Answer, ChallengeAnswers, Forward, decide_request
 from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import downstream_response_headers
+from trio_gw.http.wire import splice, split_framing
 from trio_gw.model.entities import Consumer
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.generation import Generation, GenerationHolder
@@ -53,6 +55,8 @@ log = logging.getLogger("trio_gw.proxy")
 #: Transfer-Encoding are still normalised, so h11's framing stays right.  h11 is pinned below 0.17
 #: and tests/net/test_h11_parsed.py pins this behaviour.
 _ALREADY_VALIDATED = True
+#: h11 events are immutable: one end-of-message serves every exchange.
+END_OF_MESSAGE = h11.EndOfMessage()
 
 #: A response batch larger than this is sent before more is read (backpressure).
 RELAY_FLUSH_BYTES = 65536
@@ -245,10 +249,7 @@ class Proxy:
                 closed mid-response.
         """
         plan = gen.upstreams[fwd.service_id]
-        # The head is built by the gateway from fields h11 already validated when it parsed the
-        # client's request (and the plugins' sanitised identity values): h11's framing rules
-        # still run, its per-field regexes need not run twice (see _ALREADY_VALIDATED).
-        up_request = h11.Request(method=fwd.method, target=fwd.target, headers=fwd.headers, _parsed=_ALREADY_VALIDATED)
+        up_head = _UpstreamHead(fwd)
         tracked = _TrackedBody(body) if body is not None else None
         ex.upstream = plan.peer
         up_started = ex.upstream_started = time.monotonic()
@@ -257,10 +258,10 @@ class Proxy:
             upstream.received = 0
             try:
                 if tracked is not None:
-                    await _send_head(upstream, up_request, plan)
+                    await _send_head(upstream, up_head.for_connection(upstream.h11), plan)
                     uploaded = await _full_duplex(upstream, tracked, sink, plan, ex)
                 else:
-                    head = upstream.h11.send(up_request) + upstream.h11.send(h11.EndOfMessage())
+                    head = up_head.for_connection(upstream.h11) + upstream.h11.send(END_OF_MESSAGE)
                     await _relay_response(upstream, sink, plan, ex, head=head, last_flush=False)
                     uploaded = True
                 break
@@ -302,6 +303,28 @@ class Proxy:
             raise UpstreamFailure(502, "upstream_connect_failed") from exc
 
 
+class _UpstreamHead:
+    """The upstream request head of one :class:`Forward`, serialised once (``http.wire``).
+
+    Only the request line, ``Host`` and the framing fields go through h11, so its
+    state machine and framing rules see the request; the other fields were
+    validated when h11 parsed the client's request, or built by the gateway, and
+    are written once here, whichever connection (a retry's too) carries them.
+    """
+
+    __slots__ = ("event", "lines")
+
+    def __init__(self, fwd: Forward) -> None:
+        host, *rest = fwd.headers  # the decision puts Host first
+        framing, self.lines = split_framing(rest)
+        self.event = h11.Request(method=fwd.method, target=fwd.target, headers=[host, *framing],
+                                 _parsed=_ALREADY_VALIDATED)
+
+    def for_connection(self, conn: h11.Connection) -> bytes:
+        """The whole head, h11's state on ``conn`` told it was sent."""
+        return splice(conn.send(self.event), self.lines)
+
+
 def _may_retry(upstream: UpstreamConnection, body: _TrackedBody | None, exc: UpstreamFailure, ex: Exchange) -> bool:
     """Whether a failed exchange may be sent again on a new connection (nginx's ``proxy_next_upstream``).
 
@@ -336,9 +359,8 @@ def _write_failure(exc: BaseException) -> str:
     return "upstream_reset" if isinstance(cause, (ConnectionResetError, BrokenPipeError)) else "upstream_write_failed"
 
 
-async def _send_head(upstream: UpstreamConnection, up_request: h11.Request, plan: UpstreamPlan) -> None:
+async def _send_head(upstream: UpstreamConnection, data: bytes, plan: UpstreamPlan) -> None:
     """Send the head of a request with a body (the body follows in :func:`_full_duplex`)."""
-    data = upstream.h11.send(up_request)
     # A bare CancelScope: trio.fail_after's generator wrapper costs ~5% of a request here.
     with trio.CancelScope(deadline=trio.current_time() + plan.write_timeout) as scope:
         try:
@@ -388,22 +410,26 @@ async def _full_duplex(
 
 
 async def _send_body(upstream: UpstreamConnection, body: BodySource, plan: UpstreamPlan, ex: Exchange) -> None:
-    while True:
-        chunk = await body.receive()
-        if chunk is None:
-            data = upstream.h11.send(h11.EndOfMessage())
-        else:
-            ex.bytes_in += len(chunk)
-            data = upstream.h11.send(h11.Data(data=chunk))
-        try:
-            with trio.fail_after(plan.write_timeout):
-                await upstream.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise UpstreamFailure(502, _write_failure(exc)) from exc
-        except trio.TooSlowError as exc:
-            raise UpstreamFailure(504, "upstream_write_timeout") from exc
-        if chunk is None:
-            return
+    """Stream the client's body up; the upload's deadline is ``write_timeout`` per write
+    (the body source keeps the client's own ``client_body_timeout``)."""
+    h, stream = upstream.h11, upstream.stream
+    with trio.CancelScope() as scope:
+        while True:
+            chunk = await body.receive()
+            if chunk is None:
+                data = h.send(END_OF_MESSAGE)
+            else:
+                ex.bytes_in += len(chunk)
+                data = h.send(h11.Data(data=chunk))
+            scope.deadline = trio.current_time() + plan.write_timeout
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise UpstreamFailure(502, _write_failure(exc)) from exc
+            scope.deadline = math.inf
+            if chunk is None:
+                return
+    raise UpstreamFailure(504, "upstream_write_timeout")  # only reached when the deadline expired
 
 
 async def _relay_response(

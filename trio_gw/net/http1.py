@@ -33,9 +33,10 @@ from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
 from trio_gw.http.guards import ChunkSizeGuard, check_request_head
 from trio_gw.http.responses import error_response
+from trio_gw.http.wire import splice, split_framing
 from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.exchange import ClientGone, Exchange, Header, Proxy, UpstreamFailure
+from trio_gw.net.exchange import END_OF_MESSAGE, ClientGone, Exchange, Header, Proxy, UpstreamFailure
 from trio_gw.net.generation import Generation
 from trio_gw.net.limits import DRAIN_IDLE_GRACE
 
@@ -104,14 +105,17 @@ class _H11Sink:
     def head(self, status: int, headers: list[Header], reason: bytes) -> None:
         if self.proxy.draining:
             headers.append((b"connection", b"close"))
-        # the upstream's fields, parsed (and validated) by h11: not validated twice (see net.exchange)
-        self.out += self.conn.send(h11.Response(status_code=status, headers=headers, reason=reason, _parsed=True))
+        # The upstream's fields, parsed (and validated) by h11: only the status line and the
+        # framing go through h11 (its state, its framing rules); the rest is written once (http.wire).
+        framing, lines = split_framing(headers)
+        event = h11.Response(status_code=status, headers=framing, reason=reason, _parsed=True)
+        self.out += splice(self.conn.send(event), lines)
 
     def data(self, data: bytes) -> None:
         self.out += self.conn.send(h11.Data(data=data))
 
     def end(self) -> None:
-        self.out += self.conn.send(h11.EndOfMessage())
+        self.out += self.conn.send(END_OF_MESSAGE)
 
     async def flush(self) -> None:
         """Send what is buffered; the caller's cancel scope holds the ``send_timeout`` deadline."""
@@ -294,7 +298,7 @@ def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *
     out = conn.send(response)
     if body and not head:
         out += conn.send(h11.Data(data=body))
-    return out + conn.send(h11.EndOfMessage())
+    return out + conn.send(END_OF_MESSAGE)
 
 
 async def _next_client_event(stream: trio.abc.Stream, conn: h11.Connection, guard: ChunkSizeGuard | None = None) -> Any:

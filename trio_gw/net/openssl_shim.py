@@ -47,6 +47,11 @@ _SSL_PTR_OFFSET = 3 * ctypes.sizeof(ctypes.c_void_p)
 _SSL_SOCKET_TYPE: type | None = getattr(getattr(ssl, "_ssl", None), "_SSLSocket", None)
 
 SSL_VERIFY_NONE = 0
+#: ``SSL_CTRL_GET_READ_AHEAD`` / ``SSL_CTRL_SET_READ_AHEAD`` (ssl.h): SSL_CTX_get/set_read_ahead are macros.
+_SSL_CTRL_GET_READ_AHEAD = 40
+_SSL_CTRL_SET_READ_AHEAD = 41
+#: ``SSL_CTRL_MODE`` (SSL_CTX_get_mode is a macro).
+_SSL_CTRL_MODE = 33
 _SSL_VERIFY_POST_HANDSHAKE = 0x08
 #: What ``SSLContext.verify_mode`` sets with ``SSL_CTX_set_verify`` (CPython ``_ssl.c``).
 _VERIFY_BITS = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 0x01, ssl.CERT_REQUIRED: 0x01 | 0x02}
@@ -72,6 +77,8 @@ class _Lib:
         self.crypto.X509_free.argtypes = [ctypes.c_void_p]
         self.ssl.SSL_CTX_add_client_CA.restype = ctypes.c_int
         self.ssl.SSL_CTX_add_client_CA.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.ssl.SSL_CTX_ctrl.restype = ctypes.c_long
+        self.ssl.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
         self.ssl.SSL_CTX_set_timeout.restype = ctypes.c_long
         self.ssl.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
         self.ssl.SSL_get_SSL_CTX.restype = ctypes.c_void_p
@@ -171,6 +178,30 @@ def set_verify_depth(ctx: ssl.SSLContext, depth: int) -> None:
     """``SSL_CTX_set_verify_depth``: at most ``depth`` intermediates between leaf and anchor."""
     lib = _require()
     lib.ssl.SSL_CTX_set_verify_depth(_ctx_ptr(ctx), depth)
+
+
+def set_read_ahead(ctx: ssl.SSLContext) -> None:
+    """``SSL_CTX_set_read_ahead(ctx, 1)``: read as many bytes as the socket has, not record by record.
+
+    Without it OpenSSL reads each record's 5-byte header and then its body: two
+    ``read`` calls per request on a keep-alive connection.  With it one ``read``
+    takes what is there, and the records beyond the first wait in OpenSSL's
+    buffer, where :class:`~trio_gw.net.tls_stream.TlsStream` finds them because it
+    always calls ``SSL_read`` before waiting for the socket.
+    """
+    lib = _require()
+    lib.ssl.SSL_CTX_ctrl(_ctx_ptr(ctx), _SSL_CTRL_SET_READ_AHEAD, 1, None)
+
+
+def modes(ctx: ssl.SSLContext) -> int:
+    """The ``SSL_MODE_*`` bits of ``ctx`` (``SSL_CTX_get_mode``)."""
+    return int(_require().ssl.SSL_CTX_ctrl(_ctx_ptr(ctx), _SSL_CTRL_MODE, 0, None))
+
+
+def read_ahead(ctx: ssl.SSLContext) -> bool:
+    """Whether ``ctx`` has read-ahead on (``SSL_CTX_get_read_ahead``)."""
+    lib = _require()
+    return bool(lib.ssl.SSL_CTX_ctrl(_ctx_ptr(ctx), _SSL_CTRL_GET_READ_AHEAD, 0, None))
 
 
 def set_session_timeout(ctx: ssl.SSLContext, seconds: int) -> None:

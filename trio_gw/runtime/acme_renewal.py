@@ -26,15 +26,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from trio_gw.admin.acme import acme_certificate_document
-from trio_gw.net.acme_client import HTTP_01, AcmeAccount, AcmeError, AcmeIssuer, IssuedCertificate
+from trio_gw.net.acme_results import HTTP_01, AcmeAccount, AcmeError, IssuedCertificate
 from trio_gw.tls.acme import AcmeAction, AcmeFailure, AcmePlan, plan_certificate
 
 __all__ = ["ACME_CHECK_INTERVAL", "AcmeOutcome", "AcmeRenewer"]
+
+if TYPE_CHECKING:
+    from trio_gw.net.acme_client import AcmeIssuer
 
 log = logging.getLogger("trio_gw.acme")
 

@@ -70,7 +70,7 @@ from trio_gw.admin.api import AdminRequest, AdminResponse, AdminResult, handle_a
 from trio_gw.admin.errors import AdminError
 from trio_gw.errors import ConfigError
 from trio_gw.net.acme_challenges import ChallengeStore
-from trio_gw.net.acme_client import AcmeAccount, AcmeError, AcmeIssuer
+from trio_gw.net.acme_results import AcmeAccount, AcmeError
 from trio_gw.net.http_fetch import FetchError, request
 from trio_gw.runtime.acme_renewal import ACME_CHECK_INTERVAL, AcmeOutcome, AcmeRenewer
 from trio_gw.store import Store, StoreError
@@ -355,6 +355,9 @@ class AcmeService:
             text = json.dumps({"key_pem": new.key_pem, "uri": new.uri})
             await trio.to_thread.run_sync(store.write_secret, name, text)
             log.info("ACME account %s registered at %s for %s", new.uri, config.api_uri, config.account_email)
+
+        # the ACME library (requests, josepy, pyOpenSSL: ~17 MiB) only in a node that issues
+        from trio_gw.net.acme_client import AcmeIssuer
 
         issuer = AcmeIssuer(config, self.challenges, tls_context=self.gateway.fetch_tls)
         renewer = AcmeRenewer(issuer, self._write, account=account, save_account=save, challenge=config.challenge,

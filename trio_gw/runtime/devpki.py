@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import trustme
-
 
 @dataclass(frozen=True)
 class DevPki:
@@ -48,6 +46,8 @@ def ensure_dev_pki(directory: Path) -> DevPki:
     if pki.exists():
         return pki
     directory.mkdir(parents=True, exist_ok=True)
+    import trustme  # only when a development PKI is made: not in every node's memory
+
     ca = trustme.CA(organization_name="trio-gw dev CA")
     server = ca.issue_cert("localhost", "127.0.0.1", "::1", common_name="localhost")
     client = ca.issue_cert("demo-client@trio-gw.test", common_name="demo-client")
