@@ -40,6 +40,7 @@ from trio_gw.http.headers import downstream_response_headers
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.model.entities import Consumer
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
 from trio_gw.net.tls_client import UpstreamPlan
@@ -94,6 +95,8 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     protocol: str = "HTTP/1.1"
+    #: The relay handed the upstream connection back (to the pool, or to be closed): not the request's any more.
+    upstream_released: bool = False
     #: Who the plugins authenticated (access log, ``consumer`` label of the metrics).
     consumer: Consumer | None = None
     #: When the upstream exchange began (before connecting) and its answer's head arrived (``time.monotonic()``).
@@ -262,28 +265,23 @@ class Proxy:
                     uploaded = await _full_duplex(upstream, tracked, sink, plan, ex)
                 else:
                     head = up_head.for_connection(upstream.h11) + upstream.h11.send(END_OF_MESSAGE)
-                    await _relay_response(upstream, sink, plan, ex, head=head, last_flush=False)
+                    await _relay_response(upstream, sink, plan, ex, head=head, pool=self.pool)
                     uploaded = True
                 break
             except UpstreamFailure as exc:
-                await upstream.aclose()
+                if not ex.upstream_released:
+                    await upstream.aclose()
                 if attempt == 2 or not _may_retry(upstream, tracked, exc, ex):
                     raise
                 log.info("upstream %s closed a reused connection (%s): retrying on a new one", plan.peer, exc.reason)
             except BaseException:
-                await upstream.aclose()
+                if not ex.upstream_released:  # else another request may be using it already
+                    await upstream.aclose()
                 raise
             finally:
                 ex.upstream_time = time.monotonic() - up_started
-        # The upstream's answer has ended: its connection goes back to the pool before the
-        # last of the answer is written to the client (a slow client holds no upstream connection).
-        kept = self.pool.give_back(upstream)
-        try:
-            if sink.buffered:
-                await _last_flush(sink)
-        finally:
-            if not kept:
-                await upstream.aclose()
+        if not ex.upstream_released and not self.pool.give_back(upstream):
+            await upstream.aclose()
         return uploaded
 
     async def _connect(self, plan: UpstreamPlan, *, fresh: bool) -> UpstreamConnection:
@@ -434,13 +432,16 @@ async def _send_body(upstream: UpstreamConnection, body: BodySource, plan: Upstr
 
 async def _relay_response(
     upstream: UpstreamConnection, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange, *, head: bytes = b"",
-    last_flush: bool = True,
+    pool: UpstreamPool | None = None,
 ) -> None:
     """Send ``head`` (a body-less request), then relay the upstream's response to the client.
 
-    With ``last_flush=False`` the end of the answer is left buffered in
-    ``sink``: the caller first gives the upstream connection back to the pool,
-    then flushes (:func:`_last_flush`).
+    With ``pool`` (a body-less request: nothing else writes to the upstream),
+    the upstream connection is handed back as soon as its answer ended — to the
+    pool, or closed in the background when it cannot be reused — before the
+    last flush to the client: a slow client holds no upstream connection, and
+    the next request finds it idle.  ``ex.upstream_released`` then tells the
+    caller the connection is no longer its own.
 
     Output is batched: everything h11 can give without another read (often
     head, body and end together) goes out in one flush — one TLS record and
@@ -470,9 +471,11 @@ async def _relay_response(
                 raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
             if event is h11.NEED_DATA:
                 if sink.buffered:
-                    waiting, scope.deadline = "send", trio.current_time() + sink.send_timeout
+                    waiting = "send"
+                    move_deadline(scope, sink.send_timeout)
                     await sink.flush()
-                waiting, scope.deadline = "read", trio.current_time() + plan.read_timeout
+                waiting = "read"
+                move_deadline(scope, plan.read_timeout)
                 try:
                     data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
                 except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
@@ -491,13 +494,17 @@ async def _relay_response(
                 ex.bytes_out += len(event.data)
                 sink.data(event.data)
                 if sink.buffered >= RELAY_FLUSH_BYTES:
-                    waiting, scope.deadline = "send", trio.current_time() + sink.send_timeout
+                    waiting = "send"
+                    move_deadline(scope, sink.send_timeout)
                     await sink.flush()
             elif isinstance(event, h11.EndOfMessage):
                 sink.end()
-                if not last_flush:
-                    return
-                waiting, scope.deadline = "send", trio.current_time() + sink.send_timeout
+                if pool is not None:
+                    if not pool.give_back(upstream):
+                        pool.discard(upstream)
+                    ex.upstream_released = True
+                waiting = "send"
+                move_deadline(scope, sink.send_timeout)
                 await sink.flush()
                 return
             else:  # ConnectionClosed before the end of the response
@@ -508,14 +515,6 @@ async def _relay_response(
     if waiting == "send":
         raise ClientGone("client send timeout")
     raise UpstreamFailure(504, "upstream_write_timeout" if waiting == "write" else "upstream_read_timeout")
-
-
-async def _last_flush(sink: ResponseSink) -> None:
-    """Write what the relay left buffered, within the client's ``send_timeout``."""
-    with trio.CancelScope(deadline=trio.current_time() + sink.send_timeout) as scope:
-        await sink.flush()
-    if scope.cancelled_caught:
-        raise ClientGone("client send timeout")
 
 
 def _read_failure(exc: BaseException, upstream: UpstreamConnection) -> str:

@@ -36,6 +36,7 @@ from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.exchange import END_OF_MESSAGE, ClientGone, Exchange, Header, Proxy, UpstreamFailure
 from trio_gw.net.generation import Generation
 from trio_gw.net.limits import DRAIN_IDLE_GRACE
@@ -189,7 +190,7 @@ class Http1Server:
                             idle_set.leave(idle)  # a request is coming: no longer idle
                             if not first:
                                 # an idle keep-alive connection woke up: the head now has client_header_timeout
-                                idle.deadline = trio.current_time() + settings.client_header_timeout
+                                move_deadline(idle, settings.client_header_timeout)
                         continue
                     if isinstance(event, h11.Request):
                         return event
@@ -318,11 +319,22 @@ async def _discard_body(stream: trio.abc.Stream, conn: h11.Connection, limit: in
         return False  # never asked for the body: h11 would need it; close instead
     if conn.their_state is h11.DONE:
         return True
-    seen = 0
+    try:
+        event = conn.next_event()  # a body-less request's end is already there: no IO, no deadline
+    except h11.RemoteProtocolError:
+        return False
+    if isinstance(event, h11.EndOfMessage):
+        return True
+    if isinstance(event, h11.Data):
+        seen = len(event.data)
+    elif event is not h11.NEED_DATA:
+        return False
+    else:
+        seen = 0
     with trio.CancelScope(deadline=trio.current_time() + 5):
         while seen <= limit:
             try:
-                event = conn.next_event()  # usually the end of a bodyless request: no IO
+                event = conn.next_event()
                 if event is h11.NEED_DATA:
                     event = await _next_client_event(stream, conn)
             except h11.RemoteProtocolError:

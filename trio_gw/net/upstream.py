@@ -140,7 +140,7 @@ class UpstreamPool:
             if now - conn.idle_since < self.idle_timeout and conn.is_idle_and_open():
                 conn.reused = True
                 return conn
-            self._discard(conn)
+            self.discard(conn)
         return None
 
     def sweep(self) -> int:
@@ -151,7 +151,7 @@ class UpstreamPool:
             keep = deque(c for c in idle if now - c.idle_since < self.idle_timeout and c.is_idle_and_open())
             for conn in idle:
                 if conn not in keep:
-                    self._discard(conn)
+                    self.discard(conn)
                     closed += 1
             if keep:
                 self._idle[key] = keep
@@ -165,7 +165,8 @@ class UpstreamPool:
             await trio.sleep(SWEEP_INTERVAL)
             self.sweep()
 
-    def _discard(self, conn: UpstreamConnection) -> None:
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Close ``conn`` in the background (a system task: the caller does not wait)."""
         trio.lowlevel.spawn_system_task(conn.aclose)
 
     def give_back(self, conn: UpstreamConnection) -> bool:
