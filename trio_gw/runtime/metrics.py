@@ -145,19 +145,34 @@ class Metrics:
                                   "When the live configuration snapshot was built", registry=values,
                                   multiprocess_mode="livemax")
         self._requests: dict[tuple[int, str], Counter] = {}  # labelled children, looked up once
+        self._pending_requests: dict[tuple[int, str], int] = {}  # counted since the last flush
         self.before_scrape = before_scrape
         #: Requests finished since start (Kong's ``kong_nginx_requests_total``).
         self.requests_served = 0
 
     def record_request(self, info: ConnectionFacts, ex: Exchange) -> None:
-        """Count one finished request (called once per request, after its access-log line)."""
+        """Count one finished request (called once per request, after its access-log line).
+
+        Counted in plain Python; the collectors get the counts at :meth:`flush`.
+        """
         self.requests_served += 1
         key = (ex.status // 100, ex.reason or "")
-        child = self._requests.get(key)
-        if child is None:
-            child = self._requests[key] = self.requests.labels(f"{key[0]}xx" if key[0] else "none", key[1])
-        child.inc()
-        self.kong.record_request(request_facts(ex, time.monotonic()))
+        self._pending_requests[key] = self._pending_requests.get(key, 0) + 1
+        self.kong.count(request_facts(ex, time.monotonic()))
+
+    def flush(self) -> None:
+        """Add the requests counted since the last flush to the collectors.
+
+        Called before every scrape (:meth:`exposition`), and by a worker every report
+        interval (its counts go to the multiprocess files its supervisor reads).
+        """
+        pending, self._pending_requests = self._pending_requests, {}
+        for key, n in pending.items():
+            child = self._requests.get(key)
+            if child is None:
+                child = self._requests[key] = self.requests.labels(f"{key[0]}xx" if key[0] else "none", key[1])
+            child.inc(n)
+        self.kong.flush()
 
     def record_handshake(self, listener: str, version: str | None, cipher: str | None) -> None:
         """Count one completed inbound handshake."""
@@ -169,6 +184,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text exposition of the registry, the scrape-time gauges set first (with workers: of every worker)."""
+        self.flush()
         if self.before_scrape is not None:
             self.before_scrape(self)
         if self.multiprocess_dir is None:

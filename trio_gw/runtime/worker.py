@@ -61,6 +61,7 @@ class _Reporter:
             self.wake = trio.Event()
             if not gateway.holder.ready:
                 continue
+            gateway.metrics.flush()  # this worker's request counts into the multiprocess files
             if gateway.metrics.before_scrape is not None:
                 # this worker's connection gauges, which the supervisor's /metrics adds up (livesum)
                 gateway.metrics.before_scrape(gateway.metrics)

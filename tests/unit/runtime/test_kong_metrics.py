@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from trio_gw.model.inventory import Inventory
@@ -147,3 +149,65 @@ def _sorted_labels(text: str) -> str:
         pairs = sorted(re.findall(r'(\w+="[^"]*")', match.group(2)))
         return f"{match.group(1)}{{{','.join(pairs)}}}"
     return re.sub(r"^(\w+)\{([^}]*)\}", sort, text, flags=re.M)
+
+
+def _observed_one_by_one(facts: list[RequestFacts]) -> str:
+    """What prometheus-client's own calls give: inc and observe per request, value by value."""
+    metrics, registry = _metrics()
+    for f in facts:
+        if f.service is None:
+            continue
+        labels = (f.service, f.route, str(f.status), f.source, f.consumer)
+        metrics.http_requests.labels(*labels).inc()
+        if f.bytes_in:
+            metrics.bandwidth.labels(f.service, f.route, "ingress", f.consumer).inc(f.bytes_in)
+        if f.bytes_out:
+            metrics.bandwidth.labels(f.service, f.route, "egress", f.consumer).inc(f.bytes_out)
+        for histogram, value in ((metrics.request_latency, f.request_ms), (metrics.upstream_latency, f.upstream_ms),
+                                 (metrics.kong_latency, f.kong_ms)):
+            if value is not None and value >= 0:
+                histogram.labels(f.service, f.route).observe(value)
+    return _text(registry)
+
+
+_latencies = st.one_of(st.none(), st.floats(min_value=-1, max_value=70000, allow_nan=False),
+                       st.sampled_from([0.0, 1.0, 25.0, 50.0, 1000.0, 60000.0]))  # on the bucket bounds too
+_facts = st.builds(
+    RequestFacts, service=st.sampled_from([None, "orders", "users"]), route=st.sampled_from(["a", "b"]),
+    status=st.sampled_from([200, 401, 502]), source=st.sampled_from(["service", "kong"]),
+    consumer=st.sampled_from(["", "alice"]), request_ms=_latencies, upstream_ms=_latencies, kong_ms=_latencies,
+    bytes_in=st.integers(0, 5000), bytes_out=st.integers(0, 5000),
+)
+
+
+@given(st.lists(_facts, max_size=30), st.integers(1, 4))
+def test_counted_and_flushed_is_what_observing_one_by_one_gives(facts: list[RequestFacts], flushes: int) -> None:
+    """count() keeps requests in plain Python and flush() adds them to prometheus-client's histograms
+    through its internals: the exposition must be exactly what inc/observe per request gives,
+    whatever the flush points (the bucket sums compared to 1e-6)."""
+    metrics, registry = _metrics()
+    for i, f in enumerate(facts):
+        metrics.count(f)
+        if i % flushes == 0:
+            metrics.flush()
+    metrics.flush()
+    ours, theirs = _text(registry), _observed_one_by_one(facts)
+
+    def values(text: str) -> dict[str, float]:
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line and not line.startswith("#") and "_created" not in line}
+
+    a, b = values(ours), values(theirs)
+    assert a.keys() == b.keys()
+    for series, value in a.items():
+        assert abs(value - b[series]) <= 1e-6 * max(1.0, abs(value)), series
+
+
+def test_counts_wait_for_the_flush() -> None:
+    metrics, registry = _metrics()
+    metrics.count(RequestFacts("s", "r", 200, "service", request_ms=3, upstream_ms=2, kong_ms=1))
+    assert _sample(_text(registry), "kong_http_requests_total", service="s", route="r", code="200",
+                   source="service", consumer="") is None
+    metrics.flush()
+    assert _sample(_text(registry), "kong_http_requests_total", service="s", route="r", code="200",
+                   source="service", consumer="") == 1
