@@ -63,12 +63,12 @@ class _H11Body:
 
     async def receive(self) -> bytes | None:
         try:
-            with trio.fail_after(self.timeout):
+            with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
                 event = await _next_client_event(self.stream, self.conn, self.guard)
-        except trio.TooSlowError as exc:
-            raise ClientGone("client body timeout") from exc
         except h11.RemoteProtocolError as exc:
             raise ClientGone(f"client body: {exc}") from exc
+        if scope.cancelled_caught:
+            raise ClientGone("client body timeout")
         if isinstance(event, h11.Data):
             return event.data
         if isinstance(event, h11.EndOfMessage):

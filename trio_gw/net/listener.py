@@ -163,13 +163,13 @@ async def handshake(
     """
     stream = TlsStream.wrap_server(sock, context, tag=tag)
     try:
-        with trio.fail_after(timeout):
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:  # no fail_after wrapper per connection
             await stream.do_handshake()
-        return stream, None
+        if not scope.cancelled_caught:
+            return stream, None
+        reason = "timeout"
     except trio.BrokenResourceError as exc:
         reason = _failure_reason(stream, exc.__cause__)
-    except trio.TooSlowError:
-        reason = "timeout"
     if conn is not None:
         conn.sni = getattr(stream.ssl_object, "trio_gw_sni", None)
     return stream, reason

@@ -183,7 +183,7 @@ async def _linger(sock: socket.socket) -> None:
         await trio.lowlevel.checkpoint()
         return  # the peer is gone already
     dropped = 0
-    with trio.move_on_after(LINGER_SECONDS):
+    with trio.CancelScope(deadline=trio.current_time() + LINGER_SECONDS):
         while dropped < LINGER_BYTES:
             await trio.lowlevel.wait_readable(sock)
             try:

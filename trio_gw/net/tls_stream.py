@@ -268,7 +268,7 @@ class TlsStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint()  # aclose is a checkpoint whatever happens
             return  # the peer is gone already
         dropped = 0
-        with trio.move_on_after(LINGER_SECONDS):
+        with trio.CancelScope(deadline=trio.current_time() + LINGER_SECONDS):
             while dropped < LINGER_BYTES:
                 await trio.lowlevel.wait_readable(sock)
                 try:

@@ -224,6 +224,7 @@ class KongMetrics:
         #: The labelled series of each (service, route, status, source, consumer) seen, as prometheus-client
         #: keeps them (bounded by the same label values).
         self._series: dict[tuple[str, str, int, str, str], list[Any]] = {}
+        self._handshake_children: dict[tuple[str, str, str], Any] = {}
         #: Requests counted since the last :meth:`flush`.
         self._pending: dict[tuple[str, str, int, str, str], _Tally] = {}
 
@@ -301,7 +302,11 @@ class KongMetrics:
 
     def record_handshake(self, listener: str, version: str, cipher: str) -> None:
         """One completed inbound handshake."""
-        self.handshakes.labels(listener, version, cipher).inc()
+        key = (listener, version, cipher)
+        child = self._handshake_children.get(key)
+        if child is None:  # labels() costs a lock and a tuple build: once per (listener, version, cipher)
+            child = self._handshake_children[key] = self.handshakes.labels(listener, version, cipher)
+        child.inc()
 
     def record_handshake_failure(self, listener: str, reason: str) -> None:
         """One failed inbound handshake, by its reason code (``tls.handshake_errors``)."""
