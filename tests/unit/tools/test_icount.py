@@ -1,0 +1,60 @@
+"""tools/icount.py's parsing of callgrind dumps."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("icount", ROOT / "tools" / "icount.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["icount"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+icount = _load()
+
+DUMP = """\
+# callgrind format
+version: 1
+creator: callgrind-3.19.0
+pid: 4242
+cmd:  /usr/bin/python3 -m trio_gw run -c settings.yaml
+part: 2
+
+desc: I1 cache:
+desc: Timerange: Basic block 27241763 - 52934110
+desc: Trigger: Client Request: Dump
+
+positions: line
+events: Ir
+summary: 135049392
+
+fl=(1) ???
+fn=(1) 0x0000000000001234
+0 17
+totals: 135049392
+"""
+
+
+def test_totals_line_of_a_dump() -> None:
+    assert icount.parse_totals(DUMP) == 135_049_392
+
+
+def test_summary_line_when_totals_is_absent() -> None:
+    assert icount.parse_totals(DUMP.replace("totals: 135049392\n", "")) == 135_049_392
+
+
+def test_event_counts_in_the_body_are_not_mistaken_for_totals() -> None:
+    body_only = "events: Ir\nfn=(1) f\n0 17\n"
+    with pytest.raises(ValueError, match="no 'totals:' line"):
+        icount.parse_totals(body_only)
