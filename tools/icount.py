@@ -33,7 +33,9 @@ Scenarios:
   resumption), no request; the client half-closes the TCP connection and
   reads until the server has closed;
 * ``handshake+request``: a new TLS 1.3 connection, a full handshake, one
-  request with ``Connection: close``.
+  request with ``Connection: close``;
+* ``resumption``: the same, resuming the previous connection's session (a
+  TLS 1.3 ticket): what a client that reconnects costs.
 
 The upstream is the built-in echo upstream or (``--upstream static``) nginx
 returning 2 bytes; it is outside the count either way.
@@ -110,7 +112,7 @@ def control(pid: int, *args: str) -> str:
     return done.stdout
 
 
-def counted(pid: int, out: Path, run: Callable[[], None]) -> int:
+def counted(pid: int, out: Path, run: Callable[[], None], keep: Path | None = None) -> int:
     """Instructions the gateway executed while ``run`` ran (a callgrind dump of the window)."""
     before = set(out.parent.glob(out.name + ".*"))
     control(pid, "-z")  # zero the counters
@@ -125,6 +127,8 @@ def counted(pid: int, out: Path, run: Callable[[], None]) -> int:
     dumps = sorted(set(out.parent.glob(out.name + ".*")) - before, key=lambda p: p.stat().st_mtime)
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump beside {out}")
+    if keep is not None:
+        shutil.copyfile(dumps[-1], keep)
     return parse_totals(dumps[-1].read_text(errors="replace"))
 
 
@@ -194,7 +198,22 @@ def scenarios(port: int, ctx: ssl.SSLContext, path: str) -> dict[str, tuple[Call
                 sock.sendall(closing)
                 read_response(sock, bytearray())
 
-    return {"keepalive": (keepalive, 1), "handshake": (handshake, 1), "handshake+request": (handshake_request, 1)}
+    session: list[ssl.SSLSession] = []
+
+    def resumption(n: int) -> None:
+        for _ in range(n):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=120)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with ctx.wrap_socket(raw, server_hostname=bench.SERVER_NAME,
+                                 session=session[0] if session else None) as sock:
+                sock.sendall(closing)
+                read_response(sock, bytearray())
+                if session and not sock.session_reused:
+                    raise RuntimeError("the gateway did not resume the session")
+                session[:] = [sock.session]
+
+    return {"keepalive": (keepalive, 1), "handshake": (handshake, 1), "handshake+request": (handshake_request, 1),
+            "resumption": (resumption, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the gateway from DIR's source tree (PYTHONPATH=DIR python -m trio_gw)")
     parser.add_argument("--count", type=int, default=300, help="operations counted per scenario (default 300)")
     parser.add_argument("--warmup", type=int, default=50, help="operations before counting (default 50)")
-    parser.add_argument("--scenarios", default="keepalive,handshake,handshake+request",
-                        help="comma-separated subset of keepalive,handshake,handshake+request")
+    parser.add_argument("--scenarios", default="keepalive,handshake,handshake+request,resumption",
+                        help="comma-separated subset of keepalive,handshake,handshake+request,resumption")
     parser.add_argument("--upstream", choices=("echo", "static"), default="echo",
                         help="echo: the built-in Python echo upstream; static: nginx returning 2 bytes")
     parser.add_argument("--path", default="/bytes/2", help="request path (default /bytes/2)")
     parser.add_argument("--start-timeout", type=float, default=300, help="seconds the gateway may take to start")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures to FILE")
+    parser.add_argument("--dump-dir", type=Path, metavar="DIR",
+                        help="keep each scenario's callgrind dump as DIR/<scenario>.callgrind "
+                             "(read with callgrind_annotate or kcachegrind)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("icount: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -233,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unknown scenario {name!r}")
             run, _ = table[name]
             run(args.warmup)
-            total = counted(child.pid, gateway.out, lambda run=run: run(args.count))
+            keep = None
+            if args.dump_dir:
+                args.dump_dir.mkdir(parents=True, exist_ok=True)
+                keep = args.dump_dir / f"{name}.callgrind"
+            total = counted(child.pid, gateway.out, lambda run=run: run(args.count), keep)
             figures[name] = {"instructions": total, "per_operation": round(total / args.count)}
             print(f"{name:>18}: {total / args.count:>12,.0f} instructions per operation "
                   f"({total:,} over {args.count})")
