@@ -210,7 +210,7 @@ def scenarios(port: int, ctx: ssl.SSLContext, path: str) -> dict[str, tuple[Call
                 read_response(sock, bytearray())
                 if session and not sock.session_reused:
                     raise RuntimeError("the gateway did not resume the session")
-                session[:] = [sock.session]
+                session[:] = [sock.session] if sock.session is not None else []
 
     return {"keepalive": (keepalive, 1), "handshake": (handshake, 1), "handshake+request": (handshake_request, 1),
             "resumption": (resumption, 1)}

@@ -84,12 +84,15 @@ class PlainStream(trio.abc.HalfCloseableStream):
                     data = sock.recv(size)
                     break
                 except BlockingIOError:
-                    await trio.lowlevel.wait_readable(sock)
-                    waited = True
+                    pass
                 except OSError as exc:
                     if self._closed:
                         raise trio.ClosedResourceError("the stream was closed") from exc
                     raise trio.BrokenResourceError(exc) from exc
+                # Outside the except clause: an idle connection waits here, and the exception
+                # would stay alive with its traceback for as long as it does.
+                await trio.lowlevel.wait_readable(sock)
+                waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
@@ -114,14 +117,16 @@ class PlainStream(trio.abc.HalfCloseableStream):
                     try:
                         sent = sock.send(view)
                     except BlockingIOError:
-                        await trio.lowlevel.wait_writable(sock)
-                        waited = True
-                        continue
+                        pass
                     except OSError as exc:
                         if self._closed:
                             raise trio.ClosedResourceError("the stream was closed") from exc
                         raise trio.BrokenResourceError(exc) from exc
-                    view = view[sent:]
+                    else:
+                        view = view[sent:]
+                        continue
+                    await trio.lowlevel.wait_writable(sock)  # outside the except clause
+                    waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         finally:

@@ -147,11 +147,12 @@ class TlsStream(trio.abc.Stream):
                 sock.do_handshake()
                 break
             except ssl.SSLWantReadError:
-                await trio.lowlevel.wait_readable(sock)
+                wait = trio.lowlevel.wait_readable
             except ssl.SSLWantWriteError:
-                await trio.lowlevel.wait_writable(sock)
+                wait = trio.lowlevel.wait_writable
             except (ssl.SSLError, OSError) as exc:
                 raise trio.BrokenResourceError(exc) from exc
+            await wait(sock)  # outside the except clause: see receive_some
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -171,14 +172,18 @@ class TlsStream(trio.abc.Stream):
                     data = sock.recv(size)
                     break
                 except ssl.SSLWantReadError:
-                    await trio.lowlevel.wait_readable(sock)
+                    wait = trio.lowlevel.wait_readable
                 except ssl.SSLWantWriteError:  # a KeyUpdate to answer, say
-                    await trio.lowlevel.wait_writable(sock)
+                    wait = trio.lowlevel.wait_writable
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                     data = b""  # close_notify, or an end without it (HTTP framing tells a truncation)
                     break
                 except (ssl.SSLError, OSError) as exc:
                     raise trio.BrokenResourceError(exc) from exc
+                # Wait outside the except clause: an idle connection waits here for as long as the
+                # client keeps it open, and inside the clause the exception would stay alive with
+                # its traceback and ssl.py's frames (about 1 KB per idle connection, tracemalloc).
+                await wait(sock)
                 waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -205,19 +210,18 @@ class TlsStream(trio.abc.Stream):
                     try:
                         sent = sock.send(view)
                     except ssl.SSLWantWriteError:
-                        pending = True  # OpenSSL holds the record: only the same bytes may be retried
-                        await trio.lowlevel.wait_writable(sock)
-                        waited = True
-                        continue
+                        wait = trio.lowlevel.wait_writable
                     except ssl.SSLWantReadError:
-                        pending = True
-                        await trio.lowlevel.wait_readable(sock)
-                        waited = True
-                        continue
+                        wait = trio.lowlevel.wait_readable
                     except (ssl.SSLError, OSError) as exc:
                         raise trio.BrokenResourceError(exc) from exc
-                    pending = False
-                    view = view[sent:]
+                    else:
+                        pending = False
+                        view = view[sent:]
+                        continue
+                    pending = True  # OpenSSL holds the record: only the same bytes may be retried
+                    await wait(sock)  # outside the except clause: see receive_some
+                    waited = True
             except BaseException:
                 if pending:
                     # Cancelled while OpenSSL holds part of a record: SSL_write must be retried
