@@ -81,6 +81,9 @@ def test_nodes_serve_through_a_database_outage_and_the_next_write_propagates(
             for node in (a, b):
                 wait_for(lambda n=node: call(n.proxy_port, "GET", "/after/x")[0] == 200, "the write after")
             on_a.wait_for_more(20)
+        print(f"\nPostgreSQL {how}: under load before, during and after the outage, node A (2 workers) and node B "
+              f"served {on_a.ok} and {on_b.ok} proxied requests, failed {len(on_a.failures)} and "
+              f"{len(on_b.failures)}; A's /status said stale for {stale['database']['stale_seconds']:.1f} s")
         assert on_a.failures == [] and on_b.failures == []  # not one proxied request failed
         assert metric(a, "trio_gw_datastore_reachable") == 1
         assert all(w["datastore"] == "ok" for w in status(a)["workers"]["list"])
