@@ -20,6 +20,7 @@ import trio.testing
 import trustme
 
 from trio_gw.net.plain_stream import PlainStream
+from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_stream import TlsStream
 
 Pair = tuple[trio.abc.Stream, trio.abc.Stream]
@@ -235,3 +236,74 @@ async def test_records_read_ahead_are_delivered_without_waiting_on_the_socket(
             got += await server.receive_some(100)
     for s in (client, server):
         await trio.aclose_forcefully(s)
+
+
+async def _both_kinds(tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> list[Pair]:
+    return [await plain_pair(), await _tls_pair_maker(tls_contexts, clogged=False)()]
+
+
+async def test_a_send_before_a_receive_lets_no_other_task_run_but_stays_a_cancel_point(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    for sender, peer in await _both_kinds(tls_contexts):
+        spins = 0
+
+        async def spinner() -> None:
+            nonlocal spins
+            while True:
+                spins += 1
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(spinner)
+            while spins == 0:
+                await trio.lowlevel.checkpoint()
+            before = spins
+            for _ in range(20):
+                await send_before_receive(sender, b"12345678")  # the kernel takes each at once
+            assert spins == before  # no schedule point: the other task never ran
+            for _ in range(20):
+                await sender.send_all(b"abcdefgh")  # the default: a schedule point each (Trio shuffles
+            assert spins > before  # runnable tasks, so one yield may not run the spinner; twenty do)
+            nursery.cancel_scope.cancel()
+        received = b""
+        while len(received) < 320:
+            received += await peer.receive_some(1000)
+        assert received == b"12345678" * 20 + b"abcdefgh" * 20
+
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await send_before_receive(sender, b"never sent")  # still a cancel point: raises Cancelled
+            pytest.fail("send_before_receive ignored the cancellation")
+        assert scope.cancelled_caught
+        await sender.send_all(b"!")
+        assert await peer.receive_some(100) == b"!"  # the cancelled bytes never went out
+        for s in (sender, peer):
+            await trio.aclose_forcefully(s)
+
+
+async def test_a_send_before_a_receive_that_must_wait_still_waits_and_completes(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    for sender, peer in await _both_kinds(tls_contexts):
+        payload = b"w" * (4 << 20)  # more than the socket buffers: the send must wait for the reader
+        received = bytearray()
+
+        async def read_all(peer: trio.abc.Stream = peer) -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            while len(received) < len(payload):
+                received.extend(await peer.receive_some())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            await send_before_receive(sender, payload)
+        assert bytes(received) == payload
+        for s in (sender, peer):
+            await trio.aclose_forcefully(s)
+
+
+async def test_other_streams_send_as_usual() -> None:
+    sender, receiver = trio.testing.memory_stream_pair()
+    with trio.testing.assert_checkpoints():
+        await send_before_receive(sender, b"x")
+    assert await receiver.receive_some(10) == b"x"

@@ -43,6 +43,7 @@ from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
+from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.plugins.base import CrlSource
@@ -460,7 +461,7 @@ async def _relay_response(
     with trio.CancelScope(deadline=trio.current_time() + plan.write_timeout) as scope:
         if head:
             try:
-                await upstream.stream.send_all(head)
+                await send_before_receive(upstream.stream, head)  # the answer is read next
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise UpstreamFailure(502, _write_failure(exc)) from exc
             upstream.requests += 1

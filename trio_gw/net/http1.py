@@ -40,6 +40,7 @@ from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.exchange import END_OF_MESSAGE, ClientGone, Exchange, Header, Proxy, UpstreamFailure
 from trio_gw.net.generation import Generation
 from trio_gw.net.limits import DRAIN_IDLE_GRACE
+from trio_gw.net.streams import send_before_receive
 
 log = logging.getLogger("trio_gw.proxy")
 
@@ -119,9 +120,12 @@ class _H11Sink:
         self.out += self.conn.send(END_OF_MESSAGE)
 
     async def flush(self) -> None:
-        """Send what is buffered; the caller's cancel scope holds the ``send_timeout`` deadline."""
+        """Send what is buffered; the caller's cancel scope holds the ``send_timeout`` deadline.
+
+        The relay reads next (the upstream, or the client's next request): see :mod:`trio_gw.net.streams`.
+        """
         if self.out:
-            await self.stream.send_all(self.out)
+            await send_before_receive(self.stream, self.out)
             self.out.clear()
 
 
