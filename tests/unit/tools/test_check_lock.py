@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_lock", ROOT / "tools" / "check_lock.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_lock"] = module
-    spec.loader.exec_module(module)
-    return module
+from tool_loader import ROOT, load_tool
 
 
-check_lock = _load()
+check_lock = load_tool("check_lock")
 
 
 def _copy_project(tmp_path: Path) -> Path:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tool_loader import load_tool
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("icount", ROOT / "tools" / "icount.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["icount"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-icount = _load()
+icount = load_tool("icount")
 
 DUMP = """\
 # callgrind format
