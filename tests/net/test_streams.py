@@ -307,3 +307,17 @@ async def test_other_streams_send_as_usual() -> None:
     with trio.testing.assert_checkpoints():
         await send_before_receive(sender, b"x")
     assert await receiver.receive_some(10) == b"x"
+
+
+async def test_closing_after_the_peer_closed_is_still_a_checkpoint_and_closes(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """The lingering close finds the peer's end of stream already there: no wait, but aclose stays a checkpoint."""
+    for ours, peer in await _both_kinds(tls_contexts):
+        await peer.send_all(b"unread bytes before the end")
+        await trio.aclose_forcefully(peer)  # the peer is gone: its bytes and its FIN are in our kernel buffer
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.testing.assert_checkpoints():
+            await ours.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await ours.receive_some(10)

@@ -29,7 +29,7 @@ import socket
 
 import trio
 
-from trio_gw.net.tls_stream import LINGER_BYTES, LINGER_SECONDS, set_nodelay
+from trio_gw.net.tls_stream import linger, set_nodelay
 
 __all__ = ["PlainStream"]
 
@@ -179,33 +179,11 @@ class PlainStream(trio.abc.HalfCloseableStream):
         trio.lowlevel.notify_closing(sock)  # a task blocked on it gets ClosedResourceError
         try:
             if self._lingering:
-                await _linger(sock)
+                await linger(sock)
             else:
                 await trio.lowlevel.checkpoint()
         finally:
             sock.close()
-
-
-async def _linger(sock: socket.socket) -> None:
-    """Half-close and drop what the peer still sends, until its end of stream, briefly."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        await trio.lowlevel.checkpoint()
-        return  # the peer is gone already
-    dropped = 0
-    with trio.CancelScope(deadline=trio.current_time() + LINGER_SECONDS):
-        while dropped < LINGER_BYTES:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                chunk = sock.recv(_RECEIVE_SIZE)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            dropped += len(chunk)
 
 
 def _max_bytes(value: int) -> int:

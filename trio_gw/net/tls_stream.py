@@ -51,7 +51,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["LINGER_SECONDS", "TlsStream", "set_nodelay"]
+__all__ = ["LINGER_SECONDS", "TlsStream", "linger", "set_nodelay"]
 
 #: How long a closing connection waits for the peer's end of stream (nginx's lingering_timeout is 5 s).
 LINGER_SECONDS = 2.0
@@ -265,31 +265,56 @@ class TlsStream(trio.abc.Stream):
                 sock._sslobj.shutdown()  # type: ignore[attr-defined]  # our close_notify; the peer's is not awaited
             except (ssl.SSLError, OSError, ValueError, AttributeError):
                 pass
-            await self._linger(sock)
+            await linger(sock)
         finally:
             sock.close()
 
-    @staticmethod
-    async def _linger(sock: ssl.SSLSocket) -> None:
-        """Half-close and drop what the peer still sends, until its end of stream, briefly."""
+
+async def linger(sock: socket.socket) -> None:
+    """Half-close ``sock`` and drop what the peer still sends, until its end of stream, briefly.
+
+    The bytes are read from the socket itself (``socket.socket.recv``: for a TLS socket,
+    under OpenSSL — TLS is over).  Often the peer's end of stream is there already (it
+    closed first): then nothing is waited for and no deadline is set up.  Otherwise at most
+    :data:`LINGER_SECONDS`, at most :data:`LINGER_BYTES`.  Always a checkpoint.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        await trio.lowlevel.checkpoint()
+        return  # the peer is gone already
+    dropped = _drop_ready(sock)
+    if dropped < 0:
+        await trio.lowlevel.checkpoint()
+        return
+    with trio.CancelScope(deadline=trio.current_time() + LINGER_SECONDS):
+        while dropped < LINGER_BYTES:
+            await trio.lowlevel.wait_readable(sock)
+            more = _drop_ready(sock)
+            if more < 0:
+                return
+            dropped += more
+
+
+def _drop_ready(sock: socket.socket) -> int:
+    """Read and drop what the kernel holds now, without waiting.
+
+    Returns:
+        How many bytes were dropped; ``-1`` once the peer's end of stream or a reset was
+        reached, or :data:`LINGER_BYTES` were dropped (nothing left to linger for).
+    """
+    dropped = 0
+    while dropped < LINGER_BYTES:
         try:
-            sock.shutdown(socket.SHUT_WR)
+            chunk = socket.socket.recv(sock, _RECEIVE_SIZE)
+        except BlockingIOError:
+            return dropped
         except OSError:
-            await trio.lowlevel.checkpoint()  # aclose is a checkpoint whatever happens
-            return  # the peer is gone already
-        dropped = 0
-        with trio.CancelScope(deadline=trio.current_time() + LINGER_SECONDS):
-            while dropped < LINGER_BYTES:
-                await trio.lowlevel.wait_readable(sock)
-                try:
-                    chunk = socket.socket.recv(sock, _RECEIVE_SIZE)  # raw bytes: TLS is over
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                dropped += len(chunk)
+            return -1
+        if not chunk:
+            return -1
+        dropped += len(chunk)
+    return -1
 
 
 def _detach(transport: trio.SocketStream) -> socket.socket:
