@@ -11,11 +11,20 @@ the SNI callback (:mod:`trio_gw.net.tls_server`).
 A failed handshake's alert is flushed to the client before closing (trio drops
 it, docs/tls-stack.md §2), so curl shows ``unknown ca`` / ``protocol version`` /
 ``unrecognized name`` instead of a reset.
+
+Accepting takes the trio socket and the client's address from ``accept`` itself
+and hands the file descriptor straight to the connection's stream: no
+``trio.SocketStream`` in between, no ``getpeername``.  A client may reset its
+connection before the gateway looks at it (``getpeername`` then fails with
+ENOTCONN); whatever one connection's setup raises ends that connection, never
+the node.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -27,7 +36,7 @@ from trio_gw.http.responses import error_response
 from trio_gw.net.connection import record_tls_facts
 from trio_gw.net.limits import ConnectionLimit
 from trio_gw.net.plain_stream import PlainStream
-from trio_gw.net.tls_stream import TlsStream
+from trio_gw.net.tls_stream import TlsStream, adopt_accepted
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
 
@@ -35,6 +44,12 @@ log = logging.getLogger("trio_gw.net")
 
 #: After a failed handshake, how long the connection may linger so the alert is read before the close.
 FAILED_HANDSHAKE_LINGER = 1.0
+#: ``accept`` failures that concern one connection only (the ones trio's SocketListener retries silently).
+_TRANSIENT_ACCEPT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET", "EHOSTUNREACH",
+        "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET",
+    ) if hasattr(errno, name))
 
 
 class TlsSource(Protocol):
@@ -95,44 +110,71 @@ class Listener:
 
     async def serve(self, connection_nursery: trio.Nursery) -> None:
         """Accept until cancelled; each connection runs in ``connection_nursery``."""
+        listening = self.socket_listener.socket
         while True:
             try:
-                sock = await self.socket_listener.accept()
+                sock, address = await listening.accept()
             except OSError as exc:
-                log.warning("accept failed on %s: %s", self.name, exc)
-                await trio.sleep(0.05)
+                if exc.errno == errno.EBADF:
+                    raise trio.ClosedResourceError("the listener was closed") from None
+                if exc.errno not in _TRANSIENT_ACCEPT_ERRNOS:  # EMFILE, ENOBUFS...: the node is short of something
+                    log.warning("accept failed on %s: %s", self.name, exc)
+                    await trio.sleep(0.05)
                 continue
-            connection_nursery.start_soon(self._run, sock)
+            connection_nursery.start_soon(self._run, sock, address)
 
-    async def _run(self, sock: trio.SocketStream) -> None:
+    async def _run(self, sock: trio.socket.SocketType, address: tuple[str, int]) -> None:
+        try:
+            raw = adopt_accepted(sock)  # the stream owns the descriptor from here on
+        except OSError:
+            sock.close()
+            await trio.lowlevel.checkpoint()
+            return  # reset before we got to it
+        del sock
         slot = self.limit.admit()
         if slot is None:
-            await self._shed(sock)
+            await self._shed(raw)
             return
         try:
-            peer = sock.socket.getpeername()
-            conn = ConnectionFacts(client_ip=peer[0], client_port=peer[1], server_port=self.port)
-            stream: trio.abc.Stream
-            if self.tls is None:
-                stream = PlainStream.take(sock, lingering=True)
-            else:
-                context, tag = self.tls.context_for_accept()
-                stream, failure = await handshake(sock, context, self.handshake_timeout, tag, conn)
-                if failure is not None:
-                    self.observe(self.name, failure, conn)
-                    await close_failed_handshake(stream, failure)
-                    return
-                record_tls_facts(stream, conn, self.chains)
-                self.observe(self.name, None, conn)
-            # The stream owns the socket now: the emptied trio wrapper (and its socket objects) need not
-            # live as long as the connection (~0.35 KB per idle connection, tracemalloc).
-            del sock
-            await self.handler(stream, conn)
+            conn = ConnectionFacts(client_ip=address[0], client_port=address[1], server_port=self.port)
+            stream = await self._open(raw, conn)
+            del raw  # an emptied socket object need not live as long as the connection
+            if stream is not None:
+                await self.handler(stream, conn)
         finally:
             slot.release()
 
-    async def _shed(self, sock: trio.SocketStream) -> None:
+    async def _open(self, raw: socket.socket, conn: ConnectionFacts) -> trio.abc.Stream | None:
+        """The connection's stream, its handshake done; ``None`` when it failed (and was closed).
+
+        A client may reset the connection at any point of this: the ``OSError`` that follows
+        (``getpeername`` inside ``ssl``, say) ends this connection only.
+        """
+        if self.tls is None:
+            return PlainStream(raw, lingering=True)
+        try:
+            context, tag = self.tls.context_for_accept()
+            stream, failure = await handshake(raw, context, self.handshake_timeout, tag, conn)
+        except OSError as exc:
+            log.debug("connection from %s on %s broke before its handshake: %s", conn.client_ip, self.name, exc)
+            raw.close()
+            return None
+        if failure is not None:
+            self.observe(self.name, failure, conn)
+            await close_failed_handshake(stream, failure)
+            return None
+        try:
+            record_tls_facts(stream, conn, self.chains)
+        except OSError as exc:  # getpeercert() asks the kernel whether the socket is still connected
+            log.debug("connection from %s on %s broke after its handshake: %s", conn.client_ip, self.name, exc)
+            await trio.aclose_forcefully(stream)
+            return None
+        self.observe(self.name, None, conn)
+        return stream
+
+    async def _shed(self, raw: socket.socket) -> None:
         """Over the limit with nothing idle to close: 503 to a plain-HTTP client, a clean close otherwise."""
+        stream = PlainStream(raw)
         if self.tls is None:
             response, body = error_response(503, "the gateway is at its connection limit; retry shortly",
                                             reason="overloaded", headers=[(b"connection", b"close")])
@@ -140,20 +182,21 @@ class Listener:
                 name + b": " + value + b"\r\n" for name, value in response.headers) + b"\r\n"
             with trio.move_on_after(1):
                 try:
-                    await sock.send_all(head + body)
+                    await stream.send_all(head + body)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
-        await trio.aclose_forcefully(sock)
+        await trio.aclose_forcefully(stream)
 
 
 async def handshake(
-    sock: trio.SocketStream, context: ssl.SSLContext, timeout: float, tag: object | None = None,
+    sock: trio.SocketStream | socket.socket, context: ssl.SSLContext, timeout: float, tag: object | None = None,
     conn: ConnectionFacts | None = None,
 ) -> tuple[TlsStream, str | None]:
     """Run the server handshake.
 
     Args:
-        sock: the accepted socket (taken over by the TLS stream).
+        sock: the accepted socket (taken over by the TLS stream): a trio stream, or a stdlib
+            socket from :func:`~trio_gw.net.tls_stream.adopt_accepted`.
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
         tag: attached to the connection as ``trio_gw_tls`` for the SNI callback.

@@ -51,7 +51,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["LINGER_SECONDS", "TlsStream", "linger", "set_nodelay"]
+__all__ = ["LINGER_SECONDS", "TlsStream", "adopt_accepted", "linger", "set_nodelay"]
 
 #: How long a closing connection waits for the peer's end of stream (nginx's lingering_timeout is 5 s).
 LINGER_SECONDS = 2.0
@@ -85,16 +85,19 @@ class TlsStream(trio.abc.Stream):
     # --- construction ------------------------------------------------------------------
 
     @classmethod
-    def wrap_server(cls, transport: trio.SocketStream, context: ssl.SSLContext, *, tag: object = None) -> TlsStream:
+    def wrap_server(cls, transport: trio.SocketStream | socket.socket, context: ssl.SSLContext, *,
+                    tag: object = None) -> TlsStream:
         """Take over an accepted socket for a server-side TLS connection.
 
         Args:
-            transport: the accepted connection (its socket is taken over: do not use it again).
+            transport: the accepted connection (its socket is taken over: do not use it again), or a
+                stdlib socket from :func:`adopt_accepted`.
             context: the listener context.
             tag: attached to the SSL socket as ``trio_gw_tls`` (the generation's server
                 contexts, read by the SNI callback).
         """
-        ssl_socket = context.wrap_socket(_detach(transport), server_side=True, do_handshake_on_connect=False)
+        raw = transport if isinstance(transport, socket.socket) else _detach(transport)
+        ssl_socket = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         if tag is not None:
             ssl_socket.trio_gw_tls = tag  # type: ignore[attr-defined]  # read by the SNI callback
         return cls(ssl_socket)
@@ -317,13 +320,30 @@ def _drop_ready(sock: socket.socket) -> int:
     return -1
 
 
+def adopt_accepted(sock: trio.socket.SocketType) -> socket.socket:
+    """An accepted (or connected) trio socket as a non-blocking stdlib socket with ``TCP_NODELAY``.
+
+    The trio wrapper gives up its file descriptor; family and protocol are passed on, not read back
+    from the kernel.
+
+    Raises:
+        OSError: the connection is already unusable (reset by the peer, say).
+    """
+    family, proto = sock.family, sock.proto
+    fd = sock.detach()
+    raw = socket.socket(family, socket.SOCK_STREAM, proto, fileno=fd)
+    try:
+        raw.setblocking(False)
+        set_nodelay(raw)
+    except OSError:
+        raw.close()
+        raise
+    return raw
+
+
 def _detach(transport: trio.SocketStream) -> socket.socket:
     """The accepted or connected socket as a non-blocking stdlib socket (the trio wrapper gives it up)."""
-    fd = transport.socket.detach()
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(False)
-    set_nodelay(sock)
-    return sock
+    return adopt_accepted(transport.socket)
 
 
 def _max_bytes(value: int) -> int:
