@@ -17,10 +17,9 @@ from pathlib import Path
 
 import trio
 import trustme
-import yaml
 
 from .processes import Node, nodes  # noqa: F401  (fixture)
-from .test_no_lost_requests import _echo_until, free_port, wait_listening
+from .test_no_lost_requests import _echo_until, declarative, free_port, wait_listening
 
 RESETS = 300
 
@@ -44,10 +43,7 @@ def test_connections_reset_before_they_are_served_cost_nothing_else(
     echo_port = free_port()
     threading.Thread(target=lambda: trio.run(_echo_until, echo_port, 60.0), daemon=True).start()
     wait_listening(echo_port)
-    config = tmp_path / "kong.yaml"
-    config.write_text(yaml.safe_dump({"_format_version": "3.0", "services": [
-        {"name": "echo", "url": f"http://127.0.0.1:{echo_port}", "routes": [{"name": "r", "paths": ["/"]}]}]}))
-    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(config),
+    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
                                   "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl",
                                   "ssl_cert": str(cert), "ssl_cert_key": str(key)})
     nodes.append(node)
