@@ -16,7 +16,8 @@ import trustme
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.generation import GenerationHolder, ProxyTls
-from trio_gw.net.listener import close_failed_handshake, handshake
+from trio_gw.net.limits import ConnectionLimit
+from trio_gw.net.listener import Listener, close_failed_handshake, handshake
 
 from .conftest import BuildGeneration
 
@@ -96,3 +97,44 @@ async def test_a_refused_name_gets_its_alert_not_a_reset(build_generation: Build
     assert "UNRECOGNIZED_NAME" in str(info.value.__cause__).upper()  # the client read the alert
     assert reasons == ["unrecognized_name"]
     assert facts.sni == "unknown.example"  # the rejection log names what the client asked for
+
+
+class _SourceWithABug:
+    """A TLS source that raises for the first connection (a bug), then serves."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        self.calls = 0
+
+    def context_for_accept(self) -> tuple[ssl.SSLContext, object | None]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug in the TLS source")
+        return self.ctx, None
+
+
+async def test_a_bug_setting_up_one_connection_ends_that_connection_only(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture,
+) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("listener.example").configure_cert(server_ctx)
+    served: list[ConnectionFacts] = []
+
+    async def handler(stream: trio.abc.Stream, conn: ConnectionFacts) -> None:
+        served.append(conn)
+        await stream.aclose()
+
+    (socket_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    listener = Listener(socket_listener, name="proxy", handler=handler, tls=_SourceWithABug(server_ctx),
+                        handshake_timeout=5, limit=ConnectionLimit(10, "proxy"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listener.serve, nursery)
+        first = await trio.open_tcp_stream("127.0.0.1", listener.port)
+        assert await first.receive_some(100) == b""  # closed at once: its set-up met the bug
+        second = await trio.open_tcp_stream("127.0.0.1", listener.port)
+        tls = await client_handshake(second, ca, "listener.example")  # the listener still serves
+        await tls.receive_some(100)  # the handler closes it
+        nursery.cancel_scope.cancel()
+    assert [c.tls for c in served] == [True]
+    assert "unexpected error setting up a connection" in caplog.text and "a bug in the TLS source" in caplog.text
+    await socket_listener.aclose()

@@ -148,29 +148,32 @@ class Listener:
         """The connection's stream, its handshake done; ``None`` when it failed (and was closed).
 
         A client may reset the connection at any point of this: the ``OSError`` that follows
-        (``getpeername`` inside ``ssl``, say) ends this connection only.
+        (``getpeername`` inside ``ssl``, or ``getpeercert``'s own connected check) ends this
+        connection only.  So does a bug: logged, and the node goes on, as for a request.
         """
         if self.tls is None:
             return PlainStream(raw, lingering=True)
+        stream: TlsStream | None = None
         try:
             context, tag = self.tls.context_for_accept()
             stream, failure = await handshake(raw, context, self.handshake_timeout, tag, conn)
-        except OSError as exc:
-            log.debug("connection from %s on %s broke before its handshake: %s", conn.client_ip, self.name, exc)
-            raw.close()
-            return None
-        if failure is not None:
-            self.observe(self.name, failure, conn)
-            await close_failed_handshake(stream, failure)
-            return None
-        try:
+            if failure is not None:
+                self.observe(self.name, failure, conn)
+                await close_failed_handshake(stream, failure)
+                return None
             record_tls_facts(stream, conn, self.chains)
-        except OSError as exc:  # getpeercert() asks the kernel whether the socket is still connected
-            log.debug("connection from %s on %s broke after its handshake: %s", conn.client_ip, self.name, exc)
-            await trio.aclose_forcefully(stream)
+            self.observe(self.name, None, conn)
+            return stream
+        except Exception as exc:
+            if isinstance(exc, OSError):
+                log.debug("connection from %s on %s broke while it was set up: %s", conn.client_ip, self.name, exc)
+            else:
+                log.exception("unexpected error setting up a connection from %s on %s", conn.client_ip, self.name)
+            if stream is not None:
+                await trio.aclose_forcefully(stream)
+            else:
+                raw.close()
             return None
-        self.observe(self.name, None, conn)
-        return stream
 
     async def _shed(self, raw: socket.socket) -> None:
         """Over the limit with nothing idle to close: 503 to a plain-HTTP client, a clean close otherwise."""
