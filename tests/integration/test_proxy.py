@@ -219,6 +219,20 @@ async def test_slow_head_gets_408_and_idle_keepalive_closes(start_gateway: Start
         assert await client.stream.receive_some(10) == b""  # closed quietly after keepalive_timeout
 
 
+async def test_a_connection_that_never_sends_is_closed_at_client_header_timeout(
+    start_gateway: StartGateway, upstream: Upstream
+) -> None:
+    # Waiting for a first request holds no cancel scope (IdleConnections' deadline queue): still closed in time.
+    gw = await start_gateway(service(upstream), client_header_timeout="300ms", keepalive_timeout="60s")
+    stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    started = trio.current_time()
+    with trio.fail_after(3):
+        assert await stream.receive_some(10) == b""  # closed quietly: it had begun no request
+    assert trio.current_time() - started >= 0.3
+    assert len(gw.proxy.idle) == 0
+    await stream.aclose()
+
+
 async def test_client_that_stops_reading_is_dropped_after_send_timeout(
     start_gateway: StartGateway, upstream: Upstream
 ) -> None:

@@ -36,7 +36,6 @@ from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.exchange import END_OF_MESSAGE, ClientGone, Exchange, Header, Proxy, UpstreamFailure
 from trio_gw.net.generation import Generation
 from trio_gw.net.limits import DRAIN_IDLE_GRACE
@@ -138,25 +137,44 @@ class Http1Server:
     async def serve_connection(self, stream: trio.abc.Stream, conn_facts: ConnectionFacts) -> None:
         """Run the request loop on one (possibly TLS) client stream until it closes."""
         proxy = self.proxy
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=proxy.generation.settings.max_header_size)
+        settings = proxy.generation.settings
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_size)
         served = 0
+        head_deadline = trio.current_time() + settings.client_header_timeout  # from the connection's start
         try:
             while True:  # during a drain: one more request if it is already on its way, answered with close
-                request = await self._read_head(stream, conn, proxy.generation, first=served == 0)
+                if not conn.trailing_data[0]:
+                    # Idle until the next request's first bytes (this frame waits, not _read_head's: an
+                    # idle connection holds as little as it can). Closed to make room or by a drain,
+                    # quietly at its deadline.
+                    if proxy.draining:
+                        idle_timeout = DRAIN_IDLE_GRACE
+                    else:
+                        idle_timeout = settings.keepalive_timeout if served else settings.client_header_timeout
+                    data = await proxy.idle.receive(stream, TLS_RECEIVE_SIZE, idle_timeout)
+                    if not data:
+                        return  # its time was up, it was closed, or the client closed first
+                    conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
+                if served:  # a keep-alive request's head has client_header_timeout from its first byte
+                    head_deadline = trio.current_time() + settings.client_header_timeout
+                request = await self._read_head(stream, conn, head_deadline)
                 if request is None:
                     return
                 gen = proxy.generation  # the request runs on the generation current at its head
+                settings = gen.settings
                 served += 1
                 proxy.in_flight += 1
                 try:
                     keep = await self._handle(stream, conn, request, gen, conn_facts)
                 finally:
                     proxy.in_flight -= 1
-                if not keep or served >= gen.settings.keepalive_requests:
+                if not keep or served >= settings.keepalive_requests:
                     return
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
+                settings = proxy.generation.settings  # the idle wait's timeouts: the newest configuration's
+                request = data = None  # an idle connection keeps neither the last head nor its bytes
         except (trio.BrokenResourceError, trio.ClosedResourceError, ClientGone, ssl.SSLError):
             return
         except Exception:
@@ -165,46 +183,23 @@ class Http1Server:
         finally:
             await close_stream(stream)
 
-    async def _read_head(
-        self, stream: trio.abc.Stream, conn: h11.Connection, gen: Generation, *, first: bool
-    ) -> h11.Request | None:
-        """The next request head, or None when the connection should just close."""
-        settings = gen.settings
-        idle_deadline = settings.client_header_timeout if first else settings.keepalive_timeout
-        if self.proxy.draining:
-            idle_deadline = DRAIN_IDLE_GRACE
-        started = False
-        idle_set = self.proxy.idle
-        with trio.CancelScope(deadline=trio.current_time() + idle_deadline) as idle:
-            if not conn.trailing_data[0] and not self.proxy.draining:
-                # may be closed to make room, or by a drain (after a grace for a request on its way)
-                idle_set.enter(idle, idle.cancel, lambda: _shorten(idle, DRAIN_IDLE_GRACE))
-            try:
-                while True:
-                    try:
-                        event = conn.next_event()
-                    except h11.RemoteProtocolError as exc:
-                        await _reject(stream, conn, exc.error_status_hint, None, "bad_request")
-                        return None
-                    if event is h11.NEED_DATA:
+    async def _read_head(self, stream: trio.abc.Stream, conn: h11.Connection, deadline: float) -> h11.Request | None:
+        """The request head whose first bytes h11 holds, by ``deadline``; None when the connection should close."""
+        try:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:  # the head did not come in one read: the rest under its deadline
+                with trio.CancelScope(deadline=deadline) as scope:
+                    while event is h11.NEED_DATA:
                         data = await stream.receive_some(TLS_RECEIVE_SIZE)
-                        conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
-                        if data and not started:
-                            started = True
-                            idle_set.leave(idle)  # a request is coming: no longer idle
-                            if not first:
-                                # an idle keep-alive connection woke up: the head now has client_header_timeout
-                                move_deadline(idle, settings.client_header_timeout)
-                        continue
-                    if isinstance(event, h11.Request):
-                        return event
-                    return None  # ConnectionClosed
-            finally:
-                idle_set.leave(idle)
-        if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
-            return None  # idle keep-alive connection: close quietly
-        await _reject(stream, conn, 408, None, "client_timeout")
-        return None
+                        conn.receive_data(data)  # type: ignore[arg-type]
+                        event = conn.next_event()
+                if scope.cancelled_caught:
+                    await _reject(stream, conn, 408, None, "client_timeout")
+                    return None
+        except h11.RemoteProtocolError as exc:
+            await _reject(stream, conn, exc.error_status_hint, None, "bad_request")
+            return None
+        return event if isinstance(event, h11.Request) else None  # else ConnectionClosed
 
     async def _handle(
         self, stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, gen: Generation,
@@ -294,8 +289,6 @@ async def _reject(
             pass  # the client is gone: nothing to tell it
 
 
-def _shorten(scope: trio.CancelScope, seconds: float) -> None:
-    scope.deadline = min(scope.deadline, trio.current_time() + seconds)
 
 
 def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *, head: bool) -> bytes:

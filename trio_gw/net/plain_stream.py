@@ -44,6 +44,9 @@ class PlainStream(trio.abc.HalfCloseableStream):
         lingering: ``aclose`` half-closes and drains briefly before closing (client connections).
     """
 
+    # One per connection: no instance dict.
+    __slots__ = ("_sock", "_lingering", "_closed", "_sent_eof", "_receiving", "_sending", "_interrupted")
+
     def __init__(self, sock: socket.socket, *, lingering: bool = False) -> None:
         sock.setblocking(False)
         set_nodelay(sock)
@@ -53,6 +56,7 @@ class PlainStream(trio.abc.HalfCloseableStream):
         self._sent_eof = False
         self._receiving = False
         self._sending = False
+        self._interrupted = False
 
     @classmethod
     def take(cls, transport: trio.SocketStream, *, lingering: bool = False) -> PlainStream:
@@ -91,13 +95,26 @@ class PlainStream(trio.abc.HalfCloseableStream):
                     raise trio.BrokenResourceError(exc) from exc
                 # Outside the except clause: an idle connection waits here, and the exception
                 # would stay alive with its traceback for as long as it does.
+                if self._interrupted:
+                    raise trio.ClosedResourceError("the receive was interrupted")
                 await trio.lowlevel.wait_readable(sock)
                 waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         finally:
-            self._receiving = False
+            self._receiving = self._interrupted = False
+
+    def interrupt_receive(self) -> None:
+        """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,
+        for the socket (data already readable is still returned); the stream stays open and usable.
+
+        For :class:`trio_gw.net.limits.IdleConnections`: an idle connection's deadline without a
+        cancel scope.  Has no effect when no receive is in progress.
+        """
+        if self._receiving:
+            self._interrupted = True
+            trio.lowlevel.notify_closing(self._sock)
 
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything; backpressure comes from the socket.

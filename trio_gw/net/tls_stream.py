@@ -75,12 +75,16 @@ class TlsStream(trio.abc.Stream):
     before anything else (under a deadline: a handshake has none of its own).
     """
 
+    # One per connection: no instance dict.
+    __slots__ = ("_ssl", "_closed", "_send_broken", "_receiving", "_sending", "_interrupted")
+
     def __init__(self, ssl_socket: ssl.SSLSocket) -> None:
         self._ssl = ssl_socket
         self._closed = False
         self._send_broken = False
         self._receiving = False
         self._sending = False
+        self._interrupted = False
 
     # --- construction ------------------------------------------------------------------
 
@@ -186,13 +190,26 @@ class TlsStream(trio.abc.Stream):
                 # Wait outside the except clause: an idle connection waits here for as long as the
                 # client keeps it open, and inside the clause the exception would stay alive with
                 # its traceback and ssl.py's frames (about 1 KB per idle connection, tracemalloc).
+                if self._interrupted:
+                    raise trio.ClosedResourceError("the receive was interrupted")
                 await wait(sock)
                 waited = True
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         finally:
-            self._receiving = False
+            self._receiving = self._interrupted = False
+
+    def interrupt_receive(self) -> None:
+        """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,
+        for the socket (data already readable is still returned); the stream stays open and usable.
+
+        For :class:`trio_gw.net.limits.IdleConnections`: an idle connection's deadline without a
+        cancel scope.  Has no effect when no receive is in progress.
+        """
+        if self._receiving:
+            self._interrupted = True
+            trio.lowlevel.notify_closing(self._ssl)
 
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything (several records when large); backpressure comes from the socket.

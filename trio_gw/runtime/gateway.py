@@ -487,6 +487,8 @@ class Gateway:
                 for li in items:
                     log.info("%s listening on %s:%d%s", kind, li.host, li.port, " (ssl)" if li.tls else "")
             async with trio.open_nursery() as connections:
+                # idle keep-alive deadlines; stopped with the connections, after the drain
+                await connections.start(self.proxy.idle.run)
                 async with trio.open_nursery() as accepting:
                     for items in self.listeners.values():
                         for li in items:
