@@ -186,6 +186,28 @@ def body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, int]:
     return False, 0
 
 
+#: One string object per distinct value that every connection repeats (TLS version, cipher, ALPN, SNI).
+_SHARED_TEXT: dict[str, str] = {}
+#: Server names come from clients: past this many distinct values, new ones are not kept.
+SHARED_TEXT_LIMIT = 4096
+
+
+def shared_text(value: str | None) -> str | None:
+    """``value``, as the one object already held for an equal string when there is one.
+
+    ``ssl`` returns a new string for every connection's version, cipher and server
+    name; an idle connection would keep ~250 bytes of copies of the same few words.
+    """
+    if value is None:
+        return None
+    held = _SHARED_TEXT.get(value)
+    if held is None:
+        if len(_SHARED_TEXT) >= SHARED_TEXT_LIMIT:
+            return value
+        held = _SHARED_TEXT[value] = value
+    return held
+
+
 @dataclass(slots=True)
 class ConnectionFacts:
     """Facts about one client connection, fixed once its TLS handshake (if any) is done.

@@ -12,7 +12,7 @@ import ssl
 import trio
 
 from trio_gw.errors import CertificateError
-from trio_gw.http.facts import ConnectionFacts
+from trio_gw.http.facts import ConnectionFacts, shared_text
 from trio_gw.pki.info import peer_identity
 from trio_gw.net.plain_stream import PlainStream
 from trio_gw.net.tls_stream import TlsStream
@@ -34,12 +34,12 @@ def record_tls_facts(stream: TlsStream, conn: ConnectionFacts, chains: Intermedi
     the root would refuse it (:mod:`trio_gw.tls.resumed_chain`).
     """
     conn.tls = True
-    conn.tls_version = stream.version()
+    conn.tls_version = shared_text(stream.version())
     cipher = stream.cipher()
-    conn.cipher = cipher[0] if cipher else None
-    conn.alpn = stream.selected_alpn_protocol()
+    conn.cipher = shared_text(cipher[0]) if cipher else None
+    conn.alpn = shared_text(stream.selected_alpn_protocol())
     sslobj = stream.ssl_object
-    conn.sni = getattr(sslobj, "trio_gw_sni", None)
+    conn.sni = getattr(sslobj, "trio_gw_sni", None)  # shared by the SNI callback
     conn.peer_certificate_der = stream.getpeercert(binary_form=True)
     if conn.peer_certificate_der is None:
         return

@@ -66,6 +66,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from trio_gw.errors import CertificateError
+from trio_gw.http.facts import shared_text
 from trio_gw.model.entities import Certificate
 from trio_gw.net.acme_challenges import ChallengeStore
 from trio_gw.net.acme_tls_alpn import install_alpn_probe
@@ -328,7 +329,7 @@ def sni_callback(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.
 def _select(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.SSLContext) -> int | None:
     tls: ServerContexts = sslobj.trio_gw_tls
     snapshot = tls.snapshot
-    sslobj.trio_gw_sni = server_name
+    sslobj.trio_gw_sni = shared_text(server_name)  # kept as long as the connection
     if tls.challenges is not None:
         challenge = tls.challenges.select_context(sslobj, server_name)
         if challenge is not None:  # an ACME tls-alpn-01 validation (ALPN acme-tls/1 offered)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from trio_gw.http.facts import ConnectionFacts, body_framing
+import pytest
+
+from trio_gw.http import facts
+from trio_gw.http.facts import ConnectionFacts, body_framing, shared_text
 from trio_gw.http.headers import TrustedNetworks
 
 
@@ -18,3 +21,22 @@ def test_trust_is_worked_out_once_per_networks_object() -> None:
     inside, outside = TrustedNetworks.parse(["10.0.0.0/8"]), TrustedNetworks.parse(["192.0.2.0/24"])
     assert conn.is_trusted(inside) and not conn.is_trusted(outside) and conn.is_trusted(inside)
     assert conn.protocol == "http" and ConnectionFacts("::1", 1, 443, tls=True).protocol == "https"
+
+
+def test_shared_text_gives_one_object_per_value() -> None:
+    first = "".join(["TLS", "v1.3"])  # built at run time: not the literal's object
+    second = "".join(["TLSv", "1.3"])
+    assert first == second and first is not second
+    assert shared_text(first) is shared_text(second)
+    assert shared_text(None) is None
+
+
+def test_shared_text_stops_keeping_new_values_at_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(facts, "_SHARED_TEXT", {})
+    monkeypatch.setattr(facts, "SHARED_TEXT_LIMIT", 3)
+    for name in ("a.example", "b.example", "c.example"):
+        assert shared_text(name) == name
+    late = "".join(["d.", "example"])
+    assert shared_text(late) is late  # returned, not kept: a client choosing names cannot grow it
+    assert len(facts._SHARED_TEXT) == 3
+    assert shared_text("".join(["a.", "example"])) is facts._SHARED_TEXT["a.example"]
