@@ -10,7 +10,7 @@
     python tools/bench.py --phases mtls,resumption only some of: idle, handshakes, mtls, resumption, keepalive
     python tools/bench.py --json bench.json        also write every figure as JSON
     python tools/bench.py --gateway-src /tmp/old   run the gateway from another checkout's source tree
-    python tools/bench.py --workers 1,2            trio-gw with 1 worker process, then 2 (``workers``), compared
+    python tools/bench.py --workers 1,2            trio-gw with 1 worker process and with 2 (``workers``), compared
 
     git worktree add /tmp/old <commit>             ... then --gateway-src /tmp/old gives the "before" figures
                                                    from the same bench script as the "after" ones
@@ -33,7 +33,11 @@ What runs (everything on 127.0.0.1, every process stopped at the end):
   binding and closing (nginx cannot listen on port 0).
 
 What is measured, for each proxy (TLS 1.3 only — every client refuses less —
-ECDSA P-256 server certificate), each phase ``--repeat`` times, median run:
+ECDSA P-256 server certificate), each phase ``--repeat`` times, median run.
+Every proxy runs from the start, and the phases go one at a time with the
+proxies taking turns (A B, B A, A B...): on a shared machine whole phases run
+15-25 % faster or slower a few minutes apart, and a drift then falls on every
+proxy alike instead of on whichever was measured last:
 
 * ``idle``: the server's VmRSS (``/proc/<pid>/status``, all its processes)
   before any connection, then the growth per idle TLS connection over N
@@ -1160,71 +1164,94 @@ class Target:
     open_mtls: Callable[[ExitStack], Endpoint | str]
 
 
-def _repeat(args: argparse.Namespace, run: Callable[[], dict[str, Any]], unit: str) -> dict[str, Any]:
-    runs = []
-    for _ in range(args.repeat):
-        runs.append(run())
-        say(_rate_line(runs[-1], unit))
-    return median_run(runs)
+#: The unit each rate phase counts, for the progress lines.
+UNITS = {"handshakes": "handshakes", "mtls": "handshakes", "resumption": "reconnects", "keepalive": "requests"}
 
 
-def measure(target: Target, args: argparse.Namespace, pki: Pki, tmp: Path, stack: ExitStack) -> dict[str, Any]:
-    """Every phase of one proxy, in :data:`PHASES` order, each bounded and reported as it completes.
+def measure(targets: Sequence[Target], args: argparse.Namespace, pki: Pki, tmp: Path) -> dict[str, dict[str, Any]]:
+    """Every phase of every proxy, phase by phase, the proxies taking turns; results per proxy name.
 
     Every phase reads the server's CPU time before and after, so ``per_cpu_s``
     says what one fully used core would do.  The rate phases are measured
-    ``--repeat`` times and the median run is reported (with every run's rate).
+    ``--repeat`` times per proxy and the median run is reported (with every
+    run's rate).  The proxies are measured in alternating rounds — A B, then
+    B A, ... — rather than one after the other, so that a shared machine's
+    slow drifts (whole phases 15-25 % faster or slower a few minutes apart)
+    fall on all of them alike and their ratios stay comparable.
     """
-    result: dict[str, Any] = {}
-    port, pids = target.main.port, target.main.pids
+    results: dict[str, dict[str, Any]] = {t.name: {} for t in targets}
     clients = f"{args.handshake_clients} client processes, {args.repeat} x {args.duration:g} s"
     if "idle" in args.phases:
-        say(f"[{target.name}] idle: process RSS, then RSS per idle TLS connection ({args.idle_connections})")
-        result["idle"] = measure_idle(port, pids, connections=args.idle_connections, ca=pki.ca_pem,
-                                      path=args.path, stack=stack)
-        idle = result["idle"]
-        say(f"    process {idle['process_rss_kib'] / 1024:.1f} MiB before any connection; "
-            f"{idle['kib_per_connection']:.1f} KiB per connection")
-        say(_rate_line(idle, "connections opened"))
-    if "handshakes" in args.phases:
-        say(f"[{target.name}] handshakes: full TLS 1.3, {clients}")
+        for target in targets:
+            say(f"[{target.name}] idle: process RSS, then RSS per idle TLS connection ({args.idle_connections})")
+            with ExitStack() as idle_stack:
+                idle = results[target.name]["idle"] = measure_idle(
+                    target.main.port, target.main.pids, connections=args.idle_connections, ca=pki.ca_pem,
+                    path=args.path, stack=idle_stack)
+            say(f"    process {idle['process_rss_kib'] / 1024:.1f} MiB before any connection; "
+                f"{idle['kib_per_connection']:.1f} KiB per connection")
+            say(_rate_line(idle, "connections opened"))
+    what = {
+        "handshakes": f"full TLS 1.3, {clients}",
+        "mtls": f"full TLS 1.3 handshakes with a required, verified client certificate, {clients}",
+        "resumption": f"reconnects resuming the previous session, one request each, {clients}",
+        "keepalive": f"HTTPS, {args.connections} connections, {args.repeat} x {args.duration:g} s",
+    }
+    for phase in PHASES[1:]:
+        if phase not in args.phases:
+            continue
+        with ExitStack() as phase_stack:
+            rounds: dict[str, Callable[[], dict[str, Any]]] = {}
+            extra: dict[str, dict[str, Any]] = {}
+            for target in targets:
+                say(f"[{target.name}] {phase}: {what[phase]}")
+                prepared = _prepare(phase, target, args, pki, tmp, phase_stack)
+                if isinstance(prepared, dict):  # skipped, and why
+                    results[target.name][phase] = prepared
+                else:
+                    rounds[target.name], extra[target.name] = prepared
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in rounds}
+            for turn in range(args.repeat):
+                for name in (list(rounds) if turn % 2 == 0 else list(reversed(rounds))):
+                    runs[name].append(rounds[name]())
+                    say(f"[{name}] {phase} {turn + 1}/{args.repeat}:" + _rate_line(runs[name][-1], UNITS[phase])[3:])
+            for name, done in runs.items():
+                results[name][phase] = {**median_run(done), **extra[name]}
+    return results
+
+
+def _prepare(phase: str, target: Target, args: argparse.Namespace, pki: Pki, tmp: Path, stack: ExitStack
+             ) -> tuple[Callable[[], dict[str, Any]], dict[str, Any]] | dict[str, Any]:
+    """One round of ``phase`` on ``target`` as a call, and figures to report with its median;
+    or, when the phase cannot run on this target, the skip record saying why."""
+    port, pids = target.main.port, target.main.pids
+    if phase == "handshakes":
         confirm, note = probe_ticket(port, pki.ca_pem)
         say(f"    {note}")
-        result["handshakes"] = _repeat(args, lambda: run_handshakes(
-            port, [SERVER_NAME], duration=args.duration, processes=args.handshake_clients, ca=pki.ca_pem, tmp=tmp,
-            server_pids=pids, confirm=confirm), "handshakes")
-    if "mtls" in args.phases:
-        say(f"[{target.name}] mtls: full TLS 1.3 handshakes with a required, verified client certificate, {clients}")
-        with ExitStack() as mtls_stack:
-            endpoint = target.open_mtls(mtls_stack)
-            if isinstance(endpoint, str):
-                say(f"    skipped: {endpoint}")
-                result["mtls"] = {"skipped": True, "reason": endpoint}
-            else:
-                result["mtls"] = _measure_mtls(endpoint, args, pki, tmp)
-    if "resumption" in args.phases:
-        say(f"[{target.name}] resumption: reconnects resuming the previous session, one request each, {clients}")
-        result["resumption"] = _repeat(args, lambda: run_reconnects(
-            port, args.path, duration=args.duration, processes=args.handshake_clients, ca=pki.ca_pem,
-            server_pids=pids), "reconnects")
-    if "keepalive" in args.phases:
-        say(f"[{target.name}] keepalive: HTTPS, {args.connections} connections, {args.repeat} x {args.duration:g} s")
+        return (lambda: run_handshakes(port, [SERVER_NAME], duration=args.duration, processes=args.handshake_clients,
+                                       ca=pki.ca_pem, tmp=tmp, server_pids=pids, confirm=confirm)), {}
+    if phase == "mtls":
+        endpoint = target.open_mtls(stack)
+        if isinstance(endpoint, str):
+            say(f"    skipped: {endpoint}")
+            return {"skipped": True, "reason": endpoint}
+        probe = probe_mtls(endpoint.port, pki, args.path)
+        say(f"    probe: with the client certificate {probe['with_certificate']}; without: "
+            f"{probe['without_certificate']}{'' if probe['ok'] else '  <-- NOT AS EXPECTED'}")
+        client_cert = (pki.client_cert_pem, pki.client_key_pem)
+        confirm, note = probe_ticket(endpoint.port, pki.ca_pem, client_cert)
+        say(f"    {note}")
+        return (lambda: run_handshakes(endpoint.port, [SERVER_NAME], duration=args.duration,
+                                       processes=args.handshake_clients, ca=pki.ca_pem, tmp=tmp,
+                                       server_pids=endpoint.pids, client_cert=client_cert, confirm=confirm)
+                ), {"probe": probe}
+    if phase == "resumption":
+        return (lambda: run_reconnects(port, args.path, duration=args.duration, processes=args.handshake_clients,
+                                       ca=pki.ca_pem, server_pids=pids)), {}
+    if phase == "keepalive":
         _keepalive(port, args, pki, tmp, args.warmup)  # warm-up: pools, caches
-        result["keepalive"] = _repeat(args, lambda: _measured_keepalive(port, pids, args, pki, tmp), "requests")
-    return result
-
-
-def _measure_mtls(endpoint: Endpoint, args: argparse.Namespace, pki: Pki, tmp: Path) -> dict[str, Any]:
-    probe = probe_mtls(endpoint.port, pki, args.path)
-    say(f"    probe: with the client certificate {probe['with_certificate']}; without: "
-        f"{probe['without_certificate']}{'' if probe['ok'] else '  <-- NOT AS EXPECTED'}")
-    client_cert = (pki.client_cert_pem, pki.client_key_pem)
-    confirm, note = probe_ticket(endpoint.port, pki.ca_pem, client_cert)
-    say(f"    {note}")
-    figures = _repeat(args, lambda: run_handshakes(
-        endpoint.port, [SERVER_NAME], duration=args.duration, processes=args.handshake_clients, ca=pki.ca_pem,
-        tmp=tmp, server_pids=endpoint.pids, client_cert=client_cert, confirm=confirm), "handshakes")
-    return {**figures, "probe": probe}
+        return (lambda: _measured_keepalive(port, pids, args, pki, tmp)), {}
+    raise ValueError(f"unknown phase {phase!r}")
 
 
 def _measured_keepalive(port: int, pids: Callable[[], list[int]], args: argparse.Namespace, pki: Pki,
@@ -1484,20 +1511,19 @@ def main(argv: list[str] | None = None) -> int:
         pki = make_pki(tmp, args.certificates)
         upstream_port = start_echo(stack, tmp) if args.upstream == "echo" else start_static_upstream(stack, tmp)
         say(f"upstream: {args.upstream} on 127.0.0.1:{upstream_port}")
+        targets: list[Target] = []
         for workers in args.workers if args.phases else ():
             name = "trio-gw" if args.workers == [1] else f"trio-gw x{workers}"
             gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway, workers=workers, name=name)
             say(f"{name}: pid {gw.pid}, {workers} worker process(es), https on 127.0.0.1:{target.main.port}")
-            report["results"][name] = measure(target, args, pki, tmp, stack)
-            gw.stop()
+            targets.append(target)
         if args.with_nginx and args.phases:
             ngx, ngx_port, mtls_port = start_nginx_proxy(stack, tmp, pki, upstream_port)
             say(f"nginx: master pid {ngx.pid}, https on 127.0.0.1:{ngx_port}, mTLS on 127.0.0.1:{mtls_port}")
             pids = lambda: process_tree(ngx.pid)  # noqa: E731 - master + worker
-            report["results"]["nginx"] = measure(
-                Target("nginx", Endpoint(ngx_port, pids), lambda _stack: Endpoint(mtls_port, pids)),
-                args, pki, tmp, stack)
-            ngx.stop(signal.SIGQUIT)
+            targets.append(Target("nginx", Endpoint(ngx_port, pids), lambda _stack: Endpoint(mtls_port, pids)))
+        if targets:
+            report["results"] = measure(targets, args, pki, tmp)
         certs = None
         if args.certificates:
             certs = measure_certificates(args, pki, tmp, upstream_port, gateway)
