@@ -10,6 +10,7 @@
     python tools/bench.py --phases mtls,resumption only some of: idle, handshakes, mtls, resumption, keepalive
     python tools/bench.py --json bench.json        also write every figure as JSON
     python tools/bench.py --gateway-src /tmp/old   run the gateway from another checkout's source tree
+    python tools/bench.py --baseline-src /tmp/old  ... or measure that one too, taking turns with this one
     python tools/bench.py --workers 1,2            trio-gw with 1 worker process and with 2 (``workers``), compared
 
     git worktree add /tmp/old <commit>             ... then --gateway-src /tmp/old gives the "before" figures
@@ -297,14 +298,15 @@ def notes(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def table(results: dict[str, dict[str, Any]], rows: Sequence[Row] = TABLE) -> str:
-    """Side by side: one column per server, and the ratio first/second when there are two.
+    """Side by side: one column per server, then the ratio of each to the last (nginx) when there are several.
 
     A row whose phase no server ran is left out; a server that skipped a phase
     shows ``skipped``.
     """
     names = list(results)
-    two = len(names) == 2
-    header = f"{'':36}" + "".join(f"{n:>14}" for n in names) + (f"{'ratio':>10}" if two else "")
+    compared = names[:-1] if len(names) > 1 else []
+    ratio_labels = ["ratio"] if len(names) == 2 else [f"{n[:9]}/{names[-1][:5]}" for n in compared]
+    header = f"{'':36}" + "".join(f"{n:>14}" for n in names) + "".join(f"{label:>16}" for label in ratio_labels)
     lines = [header, "-" * len(header)]
     for row in rows:
         phases = [results[n].get(row.phase) for n in names]
@@ -320,9 +322,10 @@ def table(results: dict[str, dict[str, Any]], rows: Sequence[Row] = TABLE) -> st
             else:
                 cells.append("-")
         line = f"{row.label:36}" + "".join(f"{c:>14}" for c in cells)
-        r = ratio(values[0], values[1]) if two and row.show_ratio else None
-        if r is not None:
-            line += f"{r:>9.2f}x"
+        if row.show_ratio:
+            ratios = [ratio(values[i], values[-1]) for i in range(len(compared))]
+            if any(r is not None for r in ratios):
+                line += "".join(f"{'-' if r is None else f'{r:.2f}x':>16}" for r in ratios)
         lines.append(line)
     return "\n".join(lines)
 
@@ -1282,12 +1285,12 @@ def gateway_target(stack: ExitStack, args: argparse.Namespace, pki: Pki, tmp: Pa
         cluster["workers"] = workers
     if args.reuseport:
         cluster["proxy_listen"] = "127.0.0.1:0, 127.0.0.1:0 ssl reuseport"
-    gw, port = start_gateway(stack, tmp, f"main-{workers}", pki, upstream_port, gateway, certificates=0,
+    gw, port = start_gateway(stack, tmp, f"{name}-main-{workers}", pki, upstream_port, gateway, certificates=0,
                              timeout=args.start_timeout, extra=cluster, required=list(cluster))
 
     def open_mtls(mtls_stack: ExitStack) -> Endpoint | str:
         try:
-            twin = start_gateway(mtls_stack, tmp, f"mtls-{workers}", pki, upstream_port, gateway, certificates=0,
+            twin = start_gateway(mtls_stack, tmp, f"{name}-mtls-{workers}", pki, upstream_port, gateway, certificates=0,
                                  timeout=args.start_timeout,
                                  required=["ssl_verify_client", "ssl_client_certificate", *cluster],
                                  extra={"ssl_verify_client": "on", "ssl_client_certificate": [str(pki.ca_pem)],
@@ -1461,6 +1464,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--with-nginx", action="store_true", help="also measure nginx (1 worker) as a TLS reverse proxy")
     p.add_argument("--certificates", type=int, default=0, metavar="N",
                    help="also measure handshakes/s with N extra certificates+SNIs in the gateway")
+    p.add_argument("--baseline-src", type=Path, metavar="DIR",
+                   help="also measure the gateway from DIR's source tree (a worktree of an older commit) as "
+                        "'baseline', taking turns with the others in every phase: before and after in one run")
     p.add_argument("--gateway-src", type=Path, metavar="DIR",
                    help="run the gateway from DIR's source tree (PYTHONPATH=DIR python -m trio_gw), e.g. a "
                         "`git worktree add DIR <commit>`; the echo upstream and the clients stay this checkout's")
@@ -1487,6 +1493,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
         args.gateway_src = args.gateway_src.resolve()
         if not (args.gateway_src / "trio_gw" / "__init__.py").is_file():
             return f"--gateway-src {args.gateway_src}: no trio_gw/__init__.py there"
+    if args.baseline_src is not None:
+        args.baseline_src = args.baseline_src.resolve()
+        if not (args.baseline_src / "trio_gw" / "__init__.py").is_file():
+            return f"--baseline-src {args.baseline_src}: no trio_gw/__init__.py there"
     if args.repeat < 1 or args.handshake_clients < 1:
         return "--repeat and --handshake-clients must be at least 1"
     return None
@@ -1516,6 +1526,14 @@ def main(argv: list[str] | None = None) -> int:
             name = "trio-gw" if args.workers == [1] else f"trio-gw x{workers}"
             gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway, workers=workers, name=name)
             say(f"{name}: pid {gw.pid}, {workers} worker process(es), https on 127.0.0.1:{target.main.port}")
+            targets.append(target)
+        if args.baseline_src is not None and args.phases:
+            baseline = Gateway(args.baseline_src)
+            baseline.load_known_settings(tmp)
+            say(f"baseline: {baseline.describe()}")
+            gw, target = gateway_target(stack, args, pki, tmp, upstream_port, baseline, workers=args.workers[0],
+                                        name="baseline")
+            say(f"baseline: pid {gw.pid}, https on 127.0.0.1:{target.main.port}")
             targets.append(target)
         if args.with_nginx and args.phases:
             ngx, ngx_port, mtls_port = start_nginx_proxy(stack, tmp, pki, upstream_port)

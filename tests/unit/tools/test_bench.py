@@ -192,6 +192,15 @@ def test_table_puts_servers_side_by_side_with_ratios() -> None:
     assert "keepalive" not in text  # a phase nobody ran has no rows
 
 
+def test_table_of_three_gives_each_a_ratio_to_the_last() -> None:
+    results = {"trio-gw": {"handshakes": _phase(600.0)}, "baseline": {"handshakes": _phase(500.0)},
+               "nginx": {"handshakes": _phase(1000.0)}}
+    lines = bench.table(results).splitlines()
+    assert lines[0].split()[-2:] == ["trio-gw/nginx", "baseline/nginx"]
+    line = next(li for li in lines if li.startswith("handshakes: full TLS 1.3/s"))
+    assert line.split()[-5:] == ["600", "500", "1000", "0.60x", "0.50x"]
+
+
 def test_table_shows_a_skipped_phase_and_no_ratio_for_it() -> None:
     results = {"trio-gw": {"mtls": {"skipped": True, "reason": "old"}}, "nginx": {"mtls": _phase(100.0)}}
     line = next(li for li in bench.table(results).splitlines() if li.startswith("mtls: full"))
