@@ -289,8 +289,6 @@ async def _reject(
             pass  # the client is gone: nothing to tell it
 
 
-
-
 def _whole_response(conn: h11.Connection, response: h11.Response, body: bytes, *, head: bool) -> bytes:
     """Serialise a complete response; a HEAD response carries the length but no body."""
     out = conn.send(response)

@@ -198,6 +198,7 @@ class IdleConnections:
             for other in self._timed.values():
                 for stream in other:
                     queue[stream] = grace
+                other.clear()  # a receive still holding this queue must find its entry gone from it
             self._timed = {DRAIN_IDLE_GRACE: queue}
             if self._sleep is not None and grace < self._next_wake:
                 self._next_wake = self._sleep.deadline = grace
