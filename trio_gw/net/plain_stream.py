@@ -29,14 +29,14 @@ import socket
 
 import trio
 
-from trio_gw.net.tls_stream import linger, set_nodelay
+from trio_gw.net.tls_stream import InterruptibleReceive, linger, set_nodelay
 
 __all__ = ["PlainStream"]
 
 _RECEIVE_SIZE = 65536
 
 
-class PlainStream(trio.abc.HalfCloseableStream):
+class PlainStream(InterruptibleReceive, trio.abc.HalfCloseableStream):
     """A TCP connection over a socket the stream owns (see the module docstring).
 
     Args:
@@ -45,7 +45,7 @@ class PlainStream(trio.abc.HalfCloseableStream):
     """
 
     # One per connection: no instance dict.
-    __slots__ = ("_sock", "_lingering", "_closed", "_sent_eof", "_receiving", "_sending", "_interrupted")
+    __slots__ = ("_sock", "_lingering", "_closed", "_sent_eof", "_sending")  # and InterruptibleReceive's
 
     def __init__(self, sock: socket.socket, *, lingering: bool = False) -> None:
         sock.setblocking(False)
@@ -105,16 +105,6 @@ class PlainStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = self._interrupted = False
 
-    def interrupt_receive(self) -> None:
-        """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,
-        for the socket (data already readable is still returned); the stream stays open and usable.
-
-        For :class:`trio_gw.net.limits.IdleConnections`: an idle connection's deadline without a
-        cancel scope.  Has no effect when no receive is in progress.
-        """
-        if self._receiving:
-            self._interrupted = True
-            trio.lowlevel.notify_closing(self._sock)
 
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything; backpressure comes from the socket.

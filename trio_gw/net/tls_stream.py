@@ -68,7 +68,33 @@ def set_nodelay(sock: socket.socket | trio.socket.SocketType) -> None:
         pass
 
 
-class TlsStream(trio.abc.Stream):
+class InterruptibleReceive:
+    """A receive another task can end: how :class:`trio_gw.net.limits.IdleConnections` gives an idle
+    connection its deadline without a cancel scope (mixed into both of the gateway's streams).
+
+    The stream's receive loop checks ``_interrupted`` before it waits for the socket and clears it when
+    the receive ends.
+    """
+
+    __slots__ = ("_receiving", "_interrupted")
+    _receiving: bool
+    _interrupted: bool
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def interrupt_receive(self) -> None:
+        """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,
+        for the socket (data already readable is still returned); the stream stays open and usable.
+
+        Has no effect when no receive is in progress.
+        """
+        if self._receiving:
+            self._interrupted = True  # for a receive already woken but not yet run: its next wait ends
+            trio.lowlevel.notify_closing(self.fileno())  # for a receive waiting now
+
+
+class TlsStream(InterruptibleReceive, trio.abc.Stream):
     """A TLS connection over a socket OpenSSL reads and writes itself (see the module docstring).
 
     Build one with :meth:`wrap_server` or :meth:`wrap_client`; call :meth:`do_handshake`
@@ -76,7 +102,7 @@ class TlsStream(trio.abc.Stream):
     """
 
     # One per connection: no instance dict.
-    __slots__ = ("_ssl", "_closed", "_send_broken", "_receiving", "_sending", "_interrupted")
+    __slots__ = ("_ssl", "_closed", "_send_broken", "_sending")  # and InterruptibleReceive's
 
     def __init__(self, ssl_socket: ssl.SSLSocket) -> None:
         self._ssl = ssl_socket
@@ -200,16 +226,6 @@ class TlsStream(trio.abc.Stream):
         finally:
             self._receiving = self._interrupted = False
 
-    def interrupt_receive(self) -> None:
-        """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,
-        for the socket (data already readable is still returned); the stream stays open and usable.
-
-        For :class:`trio_gw.net.limits.IdleConnections`: an idle connection's deadline without a
-        cancel scope.  Has no effect when no receive is in progress.
-        """
-        if self._receiving:
-            self._interrupted = True
-            trio.lowlevel.notify_closing(self._ssl)
 
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything (several records when large); backpressure comes from the socket.
