@@ -105,7 +105,6 @@ class PlainStream(InterruptibleReceive, trio.abc.HalfCloseableStream):
         finally:
             self._receiving = self._interrupted = False
 
-
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything; backpressure comes from the socket.
 

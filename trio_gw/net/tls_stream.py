@@ -44,6 +44,7 @@ wait for the peer's delayed ACK (with Nagle, TLS 1.3 handshakes collapsed to
 
 from __future__ import annotations
 
+import abc
 import operator
 import socket
 import ssl
@@ -80,8 +81,8 @@ class InterruptibleReceive:
     _receiving: bool
     _interrupted: bool
 
-    def fileno(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def fileno(self) -> int: ...
 
     def interrupt_receive(self) -> None:
         """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,
@@ -225,7 +226,6 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
             return data
         finally:
             self._receiving = self._interrupted = False
-
 
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything (several records when large); backpressure comes from the socket.
