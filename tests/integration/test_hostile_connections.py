@@ -12,14 +12,12 @@ import http.client
 import socket
 import ssl
 import struct
-import threading
 from pathlib import Path
 
-import trio
 import trustme
 
 from .processes import Node, nodes  # noqa: F401  (fixture)
-from .test_no_lost_requests import _echo_until, declarative, free_port, wait_listening
+from .test_no_lost_requests import node_before_echo
 
 RESETS = 300
 
@@ -40,13 +38,8 @@ def test_connections_reset_before_they_are_served_cost_nothing_else(
     tmp_path: Path, nodes: list[Node], ca: trustme.CA, server_pair: tuple[Path, Path],
 ) -> None:
     cert, key = server_pair
-    echo_port = free_port()
-    threading.Thread(target=lambda: trio.run(_echo_until, echo_port, 60.0), daemon=True).start()
-    wait_listening(echo_port)
-    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
-                                  "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl",
-                                  "ssl_cert": str(cert), "ssl_cert_key": str(key)})
-    nodes.append(node)
+    node = node_before_echo(tmp_path, nodes, {"proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl",
+                                              "ssl_cert": str(cert), "ssl_cert_key": str(key)})
     plain_port, tls_port = node.ports["proxy"]
     for port in (plain_port, tls_port, node.status_port):
         reset_burst(port)

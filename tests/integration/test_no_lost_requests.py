@@ -110,13 +110,7 @@ def keep_alive_client(port: int, stop: threading.Event, results: dict[str, Any])
 
 
 def test_sigterm_under_keep_alive_load_loses_no_request(tmp_path: Path, nodes: list[Node]) -> None:
-    echo_port = free_port()
-    thread = threading.Thread(target=lambda: trio.run(_echo_until, echo_port, 30.0), daemon=True)
-    thread.start()
-    wait_listening(echo_port)
-    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
-                                  "graceful_shutdown_timeout": "10s"})
-    nodes.append(node)
+    node = node_before_echo(tmp_path, nodes, {"graceful_shutdown_timeout": "10s"}, echo_seconds=30.0)
     results: dict[str, Any] = {"ok": 0, "errors": 0, "closed_by_gateway": 0, "why": []}
     stop = threading.Event()
     clients = [threading.Thread(target=keep_alive_client, args=(node.proxy_port, stop, results)) for _ in range(20)]
@@ -168,6 +162,18 @@ def declarative(tmp_path: Path, port: int) -> Path:
     return path
 
 
+def node_before_echo(tmp_path: Path, nodes: list[Node], settings: dict[str, Any], *, echo_seconds: float = 60.0) -> Node:
+    """A gateway process (``database: off``, ``settings`` added) routing ``/`` to an echo upstream that
+    serves for ``echo_seconds`` in a thread of this process."""
+    echo_port = free_port()
+    threading.Thread(target=lambda: trio.run(_echo_until, echo_port, echo_seconds), daemon=True).start()
+    wait_listening(echo_port)
+    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
+                                  **settings})
+    nodes.append(node)
+    return node
+
+
 # --- 3. limits that protect the node ----------------------------------------------------------------------
 
 
@@ -175,13 +181,8 @@ def test_idle_tls_connections_never_take_the_health_check_or_new_clients(
     tmp_path: Path, nodes: list[Node], ca: trustme.CA, server_pair: tuple[Path, Path],
 ) -> None:
     cert, key = server_pair
-    echo_port = free_port()
-    threading.Thread(target=lambda: trio.run(_echo_until, echo_port, 60.0), daemon=True).start()
-    wait_listening(echo_port)
-    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
-                                  "proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl", "max_connections": 100,
-                                  "ssl_cert": str(cert), "ssl_cert_key": str(key)})
-    nodes.append(node)
+    node = node_before_echo(tmp_path, nodes, {"proxy_listen": "127.0.0.1:0, 127.0.0.1:0 ssl", "max_connections": 100,
+                                              "ssl_cert": str(cert), "ssl_cert_key": str(key)})
     plain_port, tls_port = node.ports["proxy"]
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
@@ -214,12 +215,7 @@ def test_idle_tls_connections_never_take_the_health_check_or_new_clients(
 
 
 def test_a_full_limit_with_nothing_idle_answers_503_with_a_reason(tmp_path: Path, nodes: list[Node]) -> None:
-    echo_port = free_port()
-    threading.Thread(target=lambda: trio.run(_echo_until, echo_port, 60.0), daemon=True).start()
-    wait_listening(echo_port)
-    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
-                                  "max_connections": 5})
-    nodes.append(node)
+    node = node_before_echo(tmp_path, nodes, {"max_connections": 5})
     busy = []
     for i in range(5):  # five slow requests: busy, not idle
         conn = http.client.HTTPConnection("127.0.0.1", node.proxy_port, timeout=30)
@@ -275,13 +271,8 @@ def test_the_same_file_keeps_its_hash_across_reloads_and_nodes(tmp_path: Path, n
 
 
 def test_no_access_log_line_is_lost_at_sigterm(tmp_path: Path, nodes: list[Node]) -> None:
-    echo_port = free_port()
-    threading.Thread(target=lambda: trio.run(_echo_until, echo_port, 60.0), daemon=True).start()
-    wait_listening(echo_port)
     log_path = tmp_path / "access.log"
-    node = Node(tmp_path / "gw", {"database": "off", "declarative_config": str(declarative(tmp_path, echo_port)),
-                                  "proxy_access_log": str(log_path), "access_log_format": "json"})
-    nodes.append(node)
+    node = node_before_echo(tmp_path, nodes, {"proxy_access_log": str(log_path), "access_log_format": "json"})
     conn = http.client.HTTPConnection("127.0.0.1", node.proxy_port, timeout=10)
     for i in range(300):
         conn.request("GET", f"/anything?i={i}")
