@@ -52,7 +52,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -64,7 +64,6 @@ from trio_gw.net.contexts import ALPN_H2, ALPN_HTTP11
 from trio_gw.net.exchange import Exchange, Proxy
 from trio_gw.net.generation import Generation, GenerationBuilder, GenerationHolder, ProxyTls
 from trio_gw.net.http1 import Http1Server
-from trio_gw.net.http2 import Http2Server
 from trio_gw.net.http_fetch import outbound_tls_context
 from trio_gw.net.limits import ADMIN_CONNECTIONS, DRAIN_IDLE_GRACE, STATUS_CONNECTIONS, ConnectionLimit
 from trio_gw.net.listener import FixedTls, HandshakeObserver, Listener, open_listener
@@ -94,6 +93,9 @@ from trio_gw.store.config_cache import CachedConfig
 from trio_gw.tls.resumed_chain import IntermediateCache
 from trio_gw.tls.ticket_keys import TicketKeyRing
 from trio_gw.tls.ticket_policy import TicketSource
+
+if TYPE_CHECKING:
+    from trio_gw.net.http2 import Http2Server
 
 log = logging.getLogger("trio_gw")
 
@@ -179,7 +181,7 @@ class Gateway:
                            ocsp_source=self.lifecycle.client_ocsp, challenges=self.lifecycle.challenges,
                            revocation=self.lifecycle)
         self.http1 = Http1Server(self.proxy)
-        self.http2 = Http2Server(self.proxy, self.http1)
+        self._http2: Http2Server | None = None  # imported and made only when a listener serves HTTP/2 (h2: ~2 MiB)
         #: Trust of the node's own https fetches (``lua_ssl_trusted_certificate``), built at start.
         self.fetch_tls: ssl.SSLContext | None = None
         self.store: Store | None = None
@@ -393,6 +395,14 @@ class Gateway:
 
     # --- listeners --------------------------------------------------------------
 
+    def http2(self) -> Http2Server:
+        """The HTTP/2 server, made on first use: a node without an HTTP/2 listener never imports h2."""
+        if self._http2 is None:
+            from trio_gw.net.http2 import Http2Server
+
+            self._http2 = Http2Server(self.proxy, self.http1)
+        return self._http2
+
     async def _bind(self) -> None:
         s = self.settings
         if self.role.serves_proxy:  # a supervisor's proxy connections are its workers' (in /status)
@@ -407,7 +417,7 @@ class Gateway:
         for i, addr in enumerate(s.proxy_listen if self.role.serves_proxy else ()):
             http2 = serves_http2(addr, s.enable_http2)
             options: dict[str, Any] = dict(
-                name=f"proxy {addr}", handler=self.http2.serve_connection if http2 else self.http1.serve_connection,
+                name=f"proxy {addr}", handler=self.http2().serve_connection if http2 else self.http1.serve_connection,
                 tls=ProxyTls(self.holder, ALPN_H2 if http2 else ALPN_HTTP11) if addr.ssl else None,
                 handshake_timeout=s.ssl_handshake_timeout, limit=self.limits["proxy"],
                 observe=self._handshakes("proxy"), chains=chains,
