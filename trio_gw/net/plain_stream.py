@@ -108,10 +108,7 @@ class PlainStream(InterruptibleReceive, trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview, *, schedule: bool = True) -> None:
         """Send everything; backpressure comes from the socket.
 
-        Always a cancel point.  A send that did not have to wait yields to the scheduler once, as
-        Trio's streams do, unless ``schedule`` is false: for a caller whose next step on this task is
-        a receive on a stream — itself a schedule point — the yield would be a second one for
-        nothing (~5 % of a proxied request; :func:`trio_gw.net.streams.send_before_receive`).
+        Always a cancel point; ``schedule`` as in :meth:`trio_gw.net.tls_stream.TlsStream.send_all`.
         """
         if self._sending:
             raise trio.BusyResourceError("another task is already sending on this stream")
