@@ -65,18 +65,25 @@ def pem_block_readings(block: PemBlock) -> list[bytes]:
     """The DER a block's body may stand for: as is, then with "+" line breaks dropped.
 
     Form encoding (ALB) can turn line breaks into "+", which is also a base64
-    character; the second reading drops a leading/trailing "+" and the "+"
+    character; the other readings drop one "+" at the start and one at the end
+    (the line breaks after BEGIN and before END — one each, never more: the
+    body's own last character may be a "+" too), each or both, and the "+"
     found at every 65th position of a 64-column body.  The caller keeps the
     first reading that parses, so DER's strictness settles the ambiguity.
     """
     body = _WHITESPACE.sub("", block.body)
     readings = [body]
     if "+" in body:
-        core = body.strip("+")
-        breaks = range(64, len(core), 65)
-        if all(core[i] == "+" for i in breaks):
-            core = "".join(c for i, c in enumerate(core) if i % 65 != 64)
-        readings.append(core)
+        starts = (1, 0) if body.startswith("+") else (0,)
+        ends = (len(body) - 1, len(body)) if body.endswith("+") else (len(body),)
+        for start in starts:
+            for end in ends:
+                core = body[start:end]
+                breaks = range(64, len(core), 65)
+                if all(core[i] == "+" for i in breaks):
+                    core = "".join(c for i, c in enumerate(core) if i % 65 != 64)
+                if core not in readings:
+                    readings.append(core)
     decoded = (strict_b64decode(r, require_padding=True) for r in readings)
     return [d for d in decoded if d is not None]
 
