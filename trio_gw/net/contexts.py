@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from trio_gw.errors import CertificateError
-from trio_gw.net.openssl_shim import set_read_ahead, set_session_timeout, set_tls13_ciphersuites
+from trio_gw.net.openssl_shim import set_no_auto_chain, set_read_ahead, set_session_timeout, set_tls13_ciphersuites
 from trio_gw.tls.downstream import DownstreamTlsPolicy
 
 #: Read TLS streams in records of this size (docs/tls-stack.md §9: fastest on this stack).
@@ -84,6 +84,7 @@ def new_server_context(policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ALP
     ctx.num_tickets = policy.session.num_tickets
     set_session_timeout(ctx, policy.session.timeout_seconds)
     set_read_ahead(ctx)  # one read per request instead of a header read and a body read
+    set_no_auto_chain(ctx)  # the configured chain, not one rebuilt from the client CAs at every handshake
     suites = policy.ciphers.tls13_ciphersuites
     if suites is not None:
         set_tls13_ciphersuites(ctx, suites)
