@@ -35,7 +35,20 @@ Scenarios:
 * ``handshake+request``: a new TLS 1.3 connection, a full handshake, one
   request with ``Connection: close``;
 * ``resumption``: the same, resuming the previous connection's session (a
-  TLS 1.3 ticket): what a client that reconnects costs.
+  TLS 1.3 ticket): what a client that reconnects costs;
+* ``mtls``: a full handshake as in ``handshake``, with a client certificate,
+  on a second gateway that requires one (``ssl_verify_client on``, the bench's
+  CA as ``ssl_client_certificate``), started only for this scenario.
+
+``--nginx`` counts the same scenarios on nginx (one process, ``master_process
+off``, under the same callgrind, with ``tools/bench.py``'s proxy configuration)
+and prints the ratio: where wall-clock ratios to nginx drift between runs, this
+one does not, and ``--dump-dir`` keeps its dumps too (``nginx-<scenario>``)
+for a side-by-side ``callgrind_annotate``.
+
+``--set NAME=VALUE`` adds a setting to every gateway started (VALUE is read as
+JSON, else taken as a string): ``--set ssl_session_tickets=off`` counts what
+the session tickets cost.
 
 The upstream is the built-in echo upstream or (``--upstream static``) nginx
 returning 2 bytes; it is outside the count either way.
@@ -44,10 +57,12 @@ returning 2 bytes; it is outside the count either way.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -74,6 +89,7 @@ def _bench() -> ModuleType:
 
 bench = _bench()
 
+SCENARIOS = ("keepalive", "handshake", "handshake+request", "resumption", "mtls")
 TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
@@ -132,10 +148,40 @@ def counted(pid: int, out: Path, run: Callable[[], None], keep: Path | None = No
     return parse_totals(dumps[-1].read_text(errors="replace"))
 
 
-def client_context(ca: Path) -> ssl.SSLContext:
+def client_context(ca: Path, client_cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if client_cert is not None:
+        ctx.load_cert_chain(*client_cert)
     return ctx
+
+
+def start_nginx(stack: ExitStack, tmp: Path, pki: Any, upstream: int, out: Path) -> tuple[int, int, int]:
+    """nginx under callgrind, counting nothing until told to: (pid, port, mTLS port)."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    port, mtls_port = bench.free_port(), bench.free_port()
+    body = bench.NGINX_PROXY.format(port=port, mtls_port=mtls_port, upstream_port=upstream, cert=pki.cert_pem,
+                                    key=pki.key_pem, ca=pki.ca_pem)
+    conf = tmp / "nginx-icount.conf"
+    # One process: the master would otherwise be the pid callgrind_control talks to.
+    conf.write_text("master_process off;\n" + bench.NGINX_COMMON.format(tmp=tmp, name="icount", body=body))
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+           nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-icount.error.log")]
+    child = bench.spawn(stack, "nginx (callgrind)", cmd, log=tmp / "nginx-icount.log", sig=signal.SIGQUIT)
+    bench.wait_for_port(port, child, 120)
+    bench.wait_for_port(mtls_port, child, 120)
+    return child.pid, port, mtls_port
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` from the command line: VALUE as JSON when it is JSON, else as the string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
 
 
 def read_response(sock: ssl.SSLSocket, buf: bytearray) -> None:
@@ -164,6 +210,26 @@ def connect(ctx: ssl.SSLContext, port: int) -> ssl.SSLSocket:
     return ctx.wrap_socket(raw, server_hostname=bench.SERVER_NAME)
 
 
+def full_handshakes(ctx: ssl.SSLContext, port: int, n: int) -> None:
+    """``n`` full handshakes, no request: the client half-closes and reads until the server has closed.
+
+    The client's handshake is done before the server has read its Finished.
+    Half-closing the TCP connection (no close_notify: a gateway that holds its
+    session tickets back would answer one with a record the client cannot
+    decrypt) and reading to the end lets the server read the Finished, then
+    the EOF, and close.
+    """
+    for _ in range(n):
+        sock = connect(ctx, port)
+        sock.shutdown(socket.SHUT_WR)  # drops the TLS layer, shuts down the socket's write side
+        try:
+            while socket.socket.recv(sock, 65536):
+                pass
+        except ConnectionError:
+            pass
+        sock.close()
+
+
 def scenarios(port: int, ctx: ssl.SSLContext, path: str) -> dict[str, tuple[Callable[[int], None], int]]:
     keepalive_sock: list[ssl.SSLSocket] = []
     request = f"GET {path} HTTP/1.1\r\nHost: {bench.SERVER_NAME}\r\n\r\n".encode()
@@ -178,19 +244,7 @@ def scenarios(port: int, ctx: ssl.SSLContext, path: str) -> dict[str, tuple[Call
             read_response(sock, buf)
 
     def handshake(n: int) -> None:
-        for _ in range(n):
-            sock = connect(ctx, port)
-            # The client's handshake is done before the server has read its Finished.  Half-close
-            # the TCP connection (no close_notify: a gateway that holds its session tickets back
-            # would answer one with a record the client cannot decrypt) and read to the end: the
-            # server reads the Finished, then the EOF, and closes.
-            sock.shutdown(socket.SHUT_WR)  # drops the TLS layer, shuts down the socket's write side
-            try:
-                while socket.socket.recv(sock, 65536):
-                    pass
-            except ConnectionError:
-                pass
-            sock.close()
+        full_handshakes(ctx, port, n)
 
     def handshake_request(n: int) -> None:
         for _ in range(n):
@@ -224,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=300, help="operations counted per scenario (default 300)")
     parser.add_argument("--warmup", type=int, default=50, help="operations before counting (default 50)")
     parser.add_argument("--scenarios", default="keepalive,handshake,handshake+request,resumption",
-                        help="comma-separated subset of keepalive,handshake,handshake+request,resumption")
+                        help="comma-separated subset of keepalive,handshake,handshake+request,resumption,mtls "
+                             "(default: all but mtls)")
+    parser.add_argument("--nginx", action="store_true",
+                        help="count the same scenarios on nginx too, and print trio-gw's ratio to it")
+    parser.add_argument("--set", type=setting, action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                        help="a gateway setting (VALUE as JSON, else a string); repeatable")
     parser.add_argument("--upstream", choices=("echo", "static"), default="echo",
                         help="echo: the built-in Python echo upstream; static: nginx returning 2 bytes")
     parser.add_argument("--path", default="/bytes/2", help="request path (default /bytes/2)")
@@ -234,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep each scenario's callgrind dump as DIR/<scenario>.callgrind "
                              "(read with callgrind_annotate or kcachegrind)")
     args = parser.parse_args(argv)
+    names = [s for s in args.scenarios.split(",") if s]
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))} (known: {', '.join(SCENARIOS)})")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("icount: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    names = [s for s in args.scenarios.split(",") if s]
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trio-gw-icount-")))
         pki = bench.make_pki(tmp, 0)
@@ -245,24 +307,49 @@ def main(argv: list[str] | None = None) -> int:
         gateway = Valgrind(args.gateway_src.resolve() if args.gateway_src else None, tmp / "callgrind.out")
         gateway.load_known_settings(tmp)
         print(f"gateway: {gateway.describe()}", file=sys.stderr)
-        child, port = bench.start_gateway(stack, tmp, "icount", pki, upstream, gateway, certificates=0,
-                                          timeout=args.start_timeout)
-        ctx = client_context(pki.ca_pem)
-        table = scenarios(port, ctx, args.path)
-        figures: dict[str, Any] = {"gateway": gateway.describe(), "count": args.count}
+        extra = dict(args.settings)
+        pids: dict[str, tuple[int, Path]] = {}
+        table: dict[str, Callable[[int], None]] = {}
+        if set(names) - {"mtls"}:
+            child, port = bench.start_gateway(stack, tmp, "icount", pki, upstream, gateway, certificates=0,
+                                              timeout=args.start_timeout, extra=extra, required=list(extra))
+            for name, (run, _) in scenarios(port, client_context(pki.ca_pem), args.path).items():
+                table[name], pids[name] = run, (child.pid, gateway.out)
+        if "mtls" in names:
+            twin = Valgrind(gateway.src, tmp / "callgrind-mtls.out")
+            twin.known_settings = gateway.known_settings
+            mtls = {"ssl_verify_client": "on", "ssl_client_certificate": [str(pki.ca_pem)], **extra}
+            child, port = bench.start_gateway(stack, tmp, "icount-mtls", pki, upstream, twin, certificates=0,
+                                              timeout=args.start_timeout, extra=mtls, required=list(mtls))
+            ctx = client_context(pki.ca_pem, (pki.client_cert_pem, pki.client_key_pem))
+            table["mtls"] = functools.partial(full_handshakes, ctx, port)
+            pids["mtls"] = (child.pid, twin.out)
+        servers = [("", table, pids)]
+        if args.nginx:
+            out = tmp / "callgrind-nginx.out"
+            pid, port, mtls_port = start_nginx(stack, tmp, pki, upstream, out)
+            ngx = {name: run for name, (run, _) in scenarios(port, client_context(pki.ca_pem), args.path).items()}
+            ctx = client_context(pki.ca_pem, (pki.client_cert_pem, pki.client_key_pem))
+            ngx["mtls"] = functools.partial(full_handshakes, ctx, mtls_port)
+            servers.append(("nginx-", ngx, {name: (pid, out) for name in ngx}))
+        figures: dict[str, Any] = {"gateway": gateway.describe(), "count": args.count, "settings": extra}
         for name in names:
-            if name not in table:
-                parser.error(f"unknown scenario {name!r}")
-            run, _ = table[name]
-            run(args.warmup)
-            keep = None
-            if args.dump_dir:
-                args.dump_dir.mkdir(parents=True, exist_ok=True)
-                keep = args.dump_dir / f"{name}.callgrind"
-            total = counted(child.pid, gateway.out, lambda run=run: run(args.count), keep)
-            figures[name] = {"instructions": total, "per_operation": round(total / args.count)}
-            print(f"{name:>18}: {total / args.count:>12,.0f} instructions per operation "
-                  f"({total:,} over {args.count})")
+            for prefix, runs, where in servers:
+                run = runs[name]
+                pid, out = where[name]
+                run(args.warmup)
+                keep = None
+                if args.dump_dir:
+                    args.dump_dir.mkdir(parents=True, exist_ok=True)
+                    keep = args.dump_dir / f"{prefix}{name}.callgrind"
+                total = counted(pid, out, functools.partial(run, args.count), keep)
+                figures[prefix + name] = {"instructions": total, "per_operation": round(total / args.count)}
+                print(f"{prefix + name:>24}: {total / args.count:>12,.0f} instructions per operation "
+                      f"({total:,} over {args.count})")
+            if args.nginx:
+                ratio = figures["nginx-" + name]["instructions"] / figures[name]["instructions"]
+                figures[name]["nginx_ratio"] = round(ratio, 3)
+                print(f"{'':>24}  nginx's count / trio-gw's: {ratio:.2f}")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1))
     return 0

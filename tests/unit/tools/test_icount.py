@@ -45,3 +45,26 @@ def test_event_counts_in_the_body_are_not_mistaken_for_totals() -> None:
     body_only = "events: Ir\nfn=(1) f\n0 17\n"
     with pytest.raises(ValueError, match="no 'totals:' line"):
         icount.parse_totals(body_only)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ssl_session_tickets=off", ("ssl_session_tickets", "off")),
+    ("workers=2", ("workers", 2)),
+    ('ssl_cert=["a.pem"]', ("ssl_cert", ["a.pem"])),
+    ("proxy_listen=127.0.0.1:0 ssl", ("proxy_listen", "127.0.0.1:0 ssl")),
+])
+def test_set_reads_json_else_a_string(text: str, expected: tuple[str, object]) -> None:
+    assert icount.setting(text) == expected
+
+
+@pytest.mark.parametrize("text", ["no-equals-sign", "=value"])
+def test_set_without_a_name_is_refused(text: str) -> None:
+    with pytest.raises(icount.argparse.ArgumentTypeError):
+        icount.setting(text)
+
+
+def test_unknown_scenario_is_refused_before_anything_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        icount.main(["--scenarios", "handshake,mtl"])
+    assert exc.value.code == 2
+    assert "unknown scenario(s): mtl" in capsys.readouterr().err
