@@ -8,6 +8,7 @@ import trustme
 
 from trio_gw.net.contexts import new_server_context
 from trio_gw.net.openssl_shim import SSL_MODE_NO_AUTO_CHAIN, modes, read_ahead
+from trio_gw.testing.memory_tls import memory_handshake
 from trio_gw.tls.downstream import parse_downstream_policy
 
 _SSL_MODE_RELEASE_BUFFERS = 0x10
@@ -37,20 +38,7 @@ def _chain_the_client_receives(server_ctx: ssl.SSLContext, ca: trustme.CA, clien
     client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(client_ctx)
     client_cert.configure_cert(client_ctx)
-    bios = [ssl.MemoryBIO() for _ in range(4)]
-    client = client_ctx.wrap_bio(bios[0], bios[1], server_hostname="gw.example")
-    server = server_ctx.wrap_bio(bios[2], bios[3], server_side=True)
-    for _ in range(10):
-        for side, outgoing, peer_incoming in ((client, bios[1], bios[2]), (server, bios[3], bios[0])):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-            peer_incoming.write(outgoing.read())
-        if client.version() is not None and server.version() is not None:
-            break
-    else:
-        raise AssertionError("handshake did not finish")
+    client, server = memory_handshake(client_ctx, server_ctx, server_hostname="gw.example")
     assert server.getpeercert(binary_form=True) is not None  # the client certificate was verified
     return len(client._sslobj.get_unverified_chain())  # type: ignore[attr-defined]  # public in 3.13
 
