@@ -186,6 +186,8 @@ class Gateway:
         self.fetch_tls: ssl.SSLContext | None = None
         self.store: Store | None = None
         self.datastore = DatastoreHealth()
+        #: Set once the node serves and handles its signals: what the ready file (and a worker's first state) says.
+        self.serving = trio.Event()
         #: The last good configuration under prefix (PostgreSQL): what a node starts from without its datastore.
         self.last_good = LastGood(settings)
         self._cached: CachedConfig | None = None
@@ -491,8 +493,6 @@ class Gateway:
             await self.load()
             if self.role.supervisor is not None:
                 await self.role.supervisor.wait_workers_ready()
-            if self.role.primary:
-                self._write_ready_file()
             for kind, items in self.listeners.items():
                 for li in items:
                     log.info("%s listening on %s:%d%s", kind, li.host, li.port, " (ssl)" if li.tls else "")
@@ -503,8 +503,9 @@ class Gateway:
                     for items in self.listeners.values():
                         for li in items:
                             accepting.start_soon(li.serve, connections)
-                    # a worker keeps its handlers through the drain (see _signals)
-                    (connections if self.role.name == "worker" else accepting).start_soon(self._signals, accepting)
+                    # a worker keeps its handlers through the drain (see _signals); started, so the
+                    # handlers are in place before the ready file says SIGTERM may be sent
+                    await (connections if self.role.name == "worker" else accepting).start(self._signals, accepting)
                     if monitor is not None:
                         await accepting.start(monitor.run)
                     accepting.start_soon(self.rejections.run)
@@ -516,6 +517,11 @@ class Gateway:
                         accepting.start_soon(self.last_good.serve)
                     if self.role.name != "worker" or self.tickets.source is TicketSource.DATASTORE:
                         accepting.start_soon(self.tickets.serve_schedule, lambda: self.store, self._ring_published)
+                    # Last: a process manager may stop the node the moment the file is there, and
+                    # SIGTERM before the handlers above would kill it instead of draining it.
+                    self.serving.set()
+                    if self.role.primary:
+                        self._write_ready_file()
                     task_status.started(self)
                 # accepting stopped: drain in-flight requests, then close the rest
                 await self._drain(connections)
@@ -532,8 +538,10 @@ class Gateway:
             if self.store is not None:
                 self.store.close()
 
-    async def _signals(self, accepting: trio.Nursery) -> None:
+    async def _signals(self, accepting: trio.Nursery, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                       ) -> None:
         with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
             async for signum in signals:
                 if self.role.supervisor is not None:
                     self.role.supervisor.forward_signal(signum)

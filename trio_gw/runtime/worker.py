@@ -55,6 +55,10 @@ class _Reporter:
     async def run(self, gateway: Gateway) -> None:
         from trio_gw.runtime.node_status import own_state
 
+        # The first state means "ready" to the supervisor, which then may write the node's ready file:
+        # not before this worker handles SIGTERM (its process group gets it too).
+        await gateway.serving.wait()
+        self.wake.set()  # report at once
         while True:
             with trio.move_on_after(REPORT_INTERVAL):
                 await self.wake.wait()
