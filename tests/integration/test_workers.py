@@ -60,10 +60,16 @@ def test_two_workers_serve_one_node_listed_in_status_and_counted_together(tmp_pa
         counts = wait_for(lambda: [w["connections_accepted"] for w in workers_of(node)]
                           if sum(w["connections_accepted"] for w in workers_of(node)) >= 60 else None, "reports")
         assert all(c > 0 for c in counts), counts  # both workers served
-        code, text = call(node.status_port, "GET", "/metrics")
-        assert code == 200
-        lines = text.splitlines()
-        assert 'trio_gw_requests_total{reason="",status="2xx"} 60.0' in lines  # the sum of both workers
+
+        def scraped() -> tuple[str, list[str]] | None:
+            # A worker flushes its request counts when it reports; a report can fall between the 60th
+            # connection's accept (counted above) and the end of its request, so poll for the sum.
+            code, text = call(node.status_port, "GET", "/metrics")
+            assert code == 200
+            lines = text.splitlines()
+            return (text, lines) if 'trio_gw_requests_total{reason="",status="2xx"} 60.0' in lines else None
+
+        text, lines = wait_for(scraped, "both workers' 60 requests in /metrics")  # the sum of both workers
         assert any(line.startswith("kong_http_requests_total{") and line.endswith(" 60.0") for line in lines), text
         handled = [line for line in lines if line.startswith("kong_nginx_connections_total{")
                    and 'state="handled"' in line]
