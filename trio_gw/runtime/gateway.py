@@ -32,6 +32,11 @@ Start-up is all-or-nothing: settings, files, certificates and TLS policy are
 compiled before the first listener accepts, and any problem stops start-up
 with a :class:`ConfigError` naming it.
 
+The ready file (``prefix/trio-gw.ready.json``: the pid and the listeners' ports)
+is the last step of start-up: when it appears the node serves and handles
+SIGTERM, so a process manager may stop it at once and it drains (a worker's
+first report to its supervisor waits for the same point, :attr:`Gateway.serving`).
+
 With worker processes the same class runs in every process of the node, told
 by its :class:`~trio_gw.runtime.control.ProcessRole` which part it plays: the
 supervisor (Admin API and status, no proxy listener), or a worker (the proxy
