@@ -562,12 +562,18 @@ NGINX_PROXY = """\
 """
 
 
-def start_nginx(stack: ExitStack, tmp: Path, name: str, body: str) -> Child:
-    """nginx with one worker and the given ``http {}`` body; returns the master process."""
+def start_nginx(stack: ExitStack, tmp: Path, name: str, body: str, *, wrap: Sequence[str] = (),
+                single_process: bool = False) -> Child:
+    """nginx with one worker and the given ``http {}`` body; returns the master process.
+
+    ``wrap`` runs nginx under a command (``tools/icount.py``: valgrind); ``single_process``
+    (``master_process off``) makes the process started the one that serves.
+    """
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     conf = tmp / f"nginx-{name}.conf"
-    conf.write_text(NGINX_COMMON.format(tmp=tmp, name=name, body=body))
-    cmd = [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / f"nginx-{name}.error.log")]
+    conf.write_text(("master_process off;\n" if single_process else "")
+                    + NGINX_COMMON.format(tmp=tmp, name=name, body=body))
+    cmd = [*wrap, nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / f"nginx-{name}.error.log")]
     return spawn(stack, f"nginx ({name})", cmd, log=tmp / f"nginx-{name}.log", sig=signal.SIGQUIT)
 
 
@@ -578,14 +584,15 @@ def start_static_upstream(stack: ExitStack, tmp: Path) -> int:
     return port
 
 
-def start_nginx_proxy(stack: ExitStack, tmp: Path, pki: Pki, upstream_port: int) -> tuple[Child, int, int]:
+def start_nginx_proxy(stack: ExitStack, tmp: Path, pki: Pki, upstream_port: int, *, wrap: Sequence[str] = (),
+                      single_process: bool = False, timeout: float = 10) -> tuple[Child, int, int]:
     """nginx as a TLS reverse proxy: (master, port, mTLS port) — both ports served by the same worker."""
     port, mtls_port = free_port(), free_port()
     body = NGINX_PROXY.format(port=port, mtls_port=mtls_port, upstream_port=upstream_port, cert=pki.cert_pem,
                               key=pki.key_pem, ca=pki.ca_pem)
-    child = start_nginx(stack, tmp, "proxy", body)
-    wait_for_port(port, child, 10)
-    wait_for_port(mtls_port, child, 10)
+    child = start_nginx(stack, tmp, "proxy", body, wrap=wrap, single_process=single_process)
+    wait_for_port(port, child, timeout)
+    wait_for_port(mtls_port, child, timeout)
     return child, port, mtls_port
 
 

@@ -62,7 +62,6 @@ import importlib.util
 import json
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -157,19 +156,13 @@ def client_context(ca: Path, client_cert: tuple[Path, Path] | None = None) -> ss
 
 
 def start_nginx(stack: ExitStack, tmp: Path, pki: Any, upstream: int, out: Path) -> tuple[int, int, int]:
-    """nginx under callgrind, counting nothing until told to: (pid, port, mTLS port)."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    port, mtls_port = bench.free_port(), bench.free_port()
-    body = bench.NGINX_PROXY.format(port=port, mtls_port=mtls_port, upstream_port=upstream, cert=pki.cert_pem,
-                                    key=pki.key_pem, ca=pki.ca_pem)
-    conf = tmp / "nginx-icount.conf"
-    # One process: the master would otherwise be the pid callgrind_control talks to.
-    conf.write_text("master_process off;\n" + bench.NGINX_COMMON.format(tmp=tmp, name="icount", body=body))
-    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-           nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-icount.error.log")]
-    child = bench.spawn(stack, "nginx (callgrind)", cmd, log=tmp / "nginx-icount.log", sig=signal.SIGQUIT)
-    bench.wait_for_port(port, child, 120)
-    bench.wait_for_port(mtls_port, child, 120)
+    """The bench's nginx proxy under callgrind, counting nothing until told to: (pid, port, mTLS port).
+
+    One process (``master_process off``): the master would otherwise be the pid callgrind_control talks to.
+    """
+    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    child, port, mtls_port = bench.start_nginx_proxy(stack, tmp, pki, upstream, wrap=wrap, single_process=True,
+                                                     timeout=120)
     return child.pid, port, mtls_port
 
 
