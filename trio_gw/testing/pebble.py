@@ -37,6 +37,8 @@ from typing import Final
 
 import trustme
 
+from trio_gw.net.http_fetch import outbound_tls_context
+
 __all__ = ["PEBBLE_EAB_KEYS", "Pebble", "pebble_available", "start_pebble"]
 
 #: The ``externalAccountMACKeys`` of pebble's example ``pebble-config-external-account-bindings.json``.
@@ -63,8 +65,8 @@ class Pebble:
     log_file: Path
 
     def client_context(self) -> ssl.SSLContext:
-        """A client context trusting pebble's TLS certificate."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
+        """A client context trusting pebble's TLS certificate: the one the gateway's own fetches use."""
+        return outbound_tls_context([str(self.ca_file)], setting="pebble's CA file")
 
     def root_pem(self, index: int = 0) -> str:
         """The PEM of pebble's issuing root ``index`` (regenerated at every start)."""
