@@ -11,26 +11,20 @@ the machine.  ``{{upstream.NAME.url}}`` is pebble's directory (the ``acme``
 plugin's ``api_uri``), ``{{upstream.NAME.ca}}`` the CA of pebble's own TLS
 certificate (for ``lua_ssl_trusted_certificate``), ``{{upstream.NAME.root}}``
 the root pebble issues under in this run (to verify what the gateway serves).
-A port picked free may be taken before the gateway binds it; the gateway then
-fails to start and the scenario says so.
+The two ports stay reserved (:func:`trio_gw.testing.ports.reserved_ports`) while
+pebble runs, so the scenario's listeners carry the ``reuseport`` flag.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 from pathlib import Path
 
 from spec.harness.placeholders import Context
 from trio_gw.testing.dns_stub import DnsStub
 from trio_gw.testing.pebble import start_pebble
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from trio_gw.testing.ports import reserved_ports
 
 
 class PebbleServer:
@@ -39,11 +33,11 @@ class PebbleServer:
     ssl_context = None
 
     def __init__(self, name: str, directory: str) -> None:
-        self.http_port, self.tls_port = _free_port(), _free_port()
         workdir = Path(directory) / f"pebble-{name}"
         workdir.mkdir()
         self._stack = contextlib.ExitStack()
         try:
+            self.http_port, self.tls_port = self._stack.enter_context(reserved_ports(2))
             dns = self._stack.enter_context(DnsStub())
             self.pebble = self._stack.enter_context(start_pebble(
                 workdir, http_port=self.http_port, tls_port=self.tls_port, dns_server=dns.server))

@@ -35,6 +35,7 @@ from trio_gw.runtime.settings import load_settings
 from trio_gw.testing.dns_stub import DnsStub
 from trio_gw.testing.http_client import Client, Reply
 from trio_gw.testing.pebble import Pebble, pebble_available, start_pebble
+from trio_gw.testing.ports import reserved_ports
 
 if not pebble_available():
     if os.environ.get("CI") == "true":
@@ -45,12 +46,6 @@ elif shutil.which("openssl") is None:
 
 HOST = "api.acme.test"
 SECRET = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -69,11 +64,10 @@ def dns() -> Iterator[DnsStub]:
 
 def rig_for(tmp_path: Path, dns: DnsStub, *, http_port: int | None = None) -> Iterator[Rig]:
     """pebble validating on the ports the gateway will listen on (``http_port``: another one)."""
-    gateway_http, gateway_tls = free_port(), free_port()
     workdir = tmp_path / "pebble"
     workdir.mkdir()
-    with start_pebble(workdir, http_port=http_port or gateway_http, tls_port=gateway_tls,
-                      dns_server=dns.server) as pebble:
+    with reserved_ports(2) as (gateway_http, gateway_tls), start_pebble(
+            workdir, http_port=http_port or gateway_http, tls_port=gateway_tls, dns_server=dns.server) as pebble:
         yield Rig(pebble, gateway_http, gateway_tls, tmp_path)
 
 
@@ -85,7 +79,7 @@ def rig(tmp_path: Path, dns: DnsStub) -> Iterator[Rig]:
 async def start_node(nursery: trio.Nursery, rig: Rig, name: str, *, proxy: bool = True, **extra: Any) -> Gateway:
     prefix = rig.workdir / name
     prefix.mkdir(exist_ok=True)
-    listen = f"127.0.0.1:{rig.http_port}, 127.0.0.1:{rig.tls_port} ssl" if proxy else "127.0.0.1:0, 127.0.0.1:0 ssl"
+    listen = (f"127.0.0.1:{rig.http_port} reuseport, 127.0.0.1:{rig.tls_port} ssl reuseport" if proxy               else "127.0.0.1:0, 127.0.0.1:0 ssl")
     settings = {
         "prefix": str(prefix), "proxy_listen": listen, "admin_listen": "127.0.0.1:0", "status_listen": "off",
         "proxy_access_log": "off", "database": "sqlite", "lua_ssl_trusted_certificate": str(rig.pebble.ca_file),
