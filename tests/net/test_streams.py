@@ -183,6 +183,31 @@ async def test_a_receive_served_from_the_buffer_still_yields(tls_contexts: tuple
         await trio.aclose_forcefully(s)
 
 
+async def test_a_tls_handshake_is_a_checkpoint_whether_it_waits_or_not(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """The server's handshake waits for the client (its waits are the schedule points); called again
+    on an established stream it has nothing to wait for and still yields once."""
+    server_ctx, client_ctx = tls_contexts
+    a, b = _socket_pair()
+    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
+                                   server_hostname="stream.example")
+    server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+
+    async def serve() -> None:
+        with trio.testing.assert_checkpoints():
+            await server.do_handshake()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        await trio.testing.wait_all_tasks_blocked()  # the server waits for the ClientHello
+        await client.do_handshake()
+    with trio.testing.assert_checkpoints():
+        await server.do_handshake()  # done already: no wait, one schedule point
+    for s in (client, server):
+        await trio.aclose_forcefully(s)
+
+
 async def test_plain_receive_served_from_the_buffer_still_yields() -> None:
     a, b = await plain_pair()
     await a.send_all(b"hello")

@@ -176,6 +176,7 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         sock = self._ssl
+        waited = False
         while True:
             try:
                 sock.do_handshake()
@@ -187,7 +188,9 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
             except (ssl.SSLError, OSError) as exc:
                 raise trio.BrokenResourceError(exc) from exc
             await wait(sock)  # outside the except clause: see receive_some
-        await trio.lowlevel.cancel_shielded_checkpoint()
+            waited = True
+        if not waited:  # a wait was a schedule point already (a handshake always waits for the client's Finished)
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` of application data (at most one record, 16 KiB); ``b""`` at the end."""
