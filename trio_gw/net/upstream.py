@@ -112,10 +112,10 @@ class UpstreamConnection:
         if self.sock is None:
             return True  # cannot tell (no socket): the exchange's retry covers it
         poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI | _POLLRDHUP)
         try:
+            poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI | _POLLRDHUP)
             return not poller.poll(0)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the socket was closed under it (fileno() is -1)
             return False
 
     async def aclose(self) -> None:
