@@ -433,7 +433,8 @@ class Gateway:
             if inherited is not None:  # a worker: the supervisor bound it
                 listener = Listener(trio.SocketListener(trio.socket.from_stdlib_socket(inherited[i])), **options)
             else:
-                listener = await open_listener(addr.host, addr.port, reuseport=addr.reuseport, **options)
+                listener = await open_listener(addr.host, addr.port, reuseport=addr.reuseport, backlog=addr.backlog,
+                                               **options)
             self.listeners["proxy"].append(listener)
         ssl_ports = [lst.port for lst, a in zip(self.listeners["proxy"], s.proxy_listen) if a.ssl]
         if ssl_ports and self.role.https_port is None:
@@ -446,7 +447,7 @@ class Gateway:
             admin_tls = FixedTls(await trio.to_thread.run_sync(admin_tls_context, s))
         for addr in s.admin_listen:
             listener = await open_listener(
-                addr.host, addr.port, name=f"admin {addr}", handler=admin.serve_connection,
+                addr.host, addr.port, backlog=addr.backlog, name=f"admin {addr}", handler=admin.serve_connection,
                 tls=admin_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=admin_limit,
                 observe=self._handshakes("admin"),
             )
@@ -458,7 +459,7 @@ class Gateway:
                 listener_tls_context, s, "status_ssl_cert", "Status API"))
         for addr in s.status_listen:
             listener = await open_listener(
-                addr.host, addr.port, name=f"status {addr}", handler=status.serve_connection,
+                addr.host, addr.port, backlog=addr.backlog, name=f"status {addr}", handler=status.serve_connection,
                 tls=status_tls if addr.ssl else None, handshake_timeout=s.ssl_handshake_timeout, limit=status_limit,
                 observe=self._handshakes("status"),
             )

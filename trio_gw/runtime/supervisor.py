@@ -75,10 +75,6 @@ START_ATTEMPTS: Final = 3
 STOP_MARGIN: Final = 5.0
 #: Client-chain CA certificates the supervisor keeps for workers started later.
 KEPT_INTERMEDIATES: Final = 1024
-#: The listen backlog of the proxy sockets (as ``open_listener``'s).
-BACKLOG: Final = 16384
-
-
 def bind_proxy_sockets(settings: Settings, workers: int) -> list[list[socket.socket]]:
     """Bind every proxy listener: one socket shared by the workers, or one per worker with ``reuseport``.
 
@@ -88,11 +84,11 @@ def bind_proxy_sockets(settings: Settings, workers: int) -> list[list[socket.soc
     groups: list[list[socket.socket]] = []
     try:
         for addr in settings.proxy_listen:
-            first = _bound(addr.host, addr.port, reuseport=addr.reuseport)
+            first = _bound(addr.host, addr.port, reuseport=addr.reuseport, backlog=addr.backlog)
             group = [first]
             if addr.reuseport:
                 port = first.getsockname()[1]
-                group += [_bound(addr.host, port, reuseport=True) for _ in range(workers - 1)]
+                group += [_bound(addr.host, port, reuseport=True, backlog=addr.backlog) for _ in range(workers - 1)]
             groups.append(group)
     except OSError as exc:
         for group in groups:
@@ -102,14 +98,14 @@ def bind_proxy_sockets(settings: Settings, workers: int) -> list[list[socket.soc
     return groups
 
 
-def _bound(host: str, port: int, *, reuseport: bool) -> socket.socket:
+def _bound(host: str, port: int, *, reuseport: bool, backlog: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(BACKLOG)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

@@ -54,7 +54,8 @@ def _s(
 SETTINGS: tuple[Setting, ...] = (
     # listeners
     _s("proxy_listen", parse_listen, "127.0.0.1:8000, 127.0.0.1:8443 ssl", "listen list",
-       "Proxy listeners (kong.conf). Flags: `ssl`, `http2`, `reuseport`. Kong binds 0.0.0.0; we default to loopback. "
+       "Proxy listeners (kong.conf). Flags: `ssl`, `http2`, `reuseport`, `backlog=N` (the listen queue, 16384 "
+       "unless set, as in Kong's default; any `*_listen` takes it). Kong binds 0.0.0.0; we default to loopback. "
        "`http2` on an `ssl` listener offers HTTP/2 by ALPN (`h2`, then `http/1.1`); on a plain listener it is "
        "ignored with a warning at start (no h2c: HTTP/1.1 is served)."),
     _s("enable_http2", parse_bool, False, "bool",

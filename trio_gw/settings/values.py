@@ -13,19 +13,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
+#: The listen backlog when a listener names none: Kong's (``backlog=16384`` in its default ``proxy_listen``).
+DEFAULT_BACKLOG = 16384
+
+
 @dataclass(frozen=True)
 class ListenAddress:
-    """One entry of a ``*_listen`` setting: ``host:port`` plus flags (``ssl``, ``http2``, ``reuseport``)."""
+    """One entry of a ``*_listen`` setting: ``host:port`` plus flags (``ssl``, ``http2``, ``reuseport``,
+    ``backlog=N``)."""
 
     host: str
     port: int
     ssl: bool = False
     http2: bool = False
     reuseport: bool = False
+    #: The listen queue of pending connections (Kong's ``backlog=N``; the kernel caps it at
+    #: ``net.core.somaxconn``).
+    backlog: int = DEFAULT_BACKLOG
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         flags = "".join(f" {f}" for f in ("ssl", "http2", "reuseport") if getattr(self, f))
+        if self.backlog != DEFAULT_BACKLOG:
+            flags += f" backlog={self.backlog}"
         return f"{host}:{self.port}{flags}"
 
 
@@ -167,7 +177,14 @@ def parse_listen(v: object) -> tuple[ListenAddress, ...]:
         addr, flags = words[0], [w.lower() for w in words[1:]]
         unknown = [f for f in flags if f not in ("ssl", "http2", "reuseport") and not f.startswith("backlog=")]
         if unknown:
-            raise ValueError(f"{entry!r}: unknown flag {unknown[0]!r} (known: ssl, http2, reuseport)")
+            raise ValueError(f"{entry!r}: unknown flag {unknown[0]!r} (known: ssl, http2, reuseport, backlog=N)")
+        backlog = DEFAULT_BACKLOG
+        for flag in flags:
+            if flag.startswith("backlog="):
+                number = flag[len("backlog="):]
+                if not number.isdigit() or not 1 <= int(number) <= 65535:
+                    raise ValueError(f"{entry!r}: backlog={number} is not a number from 1 to 65535")
+                backlog = int(number)
         m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", addr)
         if not m:
             raise ValueError(f"{entry!r}: expected host:port (IPv6 as [::1]:port)")
@@ -175,7 +192,7 @@ def parse_listen(v: object) -> tuple[ListenAddress, ...]:
         port = int(m.group(2) or m.group(4))
         if port > 65535:
             raise ValueError(f"{entry!r}: port {port} is out of range")
-        out.append(ListenAddress(host, port, "ssl" in flags, "http2" in flags, "reuseport" in flags))
+        out.append(ListenAddress(host, port, "ssl" in flags, "http2" in flags, "reuseport" in flags, backlog))
     return tuple(out)
 
 

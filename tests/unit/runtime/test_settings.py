@@ -76,6 +76,7 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
         ("[::1]:8443 ssl http2", (ListenAddress("::1", 8443, ssl=True, http2=True),)),
         (["127.0.0.1:1", "127.0.0.1:2 ssl reuseport"],
          (ListenAddress("127.0.0.1", 1), ListenAddress("127.0.0.1", 2, ssl=True, reuseport=True))),
+        ("0.0.0.0:8000 reuseport backlog=511", (ListenAddress("0.0.0.0", 8000, reuseport=True, backlog=511),)),
     ],
 )
 def test_parse_listen(text: object, expected: tuple[ListenAddress, ...]) -> None:
@@ -86,6 +87,17 @@ def test_parse_listen(text: object, expected: tuple[ListenAddress, ...]) -> None
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_listen(text)
+
+
+@pytest.mark.parametrize("flag", ["backlog=", "backlog=0", "backlog=-5", "backlog=lots", "backlog=70000"])
+def test_a_bad_backlog_names_the_setting_and_the_reason(flag: str) -> None:
+    with pytest.raises(ConfigError, match=rf"proxy_listen: .*{flag}.* is not a number from 1 to 65535"):
+        parse_settings([("f", {"proxy_listen": f"127.0.0.1:8000 {flag}"})])
+
+
+def test_a_listen_address_prints_a_backlog_it_was_given() -> None:
+    assert str(ListenAddress("127.0.0.1", 8000, backlog=511)) == "127.0.0.1:8000 backlog=511"
+    assert str(ListenAddress("127.0.0.1", 8000)) == "127.0.0.1:8000"
 
 
 def test_cert_and_key_lists_must_pair() -> None:
