@@ -12,6 +12,9 @@
     python tools/bench.py --gateway-src /tmp/old   run the gateway from another checkout's source tree
     python tools/bench.py --baseline-src /tmp/old  ... or measure that one too, taking turns with this one
     python tools/bench.py --workers 1,2            trio-gw with 1 worker process and with 2 (``workers``), compared
+    python tools/bench.py --baseline-python V/bin/python
+                                                   this checkout's gateway on another interpreter (a venv with the
+                                                   lock installed) as 'baseline': two builds of CPython compared
 
     git worktree add /tmp/old <commit>             ... then --gateway-src /tmp/old gives the "before" figures
                                                    from the same bench script as the "after" ones
@@ -609,8 +612,12 @@ class Gateway:
 
     src: Path | None
     known_settings: set[str] | None = None
+    #: Another interpreter to run it with (a venv's ``python`` with the lock installed); None: this one.
+    python: Path | None = None
 
     def command(self) -> list[str]:
+        if self.python is not None:
+            return [str(self.python), "-m", "trio_gw"]
         script = Path(sys.executable).parent / "trio-gw"
         if self.src is None and script.exists():
             return [str(script)]
@@ -627,8 +634,11 @@ class Gateway:
         src = self.src or ROOT
         commit = subprocess.run(["git", "-C", str(src), "log", "-1", "--format=%h %s"], capture_output=True,
                                 text=True, check=False).stdout.strip()
-        how = " ".join(self.command()) if self.src is None else f"PYTHONPATH={self.src} {sys.executable} -m trio_gw"
-        return f"{src} ({commit[:72] or 'not a git checkout'}), run as {how}"
+        python = str(self.python or sys.executable)
+        how = " ".join(self.command()) if self.src is None else f"PYTHONPATH={self.src} {python} -m trio_gw"
+        version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
+                                 text=True, check=False).stdout.strip()
+        return f"{src} ({commit[:72] or 'not a git checkout'}), run as {how} (Python {version or '?'})"
 
     def load_known_settings(self, cwd: Path) -> None:
         """The setting names this gateway knows: the keys of ``trio-gw settings`` (resolved defaults, JSON)."""
@@ -1477,6 +1487,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gateway-src", type=Path, metavar="DIR",
                    help="run the gateway from DIR's source tree (PYTHONPATH=DIR python -m trio_gw), e.g. a "
                         "`git worktree add DIR <commit>`; the echo upstream and the clients stay this checkout's")
+    p.add_argument("--python", type=Path, metavar="PYTHON",
+                   help="run the gateway with this interpreter (a venv's python with the lock installed), e.g. "
+                        "to compare builds of CPython")
+    p.add_argument("--baseline-python", type=Path, metavar="PYTHON",
+                   help="run the baseline with this interpreter; without --baseline-src the baseline is this "
+                        "checkout's gateway on that interpreter")
     p.add_argument("--start-timeout", type=float, default=60, help="seconds the gateway may take to start")
     p.add_argument("--install", action="store_true", help="install wrk and nginx first (tools/install-system-tools.sh)")
     p.add_argument("--json", metavar="FILE", help="write every figure to FILE")
@@ -1504,6 +1520,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
         args.baseline_src = args.baseline_src.resolve()
         if not (args.baseline_src / "trio_gw" / "__init__.py").is_file():
             return f"--baseline-src {args.baseline_src}: no trio_gw/__init__.py there"
+    for flag, python in (("--python", args.python), ("--baseline-python", args.baseline_python)):
+        if python is not None and not os.access(python, os.X_OK):
+            return f"{flag} {python}: not an executable"
     if args.repeat < 1 or args.handshake_clients < 1:
         return "--repeat and --handshake-clients must be at least 1"
     return None
@@ -1518,7 +1537,7 @@ def main(argv: list[str] | None = None) -> int:
         say(problem)
         return 2
     _raise_fd_limit()
-    gateway = Gateway(args.gateway_src)
+    gateway = Gateway(args.gateway_src, python=args.python)
     report: dict[str, Any] = {"machine": machine(), "options": {k: str(v) if isinstance(v, Path) else v
                                                                  for k, v in vars(args).items()}, "results": {}}
     with temporary_directory(args.keep_temp) as tmp, ExitStack() as stack:
@@ -1534,8 +1553,8 @@ def main(argv: list[str] | None = None) -> int:
             gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway, workers=workers, name=name)
             say(f"{name}: pid {gw.pid}, {workers} worker process(es), https on 127.0.0.1:{target.main.port}")
             targets.append(target)
-        if args.baseline_src is not None and args.phases:
-            baseline = Gateway(args.baseline_src)
+        if (args.baseline_src is not None or args.baseline_python is not None) and args.phases:
+            baseline = Gateway(args.baseline_src, python=args.baseline_python)
             baseline.load_known_settings(tmp)
             say(f"baseline: {baseline.describe()}")
             gw, target = gateway_target(stack, args, pki, tmp, upstream_port, baseline, workers=args.workers[0],

@@ -233,3 +233,19 @@ def test_workers_summary_compares_per_cpu_second_and_per_second() -> None:
     assert bench.workers_summary(results, [1, 2, 4]) == (
         "2 workers vs 1 (keep-alive): 0.98x the requests per server CPU-second, 1.80x the requests per second")
     assert bench.parse_args(["--workers", "1,2", "--reuseport"]).workers == [1, 2]
+
+
+# --- the interpreter the gateway runs on ------------------------------------------------------------
+
+
+def test_a_gateway_runs_on_the_interpreter_it_is_given() -> None:
+    assert bench.Gateway(None, python=bench.Path("/opt/py/bin/python")).command() == [
+        "/opt/py/bin/python", "-m", "trio_gw"]
+    assert "/opt/py/bin/python" not in bench.Gateway(None).command()
+
+
+def test_an_interpreter_that_cannot_run_is_refused_before_anything_starts() -> None:
+    args = bench.parse_args(["--baseline-python", "/nonexistent/python", "--phases", "keepalive"])
+    assert bench._check_args(args) == "--baseline-python /nonexistent/python: not an executable"
+    args = bench.parse_args(["--python", bench.sys.executable, "--phases", "keepalive"])
+    assert bench._check_args(args) is None
