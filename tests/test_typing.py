@@ -1,4 +1,5 @@
-"""``mypy --strict`` on the package (pyproject.toml's [tool.mypy]): typed means checked, in CI too."""
+"""``mypy --strict`` on the package, the spec harness, the tools and the fuzz targets (pyproject.toml's
+[tool.mypy]): typed means checked, in CI too."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from typing import cast
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -63,7 +64,7 @@ def check(root: Path = ROOT) -> list[str]:
             continue
         pins = pinned(path.read_text())
         for req in requirements_for(pyproject, extras, build_in):
-            if req.marker is not None and not req.marker.evaluate(env):
+            if req.marker is not None and not req.marker.evaluate(cast("dict[str, str]", env)):
                 continue  # e.g. atheris off Linux: nothing to pin on this platform
             version = pins.get(canonicalize_name(req.name))
             if version is None:

@@ -71,7 +71,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,10 @@ def _bench() -> ModuleType:
     return module
 
 
-bench = _bench()
+if TYPE_CHECKING:
+    import bench  # tools/bench.py, as mypy sees it (tools/ is a folder of scripts)
+else:
+    bench = _bench()
 
 SCENARIOS = ("keepalive", "handshake", "handshake+request", "resumption", "mtls")
 TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)

@@ -671,7 +671,7 @@ def check_output(output: bytes) -> Received:
         elif isinstance(event, h2.events.StreamReset):
             received.resets[event.stream_id] = int(event.error_code)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            received.goaway = int(event.error_code)
+            received.goaway = int(event.error_code or 0)  # h2 sets it from every GOAWAY; typed Optional
             last = event.last_stream_id
             if last is not None and any(sid > last for sid in received.statuses):
                 # the client may retry those streams as unprocessed (RFC 9113 §6.8)

@@ -277,7 +277,7 @@ def generate_pki(
         elif entry.get("self_signed"):
             made[name] = _self_signed_leaf(name, entry, now)
         else:
-            if issuer is None:
+            if issuer is None or issuer_name is None:
                 raise PkiError(f"pki.{name}: a leaf needs an issuer")
             crl_url = crls.url(issuer_name) if crls is not None and entries[issuer_name].get("crl") else None
             ocsp_url = ocsp.url(issuer_name) if ocsp is not None and entries[issuer_name].get("ocsp") else None
@@ -300,10 +300,10 @@ def generate_pki(
             if entry.get("crl"):
                 crls.publish(name, made[name].ca)  # type: ignore[arg-type]
             if entry.get("crl") == "https":
-                leaf = made.get(entry.get("crl_tls", ""))
-                if leaf is None or leaf.is_ca:
+                server = made.get(entry.get("crl_tls", ""))
+                if server is None or server.is_ca:
                     raise PkiError(f"pki.{name}.crl_tls: a leaf of this scenario serves an https CRL")
-                crls.serve_tls(name, leaf, directory)
+                crls.serve_tls(name, server, directory)
     return made
 
 

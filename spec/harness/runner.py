@@ -286,11 +286,11 @@ class _Run:
                 parsed = None
             if not isinstance(parsed, dict):
                 return text  # deliberately broken settings: written as given, without the base
-            given = parsed
+            mapping: dict[str, Any] = parsed
         else:
-            given = self.context.render_value(given)
-        merged = {**base, **given}
-        if str(merged.get("database", "off")) != "off" and "declarative_config" not in given:
+            mapping = self.context.render_value(given)
+        merged = {**base, **mapping}
+        if str(merged.get("database", "off")) != "off" and "declarative_config" not in mapping:
             merged.pop("declarative_config", None)
         return merged
 
