@@ -487,16 +487,12 @@ def start_echo(stack: ExitStack, tmp: Path) -> int:
 
 
 def _serve_echo(port_file: str) -> None:
-    import collections
-
     import trio
 
     from trio_gw.runtime.echo import EchoServer, open_echo_listeners
 
     async def main() -> None:
-        server = EchoServer()
-        # EchoServer keeps every request it saw (for tests); a benchmark makes millions.
-        server.requests = collections.deque(maxlen=16)  # type: ignore[assignment]
+        server = EchoServer(keep_requests=16)  # a benchmark makes millions of requests
         listeners = await open_echo_listeners("127.0.0.1", 0)
         tmp = Path(port_file + ".tmp")
         tmp.write_text(str(listeners[0].socket.getsockname()[1]))

@@ -109,7 +109,7 @@ async def _demo(overrides: dict[str, object], exit_after: float | None) -> int:
     base = load_settings(None, overrides={**DEMO_DEFAULTS, **overrides})
     prefix = Path(base.prefix).resolve()
     pki = ensure_dev_pki(prefix / "pki")
-    echo = EchoServer()
+    echo = EchoServer(keep_requests=100)  # the demo may run for days
     echo_listeners = await open_echo_listeners()
     upstream_port = echo_listeners[0].socket.getsockname()[1]
     settings = load_settings(

@@ -31,7 +31,11 @@ CHUNK = 65536
 class EchoServer:
     """Counters the tests read: requests seen and connections accepted."""
 
+    #: What each request looked like, oldest first: every one, or the latest ``keep_requests``.
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: None keeps every request (tests read them all); a number bounds ``requests`` for an upstream
+    #: that runs for long (the demo, the bench), which would otherwise grow by ~1 KB per request.
+    keep_requests: int | None = None
     connections: int = 0
     #: Requests being answered now, and the most seen at once (shows concurrency without a clock).
     in_flight: int = 0
@@ -133,6 +137,8 @@ async def _describe(
         "client_cert_subject": subject,
     }
     server.requests.append(seen)
+    if server.keep_requests is not None and len(server.requests) > server.keep_requests:
+        del server.requests[: len(server.requests) - server.keep_requests]
     status = 200
     parts = path.strip("/").split("/")
     if parts[0] == "delay" and len(parts) > 1 and parts[1].isdigit():
