@@ -91,7 +91,9 @@ def test_a_killed_server_is_reported_once_and_the_feed_resyncs_after_the_restart
         assert feed.next_event(0.5) is None
     pg.start()  # same port
     after = wait_for(feed, Resync)
-    assert [type(e) for e in after] == [Resync] and after[0].reason.startswith("reconnected after ")
+    assert [type(e) for e in after] == [Resync]
+    resync = after[0]
+    assert isinstance(resync, Resync) and resync.reason.startswith("reconnected after ")
     store = PostgresStore.open(pg.conninfo(), secret=None, schema=schema)
     try:
         version = store.commit(store.load(), services(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 import trio
@@ -19,7 +20,7 @@ def pair() -> tuple[Channel, Channel]:
 async def test_messages_arrive_whole_in_order_until_the_other_end_closes() -> None:
     supervisor, worker = pair()
     big = "x" * 200_000  # more than one read, and more than the socket buffers: senders wait for the reader
-    got: list[dict[str, object]] = []
+    got: list[dict[str, Any]] = []
 
     async def read() -> None:
         got.extend([m async for m in worker.messages()])

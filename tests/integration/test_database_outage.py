@@ -67,8 +67,8 @@ def test_nodes_serve_through_a_database_outage_and_the_next_write_propagates(
         with Load(a.proxy_port, "/before/a", threads=4) as on_a, Load(b.proxy_port, "/before/b") as on_b:
             on_a.wait_for_more(50)
             (fresh_postgres.stop if how == "stop" else fresh_postgres.kill)()
-            for node in (a, b):
-                database = wait_for(lambda n=node: (d := status(n)["database"])["state"] == "stale" and d, "stale")
+            for node in (a, b):  # each check runs within its iteration: `node` needs no binding
+                database = wait_for(lambda: (d := status(node)["database"])["state"] == "stale" and d, "stale")
                 assert database["stale_seconds"] >= 0 and database["error"]
             on_a.wait_for_more(100)
             on_b.wait_for_more(50)
@@ -81,10 +81,10 @@ def test_nodes_serve_through_a_database_outage_and_the_next_write_propagates(
 
             fresh_postgres.start()  # the same port: the same server to its clients
             for node in (a, b):
-                wait_for(lambda n=node: status(n)["database"]["state"] == "ok", "reachable again", timeout=60)
+                wait_for(lambda: status(node)["database"]["state"] == "ok", "reachable again", timeout=60)
             add_route(a.admin_port, "after", url, "/after")
             for node in (a, b):
-                wait_for(lambda n=node: call(n.proxy_port, "GET", "/after/x")[0] == 200, "the write after")
+                wait_for(lambda: call(node.proxy_port, "GET", "/after/x")[0] == 200, "the write after")
             on_a.wait_for_more(20)
         print(f"\nPostgreSQL {how}: under load before, during and after the outage, node A (2 workers) and node B "
               f"served {on_a.ok} and {on_b.ok} proxied requests, failed {len(on_a.failures)} and "
@@ -144,6 +144,7 @@ def _served_subject(node: Node, ca: trustme.CA) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname="api.example") as tls:
             cert = tls.getpeercert()
+    assert cert is not None  # a verified handshake: always a certificate
     return str(cert["subjectAltName"][0][1])  # the certificate uploaded, verified against its CA
 
 

@@ -46,7 +46,12 @@ class Demo:
         stdout = self.proc.stdout
         assert stdout is not None
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
         banner: list[str] = []
         while time.monotonic() < deadline:
             try:

@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -63,7 +63,7 @@ def context_for(leaf: Issued, tmp: Path) -> ssl.SSLContext:
 
 
 def stapling_listener(
-    tmp: Path, by_name: dict[str, tuple[Issued, OcspAnswer | None]], policy: StaplingPolicy
+    tmp: Path, by_name: Mapping[str, tuple[Issued, OcspAnswer | None]], policy: StaplingPolicy
 ) -> ssl.SSLContext:
     """A listener whose SNI callback swaps to one context per certificate, each with its staple source."""
     contexts: dict[str, ssl.SSLContext] = {}
@@ -157,7 +157,8 @@ def test_python_client_is_unaffected(responder: OcspResponder, tmp_path: Path) -
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
             with client.wrap_socket(raw, server_hostname="good.example") as tls:
                 assert tls.recv(16) == b"ok\n"
-                assert tls.getpeercert()["subjectAltName"] == (("DNS", "good.example"),)
+                cert = tls.getpeercert()
+                assert cert is not None and cert["subjectAltName"] == (("DNS", "good.example"),)
 
 
 def test_a_raising_source_never_reaches_openssl(ca_file: Path, tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from trio_gw.errors import ConfigError
 from trio_gw.runtime.files import write_private_file
 from trio_gw.runtime.pg_tls import system_ca_file, write_pg_tls_files
 from trio_gw.testing.pki import issue, make_ca
-from trio_gw.tls.postgres import PgTlsFiles, parse_pg_tls_policy
+from trio_gw.tls.postgres import PgTlsFiles, PgTlsPolicy, parse_pg_tls_policy
 
 
-def policy(**values: object) -> object:
+def policy(**values: object) -> PgTlsPolicy:
     return parse_pg_tls_policy({"pg_ssl": True, "pg_ssl_version": "any", **values})
 
 

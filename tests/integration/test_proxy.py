@@ -184,6 +184,7 @@ async def test_reload_swaps_configuration(start_gateway: StartGateway, upstream:
     gw = await start_gateway(service(upstream))
     client = await Client.connect(port_of(gw))
     assert (await client.request("GET", "/v2/anything")).status == 404
+    assert gw.settings.declarative_config is not None
     path = Path(gw.settings.declarative_config)
     path.write_text(yaml.safe_dump(service(upstream, paths=["/v2"])))
     await gw.reload()

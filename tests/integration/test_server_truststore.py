@@ -33,7 +33,9 @@ def truststore(client_ca: trustme.CA, tmp_path: Path) -> Path:
     return path
 
 
-async def exchange(port: int, ca: trustme.CA, client: trustme.LeafCert | None, *, tls12: bool = False) -> bytes:
+async def exchange(
+    port: int, ca: trustme.CA, client: trustme.LeafCert | None, *, tls12: bool = False,
+) -> bytes | bytearray:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     if tls12:

@@ -40,7 +40,7 @@ class Worker:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.port: int = self.sock.getsockname()[1]
-        self.reused: list[bool] = []
+        self.reused: list[bool | None] = []  # SSLSocket.session_reused: None before a handshake
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -49,6 +49,7 @@ def test_two_processes_due_at_once_end_with_one_rotated_ring(tmp_path: Path) -> 
     b.sync(store)
     clock.now = a.next_due()  # the next key's publication: both are due
     assert a.sync(store) is True and b.sync(store) is True
+    assert a.ring is not None
     assert a.ring == b.ring and len(a.ring.keys) == 2  # b lost the race and took a's ring, not one of its own
     assert a.status()["keys"].split(", ")[0].endswith("pending")
     assert (a.rotations, b.rotations) == (1, 1)

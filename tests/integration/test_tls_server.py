@@ -122,6 +122,7 @@ async def test_rotation_applies_to_next_handshake(
     assert (await kept.request("GET", "/anything", host="api.example.test")).status == 200
     assert await served_cn(port, "api.example.test", ca) == "first"
     second = {**_pair(ca, "api.example.test", cn="second"), "snis": ["api.example.test"]}
+    assert gw.settings.declarative_config is not None
     Path(gw.settings.declarative_config).write_text(yaml.safe_dump(_config(upstream, [second])))
     await gw.reload()
     assert await served_cn(port, "api.example.test", ca) == "second"

@@ -326,7 +326,7 @@ class RawTlsServer:
     """Accepts TLS and records every byte received after the handshake."""
 
     ctx: ssl.SSLContext
-    received: list[bytes] = field(default_factory=list)
+    received: list[bytes | bytearray] = field(default_factory=list)
     handshakes: int = 0
 
     async def serve(self, listener: trio.SocketListener) -> None:
@@ -540,9 +540,10 @@ async def test_https_proxy_is_verified_against_the_os_store_and_gets_no_client_c
     (tmp_path / "proxy-ca.pem").write_bytes(proxy_ca.cert_pem.bytes())
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "proxy-ca.pem"))
     up = await start_tls_echo(nursery, mtls_upstream_ctx)
-    ports, peers = [], []
-    for ca in (proxy_ca, rogue_ca):
-        ctx = server_context(*pem_of(ca.issue_cert("127.0.0.1")), client_ca=client_ca, tmp=tmp_path)
+    ports: list[int] = []
+    peers: list[bytes | None] = []
+    for issuer in (proxy_ca, rogue_ca):
+        ctx = server_context(*pem_of(issuer.issue_cert("127.0.0.1")), client_ca=client_ca, tmp=tmp_path)
         ctx.verify_mode = ssl.CERT_OPTIONAL  # ask the gateway for a certificate: it must present none
         proxy, port = await start_proxy(nursery, ctx, peers)
         ports.append(port)
@@ -597,6 +598,7 @@ async def test_profiles_never_share_connections_and_rotation_applies_to_new_conn
     services[0]["client_certificate"] = rotated["id"]
     import yaml
 
+    assert gw.settings.declarative_config is not None
     Path(gw.settings.declarative_config).write_text(
         yaml.safe_dump(config(*services, certificates=[a, b, rotated], ca_certificates=[ca])))
     await gw.reload()

@@ -185,8 +185,8 @@ def test_access_log_lines_of_both_workers_arrive_whole(tmp_path: Path, nodes: li
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0
-        out = out_path.read_bytes()
-        lines = out.decode().splitlines()
+        written = out_path.read_bytes()
+        lines = written.decode().splitlines()
         assert len(lines) == sent and all(json.loads(line)["path"] == long_path for line in lines)
 
 

@@ -49,7 +49,8 @@ class Driver:
         self.pool = UpstreamPool(size=4, idle_timeout=30.0, max_requests=100)
         self.proxy = Proxy(holder, self.pool, lambda _conn, ex: self.exchanges.append(ex))
         self.server = Http1Server(self.proxy)
-        pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+        pair: Callable[[], tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]] = (
+            trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair)
         self.client, self.served = pair()
         self.conn = ConnectionFacts(client_ip="127.0.0.1", client_port=40000, server_port=8000)
 

@@ -45,7 +45,7 @@ async def idle() -> AsyncIterator[IdleConnections]:
 
 
 async def _receive(idle: IdleConnections, stream: trio.abc.ReceiveStream, timeout: float,
-                   into: list[bytes | None]) -> None:
+                   into: list[bytes | bytearray | None]) -> None:
     into.append(await idle.receive(stream, 1024, timeout))
 
 
@@ -72,7 +72,7 @@ async def test_what_the_client_sends_before_the_deadline_is_returned(
     kind: str, sends: bool, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext], idle: IdleConnections
 ) -> None:
     client, served = await _pair(kind, tls_contexts)
-    got: list[bytes | None] = []
+    got: list[bytes | bytearray | None] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_receive, idle, served, 5.0, got)
         await trio.testing.wait_all_tasks_blocked()
@@ -94,8 +94,8 @@ async def test_close_oldest_wakes_the_oldest_only(
     kind: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext], idle: IdleConnections
 ) -> None:
     (c1, s1), (c2, s2) = await _pair(kind, tls_contexts), await _pair(kind, tls_contexts)
-    first: list[bytes | None] = []
-    second: list[bytes | None] = []
+    first: list[bytes | bytearray | None] = []
+    second: list[bytes | bytearray | None] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_receive, idle, s1, 30.0, first)
         await trio.testing.wait_all_tasks_blocked()
@@ -118,8 +118,8 @@ async def test_a_drain_gives_a_request_on_its_way_the_grace_then_closes_the_rest
     grace = 0.5  # long enough that nothing below races it on a loaded machine
     monkeypatch.setattr(limits, "DRAIN_IDLE_GRACE", grace)
     (c1, s1), (c2, s2) = await _pair(kind, tls_contexts), await _pair(kind, tls_contexts)
-    quiet: list[bytes | None] = []
-    talking: list[bytes | None] = []
+    quiet: list[bytes | bytearray | None] = []
+    talking: list[bytes | bytearray | None] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_receive, idle, s1, 60.0, quiet)
         nursery.start_soon(_receive, idle, s2, 60.0, talking)

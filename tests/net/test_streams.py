@@ -24,6 +24,7 @@ from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_stream import TlsStream
 
 Pair = tuple[trio.abc.Stream, trio.abc.Stream]
+TlsPair = tuple[TlsStream, TlsStream]
 
 
 def _socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -91,10 +92,12 @@ def _cert_files(server: ssl.SSLContext) -> tuple[str, str]:
     return _CERT_FILES[id(server)]
 
 
-def _tls_pair_maker(contexts: tuple[ssl.SSLContext, ssl.SSLContext], *, clogged: bool) -> Callable[[], Awaitable[Pair]]:
+def _tls_pair_maker(
+    contexts: tuple[ssl.SSLContext, ssl.SSLContext], *, clogged: bool,
+) -> Callable[[], Awaitable[TlsPair]]:
     server_ctx, client_ctx = contexts
 
-    async def make() -> Pair:
+    async def make() -> TlsPair:
         a, b = _socket_pair()
         client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
                                        server_hostname="stream.example")
@@ -105,7 +108,7 @@ def _tls_pair_maker(contexts: tuple[ssl.SSLContext, ssl.SSLContext], *, clogged:
         if clogged:
             await _fill(client)  # after the handshake, both ways: nothing reads either end
             await _fill(server)
-        return client, server  # type: ignore[return-value]
+        return client, server
 
     return make
 

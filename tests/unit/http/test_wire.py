@@ -24,7 +24,9 @@ framings = st.sampled_from([
 ])
 
 
-def _parse_response(raw: bytes, method: bytes = b"GET") -> tuple[h11.Response, list[h11.Event]]:
+def _parse_response(
+    raw: bytes, method: bytes = b"GET",
+) -> tuple[h11.Response, list[h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]]]:
     client = h11.Connection(h11.CLIENT)
     client.send(h11.Request(method=method, target=b"/", headers=[(b"host", b"x")]))
     client.send(h11.EndOfMessage())
@@ -32,7 +34,7 @@ def _parse_response(raw: bytes, method: bytes = b"GET") -> tuple[h11.Response, l
     client.receive_data(b"")  # the end of stream frames a response without a length
     head = client.next_event()
     assert isinstance(head, h11.Response)
-    rest = []
+    rest: list[h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]] = []
     while True:
         event = client.next_event()
         rest.append(event)

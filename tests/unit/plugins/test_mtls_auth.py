@@ -151,7 +151,8 @@ def test_sni_host_mismatch_is_misdirected(pki: Pki) -> None:
 
 
 def test_require_subscription(pki: Pki) -> None:
-    consumers = [{"username": "bob"}, {"username": "alice", "subscriptions": [{"service": "billing"}]}]
+    consumers: list[dict[str, Any]] = [
+        {"username": "bob"}, {"username": "alice", "subscriptions": [{"service": "billing"}]}]
     entities = load(document(pki, plugins=[mtls(require_subscription=True)], consumers=consumers))
     assert run(entities, request(pki.bob)) == Deny(403, "no active subscription to this API", "no_subscription")
     assert isinstance(run(entities, request(pki.alice)), Allow)

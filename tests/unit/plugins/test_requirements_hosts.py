@@ -31,8 +31,9 @@ def hosts(pki: Pki, routes: list[dict[str, Any]], **extra: Any) -> frozenset[str
 
 
 def test_route_plugin_contributes_its_route_hosts_only(pki: Pki) -> None:
-    routes = [{"name": "secure", "hosts": ["Secure.Example", "*.mtls.example:8443"], "plugins": [MTLS]},
-              {"name": "public", "hosts": ["public.example"]}]
+    routes: list[dict[str, Any]] = [
+        {"name": "secure", "hosts": ["Secure.Example", "*.mtls.example:8443"], "plugins": [MTLS]},
+        {"name": "public", "hosts": ["public.example"]}]
     assert hosts(pki, routes) == {"secure.example", "*.mtls.example"}
 
 
@@ -43,7 +44,8 @@ def test_service_plugin_contributes_every_route_of_the_service(pki: Pki) -> None
 
 def test_global_plugin_or_host_less_route_asks_every_host(pki: Pki) -> None:
     assert hosts(pki, [{"name": "a", "hosts": ["a.example"]}], plugins=[MTLS]) is None
-    routes = [{"name": "secure", "paths": ["/secure"], "plugins": [MTLS]}, {"name": "p", "hosts": ["p.example"]}]
+    routes: list[dict[str, Any]] = [
+        {"name": "secure", "paths": ["/secure"], "plugins": [MTLS]}, {"name": "p", "hosts": ["p.example"]}]
     assert hosts(pki, routes) is None
 
 
@@ -63,9 +65,10 @@ def test_routes_the_tls_listener_does_not_serve_contribute_nothing(pki: Pki) -> 
 def test_bound_keys_ask_on_the_key_auth_routes(pki: Pki) -> None:
     fp = hashlib.sha256(pki.bob.cert_der()).hexdigest()
     consumers = [{"username": "bob", "keyauth_credentials": [{"key": "k", "bound_certificates": [fp]}]}]
-    routes = [{"name": "keyed", "hosts": ["keyed.example"], "plugins": [{"name": "key-auth"}]},
-              {"name": "secure", "hosts": ["secure.example"], "plugins": [MTLS]},
-              {"name": "public", "hosts": ["public.example"]}]
+    routes: list[dict[str, Any]] = [
+        {"name": "keyed", "hosts": ["keyed.example"], "plugins": [{"name": "key-auth"}]},
+        {"name": "secure", "hosts": ["secure.example"], "plugins": [MTLS]},
+        {"name": "public", "hosts": ["public.example"]}]
     assert hosts(pki, routes, consumers=consumers) == {"keyed.example", "secure.example"}
     unbound = [{"username": "bob", "keyauth_credentials": [{"key": "k"}]}]
     assert hosts(pki, routes, consumers=unbound) == {"secure.example"}

@@ -13,10 +13,14 @@ from trio_gw.store.base import (
     export_entities,
     replace_all,
 )
+from trio_gw.store.sealing import Sealer
 
 
 class FakeStore:
-    """Holds one configuration; the first ``conflicts`` commits lose a race."""
+    """Holds one configuration; the first ``conflicts`` commits lose a race.
+
+    A whole :class:`~trio_gw.store.base.Store`; the members the helpers never call refuse.
+    """
 
     def __init__(self, conflicts: int = 0) -> None:
         self.entities = Entities()
@@ -39,6 +43,45 @@ class FakeStore:
 
     def close(self) -> None:
         pass
+
+    # --- not used by the helpers under test ------------------------------------------------
+
+    def load_versioned(self) -> tuple[Entities, int]:
+        raise NotImplementedError
+
+    def acquire_writer(self, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def release_writer(self) -> None:
+        raise NotImplementedError
+
+    def read_secret(self, name: str) -> str | None:
+        raise NotImplementedError
+
+    def write_secret(self, name: str, value: str) -> None:
+        raise NotImplementedError
+
+    def read_secrets(self, prefix: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def delete_secret(self, name: str) -> None:
+        raise NotImplementedError
+
+    def try_lock(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def unlock(self, name: str) -> None:
+        raise NotImplementedError
+
+    def read_meta(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def swap_meta(self, key: str, expected: str | None, value: str) -> bool:
+        raise NotImplementedError
+
+    @property
+    def sealer(self) -> Sealer | None:
+        return None
 
 
 WANTED = Entities(services={"a": Service(id="a", host="h")})

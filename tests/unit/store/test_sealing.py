@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -88,7 +89,7 @@ def test_a_blob_of_another_datastore_does_not_open(sealer: Sealer) -> None:
 
 
 def test_seal_fields_seals_only_the_key_fields(sealer: Sealer) -> None:
-    row = {"cert": "CERT", "key": KEY, "key_alt": None, "tags": []}
+    row: dict[str, Any] = {"cert": "CERT", "key": KEY, "key_alt": None, "tags": []}
     sealed = seal_fields(sealer, "certificates", "c1", row)
     assert sealed["cert"] == "CERT" and sealed["key_alt"] is None
     assert is_sealed(sealed["key"])
