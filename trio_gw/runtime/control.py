@@ -96,6 +96,9 @@ class ProcessRole:
         metrics_dir: prometheus-client's multiprocess directory (several workers), or ``None``.
         intermediates: a worker's shared client-chain intermediates (``runtime/worker.py``).
         on_install: called with every generation installed (a worker reports it).
+        owns_process: the gateway is what this process runs (the CLI node, a supervisor, a worker,
+            the demo), not one part of another program: once it serves, it sets the process's
+            cyclic collector for a long-running server (``runtime/heap.py``).
     """
 
     name: str = "node"
@@ -108,6 +111,7 @@ class ProcessRole:
     #: A worker's cache of client-certificate intermediates, shared with the other workers.
     intermediates: IntermediateCache | None = field(default=None, compare=False)
     on_install: Callable[[object], None] | None = field(default=None, compare=False)
+    owns_process: bool = False
 
     @property
     def serves_proxy(self) -> bool:

@@ -33,6 +33,7 @@ from trio_gw.model.declarative import parse_declarative
 from trio_gw.model.entities import Entities
 from trio_gw.runtime.datastore import open_store
 from trio_gw.runtime.devpki import DevPki, ensure_dev_pki
+from trio_gw.runtime.control import SINGLE_PROCESS
 from trio_gw.runtime.echo import EchoServer, open_echo_listeners
 from trio_gw.runtime.gateway import Gateway
 from trio_gw.runtime.logs import configure_logging
@@ -127,7 +128,8 @@ async def _demo(overrides: dict[str, object], exit_after: float | None) -> int:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(echo.serve, echo_listeners)
         async with trio.open_nursery() as gateway_nursery:
-            gateway: Gateway = await gateway_nursery.start(Gateway(settings).run)
+            gateway: Gateway = await gateway_nursery.start(
+                Gateway(settings, role=replace(SINGLE_PROCESS, owns_process=True)).run)
             print(instructions(gateway, pki, prefix), flush=True)
             if exit_after is not None:
                 await trio.sleep(exit_after)

@@ -80,6 +80,7 @@ from trio_gw.runtime.admin_service import AdminService
 from trio_gw.runtime.certificate_files import read_entities, read_file_certificates, read_node_certificates
 from trio_gw.runtime.certificate_lifecycle import CertificateLifecycle
 from trio_gw.runtime.cluster_metrics import ClusterCollector
+from trio_gw.runtime import heap
 from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
 from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
 from trio_gw.runtime.handshake_log import HandshakeRejectionLog
@@ -524,6 +525,10 @@ class Gateway:
                         accepting.start_soon(self.last_good.serve)
                     if self.role.name != "worker" or self.tickets.source is TicketSource.DATASTORE:
                         accepting.start_soon(self.tickets.serve_schedule, lambda: self.store, self._ring_published)
+                    if self.role.owns_process:
+                        frozen = heap.settle()  # start-up is over: what it built stays (see runtime/heap.py)
+                        log.debug("cyclic collector settled: %d objects frozen, young threshold %d",
+                                  frozen, heap.YOUNG_THRESHOLD)
                     # Last: a process manager may stop the node the moment the file is there, and
                     # SIGTERM before the handlers above would kill it instead of draining it.
                     self.serving.set()
@@ -605,4 +610,4 @@ def node_id(settings: Settings) -> str:
 
 async def run_gateway(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    await Gateway(settings).run()
+    await Gateway(settings, role=replace(SINGLE_PROCESS, owns_process=True)).run()

@@ -400,7 +400,7 @@ async def run_supervisor(settings: Settings, workers: int, metrics_dir: str) -> 
     sockets = await trio.to_thread.run_sync(bind_proxy_sockets, settings, workers)
     supervisor = Supervisor(settings, workers, sockets, metrics_dir=metrics_dir)
     role = ProcessRole("supervisor", workers=workers, https_port=supervisor.https_port, supervisor=supervisor,
-                       metrics_dir=metrics_dir)
+                       metrics_dir=metrics_dir, owns_process=True)
     gateway = Gateway(settings, role=role)
     supervisor.ring = gateway.tickets.ring if gateway.tickets.source is TicketSource.SUPERVISOR else None
     log.log(NOTICE, "starting %d worker processes", workers)

@@ -129,7 +129,7 @@ async def _worker(fd: int) -> int:
     intermediates.learn([base64.b64decode(d) for d in hello.get("intermediates", [])])
     role = ProcessRole("worker", workers=int(hello["workers"]), index=index, proxy_sockets=sockets,
                        https_port=hello.get("https_port"), metrics_dir=hello.get("metrics_dir"),
-                       on_install=reporter.installed, intermediates=intermediates)
+                       on_install=reporter.installed, intermediates=intermediates, owns_process=True)
     gateway = Gateway(settings, role=role)
     if hello.get("ticket_ring"):
         gateway.tickets.adopt(decode_ring(base64.b64decode(hello["ticket_ring"])))
