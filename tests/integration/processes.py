@@ -38,7 +38,13 @@ class Node:
         self.stderr = open(directory / "stderr.log", "w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "trio_gw", "run", "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=self.stderr)
-        self.ports = self._wait_ready()
+        try:
+            self.ports = self._wait_ready()
+        except BaseException:  # not ready: nobody holds this node to stop it later
+            self.proc.kill()
+            self.proc.wait()
+            self.stderr.close()
+            raise
 
     def _wait_ready(self, timeout: float = 30.0) -> dict[str, list[int]]:
         ready = self.prefix / READY
