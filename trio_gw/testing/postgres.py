@@ -513,15 +513,39 @@ def _postmaster_pid(data_dir: Path) -> int | None:
 
 
 def _kill_group(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGKILL a postmaster and its process group, and wait until it is gone."""
+    """SIGKILL a postmaster and every process it started, and wait until all of them are gone.
+
+    Its process group is not enough: each backend calls ``setsid()`` (PostgreSQL's
+    ``InitPostmasterChild``), so a backend survives ``killpg`` of the postmaster's group. It then
+    goes on answering its client until it notices the postmaster is dead, which a client that
+    writes at once can beat. So the postmaster is stopped first (it forks nothing more), its
+    children are found by their parent pid, and all of them are killed.
+    """
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGSTOP)
+    victims = [pid, *_children(pid)]
     with contextlib.suppress(OSError):
         if os.getpgid(pid) == pid:
             os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
+    for victim in victims:
+        with contextlib.suppress(OSError):
+            os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and any(_alive(victim) for victim in victims):
         time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from ``/proc``)."""
+    found = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(Path(stat).parent.name))
+    return found
 
 
 def _alive(pid: int) -> bool:
