@@ -280,7 +280,7 @@ class PostgresServer:
         with self._lock:
             pid = self.postmaster_pid()
             if pid is not None:
-                _kill_group(pid)
+                _kill_server(pid)
             self._reap()
 
     def close(self) -> None:
@@ -292,7 +292,7 @@ class PostgresServer:
                 return
             pid = _postmaster_pid(directory / "data")
             if pid is not None:
-                _kill_group(pid)  # nothing to keep: no clean shutdown needed
+                _kill_server(pid)  # nothing to keep: no clean shutdown needed
             self._reap()
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -396,11 +396,11 @@ class PostgresServer:
         if child is None:
             return
         if kill and child.poll() is None:
-            _kill_group(child.pid)
+            _kill_server(child.pid)
         try:
             child.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            _kill_group(child.pid)
+            _kill_server(child.pid)
             child.wait()
 
     def _run(self, argv: list[str]) -> None:
@@ -456,7 +456,7 @@ def reap_orphans(tmp: str | None = None) -> list[Path]:
             continue
         postmaster = _postmaster_pid(directory / "data")
         if postmaster is not None:
-            _kill_group(postmaster)
+            _kill_server(postmaster)
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(directory)
     return removed
@@ -512,7 +512,7 @@ def _postmaster_pid(data_dir: Path) -> int | None:
     return pid if comm == "postgres" and _alive(pid) else None
 
 
-def _kill_group(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+def _kill_server(pid: int, timeout: float = STOP_TIMEOUT) -> None:
     """SIGKILL a postmaster and every process it started, and wait until all of them are gone.
 
     Its process group is not enough: each backend calls ``setsid()`` (PostgreSQL's
