@@ -495,11 +495,8 @@ def _pid_file_status(data_dir: Path, pid: int) -> str:
 
 def _process_start(pid: int) -> str:
     """The start time of a process in clock ticks since boot ('' when it does not exist)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counting from after the command name
+    fields = _stat(pid)
+    return fields[19] if fields else ""  # field 22 of /proc/PID/stat
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -538,13 +535,11 @@ def _kill_server(pid: int, timeout: float = STOP_TIMEOUT) -> None:
 def _children(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (from ``/proc``)."""
     found = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(Path(stat).parent.name))
+    for entry in glob.glob("/proc/[0-9]*"):
+        child = int(entry.rsplit("/", 1)[1])
+        fields = _stat(child)
+        if fields and int(fields[1]) == pid:  # field 4: the parent's pid
+            found.append(child)
     return found
 
 
@@ -553,10 +548,16 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    try:  # a zombie (killed, not reaped yet by its parent) counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    fields = _stat(pid)  # a zombie (killed, not reaped yet by its parent) counts as gone
+    return bool(fields) and fields[0] != "Z"
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/PID/stat`` from field 3 (the state) on, past the command name; ``[]`` once it has exited."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return False
+        return []
 
 
 def _free_port() -> int:
