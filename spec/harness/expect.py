@@ -270,6 +270,7 @@ CHECKERS: dict[str, Callable[[Any, Outcome, StepEnv], list[str]]] = {
     "tls": _tls,
     "closed": _closed,
     "upstream": _upstream,
+    "upstreams": lambda expected, o, env: [p for one in expected for p in _upstream(one, o, env)],
     "duration_ms_max": _duration("max"),
     "duration_ms_min": _duration("min"),
     "gateway_log_contains": _gateway_log("contains"),

@@ -210,6 +210,7 @@ EXPECT = Table({
     "tls": Key(table=TLS_EXPECT),
     "closed": _k(_is_bool, "raw: the gateway closed the connection (EOF before read_timeout)"),
     "upstream": Key(table=UPSTREAM_EXPECT),
+    "upstreams": Key(each=UPSTREAM_EXPECT, doc="several upstreams' expectations, each as `upstream`"),
     "duration_ms_max": _k(_is_int),
     "duration_ms_min": _k(_is_int),
     "gateway_log_contains": _STR_OR_LIST,

@@ -28,8 +28,9 @@ from collections.abc import Callable
 
 import trio
 
-from trio_gw.net.http_fetch import FetchError, fetch
+from trio_gw.net.http_fetch import NO_PROXIES, FetchError, fetch
 from trio_gw.plugins.ocsp_cache import OcspCache, OcspTarget
+from trio_gw.tls.external_services import ProxySettings
 from trio_gw.tls.ocsp import MAX_OCSP_RESPONSE_SIZE, OcspError, ocsp_get_url
 
 __all__ = ["DEFAULT_OCSP_FETCH_TIMEOUT", "OCSP_REFRESH_INTERVAL", "fetch_ocsp_response", "refresh_ocsp_once",
@@ -46,7 +47,7 @@ DEFAULT_OCSP_FETCH_TIMEOUT = 10.0
 
 
 async def fetch_ocsp_response(url: str, request_der: bytes, *, timeout: float,
-                              ssl_context: ssl.SSLContext | None = None) -> bytes:
+                              ssl_context: ssl.SSLContext | None = None, proxies: ProxySettings = NO_PROXIES) -> bytes:
     """Fetch one OCSP response: GET (RFC 6960 appendix A.1), POST when the GET is refused or too long.
 
     Args:
@@ -54,6 +55,7 @@ async def fetch_ocsp_response(url: str, request_der: bytes, *, timeout: float,
         request_der: from :func:`~trio_gw.tls.ocsp.build_ocsp_request`.
         timeout: the deadline for the whole exchange.
         ssl_context: trust for https responders (``None``: system roots).
+        proxies: Tyk ``external_services.proxy``.
 
     Raises:
         FetchError: unreachable, timed out, not 200 (to either method), or too large.
@@ -61,17 +63,18 @@ async def fetch_ocsp_response(url: str, request_der: bytes, *, timeout: float,
     get_url = ocsp_get_url(url, request_der)
     if get_url is not None:
         try:
-            return await fetch(get_url, timeout=timeout, max_bytes=MAX_OCSP_RESPONSE_SIZE, ssl_context=ssl_context)
+            return await fetch(get_url, timeout=timeout, max_bytes=MAX_OCSP_RESPONSE_SIZE, ssl_context=ssl_context,
+                               proxies=proxies)
         except FetchError as exc:
             if not str(exc).startswith("HTTP "):  # unreachable or slow: a POST would fare no better
                 raise
     return await fetch(url, timeout=timeout, max_bytes=MAX_OCSP_RESPONSE_SIZE, ssl_context=ssl_context,
-                       post=(_OCSP_REQUEST, request_der))
+                       post=(_OCSP_REQUEST, request_der), proxies=proxies)
 
 
 async def refresh_ocsp_once(
     cache: OcspCache, *, timeout: float = DEFAULT_OCSP_FETCH_TIMEOUT, ssl_context: ssl.SSLContext | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] = time.time, proxies: ProxySettings = NO_PROXIES,
 ) -> int:
     """Fetch every due target once.
 
@@ -80,17 +83,18 @@ async def refresh_ocsp_once(
     """
     stored = 0
     for target in cache.due(clock()):
-        if await _refresh(cache, target, timeout, ssl_context, clock):
+        if await _refresh(cache, target, timeout, ssl_context, clock, proxies):
             stored += 1
     return stored
 
 
 async def _refresh(cache: OcspCache, target: OcspTarget, timeout: float, ssl_context: ssl.SSLContext | None,
-                   clock: Callable[[], float]) -> bool:
+                   clock: Callable[[], float], proxies: ProxySettings) -> bool:
     problems = []
     for url in target.urls:
         try:
-            body = await fetch_ocsp_response(url, target.request_der, timeout=timeout, ssl_context=ssl_context)
+            body = await fetch_ocsp_response(url, target.request_der, timeout=timeout, ssl_context=ssl_context,
+                                             proxies=proxies)
             answer = cache.store(target.key, body, clock())
         except (FetchError, OcspError) as exc:
             problems.append(f"{url}: {exc}")
@@ -109,10 +113,11 @@ async def _refresh(cache: OcspCache, target: OcspTarget, timeout: float, ssl_con
 async def serve_ocsp_refresh(
     cache: OcspCache, *, interval: float = OCSP_REFRESH_INTERVAL, timeout: float = DEFAULT_OCSP_FETCH_TIMEOUT,
     ssl_context: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time,
+    proxies: ProxySettings = NO_PROXIES,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Refresh the cache forever (start it in the node's nursery; cancel to stop)."""
     task_status.started()
     while True:
-        await refresh_ocsp_once(cache, timeout=timeout, ssl_context=ssl_context, clock=clock)
+        await refresh_ocsp_once(cache, timeout=timeout, ssl_context=ssl_context, clock=clock, proxies=proxies)
         await trio.sleep(interval)

@@ -13,8 +13,11 @@ under ``event_webhook_timeout`` (connect, TLS, request, answer), and a
 connection failure, a timeout, 408, 429 or 5xx is retried after
 :attr:`WebhookDelivery.delays`.  https targets are verified against the
 context of the node's own outbound TLS (``lua_ssl_trusted_certificate``,
-``net.http_fetch.outbound_tls_context``); an untrusted certificate is not
-retried.  Each finished delivery is logged and reported to ``on_result``
+``net.http_fetch.outbound_tls_context``), or with Tyk's
+``external_services.webhooks`` against its own TLS profile
+(``net.http_fetch.external_tls_context``: a client certificate, a CA file) and
+through its forward proxy (``ProxySettings``); an untrusted certificate, or
+one of ours the target refuses, is not retried.  Each finished delivery is logged and reported to ``on_result``
 (metrics, tests).  What to send and when to retry is decided by the pure
 layer; this module only carries it out.
 """
@@ -38,6 +41,7 @@ from trio_gw.model.event_handlers import (
 )
 from trio_gw.model.expiry_monitor import ExpiryEvent
 from trio_gw.net.http_fetch import FetchError, request
+from trio_gw.tls.external_services import ProxySettings
 
 __all__ = ["DeliveryResult", "WebhookSender"]
 
@@ -81,6 +85,8 @@ class WebhookSender:
         delivery: WebhookDelivery = WebhookDelivery(),
         *,
         ssl_context: ssl.SSLContext | None = None,
+        proxies: ProxySettings = ProxySettings(),
+        trust_setting: str = "lua_ssl_trusted_certificate",
         on_result: Callable[[DeliveryResult], None] | None = None,
         queue_size: int = QUEUE_SIZE,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
@@ -88,6 +94,8 @@ class WebhookSender:
         self.handlers = handlers
         self.delivery = delivery
         self.ssl_context = ssl_context
+        self.proxies = proxies
+        self.trust_setting = trust_setting
         self.on_result = on_result
         self.dropped = 0
         self._sleep = sleep
@@ -155,10 +163,12 @@ class WebhookSender:
         headers = (("content-type", "application/json"), *target.headers)
         status: int | None = None
         error: str | None = None
+        proxy = self.proxies.proxy_for_url(target.url)
         for attempt in range(1, len(delays) + 2):
             try:
                 status, _ = await request(target.method, target.url, timeout=self.delivery.timeout, body=item.body,
-                                          headers=headers, max_bytes=MAX_ANSWER_BYTES, ssl_context=self.ssl_context)
+                                          headers=headers, max_bytes=MAX_ANSWER_BYTES, ssl_context=self.ssl_context,
+                                          proxy=proxy, trust_setting=self.trust_setting)
                 error = None
             except FetchError as exc:
                 status, error = None, str(exc)

@@ -45,8 +45,10 @@ STORE_REFERENCE = re.compile(r"^(sha256:[0-9a-fA-F]{64}|[0-9a-fA-F]{8}-[0-9a-fA-
 
 
 #: Settings whose certificates are read once per process, with the contexts that use them: the Admin API's and
-#: the status listener's certificates, the Admin API's client CAs, the trust of the node's own https fetches.
-NODE_SETTINGS = ("admin_ssl_cert", "status_ssl_cert", "admin_mtls_ca_certificates", "lua_ssl_trusted_certificate")
+#: the status listener's certificates, the Admin API's client CAs, the trust of the node's own https fetches, and the
+#: webhooks' client certificate and CA file (Tyk ``external_services``).
+NODE_SETTINGS = ("admin_ssl_cert", "status_ssl_cert", "admin_mtls_ca_certificates", "lua_ssl_trusted_certificate",
+                 "external_services")
 
 
 @dataclass(frozen=True)

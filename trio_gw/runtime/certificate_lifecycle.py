@@ -81,7 +81,8 @@ class CertificateLifecycle:
         self.challenges = ChallengeStore(share=DatastoreChallengeShare(gateway))
         self.fetcher = RevocationFetcher(self.crls, self.client_ocsp,
                                          limits=lambda: gateway.generation.snapshot.crl_fetch,
-                                         ssl_context=lambda: gateway.fetch_tls)
+                                         ssl_context=lambda: gateway.fetch_tls,
+                                         proxies=gateway.expiry_config.external.proxy)
         self.acme = AcmeService(gateway, self.challenges)
         #: ``admin_ssl_ocsp`` over the admin mTLS truststore (read by :meth:`prepare`).
         self.admin_revocation = TruststoreRevocation("admin_ssl_ocsp")
@@ -111,7 +112,8 @@ class CertificateLifecycle:
             if self.staples is not None:
                 await nursery.start(functools.partial(
                     serve_ocsp_refresh, self.staples, interval=OCSP_REFRESH_INTERVAL,
-                    timeout=DEFAULT_OCSP_FETCH_TIMEOUT, ssl_context=self.gateway.fetch_tls))
+                    timeout=DEFAULT_OCSP_FETCH_TIMEOUT, ssl_context=self.gateway.fetch_tls,
+                    proxies=self.gateway.expiry_config.external.proxy))
             task_status.started()
 
     async def settle_revocation(self) -> None:

@@ -29,6 +29,7 @@ re-fire events, a renewed certificate starts afresh.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -47,9 +48,11 @@ from trio_gw.model.expiry_monitor import (
     parse_expiry_monitor,
 )
 from trio_gw.model.inventory import Inventory
+from trio_gw.net.http_fetch import external_tls_context
 from trio_gw.net.webhooks import DeliveryResult, WebhookSender
 from trio_gw.runtime.kong_metrics import KongMetrics
 from trio_gw.settings import Settings
+from trio_gw.tls.external_services import ExternalServices, parse_external_services
 
 __all__ = ["ExpiryMonitor", "MonitorConfig", "monitor_config"]
 
@@ -66,6 +69,8 @@ class MonitorConfig:
     policy: ExpiryMonitorPolicy = ExpiryMonitorPolicy()
     handlers: EventHandlers = field(default_factory=EventHandlers)
     delivery: WebhookDelivery = WebhookDelivery()
+    #: Tyk ``external_services``: the webhooks' proxy and TLS profile, the global proxy.
+    external: ExternalServices = ExternalServices()
 
     @property
     def warn_days(self) -> int:
@@ -103,9 +108,28 @@ def monitor_config(settings: Settings) -> MonitorConfig:
         delivery = WebhookDelivery(timeout=settings.event_webhook_timeout, retries=settings.event_webhook_retries)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    external = ExternalServices()
+    try:
+        external = parse_external_services(settings.external_services, environ=os.environ)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return MonitorConfig(policy, handlers, delivery)
+    return MonitorConfig(policy, handlers, delivery, external)
+
+
+def webhook_tls_context(config: MonitorConfig, settings: Settings) -> ssl.SSLContext:
+    """The context the webhooks connect with (blocking: files are read; run it in a thread).
+
+    Raises:
+        ConfigError: a file of ``external_services.webhooks.mtls`` is unusable (named).
+    """
+    mtls = config.external.webhooks_mtls
+    if mtls.enabled and mtls.insecure_skip_verify:
+        log.warning("external_services.webhooks.mtls.insecure_skip_verify: webhook targets' certificates are "
+                    "not verified; anyone on the path can read and answer the events")
+    return external_tls_context(mtls, settings.lua_ssl_trusted_certificate, settings.lua_ssl_verify_depth,
+                                setting="external_services.webhooks.mtls")
 
 
 class ExpiryMonitor:
@@ -124,8 +148,8 @@ class ExpiryMonitor:
             current: gives the live generation's inventory.
             config: from :func:`monitor_config`.
             metrics: counts events and webhook outcomes (``None``: not counted).
-            ssl_context: verifies https webhooks (``net.http_fetch.outbound_tls_context`` of
-                ``lua_ssl_trusted_certificate``; ``None``: the system roots).
+            ssl_context: verifies https webhooks (:func:`webhook_tls_context`: ``lua_ssl_trusted_certificate``,
+                or ``external_services.webhooks.mtls``; ``None``: the system roots).
             clock: Unix time now.
         """
         self.current = current
@@ -135,8 +159,12 @@ class ExpiryMonitor:
         self.fired: FiredRecord = {}
         has_webhooks = any(config.handlers.webhooks.values())
         #: Delivers the webhooks; started by :meth:`run` (``None`` when no webhook is configured).
-        self.sender = WebhookSender(config.handlers, config.delivery, ssl_context=ssl_context,
-                                    on_result=self._count_delivery) if has_webhooks else None
+        mtls = config.external.webhooks_mtls
+        self.sender = WebhookSender(
+            config.handlers, config.delivery, ssl_context=ssl_context, proxies=config.external.webhook_proxies,
+            trust_setting="external_services.webhooks.mtls.ca_file" if mtls.enabled and mtls.ca_file
+            else "lua_ssl_trusted_certificate",
+            on_result=self._count_delivery) if has_webhooks else None
         self._recheck = trio.Event()
 
     def recheck(self) -> None:

@@ -82,7 +82,7 @@ from trio_gw.runtime.certificate_lifecycle import CertificateLifecycle
 from trio_gw.runtime.cluster_metrics import ClusterCollector
 from trio_gw.runtime import heap
 from trio_gw.runtime.control import SINGLE_PROCESS, ProcessRole
-from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
+from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config, webhook_tls_context
 from trio_gw.runtime.handshake_log import HandshakeRejectionLog
 from trio_gw.runtime.kong_metrics import ConnectionCounts
 from trio_gw.runtime.last_good import LastGood
@@ -483,6 +483,9 @@ class Gateway:
         check_database_settings(self.settings)
         self.fetch_tls = await trio.to_thread.run_sync(
             outbound_tls_context, self.settings.lua_ssl_trusted_certificate, self.settings.lua_ssl_verify_depth)
+        webhook_tls = self.fetch_tls
+        if self.role.primary and self.expiry_config.external.webhooks_mtls.enabled:
+            webhook_tls = await trio.to_thread.run_sync(webhook_tls_context, self.expiry_config, self.settings)
         self.store, self._cached = await trio.to_thread.run_sync(self.last_good.open)
         if self._cached is not None:
             self.datastore.failed(StoreError("unreachable at start: serving the configuration cached under prefix"),
@@ -497,7 +500,7 @@ class Gateway:
             monitor = None
             if self.role.primary:  # warnings, events and webhooks: once per node
                 monitor = self.expiry = ExpiryMonitor(self._inventory, self.expiry_config,
-                                                      metrics=self.metrics.kong, ssl_context=self.fetch_tls)
+                                                      metrics=self.metrics.kong, ssl_context=webhook_tls)
             await self.load()
             if self.role.supervisor is not None:
                 await self.role.supervisor.wait_workers_ready()

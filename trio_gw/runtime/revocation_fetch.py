@@ -32,10 +32,11 @@ from collections.abc import Callable
 import trio
 
 from trio_gw.errors import CertificateError
-from trio_gw.net.http_fetch import FetchError, fetch
+from trio_gw.net.http_fetch import NO_PROXIES, FetchError, fetch
 from trio_gw.net.ocsp_fetch import DEFAULT_OCSP_FETCH_TIMEOUT, refresh_ocsp_once
 from trio_gw.plugins.crl_cache import CrlCache
 from trio_gw.plugins.ocsp_cache import OcspCache
+from trio_gw.tls.external_services import ProxySettings
 
 __all__ = ["FETCH_INTERVAL", "RevocationFetcher"]
 
@@ -53,16 +54,18 @@ class RevocationFetcher:
         ocsp: the node's client OCSP cache.
         limits: ``(ttl, timeout)`` of the current generation (``snapshot.crl_fetch``).
         ssl_context: trust for https CRL and OCSP URLs (``lua_ssl_trusted_certificate``), read per round.
+        proxies: Tyk ``external_services.proxy``, for the same URLs.
     """
 
     def __init__(
         self, crls: CrlCache, ocsp: OcspCache, *, limits: Callable[[], tuple[float, float]],
-        ssl_context: Callable[[], ssl.SSLContext | None],
+        ssl_context: Callable[[], ssl.SSLContext | None], proxies: ProxySettings = NO_PROXIES,
     ) -> None:
         self.crls = crls
         self.ocsp = ocsp
         self.limits = limits
         self.ssl_context = ssl_context
+        self.proxies = proxies
         self.rounds = 0
         self._wake = trio.Event()
         self._next_round = trio.Event()  # set when the round that has not started yet ends
@@ -96,7 +99,7 @@ class RevocationFetcher:
         context = self.ssl_context()
         for url in self.crls.wanted():
             try:
-                body = await fetch(url, timeout=timeout, ssl_context=context)
+                body = await fetch(url, timeout=timeout, ssl_context=context, proxies=self.proxies)
             except FetchError as exc:
                 log.warning("CRL %s could not be fetched: %s", url, exc)
                 self.crls.failed(url)
@@ -106,4 +109,5 @@ class RevocationFetcher:
             except CertificateError as exc:
                 log.warning("CRL %s is not usable: %s", url, exc)
                 self.crls.failed(url)
-        await refresh_ocsp_once(self.ocsp, timeout=min(timeout, DEFAULT_OCSP_FETCH_TIMEOUT), ssl_context=context)
+        await refresh_ocsp_once(self.ocsp, timeout=min(timeout, DEFAULT_OCSP_FETCH_TIMEOUT), ssl_context=context,
+                                proxies=self.proxies)

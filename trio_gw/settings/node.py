@@ -125,6 +125,7 @@ class Settings:
     # observability
     certificate_expiry_monitor: object
     event_handlers: object
+    external_services: object
     event_webhook_timeout: float
     event_webhook_retries: int
     rejection_log_interval: float

@@ -264,6 +264,13 @@ SETTINGS: tuple[Setting, ...] = (
        "`{events: {<Event>: [{handler_name: eh_web_hook_handler, handler_meta: {target_path, method, header_map, "
        "event_timeout}}, {handler_name: eh_log_handler, handler_meta: {prefix}}]}}`. Webhooks receive the event's "
        "metadata as JSON; https targets are verified against `lua_ssl_trusted_certificate`.", "(none)"),
+    _s("external_services", as_written, None, "mapping",
+       "Tyk's gateway `external_services` for trio-gw's own outbound connections: `proxy` (`http_proxy`, "
+       "`https_proxy`, `no_proxy`, `use_environment`) for every one of them (webhooks, CRL and OCSP fetches), and "
+       "`webhooks: {proxy, mtls: {enabled, cert_file, key_file, ca_file, insecure_skip_verify, tls_min_version, "
+       "tls_max_version}}` for the event webhooks. `oauth`, `storage`, `health` and `discovery` are Tyk "
+       "integrations trio-gw does not have: a block that sets anything there is refused.", "(none: direct, "
+       "lua_ssl_trusted_certificate)"),
     _s("event_webhook_timeout", parse_duration, 10.0, "duration",
        "Deadline of one webhook delivery attempt (connect, TLS, request, answer)."),
     _s("event_webhook_retries", parse_int, 3, "int",

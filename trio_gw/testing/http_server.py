@@ -1,9 +1,11 @@
-"""A scripted HTTP/1.1 server over trio + h11 for integration tests (plain or TLS), on 127.0.0.1 port 0.
+"""A scripted HTTP/1.1 server over trio + h11 for integration tests (plain, TLS or mTLS), on 127.0.0.1 port 0.
 
 Each request is recorded whole, then answered with the next status of the
 script (the last one repeats); ``None`` in the script means "read the request
 and never answer", to exercise a client's deadline.  Every connection is closed
-after its answer.  Start it with ``port = await nursery.start(server.serve)``;
+after its answer.  Over TLS it runs the gateway's own server stream, so a client
+refused during the handshake (no certificate, an unknown CA, no common version)
+reads the alert that says why.  Start it with ``port = await nursery.start(server.serve)``;
 cancelling the nursery stops it.
 """
 
@@ -16,15 +18,20 @@ from dataclasses import dataclass
 import h11
 import trio
 
+from trio_gw.net.listener import close_failed_handshake
+from trio_gw.net.tls_stream import TlsStream
+
 
 @dataclass(frozen=True)
 class Recorded:
-    """One request as received: method, target, headers (lowercase names), body."""
+    """One request as received: method, target, headers (lowercase names), body, and over TLS the client's
+    certificate (DER), if it sent one."""
 
     method: str
     target: str
     headers: dict[str, str]
     body: bytes
+    peer_certificate: bytes | None = None
 
 
 class ScriptedServer:
@@ -53,18 +60,25 @@ class ScriptedServer:
             await trio.serve_listeners(self._connection, listeners, handler_nursery=nursery)
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
+        peer: bytes | None = None
         try:
             if self.tls is not None:
-                tls_stream = trio.SSLStream(stream, self.tls, server_side=True, https_compatible=True)
-                await tls_stream.do_handshake()
+                assert isinstance(stream, trio.SocketStream)
+                tls_stream = TlsStream.wrap_server(stream, self.tls)
                 stream = tls_stream
-            await self._exchange(stream)
+                try:
+                    await tls_stream.do_handshake()
+                except trio.BrokenResourceError:  # the alert is out (OpenSSL wrote it): let the client read it
+                    await close_failed_handshake(tls_stream, "refused")
+                    return
+                peer = tls_stream.getpeercert(binary_form=True)
+            await self._exchange(stream, peer)
         except (trio.BrokenResourceError, h11.ProtocolError):
             pass  # the client went away (or failed the handshake): nothing to answer
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _exchange(self, stream: trio.abc.Stream) -> None:
+    async def _exchange(self, stream: trio.abc.Stream, peer: bytes | None) -> None:
         conn = h11.Connection(h11.SERVER)
         head: h11.Request | None = None
         body = bytearray()
@@ -84,7 +98,7 @@ class ScriptedServer:
             else:
                 return
         received = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
-        self.requests.append(Recorded(head.method.decode(), head.target.decode(), received, bytes(body)))
+        self.requests.append(Recorded(head.method.decode(), head.target.decode(), received, bytes(body), peer))
         status = self.script[min(len(self.requests), len(self.script)) - 1]
         self.received.set()
         self.received = trio.Event()

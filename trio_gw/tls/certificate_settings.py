@@ -20,9 +20,12 @@ setting                            role              key
 ``client_ssl_cert``                upstream_client   ``setting:client_ssl_cert``
 ``upstream_certificates`` file     upstream_client   ``setting:upstream_certificates[<host key>]``
 ``upstream_certificates`` store id upstream_client   the entity's ``:upstream`` fact gets the usage
+``external_services`` (Tyk)       upstream_client   ``setting:external_services.webhooks.mtls.cert_file``
+``webhooks.mtls.cert_file``
 CA bundles: ``ssl_client_certificate``, ``lua_ssl_trusted_certificate`` (not ``system``),
-``admin_mtls_ca_certificates``, ``proxy_ssl_trusted_certificate``: role ca, one item per
-certificate of the bundle, ``setting:<name>[i][n]``
+``admin_mtls_ca_certificates``, ``proxy_ssl_trusted_certificate``, and Tyk's
+``external_services.webhooks.mtls.ca_file``: role ca, one item per certificate of the
+bundle, ``setting:<name>[i][n]``
 =================================  ================  ===============================================
 
 Only certificates are carried over: a combined PEM (chain and key, Tyk) is
@@ -43,6 +46,7 @@ from trio_gw.errors import CertificateError, ConfigError, Problem
 from trio_gw.model.entities import Entities
 from trio_gw.model.inventory import ConfiguredCertificate, Role, Usage
 from trio_gw.pki.parse import parse_certificates
+from trio_gw.tls.external_services import parse_external_services
 from trio_gw.tls.hostmap import parse_host_map
 from trio_gw.tls.upstream import is_store_reference, select_store_certificate
 
@@ -84,7 +88,7 @@ def parse_configured_certificates(
     """
     problems: list[Problem] = []
     items: list[ConfiguredCertificate] = []
-    for produce in (_server, _tyk_server, _client, _host_map, _ca_bundles):
+    for produce in (_server, _tyk_server, _client, _host_map, _ca_bundles, _external_services):
         try:
             items.extend(produce(settings, entities, read_text, problems))
         except ConfigError as exc:  # a whole setting unusable (a malformed host map)
@@ -167,6 +171,30 @@ def _ca_bundles(settings: Mapping[str, object], entities: Entities, read: ReadTe
             for n, pem in enumerate(pems):
                 yield ConfiguredCertificate(f"setting:{where}[{n}]", Role.CA, f"{where} ({path}), certificate {n + 1}",
                                             pem, (Usage("setting", name),))
+
+
+def _external_services(settings: Mapping[str, object], entities: Entities, read: ReadText,
+                       problems: list[Problem]) -> Iterator[ConfiguredCertificate]:
+    """The webhooks' client certificate and CA file (an unparsable block is reported by its own parser)."""
+    try:
+        mtls = parse_external_services(settings.get("external_services"), environ={}).webhooks_mtls
+    except ConfigError:
+        return
+    if not mtls.enabled:
+        return
+    name = "external_services.webhooks.mtls"
+    usage = (Usage("setting", "external_services", "webhooks"),)
+    if mtls.cert_file is not None:
+        where = f"{name}.cert_file"
+        chain = _chain(read, mtls.cert_file, where, problems)
+        if chain is not None:
+            yield ConfiguredCertificate(f"setting:{where}", Role.UPSTREAM_CLIENT, f"{where} ({mtls.cert_file})", chain,
+                                        usage)
+    if mtls.ca_file is not None:
+        where = f"{name}.ca_file"
+        for n, pem in enumerate(_certificates(read, mtls.ca_file, where, problems)):
+            yield ConfiguredCertificate(f"setting:{where}[{n}]", Role.CA, f"{where} ({mtls.ca_file}), certificate {n + 1}",
+                                        pem, usage)
 
 
 def _chain(read: ReadText, path: str, where: str, problems: list[Problem]) -> str | None:

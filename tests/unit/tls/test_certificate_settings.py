@@ -131,3 +131,28 @@ def test_nothing_configured_reads_nothing() -> None:
     files = Files(FILES)
     assert parse_configured_certificates({"lua_ssl_trusted_certificate": ("system",)}, Entities(), files) == []
     assert files.reads == []
+
+
+def test_the_webhooks_mtls_certificate_and_ca_file_of_external_services_are_watched() -> None:
+    def external(**mtls: object) -> dict[str, object]:
+        return {"external_services": {"webhooks": {"mtls": mtls}}}
+
+    files = Files({**FILES, "combined.pem": CLIENT.key_pem() + CLIENT.chain_pem()})
+    items = _by_key(parse_configured_certificates(
+        external(enabled=True, cert_file="combined.pem", key_file="combined.pem", ca_file="cas.pem"), Entities(), files))
+    assert list(items) == ["setting:external_services.webhooks.mtls.cert_file",
+                           "setting:external_services.webhooks.mtls.ca_file[0]",
+                           "setting:external_services.webhooks.mtls.ca_file[1]"]
+    client = items["setting:external_services.webhooks.mtls.cert_file"]
+    assert client.role is Role.UPSTREAM_CLIENT and "PRIVATE KEY" not in client.pem
+    assert client.usage == (Usage("setting", "external_services", "webhooks"),)
+    assert {items[k].role for k in list(items)[1:]} == {Role.CA}
+    # not enabled, or a block its own parser refuses (reported by the monitor's settings): nothing read
+    quiet = Files(FILES)
+    assert parse_configured_certificates(external(enabled=False), Entities(), quiet) == []
+    assert parse_configured_certificates(external(enabled=True, cert_file="client.pem"), Entities(), quiet) == []
+    assert quiet.reads == []
+    with pytest.raises(ConfigError) as missing:
+        parse_configured_certificates(external(enabled=True, cert_file="gone.pem", key_file="gone.key"), Entities(),
+                                      Files(FILES))
+    assert [p.path for p in missing.value.problems] == ["external_services.webhooks.mtls.cert_file"]
