@@ -144,6 +144,10 @@ def _check_references(s: Mapping[str, Any], where: str) -> list[str]:
                 problems.append(f"{where}.upstreams.{name}.{key}: {ref!r} is not a {kind} of this scenario's pki")
         if entry["kind"] in ("closed", "pebble") and set(entry) - {"kind"}:
             problems.append(f"{where}.upstreams.{name}: a {entry['kind']} upstream takes no options")
+        if entry["kind"] == "h2" and ("tls" not in entry or set(entry) - {"kind", "tls", "alpn"}):
+            problems.append(f"{where}.upstreams.{name}: an h2 upstream needs tls and takes only alpn besides")
+        if "alpn" in entry and entry["kind"] != "h2":
+            problems.append(f"{where}.upstreams.{name}.alpn: only for an h2 upstream")
     private = s.get("private_postgres")
     if private is not None:
         if s.get("postgres"):

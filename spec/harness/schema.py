@@ -290,7 +290,8 @@ PKI_ENTRY = Table({
 })
 
 UPSTREAM = Table({
-    "kind": _k(_one_of("echo", "closed", "connect_proxy", "renegotiate", "pebble"), required=True),
+    "kind": _k(_one_of("echo", "closed", "connect_proxy", "renegotiate", "pebble", "h2"), required=True),
+    "alpn": _k(_is_str_list, "h2: the ALPN protocols it offers (default [\"h2\", \"http/1.1\"])"),
     "tls": _k(_is_nonempty_str, "a leaf of `pki`: serve TLS with it"),
     "max_version": _k(_one_of("1.0", "1.1", "1.2", "1.3"),
                       "echo with tls: highest TLS version served (below 1.2: minimum lowered too, security level 0)"),

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 
-from spec.harness import acme, egress
+from spec.harness import acme, egress, h2_upstream
 from spec.harness.pki import Material
 from spec.harness.placeholders import Context
 
@@ -387,6 +387,10 @@ def start_upstreams(
                 upstream = Upstream(name, "connect_proxy", proxy, None)  # type: ignore[arg-type]
             elif entry["kind"] == "pebble":
                 upstream = Upstream(name, "pebble", acme.PebbleServer(name, directory), None)  # type: ignore[arg-type]
+            elif entry["kind"] == "h2":
+                h2_ctx = _server_context(pki[entry["tls"]], None, directory)
+                server = h2_upstream.H2Upstream(name, h2_ctx, Observed(), entry.get("alpn"))
+                upstream = Upstream(name, "h2", server, None)  # type: ignore[arg-type]
             elif entry["kind"] == "renegotiate":
                 reneg = egress.RenegotiatingServer(pki[entry["tls"]], directory, Observed())
                 upstream = Upstream(name, "renegotiate", reneg, None)  # type: ignore[arg-type]

@@ -43,6 +43,7 @@ from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
+from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
@@ -64,20 +65,6 @@ END_OF_MESSAGE = h11.EndOfMessage()
 RELAY_FLUSH_BYTES = 65536
 
 Header = tuple[bytes, bytes]
-
-
-class UpstreamFailure(Exception):
-    """The upstream could not be used; carries the status and reason for the client."""
-
-    def __init__(self, status: int, reason: str, message: str | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-
-class ClientGone(Exception):
-    """The client disappeared or stalled mid-exchange: nothing can be answered."""
 
 
 @dataclass
@@ -261,7 +248,14 @@ class Proxy:
             upstream = await self._connect(plan, fresh=attempt == 2)
             upstream.received = 0
             try:
-                if tracked is not None:
+                if upstream.h2 is not None:  # the upstream chose HTTP/2 (proxy_enable_http2)
+                    from trio_gw.net.upstream_h2 import forward_h2  # loaded with the first h2 upstream
+
+                    uploaded = await forward_h2(upstream, fwd, tracked, sink, plan, ex, self.pool)
+                    if not ex.upstream_released:
+                        await upstream.aclose()
+                        ex.upstream_released = True
+                elif tracked is not None:
                     await _send_head(upstream, up_head.for_connection(upstream.h11), plan)
                     uploaded = await _full_duplex(upstream, tracked, sink, plan, ex)
                 else:

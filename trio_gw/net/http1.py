@@ -36,7 +36,8 @@ from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.exchange import END_OF_MESSAGE, ClientGone, Exchange, Header, Proxy, UpstreamFailure
+from trio_gw.net.exchange import END_OF_MESSAGE, Exchange, Header, Proxy
+from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 from trio_gw.net.generation import Generation
 from trio_gw.net.limits import DRAIN_IDLE_GRACE
 from trio_gw.net.streams import send_before_receive

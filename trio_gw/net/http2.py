@@ -75,7 +75,8 @@ from trio_gw.decision import Answer
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.connection import close_stream
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
-from trio_gw.net.exchange import ClientGone, Exchange, Header, Proxy, UpstreamFailure
+from trio_gw.net.exchange import Exchange, Header, Proxy
+from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 from trio_gw.net.http1 import Http1Server
 
 if TYPE_CHECKING:

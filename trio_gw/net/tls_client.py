@@ -53,6 +53,10 @@ if TYPE_CHECKING:
     from trio_gw.snapshot import Snapshot
 
 
+#: ALPN offered to https upstreams with ``proxy_enable_http2`` (``net.upstream_h2`` speaks ``h2``).
+ALPN_H2_FIRST = ("h2", "http/1.1")
+
+
 def compile_client_context(profile: UpstreamTlsProfile, *, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
     """Build the client context that carries out ``profile`` (slow: call off the event loop).
 
@@ -143,7 +147,7 @@ class UpstreamPlanner:
     """
 
     def __init__(self) -> None:
-        self._by_profile: dict[UpstreamTlsProfile, tuple[ssl.SSLContext, int]] = {}
+        self._by_profile: dict[tuple[UpstreamTlsProfile, bool], tuple[ssl.SSLContext, int]] = {}
         self._serials = itertools.count(1)
         self._proxy_context: ssl.SSLContext | None = None
 
@@ -155,15 +159,16 @@ class UpstreamPlanner:
             CertificateError: a client certificate or key is unusable.
         """
         defaults = parse_upstream_defaults(snapshot.settings.as_mapping(), snapshot.entities, _read_text)
-        used: dict[UpstreamTlsProfile, tuple[ssl.SSLContext, int]] = {}
-        plans = {service.id: self._plan(service, snapshot, defaults, used, now)
+        used: dict[tuple[UpstreamTlsProfile, bool], tuple[ssl.SSLContext, int]] = {}
+        http2 = bool(snapshot.settings.proxy_enable_http2)
+        plans = {service.id: self._plan(service, snapshot, defaults, used, now, http2)
                  for service in snapshot.entities.services.values()}
         self._by_profile = used  # contexts no service uses any more are released
         return plans
 
     def _plan(
         self, service: Service, snapshot: Snapshot, defaults: UpstreamTlsDefaults,
-        used: dict[UpstreamTlsProfile, tuple[ssl.SSLContext, int]], now: int,
+        used: dict[tuple[UpstreamTlsProfile, bool], tuple[ssl.SSLContext, int]], now: int, http2: bool,
     ) -> UpstreamPlan:
         proxy = None
         if service.proxy_url:
@@ -172,10 +177,13 @@ class UpstreamPlanner:
         context, profile, serial = None, None, 0
         if service.protocol == "https":
             profile = select_upstream_profile(service, snapshot.entities, defaults, now=now, read_text=_read_text)
-            compiled = used.get(profile) or self._by_profile.get(profile)
+            # proxy_enable_http2: offer h2 first by ALPN; the upstream's choice decides each connection's protocol
+            cache_key = (profile, http2)
+            compiled = used.get(cache_key) or self._by_profile.get(cache_key)
             if compiled is None:
-                compiled = (compile_client_context(profile), next(self._serials))
-            used[profile] = compiled
+                compiled = (compile_client_context(profile, alpn=ALPN_H2_FIRST if http2 else ("http/1.1",)),
+                            next(self._serials))
+            used[cache_key] = compiled
             context, serial = compiled
         key = PoolKey(service.protocol, service.host, service.port, service.host if context is not None else None,
                       serial, proxy.identity if proxy is not None else None)

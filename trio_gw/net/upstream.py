@@ -39,7 +39,7 @@ import select
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import h11
 import trio
@@ -55,6 +55,9 @@ from trio_gw.net.tls_stream import TlsStream
 from trio_gw.tls.proxy_url import ForwardProxy
 from trio_gw.tls.upstream import UpstreamTlsProfile
 from trio_gw.tls.upstream_identity import UpstreamTlsError, check_upstream_identity, classify_tls_failure
+
+if TYPE_CHECKING:
+    from trio_gw.net.upstream_h2 import H2Upstream
 
 log = logging.getLogger("trio_gw.upstream")
 
@@ -93,6 +96,8 @@ class UpstreamConnection:
     received: int = 0
     #: The TCP socket under every layer (TLS, a CONNECT tunnel), for the liveness poll; None if unknown.
     sock: _HasFileno | None = None
+    #: The HTTP/2 state when the upstream chose ``h2`` by ALPN (``proxy_enable_http2``), else None.
+    h2: H2Upstream | None = None
 
     def is_idle_and_open(self) -> bool:
         """Whether nothing is waiting to be read: the peer has not closed or reset the connection.
@@ -171,16 +176,20 @@ class UpstreamPool:
 
     def give_back(self, conn: UpstreamConnection) -> bool:
         """Keep ``conn`` for reuse if its exchange ended cleanly; returns whether it was kept."""
-        h = conn.h11
-        if (
-            self.size <= 0
-            or conn.requests >= self.max_requests
-            or h.our_state is not h11.DONE
-            or h.their_state is not h11.DONE
-            or h.trailing_data[0]  # bytes after the response nobody asked for: never reuse
-        ):
+        if self.size <= 0 or conn.requests >= self.max_requests:
             return False
-        h.start_next_cycle()
+        if conn.h2 is not None:  # HTTP/2: its stream ended both ways (net.upstream_h2), no GOAWAY, no error
+            if not conn.h2.usable:
+                return False
+        else:
+            h = conn.h11
+            if (
+                h.our_state is not h11.DONE
+                or h.their_state is not h11.DONE
+                or h.trailing_data[0]  # bytes after the response nobody asked for: never reuse
+            ):
+                return False
+            h.start_next_cycle()
         idle = self._idle.setdefault(conn.key, deque())
         if len(idle) >= self.size:
             return False
@@ -243,9 +252,20 @@ async def open_upstream(
             stream = PlainStream.take(stream)  # the cheap path for plain http (net.plain_stream)
     peer = f"{key.host}:{key.port}"
     made = UpstreamConnection(key=key, stream=stream, peer=peer, tls_version=version, sock=_socket_of(stream))
+    if context is not None and _alpn_of(stream) == "h2":
+        from trio_gw.net.upstream_h2 import H2Upstream  # h2 is imported only once an upstream picks it
+
+        made.h2 = H2Upstream()
     if conn is not None:
         made.h11 = conn
     return made
+
+
+def _alpn_of(stream: trio.abc.Stream) -> str | None:
+    """The protocol the upstream chose by ALPN (``None``: none offered or chosen)."""
+    if isinstance(stream, (TlsStream, trio.SSLStream)):
+        return stream.selected_alpn_protocol()
+    return None
 
 
 def _socket_of(stream: trio.abc.Stream) -> _HasFileno | None:

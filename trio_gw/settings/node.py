@@ -116,6 +116,7 @@ class Settings:
     proxy_ssl_max_version: object
     proxy_ssl_ciphers: object
     proxy_ssl_disable_renegotiation: object
+    proxy_enable_http2: bool
     ssl_force_common_name_check: bool
     pinned_public_keys: object
     # logs

@@ -241,6 +241,10 @@ SETTINGS: tuple[Setting, ...] = (
        "(intermediate)"),
     _s("proxy_ssl_disable_renegotiation", as_written, None, "bool",
        "Tyk compatibility: upstream renegotiation is always refused; only `true` is accepted.", "on"),
+    _s("proxy_enable_http2", parse_bool, False, "bool",
+       "Tyk: offer HTTP/2 to https upstreams (ALPN `h2, http/1.1`); an upstream that picks `h2` is spoken to in "
+       "HTTP/2, one request at a time per pooled connection (as nginx's `grpc_pass`), the others in HTTP/1.1. "
+       "Plain-http upstreams stay HTTP/1.1 (no h2c). Trailers are not forwarded, as on HTTP/1.1."),
     _s("ssl_force_common_name_check", parse_bool, False, "bool",
        "Tyk: accept a SAN-less upstream certificate whose CN equals the host (chain still verified)."),
     _s("pinned_public_keys", as_written, None, "host map",

@@ -1,0 +1,145 @@
+"""HTTP/2 to upstreams (Tyk ``proxy_enable_http2``) against a real h2-over-TLS server on 127.0.0.1:0:
+ALPN decides, one stream at a time on a pooled connection, flow control both ways, refused streams and
+GOAWAY retried on a new connection, resets answered 502, HTTP/1.1 kept for upstreams that do not pick h2."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trustme
+
+from trio_gw.testing.h2_server import H2TestServer
+from trio_gw.testing.http_client import Client
+
+from .conftest import StartGateway, port_of
+
+pytestmark = pytest.mark.filterwarnings("ignore::trio.TrioDeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def upstream_ca() -> trustme.CA:
+    return trustme.CA(organization_name="h2 upstreams")
+
+
+def _server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+async def _start(nursery: trio.Nursery, ca: trustme.CA, **options: Any) -> H2TestServer:
+    server = H2TestServer(_server_tls(ca), **options)
+    await nursery.start(server.serve)
+    return server
+
+
+async def _gateway(start_gateway: StartGateway, server: H2TestServer, ca: trustme.CA, tmp_path: Path,
+                   **settings: Any) -> Any:
+    ca_file = tmp_path / "h2-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    declarative = {"_format_version": "3.0", "services": [
+        {"name": "h2", "url": f"https://127.0.0.1:{server.port}", "routes": [{"name": "h2", "paths": ["/h2"]}]}]}
+    return await start_gateway(declarative, proxy_ssl_trusted_certificate=[str(ca_file)], **settings)
+
+
+async def _request(gw: Any, method: str = "GET", target: str = "/h2/x?y=1", **kwargs: Any) -> tuple[int, bytes, dict[str, str]]:
+    client = await Client.connect(port_of(gw))
+    try:
+        reply = await client.request(method, target, **kwargs)
+        return reply.status, reply.body, reply.headers
+    finally:
+        await client.aclose()
+
+
+async def test_an_upstream_that_picks_h2_gets_the_request_in_http2_terms(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca)
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    status, body, headers = await _request(gw, headers=[("x-team", "a"), ("te", "trailers")])
+    assert status == 200 and headers["x-h2-test"] == "yes"
+    (seen,) = server.requests
+    assert seen.protocol == "h2" and seen.stream_id == 1
+    fields = seen.fields
+    assert (fields[":method"], fields[":scheme"], fields[":path"]) == ("GET", "https", "/x?y=1")
+    assert fields[":authority"] == f"127.0.0.1:{server.port}" and "host" not in fields
+    assert fields["x-team"] == "a" and fields["x-forwarded-for"] == "127.0.0.1"
+    assert not {"connection", "keep-alive", "transfer-encoding", "upgrade", "te"} & set(fields)  # hop-by-hop
+    assert json.loads(body)["protocol"] == "h2"
+
+
+async def test_without_proxy_enable_http2_the_same_upstream_is_spoken_to_in_http11(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca)
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path)
+    status, body, _ = await _request(gw)
+    assert status == 200 and json.loads(body)["protocol"] == "http/1.1"
+
+
+async def test_an_upstream_that_offers_only_http11_keeps_it(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca, alpn=("http/1.1",))
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    for _ in range(2):
+        status, body, _ = await _request(gw)
+        assert status == 200 and json.loads(body)["protocol"] == "http/1.1"
+    assert server.connections == 1  # pooled as any HTTP/1.1 connection
+
+
+async def test_one_pooled_connection_carries_one_stream_after_another(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca)
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    for _ in range(3):
+        assert (await _request(gw))[0] == 200
+    assert server.connections == 1
+    assert [r.stream_id for r in server.requests] == [1, 3, 5]
+
+
+async def test_bodies_larger_than_the_windows_flow_both_ways(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    big = bytes(range(256)) * 4096 * 2  # 2 MiB: beyond h2's 64 KiB default window and the gateway's own
+    server = await _start(nursery, upstream_ca, read_delay=0.001)
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    status, body, _ = await _request(gw, "POST", "/h2/upload", body=big)
+    assert status == 200 and json.loads(body)["body_length"] == len(big)
+    status, body, _ = await _request(gw, "POST", "/h2/chunked", chunks=[big[:700_000], big[700_000:]])
+    assert status == 200 and json.loads(body)["body_length"] == len(big)
+    assert server.requests[0].body == big and server.requests[1].body == big
+    assert "content-length" not in server.requests[1].fields  # a chunked body has no length: DATA frames end it
+    large = await _start(nursery, upstream_ca, body_size=3 * 1024 * 1024)
+    gw2 = await _gateway(start_gateway, large, upstream_ca, tmp_path, proxy_enable_http2=True)
+    status, body, headers = await _request(gw2)
+    assert status == 200 and len(body) == 3 * 1024 * 1024 and headers["content-length"] == str(len(body))
+
+
+async def test_a_refused_stream_and_a_goaway_are_retried_on_a_new_connection(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca, script=[200, "refuse", 200, "goaway", 200])
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    assert (await _request(gw))[0] == 200  # connection 1, stream 1
+    assert (await _request(gw))[0] == 200  # stream 3 refused on the reused connection: retried on connection 2
+    assert (await _request(gw))[0] == 200  # connection 2, stream 3: GOAWAY before it, retried on connection 3
+    assert server.connections == 3
+    assert [(r.connection, r.stream_id) for r in server.requests] == [(1, 1), (2, 1), (3, 1)]
+
+
+async def test_a_reset_stream_is_502_upstream_closed_and_the_connection_is_not_reused(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca, script=["reset", 200])
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    status, body, _ = await _request(gw)
+    assert status == 502 and json.loads(body)["reason"] == "upstream_closed"
+    assert (await _request(gw))[0] == 200
+    assert server.connections == 2
