@@ -29,7 +29,10 @@ reused connection it is retried on a new one (``_may_retry``); any other
 reset, a protocol error or a close before the answer is ``upstream_closed``
 (502); after the answer started, the client's response is cut as when an
 HTTP/1.1 upstream closes mid-body.  A connection that saw a GOAWAY, an error
-or a stream that did not end cleanly is never pooled again.
+or a stream that did not end cleanly is never pooled again; nor is one on which
+the upstream sent anything while it sat idle (a PING, a GOAWAY): the pool's
+liveness check counts unread bytes as the end of a connection, for both
+protocols, so such a connection costs a new handshake, never a failed request.
 """
 
 from __future__ import annotations

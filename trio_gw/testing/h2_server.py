@@ -30,6 +30,8 @@ import h11
 import trio
 from h2.errors import ErrorCodes
 
+from trio_gw.testing.http_server import read_request
+
 __all__ = ["H2Request", "H2TestServer"]
 
 
@@ -163,26 +165,13 @@ class H2TestServer:
     async def _serve_h11(self, stream: trio.SSLStream[trio.abc.Stream], number: int) -> None:
         conn = h11.Connection(h11.SERVER)
         while True:
-            head: h11.Request | None = None
-            body = bytearray()
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(65536)
-                    conn.receive_data(bytes(data))
-                    continue
-                if isinstance(event, h11.Request):
-                    head = event
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:
-                    return
-            assert head is not None
+            received = await read_request(stream, conn)
+            if received is None:
+                return
+            head, body = received
             fields = {k.decode(): v.decode() for k, v in head.headers}
             fields[":method"], fields[":path"] = head.method.decode(), head.target.decode()
-            request = H2Request(number, 0, fields, bytes(body), "http/1.1")
+            request = H2Request(number, 0, fields, body, "http/1.1")
             self._record(request)
             answer = self._next_answer()
             data = self._body_for(request)

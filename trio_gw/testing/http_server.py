@@ -34,6 +34,27 @@ class Recorded:
     peer_certificate: bytes | None = None
 
 
+async def read_request(stream: trio.abc.Stream, conn: h11.Connection) -> tuple[h11.Request, bytes] | None:
+    """One whole request read through ``conn`` (an h11 server), or ``None`` when the client closed first."""
+    head: h11.Request | None = None
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(65536)
+            if not data:
+                return None
+            conn.receive_data(bytes(data))
+        elif isinstance(event, h11.Request):
+            head = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage) and head is not None:
+            return head, bytes(body)
+        else:
+            return None
+
+
 class ScriptedServer:
     """Answers requests with the statuses of ``script`` in turn (see the module docstring)."""
 
@@ -80,25 +101,12 @@ class ScriptedServer:
 
     async def _exchange(self, stream: trio.abc.Stream, peer: bytes | None) -> None:
         conn = h11.Connection(h11.SERVER)
-        head: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                conn.receive_data(bytes(data))
-            elif isinstance(event, h11.Request):
-                head = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage) and head is not None:
-                break
-            else:
-                return
+        request = await read_request(stream, conn)
+        if request is None:
+            return
+        head, body = request
         received = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
-        self.requests.append(Recorded(head.method.decode(), head.target.decode(), received, bytes(body), peer))
+        self.requests.append(Recorded(head.method.decode(), head.target.decode(), received, body, peer))
         status = self.script[min(len(self.requests), len(self.script)) - 1]
         self.received.set()
         self.received = trio.Event()
