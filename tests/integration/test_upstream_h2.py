@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import ssl
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trustme
+from cryptography import x509
 
+from trio_gw.testing.forward_proxy import start_proxy
 from trio_gw.testing.h2_server import H2TestServer
 from trio_gw.testing.http_client import Client
 
@@ -143,3 +146,30 @@ async def test_a_reset_stream_is_502_upstream_closed_and_the_connection_is_not_r
     assert status == 502 and json.loads(body)["reason"] == "upstream_closed"
     assert (await _request(gw))[0] == 200
     assert server.connections == 2
+
+
+async def test_h2_is_chosen_inside_a_connect_tunnel_and_with_a_client_certificate(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    clients = trustme.CA(organization_name="h2 clients")
+    tls = _server_tls(upstream_ca)
+    tls.verify_mode = ssl.CERT_REQUIRED
+    clients.configure_trust(tls)
+    server = H2TestServer(tls)
+    await nursery.start(server.serve)
+    proxy, proxy_port = await start_proxy(nursery)
+    issued = clients.issue_cert("gw.clients.test", common_name="gw-h2")
+    cert = {"id": str(uuid.uuid4()), "cert": "".join(b.bytes().decode() for b in issued.cert_chain_pems),
+            "key": issued.private_key_pem.bytes().decode()}
+    ca_file = tmp_path / "h2-ca.pem"
+    upstream_ca.cert_pem.write_to_path(str(ca_file))
+    gw = await start_gateway({"_format_version": "3.0", "certificates": [cert], "services": [{
+        "name": "h2", "url": f"https://127.0.0.1:{server.port}", "client_certificate": cert["id"],
+        "proxy_url": f"http://user:s3cret@127.0.0.1:{proxy_port}", "routes": [{"name": "h2", "paths": ["/h2"]}]}]},
+        proxy_ssl_trusted_certificate=[str(ca_file)], proxy_enable_http2=True)
+    assert (await _request(gw))[0] == 200
+    (seen,) = server.requests
+    assert seen.protocol == "h2" and seen.client_certificate is not None
+    subject = x509.load_der_x509_certificate(seen.client_certificate).subject.rfc4514_string()
+    assert "CN=gw-h2" in subject
+    assert proxy.heads == [(f"CONNECT 127.0.0.1:{server.port} HTTP/1.1".encode(), proxy.expected_auth)]

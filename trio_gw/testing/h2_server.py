@@ -37,13 +37,14 @@ __all__ = ["H2Request", "H2TestServer"]
 
 @dataclass
 class H2Request:
-    """One request as received."""
+    """One request as received (``client_certificate``: DER, when the client sent one)."""
 
     connection: int
     stream_id: int
     fields: dict[str, str]
     body: bytes
     protocol: str
+    client_certificate: bytes | None = None
 
 
 class H2TestServer:
@@ -92,16 +93,17 @@ class H2TestServer:
         number = self.connections
         try:
             await stream.do_handshake()
+            peer = stream.getpeercert(binary_form=True)
             if stream.selected_alpn_protocol() == "h2":
-                await self._serve_h2(stream, number)
+                await self._serve_h2(stream, number, peer)
             else:
-                await self._serve_h11(stream, number)
+                await self._serve_h11(stream, number, peer)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
             pass
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _serve_h2(self, stream: trio.SSLStream[trio.abc.Stream], number: int) -> None:
+    async def _serve_h2(self, stream: trio.SSLStream[trio.abc.Stream], number: int, peer: bytes | None) -> None:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         conn.initiate_connection()
         await stream.send_all(conn.data_to_send())
@@ -124,7 +126,7 @@ class H2TestServer:
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 elif isinstance(event, h2.events.StreamEnded):
                     sid = event.stream_id
-                    request = H2Request(number, sid, heads.pop(sid), bytes(bodies.pop(sid)), "h2")
+                    request = H2Request(number, sid, heads.pop(sid), bytes(bodies.pop(sid)), "h2", peer)
                     answer = self._next_answer()
                     if answer == "refuse":
                         conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
@@ -162,7 +164,7 @@ class H2TestServer:
                 return
             conn.receive_data(bytes(data))
 
-    async def _serve_h11(self, stream: trio.SSLStream[trio.abc.Stream], number: int) -> None:
+    async def _serve_h11(self, stream: trio.SSLStream[trio.abc.Stream], number: int, peer: bytes | None) -> None:
         conn = h11.Connection(h11.SERVER)
         while True:
             received = await read_request(stream, conn)
@@ -171,7 +173,7 @@ class H2TestServer:
             head, body = received
             fields = {k.decode(): v.decode() for k, v in head.headers}
             fields[":method"], fields[":path"] = head.method.decode(), head.target.decode()
-            request = H2Request(number, 0, fields, body, "http/1.1")
+            request = H2Request(number, 0, fields, body, "http/1.1", peer)
             self._record(request)
             answer = self._next_answer()
             data = self._body_for(request)
