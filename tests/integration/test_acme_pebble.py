@@ -115,7 +115,7 @@ def check_issued(issued: IssuedCertificate, pebble: Pebble, key_type: type) -> x
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     key = load_pem_private_key(issued.key_pem.encode(), None)
-    assert key.public_key() == leaf.public_key()  # type: ignore[union-attr]
+    assert key.public_key() == leaf.public_key()
     return leaf
 
 

@@ -18,7 +18,7 @@ from trio_gw.model.inventory import Inventory, build_inventory
 from trio_gw.runtime.certificate_files import read_configured_certificates, read_node_certificates
 from trio_gw.runtime.expiry_monitor import ExpiryMonitor, monitor_config
 from trio_gw.runtime.kong_metrics import KongMetrics
-from trio_gw.settings import parse_settings
+from trio_gw.settings import Settings, parse_settings
 from trio_gw.testing.http_server import ScriptedServer
 from trio_gw.testing.pki import issue, make_ca
 
@@ -28,7 +28,7 @@ ROOT = make_ca(common_name="monitor root", not_before=NOW - 900 * DAY)
 SOON = issue(ROOT, "soon.example", not_before=NOW - 80 * DAY, not_after=NOW + 5 * DAY)
 
 
-def _settings(**values: object):  # type: ignore[no-untyped-def]
+def _settings(**values: object) -> Settings:
     return parse_settings([("test.yaml", values)])
 
 

@@ -82,7 +82,7 @@ def stapling_listener(
         if server_name in contexts:
             sslobj.context = contexts[server_name]
 
-    listener.sni_callback = sni  # type: ignore[assignment]
+    listener.sni_callback = sni
     return listener
 
 
@@ -197,7 +197,7 @@ def test_dual_certificate_context_staples_the_served_one(
         answer = fetch_answer(leaf)
         sources[hashlib.sha256(leaf.cert_der()).hexdigest()] = (
             lambda answer=answer: decide_staple(StaplingPolicy.LENIENT, answer, must_staple=False, now=time.time()))
-    assert install(ctx, sources)  # type: ignore[arg-type]
+    assert install(ctx, sources)
     with TlsTestServer(ctx) as server:
         result = subprocess.run(
             ["openssl", "s_client", "-connect", server.address, "-servername", "dual.example", "-status", "-CAfile",

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -31,12 +32,12 @@ def declarative(path: Path, url: str, *routes: str) -> None:
         {"name": "echo", "url": url, "routes": [{"name": r.strip("/"), "paths": [r]} for r in routes]}]}))
 
 
-def workers_of(node: Node) -> list[dict]:  # type: ignore[type-arg]
+def workers_of(node: Node) -> list[dict[str, Any]]:
     return list(status(node)["workers"]["list"])
 
 
-def ready_workers(node: Node, count: int = 2) -> list[dict]:  # type: ignore[type-arg]
-    def ready() -> list[dict] | None:  # type: ignore[type-arg]
+def ready_workers(node: Node, count: int = 2) -> list[dict[str, Any]]:
+    def ready() -> list[dict[str, Any]] | None:
         listed = [w for w in workers_of(node) if w["state"] == "ready"]
         return listed if len(listed) == count else None
 

@@ -16,7 +16,7 @@ from trio_gw.model.event_handlers import (
     retry_delays,
     webhook_body,
 )
-from trio_gw.model.expiry_monitor import check_expiry
+from trio_gw.model.expiry_monitor import ExpiryEvent, check_expiry
 from trio_gw.model.inventory import build_inventory
 from trio_gw.testing.pki import issue, make_ca
 
@@ -24,7 +24,7 @@ NOT_AFTER = 2_000_000_000
 LEAF = issue(make_ca(), "hooks.example", common_name="hooks.example", not_after=NOT_AFTER)
 
 
-def _event():  # type: ignore[no-untyped-def]
+def _event() -> ExpiryEvent:
     cert = Certificate(id="c1", cert=LEAF.chain_pem(), key=LEAF.key_pem())
     inventory = build_inventory(Entities(certificates={"c1": cert}))
     return check_expiry(inventory, now=NOT_AFTER - 5 * 86_400, fired={}).events[0]

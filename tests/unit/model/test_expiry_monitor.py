@@ -16,8 +16,8 @@ from trio_gw.model.expiry_monitor import (
     expiry_warnings,
     parse_expiry_monitor,
 )
-from trio_gw.model.inventory import build_inventory
-from trio_gw.testing.pki import issue, make_ca
+from trio_gw.model.inventory import Inventory, build_inventory
+from trio_gw.testing.pki import Issued, issue, make_ca
 
 DAY = 86_400
 NOT_AFTER = 2_000_000_000  # 2033-05-18T03:33:20Z
@@ -26,7 +26,7 @@ LEAF = issue(ROOT, "api.example", common_name="api.example", not_after=NOT_AFTER
 RENEWED = issue(ROOT, "api.example", common_name="api.example", not_after=NOT_AFTER + 90 * DAY)
 
 
-def _inventory(leaf=LEAF):  # type: ignore[no-untyped-def]
+def _inventory(leaf: Issued = LEAF) -> Inventory:
     cert = Certificate(id="c1", cert=leaf.chain_pem(), key=leaf.key_pem())
     return build_inventory(Entities(certificates={"c1": cert},
                                     snis={"s1": SNI(id="s1", name="api.example", certificate="c1")}))

@@ -76,7 +76,7 @@ def feed_with(connects: list[Any], clock: Clock) -> PostgresChangeFeed:
         item = connects.pop(0)
         if isinstance(item, Exception):
             raise item
-        return item  # type: ignore[no-any-return]
+        return item
 
     return PostgresChangeFeed("host=x", connect=connect, clock=clock, sleep=clock.sleep, draw=lambda: 0.0,
                               backoff=Backoff(initial=1, factor=2, maximum=8, jitter=0.2), heartbeat=30)  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 
 from trio_gw.errors import ConfigError, Problem
 from trio_gw.model.entities import Certificate, Entities
-from trio_gw.model.inventory import Role, Usage, build_inventory
+from trio_gw.model.inventory import ConfiguredCertificate, Role, Usage, build_inventory
 from trio_gw.pki.info import certificate_id
 from trio_gw.testing.pki import issue, make_ca
 from trio_gw.tls.certificate_settings import parse_configured_certificates
@@ -47,7 +47,7 @@ FILES = {
 }
 
 
-def _by_key(items: list) -> dict:  # type: ignore[type-arg]
+def _by_key(items: list[ConfiguredCertificate]) -> dict[str, ConfiguredCertificate]:
     return {i.key: i for i in items}
 
 
