@@ -148,6 +148,17 @@ async def test_a_reset_stream_is_502_upstream_closed_and_the_connection_is_not_r
     assert server.connections == 2
 
 
+async def test_an_answer_http2_forbids_is_502_upstream_protocol_error(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    server = await _start(nursery, upstream_ca, script=["malformed", 200])
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    status, body, _ = await _request(gw)
+    assert status == 502 and json.loads(body)["reason"] == "upstream_protocol_error"
+    assert b"connection" not in body  # the reason code, never the upstream's detail
+    assert (await _request(gw))[0] == 200 and server.connections == 2  # the broken connection was not reused
+
+
 async def test_h2_is_chosen_inside_a_connect_tunnel_and_with_a_client_certificate(
     nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
 ) -> None:

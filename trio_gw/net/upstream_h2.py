@@ -26,9 +26,9 @@ backpressure, so a slow client slows the upstream down.
 Failures keep the HTTP/1.1 reason codes: a stream the upstream refused
 (``REFUSED_STREAM``) or left out of its GOAWAY was not processed, so on a
 reused connection it is retried on a new one (``_may_retry``); any other
-reset, a protocol error or a close before the answer is ``upstream_closed``
-(502); after the answer started, the client's response is cut as when an
-HTTP/1.1 upstream closes mid-body.  A connection that saw a GOAWAY, an error
+reset or a close before the answer is ``upstream_closed`` (502), a frame or a
+field HTTP/2 forbids ``upstream_protocol_error``; after the answer started,
+the client's response is cut as when an HTTP/1.1 upstream closes mid-body.  A connection that saw a GOAWAY, an error
 or a stream that did not end cleanly is never pooled again; nor is one on which
 the upstream sent anything while it sat idle (a PING, a GOAWAY): the pool's
 liveness check counts unread bytes as the end of a connection, for both
@@ -123,9 +123,9 @@ async def forward_h2(
     stream_id = conn.get_next_available_stream_id()
     try:
         conn.send_headers(stream_id, h2_request_fields(fwd.method, fwd.target, fwd.headers), end_stream=body is None)
-    except h2.exceptions.ProtocolError as exc:  # e.g. the upstream's GOAWAY was read while pooled
+    except h2.exceptions.ProtocolError as exc:  # h2 refused the head here (its state or a field): nothing was sent
         state.usable = False
-        raise UpstreamFailure(502, "upstream_closed") from exc
+        raise UpstreamFailure(502, "upstream_protocol_error") from exc
     upstream.requests += 1
     uploaded = body is None
     failure: list[BaseException] = []
@@ -249,9 +249,11 @@ class _Relay:
             self.upstream.received += len(data)
             try:
                 events = conn.receive_data(data)
-            except h2.exceptions.ProtocolError as exc:
+            except h2.exceptions.ProtocolError as exc:  # e.g. a connection-specific field in the answer
                 state.usable = False
-                raise self._closed() from exc
+                if self.started:
+                    raise ClientGone("upstream broke the HTTP/2 protocol mid-response") from exc
+                raise UpstreamFailure(502, "upstream_protocol_error") from exc
             ended = False
             for event in events:
                 ended = self._dispatch(event) or ended

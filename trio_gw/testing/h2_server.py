@@ -10,7 +10,8 @@ request, in order:
 * an ``int``: that status;
 * ``"refuse"``: RST_STREAM(REFUSED_STREAM), the stream was not processed;
 * ``"reset"``: RST_STREAM(INTERNAL_ERROR) after the head was read;
-* ``"goaway"``: GOAWAY naming the previous stream as the last processed one, then close.
+* ``"goaway"``: GOAWAY naming the previous stream as the last processed one, then close;
+* ``"malformed"``: an answer with a ``connection`` field, which HTTP/2 forbids (RFC 9113 §8.2.2).
 
 Start it with ``port = await nursery.start(server.serve)``; cancelling the
 nursery stops it.
@@ -104,7 +105,9 @@ class H2TestServer:
             await trio.aclose_forcefully(stream)
 
     async def _serve_h2(self, stream: trio.SSLStream[trio.abc.Stream], number: int, peer: bytes | None) -> None:
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False))  # so that "malformed" can be sent
         conn.initiate_connection()
         await stream.send_all(conn.data_to_send())
         heads: dict[int, dict[str, str]] = {}
@@ -138,6 +141,9 @@ class H2TestServer:
                     self._record(request)
                     if answer == "reset":
                         conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+                        continue
+                    if answer == "malformed":
+                        conn.send_headers(sid, [(":status", "200"), ("connection", "close")], end_stream=True)
                         continue
                     body = self._body_for(request)
                     conn.send_headers(sid, [(":status", str(answer)), ("content-type", "application/json"),
