@@ -14,6 +14,7 @@ from types import ModuleType
 TARGETS: dict[str, str] = {
     "proxy-request-head": "fuzz.targets.proxy_request_head",
     "proxy-h2": "fuzz.targets.proxy_h2",
+    "upstream-h2": "fuzz.targets.upstream_h2",
     "http-guards": "fuzz.targets.http_guards",
     "pki-parse": "fuzz.targets.pki_parse",
     "sni-select": "fuzz.targets.sni_select",

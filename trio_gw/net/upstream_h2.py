@@ -148,8 +148,7 @@ async def forward_h2(
                 async def upload() -> None:
                     nonlocal uploaded
                     try:
-                        await _upload(upstream, state, stream_id, body, plan, ex)
-                        uploaded = True
+                        uploaded = await _upload(upstream, state, stream_id, body, plan, ex)
                     except Exception as exc:  # re-raised after the nursery: callers never see an ExceptionGroup
                         failure.append(exc)
                         nursery.cancel_scope.cancel()
@@ -182,30 +181,39 @@ async def forward_h2(
 async def _upload(
     upstream: UpstreamConnection, state: H2Upstream, stream_id: int, body: BodySource, plan: UpstreamPlan,
     ex: Exchange,
-) -> None:
-    """Send the client's body as DATA within the upstream's windows; END_STREAM after the last chunk."""
+) -> bool:
+    """Send the client's body as DATA within the upstream's windows; END_STREAM after the last chunk.
+
+    Returns whether the whole body went out.  When the upstream closed the stream
+    or the connection meanwhile (a complete early answer and RST_STREAM, RFC 9113
+    §8.1, or a GOAWAY), h2 refuses the next frame and the upload just stops: the
+    relay, which read that frame, tells what became of the request.
+    """
     conn = state.conn
     with trio.CancelScope() as scope:
-        while True:
-            chunk = await body.receive()
-            scope.deadline = trio.current_time() + plan.write_timeout
-            if chunk is None:
-                conn.end_stream(stream_id)
-                await _write(upstream, state)
-                return
-            ex.bytes_in += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                window = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
-                if window <= 0:
-                    waiter = state.window_waiter = trio.Event()
+        try:
+            while True:
+                chunk = await body.receive()
+                scope.deadline = trio.current_time() + plan.write_timeout
+                if chunk is None:
+                    conn.end_stream(stream_id)
                     await _write(upstream, state)
-                    await waiter.wait()
-                    continue
-                conn.send_data(stream_id, bytes(view[:window]))
-                view = view[window:]
-                await _write(upstream, state)
-            scope.deadline = float("inf")
+                    return True
+                ex.bytes_in += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    window = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+                    if window <= 0:
+                        waiter = state.window_waiter = trio.Event()
+                        await _write(upstream, state)
+                        await waiter.wait()
+                        continue
+                    conn.send_data(stream_id, bytes(view[:window]))
+                    view = view[window:]
+                    await _write(upstream, state)
+                scope.deadline = float("inf")
+        except h2.exceptions.ProtocolError:
+            return False
     raise UpstreamFailure(504, "upstream_write_timeout")  # only reached when the deadline expired
 
 
