@@ -148,6 +148,17 @@ async def test_a_reset_stream_is_502_upstream_closed_and_the_connection_is_not_r
     assert server.connections == 2
 
 
+async def test_a_whole_early_answer_then_a_reset_reaches_the_client_complete(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+) -> None:
+    """RFC 9113 §8.1: a server may answer before the request's end, then RST_STREAM(NO_ERROR) to stop the body."""
+    server = await _start(nursery, upstream_ca, script=["early", 200])
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    status, body, _ = await _request(gw, "POST", "/h2/upload", body=b"u" * 50_000)  # fits the socket buffers
+    assert (status, body) == (413, b"no")
+    assert (await _request(gw))[0] == 200 and server.connections == 2  # that connection was not pooled
+
+
 async def test_an_answer_http2_forbids_is_502_upstream_protocol_error(
     nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
 ) -> None:

@@ -227,7 +227,7 @@ async def _write(upstream: UpstreamConnection, state: H2Upstream) -> None:
 class _Relay:
     """Reads the upstream's frames and relays this stream's answer (the only reader of the socket)."""
 
-    __slots__ = ("upstream", "state", "stream_id", "sink", "plan", "ex", "scope", "waiting", "started")
+    __slots__ = ("upstream", "state", "stream_id", "sink", "plan", "ex", "scope", "waiting", "started", "ended")
 
     def __init__(self, upstream: UpstreamConnection, state: H2Upstream, stream_id: int, sink: ResponseSink,
                  plan: UpstreamPlan, ex: Exchange, scope: trio.CancelScope) -> None:
@@ -235,6 +235,8 @@ class _Relay:
         self.sink, self.plan, self.ex, self.scope = sink, plan, ex, scope
         self.waiting = "write"
         self.started = False
+        #: The answer's END_STREAM was read: what follows for this stream (a reset) cannot undo it.
+        self.ended = False
 
     async def run(self) -> None:
         """Relay until this stream's END_STREAM (or a failure, raised)."""
@@ -313,8 +315,12 @@ class _Relay:
                 state.usable = False
                 raise UpstreamFailure(502, "upstream_protocol_error")
             sink.end()
+            self.ended = True
             return True
         elif isinstance(event, h2.events.StreamReset):
+            if self.ended:  # RFC 9113 §8.1: a complete answer, then "stop sending" (the upload stops)
+                state.usable = False
+                return False
             if not self.started:
                 if event.error_code == ErrorCodes.REFUSED_STREAM:
                     self.upstream.received = 0  # RFC 9113 §8.7: not processed, safe to retry

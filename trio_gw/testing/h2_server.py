@@ -11,7 +11,9 @@ request, in order:
 * ``"refuse"``: RST_STREAM(REFUSED_STREAM), the stream was not processed;
 * ``"reset"``: RST_STREAM(INTERNAL_ERROR) after the head was read;
 * ``"goaway"``: GOAWAY naming the previous stream as the last processed one, then close;
-* ``"malformed"``: an answer with a ``connection`` field, which HTTP/2 forbids (RFC 9113 §8.2.2).
+* ``"malformed"``: an answer with a ``connection`` field, which HTTP/2 forbids (RFC 9113 §8.2.2);
+* ``"early"``: as soon as the head arrives, a whole 413 answer and RST_STREAM(NO_ERROR): the
+  upstream takes none of the body (RFC 9113 §8.1).
 
 Start it with ``port = await nursery.start(server.serve)``; cancelling the
 nursery stops it.
@@ -121,7 +123,19 @@ class H2TestServer:
                 if isinstance(event, h2.events.RequestReceived):
                     heads[event.stream_id] = {str(k): str(v) for k, v in event.headers}
                     bodies[event.stream_id] = bytearray()
+                    if self.script and self.script[0] == "early":
+                        self.script.pop(0)
+                        sid = event.stream_id
+                        self._record(H2Request(number, sid, heads.pop(sid), b"", "h2", peer))
+                        bodies.pop(sid)
+                        conn.send_headers(sid, [(":status", "413"), ("content-length", "2")])
+                        conn.send_data(sid, b"no", end_stream=True)
+                        conn.reset_stream(sid, ErrorCodes.NO_ERROR)
+                        last_done = sid
                 elif isinstance(event, h2.events.DataReceived):
+                    if event.stream_id not in bodies:  # a stream answered early: its body is dropped
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                        continue
                     bodies[event.stream_id] += event.data
                     if self.read_delay:
                         await stream.send_all(conn.data_to_send())
@@ -129,6 +143,8 @@ class H2TestServer:
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 elif isinstance(event, h2.events.StreamEnded):
                     sid = event.stream_id
+                    if sid not in heads:
+                        continue
                     request = H2Request(number, sid, heads.pop(sid), bytes(bodies.pop(sid)), "h2", peer)
                     answer = self._next_answer()
                     if answer == "refuse":
