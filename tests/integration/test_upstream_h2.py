@@ -137,15 +137,20 @@ async def test_a_refused_stream_and_a_goaway_are_retried_on_a_new_connection(
     assert [(r.connection, r.stream_id) for r in server.requests] == [(1, 1), (2, 1), (3, 1)]
 
 
-async def test_a_reset_stream_is_502_upstream_closed_and_the_connection_is_not_reused(
-    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+@pytest.mark.parametrize(("answer", "reason"), [
+    ("reset", "upstream_closed"),  # RST_STREAM(INTERNAL_ERROR) before any answer
+    ("malformed", "upstream_protocol_error"),  # a connection field, which HTTP/2 forbids
+])
+async def test_a_failed_stream_is_502_with_its_reason_and_the_connection_is_not_reused(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path, answer: str,
+    reason: str,
 ) -> None:
-    server = await _start(nursery, upstream_ca, script=["reset", 200])
+    server = await _start(nursery, upstream_ca, script=[answer, 200])
     gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
     status, body, _ = await _request(gw)
-    assert status == 502 and json.loads(body)["reason"] == "upstream_closed"
-    assert (await _request(gw))[0] == 200
-    assert server.connections == 2
+    assert status == 502 and json.loads(body)["reason"] == reason
+    assert b"connection" not in body and b"INTERNAL" not in body  # the reason code, never the upstream's detail
+    assert (await _request(gw))[0] == 200 and server.connections == 2  # the broken connection was not reused
 
 
 async def test_a_whole_early_answer_then_a_reset_reaches_the_client_complete(
@@ -157,17 +162,6 @@ async def test_a_whole_early_answer_then_a_reset_reaches_the_client_complete(
     status, body, _ = await _request(gw, "POST", "/h2/upload", body=b"u" * 50_000)  # fits the socket buffers
     assert (status, body) == (413, b"no")
     assert (await _request(gw))[0] == 200 and server.connections == 2  # that connection was not pooled
-
-
-async def test_an_answer_http2_forbids_is_502_upstream_protocol_error(
-    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
-) -> None:
-    server = await _start(nursery, upstream_ca, script=["malformed", 200])
-    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
-    status, body, _ = await _request(gw)
-    assert status == 502 and json.loads(body)["reason"] == "upstream_protocol_error"
-    assert b"connection" not in body  # the reason code, never the upstream's detail
-    assert (await _request(gw))[0] == 200 and server.connections == 2  # the broken connection was not reused
 
 
 async def test_h2_is_chosen_inside_a_connect_tunnel_and_with_a_client_certificate(
