@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from trio_gw.errors import ConfigError, Problem
+from trio_gw.tls.hostmap import split_host_port
 from trio_gw.tls.proxy_url import ForwardProxy, parse_proxy_url
 from trio_gw.tls.versions import VersionRange, parse_version_range
 
@@ -217,7 +218,10 @@ def parse_no_proxy(text: str, *, path: str) -> NoProxy:
         if item == "*":
             everything = True
             continue
-        host, port = _split_port(item, f"{path}[{i}]")
+        if item.startswith("[") and "]/" in item:  # [v6]/prefix: a CIDR block, no port
+            host, port = item[1:].replace("]", "", 1), None
+        else:
+            host, port = split_host_port(item, path=f"{path}[{i}]")
         try:
             networks.append((ipaddress.ip_network(host.strip("[]"), strict=False), port))
             continue
@@ -229,25 +233,6 @@ def parse_no_proxy(text: str, *, path: str) -> NoProxy:
             raise ConfigError(f"{item!r} is not a host name, a domain, an IP address or a CIDR block", f"{path}[{i}]")
         names.append((name.removeprefix("*."), port, sub_only or name.startswith("*.")))
     return NoProxy(everything, tuple(names), tuple(networks))
-
-
-def _split_port(item: str, path: str) -> tuple[str, int | None]:
-    if item.startswith("["):  # [v6], [v6]:port, [v6]/prefix
-        host, _, rest = item[1:].partition("]")
-        if rest.startswith("/"):
-            return host + rest, None
-        if rest and not rest.startswith(":"):
-            raise ConfigError(f"{item!r}: after ']' only ':port' or '/prefix' may follow", path)
-        port_text = rest[1:]
-    elif item.count(":") == 1:
-        host, _, port_text = item.partition(":")
-    else:  # a bare IPv6 address or CIDR block, or no port
-        return item, None
-    if not port_text:
-        return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{item!r}: the port must be 1-65535", path)
-    return host, int(port_text)
 
 
 def _mapping(raw: object, path: str, problems: list[Problem]) -> Mapping[str, Any] | None:

@@ -160,23 +160,35 @@ def _parse_key(key: object, path: str) -> tuple[str, int | None] | str:
         if base is None:
             raise ConfigError(f"{key!r}: a wildcard key is '*' or '*.' + a name of two labels or more", path)
         return base
-    host, port = _split_port(text)
+    host, port = split_host_port(text, path=path)
     try:
         return normalize_server_name(host), port
     except InvalidServerName as exc:
         raise ConfigError(f"{key!r} is not a host or host:port: {exc.reason}", path) from exc
 
 
-def _split_port(text: str) -> tuple[str, int | None]:
+def split_host_port(text: str, *, path: str = "") -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as ``(host, port or None)``.
+
+    A bare IPv6 address (more than one ``:``) has no port.
+
+    Raises:
+        ConfigError: a port that is not 1-65535 in ASCII digits, or anything
+            after ``]`` but ``:port`` (under ``path``).
+    """
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ConfigError(f"{text!r}: after ']' only ':port' may follow", path)
+        port = rest[1:]
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     else:
         return text, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{text!r}: the port must be 1-65535")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ConfigError(f"{text!r}: the port must be 1-65535", path)
     return host, int(port)
 
 
