@@ -91,9 +91,10 @@ def h2_response_head(fields: Iterable[Header]) -> tuple[int, list[Header]]:
     return status, out
 
 
+#: Every standard status's reason phrase, built once (HTTP/2 carries none).
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 def reason_phrase(status: int) -> bytes:
     """The standard reason phrase of ``status`` (HTTP/2 carries none), or ``b""``."""
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
+    return _PHRASES.get(status, b"")
