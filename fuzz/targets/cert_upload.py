@@ -75,6 +75,7 @@ from trio_gw.pki.parse import (
     parse_certificates,
     parse_private_key,
 )
+from trio_gw.tls.dhparams import probably_prime
 from trio_gw.tls.revocation import parse_crl
 
 INVARIANT = """\
@@ -146,26 +147,6 @@ def _ec_key(name: str) -> ec.EllipticCurvePrivateKey:
     return ec.derive_private_key(int.from_bytes(_seed(name, 40), "big") % (order - 1) + 1, ec.SECP256R1())
 
 
-def _is_probable_prime(n: int, rng: random.Random) -> bool:
-    for p in (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97):
-        if n % p == 0:
-            return n == p
-    d, s = n - 1, 0
-    while d % 2 == 0:
-        d, s = d // 2, s + 1
-    for _ in range(24):
-        x = pow(rng.randrange(2, n - 2), d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(s - 1):
-            x = pow(x, 2, n)
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
-
-
 def _rsa_key(name: str, bits: int = 2048) -> rsa.RSAPrivateKey:
     """A deterministic RSA key (cryptography generates only random ones)."""
     rng = random.Random(_seed(name, 32))
@@ -174,7 +155,7 @@ def _rsa_key(name: str, bits: int = 2048) -> rsa.RSAPrivateKey:
     def prime() -> int:
         while True:
             n = rng.getrandbits(bits // 2) | (3 << (bits // 2 - 2)) | 1
-            if (n - 1) % e and _is_probable_prime(n, rng):
+            if (n - 1) % e and probably_prime(n, 24, rng):
                 return n
 
     p, q = prime(), prime()

@@ -236,3 +236,87 @@ async def test_metrics_count_handshake_failures_by_reason_and_expiry(
                      text), text
     assert re.search(r'trio_gw_certificate_expiry_seconds\{certificate="setting:ssl_cert\[0\]",key="setting:ssl_cert\[0\]",'
                      r'role="server",subject="[^"]*"\} [0-9.e+]+', text), text
+
+
+async def _dhe_handshake(port: int, ca_pem: Path) -> str:
+    """``openssl s_client`` offering only a DHE suite on TLS 1.2: its output (cipher, server temp key)."""
+    result = await trio.run_process(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-CAfile", str(ca_pem),
+         "-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256"],
+        stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
+    )
+    return result.stdout.decode() + result.stderr.decode()
+
+
+def _rsa_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An RSA server certificate for localhost (DHE-RSA suites need one): certificate, key, CA files."""
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    leaf = ca.issue_cert("localhost", key_type=trustme.KeyType.RSA)
+    cert, key, ca_pem = tmp_path / "rsa.pem", tmp_path / "rsa.key", tmp_path / "ca.pem"
+    cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    return cert, key, ca_pem
+
+
+@pytest.mark.parametrize(("dhparam", "bits"), [(None, 2048), ("file:ffdhe3072", 3072), ("ffdhe4096", 4096)])
+async def test_dhe_suites_of_the_preset_are_negotiated(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path, dhparam: str | None, bits: int
+) -> None:
+    """Kong's intermediate preset lists DHE-RSA suites; without DH parameters OpenSSL skips them silently."""
+    cert, key, ca_pem = _rsa_pair(tmp_path)
+    settings: dict[str, Any] = {"ssl_cert": str(cert), "ssl_cert_key": str(key)}
+    if dhparam is not None and dhparam.startswith("file:"):
+        params = tmp_path / "dhparam.pem"  # as `openssl dhparam` or genpkey writes it, read when the settings load
+        params.write_bytes((await trio.run_process(
+            ["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", f"group:{dhparam[5:]}"],
+            capture_stdout=True)).stdout)
+        settings["ssl_dhparam"] = str(params)
+    elif dhparam is not None:
+        settings["ssl_dhparam"] = dhparam
+    gw = await start_gateway(_config(upstream, []), **settings)
+    out = await _dhe_handshake(port_of(gw, ssl=True), ca_pem)
+    assert "Cipher is DHE-RSA-AES128-GCM-SHA256" in out, out
+    assert f"Server Temp Key: DH, {bits} bits" in out, out
+    assert "Verify return code: 0 (ok)" in out
+
+
+async def test_without_a_dhe_suite_a_dhe_only_client_is_refused(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    """The failing case beside the passing one: a custom list without DHE suites refuses a DHE-only client."""
+    cert, key, ca_pem = _rsa_pair(tmp_path)
+    gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key),
+                             ssl_cipher_suite="custom", ssl_ciphers="ECDHE-RSA-AES128-GCM-SHA256",
+                             ssl_dhparam="ffdhe3072")
+    out = await _dhe_handshake(port_of(gw, ssl=True), ca_pem)
+    assert "Cipher is (NONE)" in out and "alert handshake failure" in out, out
+
+
+async def _s_client_groups(port: int, ca_pem: Path, groups: str, *version: str) -> str:
+    result = await trio.run_process(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-CAfile", str(ca_pem),
+         "-groups", groups, *version],
+        stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
+    )
+    return result.stdout.decode() + result.stderr.decode()
+
+
+async def test_ssl_ecdh_curve_limits_the_key_exchange_groups(
+    start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], ca_pem: Path
+) -> None:
+    cert, key = server_pair
+    default = port_of(await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key)), ssl=True)
+    limited = port_of(await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key),
+                                          ssl_ecdh_curve="X25519:prime256v1"), ssl=True)
+    # auto: OpenSSL's list, X448 and P-384 included
+    assert "Server Temp Key: X448" in await _s_client_groups(default, ca_pem, "X448")
+    assert "Server Temp Key: ECDH, secp384r1" in await _s_client_groups(default, ca_pem, "P-384")
+    # limited: a listed group is used, on TLS 1.3 and on TLS 1.2 ECDHE
+    out = await _s_client_groups(limited, ca_pem, "P-256")
+    assert "Server Temp Key: ECDH, prime256v1, 256 bits" in out and "Verify return code: 0 (ok)" in out, out
+    assert "Server Temp Key: ECDH, prime256v1" in await _s_client_groups(limited, ca_pem, "P-256", "-tls1_2")
+    # ... and a client that offers only an unlisted group is refused with an alert, on both versions
+    for version in ((), ("-tls1_2",)):
+        out = await _s_client_groups(limited, ca_pem, "P-384", *version)
+        assert "alert handshake failure" in out and "Cipher is (NONE)" in out, out

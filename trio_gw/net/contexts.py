@@ -21,7 +21,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from trio_gw.errors import CertificateError
-from trio_gw.net.openssl_shim import set_no_auto_chain, set_read_ahead, set_session_timeout, set_tls13_ciphersuites
+from trio_gw.net.openssl_shim import (
+    set_groups_list,
+    set_no_auto_chain,
+    set_read_ahead,
+    set_session_timeout,
+    set_tls13_ciphersuites,
+)
 from trio_gw.tls.downstream import DownstreamTlsPolicy
 
 #: Read TLS streams in records of this size (docs/tls-stack.md §9: fastest on this stack).
@@ -61,14 +67,25 @@ def load_pem_pair(ctx: ssl.SSLContext, chain_pem: str | bytes, key_pem: str | by
         raise CertificateError(f"certificate or key not usable by OpenSSL ({exc.reason})") from exc
 
 
-def new_server_context(policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ALPN_HTTP11) -> ssl.SSLContext:
+def load_dh_params(ctx: ssl.SSLContext, policy: DownstreamTlsPolicy) -> None:
+    """Load the policy's DH parameters, if any (the DHE suites are skipped without them: ``tls.dhparams``)."""
+    if policy.dh_params is not None:
+        with _memfd(policy.dh_params.pem, "dh-params") as dh_path:
+            ctx.load_dh_params(dh_path)
+
+
+def new_server_context(
+    policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ALPN_HTTP11, dh_params: bool = True
+) -> ssl.SSLContext:
     """A server context carrying ``policy`` (versions, ciphers, options, tickets).
 
     Per-SNI contexts (certificate, ALPN, TLS 1.2 ciphers) are made with the same
     function; OpenSSL takes versions, options and ticket keys from the listener's
     context only (docs/tls-stack.md §1), so both must agree.  The ALPN list, on the
     contrary, comes from the context the SNI callback swapped in: a listener
-    offering ``h2`` needs certificate contexts built with the same ``alpn``.
+    offering ``h2`` needs certificate contexts built with the same ``alpn``; so do
+    the DH parameters.  ``dh_params=False`` leaves them to the caller
+    (:func:`load_dh_params`), which knows whether the context will hold an RSA key.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ciphers = policy.ciphers.openssl_ciphers
@@ -88,6 +105,11 @@ def new_server_context(policy: DownstreamTlsPolicy, *, alpn: Sequence[str] = ALP
     suites = policy.ciphers.tls13_ciphersuites
     if suites is not None:
         set_tls13_ciphersuites(ctx, suites)
+    groups = policy.groups.openssl_list
+    if groups is not None:
+        set_groups_list(ctx, groups)
+    if dh_params:
+        load_dh_params(ctx, policy)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     return ctx

@@ -50,6 +50,8 @@ SSL_VERIFY_NONE = 0
 #: ``SSL_CTRL_GET_READ_AHEAD`` / ``SSL_CTRL_SET_READ_AHEAD`` (ssl.h): SSL_CTX_get/set_read_ahead are macros.
 _SSL_CTRL_GET_READ_AHEAD = 40
 _SSL_CTRL_SET_READ_AHEAD = 41
+#: ``SSL_CTRL_SET_GROUPS_LIST`` (ssl.h): SSL_CTX_set1_groups_list is a macro.
+_SSL_CTRL_SET_GROUPS_LIST = 92
 #: ``SSL_CTRL_MODE`` (SSL_CTX_get_mode is a macro).
 _SSL_CTRL_MODE = 33
 #: ``SSL_MODE_NO_AUTO_CHAIN`` (ssl.h).
@@ -174,6 +176,19 @@ def set_tls13_ciphersuites(ctx: ssl.SSLContext, suites: str) -> None:
     lib = _require()
     if lib.ssl.SSL_CTX_set_ciphersuites(_ctx_ptr(ctx), suites.encode("ascii")) != 1:
         raise ConfigError(f"OpenSSL refused the TLS 1.3 cipher suites {suites!r}")
+
+
+def set_groups_list(ctx: ssl.SSLContext, groups: str) -> None:
+    """``SSL_CTX_set1_groups_list``: the key-exchange groups of TLS 1.2 ECDHE and TLS 1.3 (colon-separated).
+
+    Raises:
+        ShimUnavailable: the layout check failed.
+        ConfigError: OpenSSL refused the list (a group this build lacks), naming ``ssl_ecdh_curve``.
+    """
+    lib = _require()
+    name = ctypes.create_string_buffer(groups.encode("ascii"))
+    if lib.ssl.SSL_CTX_ctrl(_ctx_ptr(ctx), _SSL_CTRL_SET_GROUPS_LIST, 0, ctypes.cast(name, ctypes.c_void_p)) != 1:
+        raise ConfigError(f"this OpenSSL refused the groups {groups!r}", path="ssl_ecdh_curve")
 
 
 def set_verify_depth(ctx: ssl.SSLContext, depth: int) -> None:

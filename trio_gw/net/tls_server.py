@@ -70,13 +70,14 @@ from trio_gw.http.facts import shared_text
 from trio_gw.model.entities import Certificate
 from trio_gw.net.acme_challenges import ChallengeStore
 from trio_gw.net.acme_tls_alpn import install_alpn_probe
-from trio_gw.net.contexts import ALPN_HTTP11, load_pem_pair, new_server_context
+from trio_gw.net.contexts import ALPN_HTTP11, load_dh_params, load_pem_pair, new_server_context
 from trio_gw.net.ocsp_stapling import install_plan
 from trio_gw.net.openssl_shim import add_client_ca, connection_shim_available, set_verify_none
 from trio_gw.net.ticket_keys import TicketKeys, install_ticket_keys
 from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.snapshot import Snapshot
 from trio_gw.tls.acme import wants_certificate
+from trio_gw.tls.dhparams import key_may_use_dhe
 from trio_gw.tls.session import ListenerPolicyKey, listener_context_change_reasons, needs_new_listener_context
 from trio_gw.tls.sni import select_certificate
 from trio_gw.tls.stapling import StaplingPolicy
@@ -180,17 +181,19 @@ def certificate_context(
     Raises:
         CertificateError: the certificate or key cannot be loaded.
     """
-    ctx = _new_context(snapshot, alpn)
+    ctx = _new_context(snapshot, alpn, dh_params=False)
     load_pem_pair(ctx, cert.cert, cert.key)
     if cert.cert_alt and cert.key_alt:
         load_pem_pair(ctx, cert.cert_alt, cert.key_alt)
+    if key_may_use_dhe(cert.key) or (cert.key_alt is not None and key_may_use_dhe(cert.key_alt)):
+        load_dh_params(ctx, snapshot.downstream_tls)  # an ECDSA-only context can never serve DHE-RSA
     if staples is not None and snapshot.stapling.enabled:
         install_plan(ctx, snapshot.stapling, cert.id, staples)
     return ctx
 
 
-def _new_context(snapshot: Snapshot, alpn: Alpn) -> ssl.SSLContext:
-    ctx = new_server_context(snapshot.downstream_tls, alpn=alpn)
+def _new_context(snapshot: Snapshot, alpn: Alpn, *, dh_params: bool = True) -> ssl.SSLContext:
+    ctx = new_server_context(snapshot.downstream_tls, alpn=alpn, dh_params=dh_params)
     auth = snapshot.client_auth
     if auth.request_certificate and auth.anchors_pem:
         # The swapped (per-certificate) context supplies the trust store and the

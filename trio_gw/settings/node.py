@@ -80,6 +80,8 @@ class Settings:
     ssl_cipher_suite: object
     ssl_ciphers: object
     ssl_prefer_server_ciphers: object
+    ssl_dhparam: object
+    ssl_ecdh_curve: object
     ssl_session_tickets: object
     ssl_session_timeout: object
     ssl_sni_strict: bool

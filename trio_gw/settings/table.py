@@ -162,6 +162,14 @@ SETTINGS: tuple[Setting, ...] = (
        "(preset's)"),
     _s("ssl_prefer_server_ciphers", as_written, None, "bool",
        "Server cipher preference; presets modern/intermediate: off, old and custom: on.", "(preset's)"),
+    _s("ssl_dhparam", as_written, None, "group|path|PEM",
+       "Kong/nginx `ssl_dhparam`: DH parameters of the DHE suites: `ffdhe2048`...`ffdhe8192` (RFC 7919), a PEM file's "
+       "path, or the PEM. Loaded only when a DHE suite is enabled; under 2048 bits refused.",
+       "ffdhe2048 (when a DHE suite is enabled)"),
+    _s("ssl_ecdh_curve", as_written, None, "groups",
+       "nginx `ssl_ecdh_curve` (Kong `nginx_http_ssl_ecdh_curve`, Envoy `ecdh_curves`, Traefik `curvePreferences`, "
+       "Caddy `curves`): key-exchange groups of TLS 1.2 ECDHE and TLS 1.3, most preferred first, e.g. "
+       "`X25519:P-256:P-384`; `auto` keeps OpenSSL's list.", "auto"),
     _s("ssl_session_tickets", as_written, None, "bool", "TLS session tickets (Kong: on).", "on"),
     _s("ssl_session_timeout", as_written, None, "duration", "Session lifetime, at most 7 days (Kong: 1d).", "1d"),
     _s("ssl_sni_strict", parse_bool, False, "bool",
@@ -330,6 +338,8 @@ ALIASES: dict[str, str] = {
     "nginx_proxy_proxy_tls_verify": "proxy_ssl_verify",
     "nginx_proxy_proxy_ssl_verify_depth": "proxy_ssl_verify_depth",
     "nginx_worker_processes": "workers",
+    "nginx_http_ssl_ecdh_curve": "ssl_ecdh_curve",
+    "nginx_http_ssl_dhparam": "ssl_dhparam",
 }
 
 

@@ -54,6 +54,8 @@ from trio_gw.tls.ciphers import (
     parse_cipher_policy,
     preset_policy,
 )
+from trio_gw.tls.dhparams import DEFAULT_GROUP, DhParams, ffdhe_group, parse_dhparam
+from trio_gw.tls.groups import GroupPolicy, parse_ecdh_curve
 from trio_gw.tls.session import ListenerPolicyKey, SessionPolicy, parse_bool, parse_session_policy
 from trio_gw.tls.versions import (
     DEFAULT_VERSION_RANGE,
@@ -79,7 +81,7 @@ _V = ssl.TLSVersion
 #: The settings ``parse_downstream_policy`` reads (Kong spelling, plus Tyk-style min/max).
 DOWNSTREAM_SETTING_KEYS = (
     "ssl_protocols", "ssl_min_version", "ssl_max_version", "ssl_cipher_suite", "ssl_ciphers",
-    "ssl_prefer_server_ciphers", "ssl_session_tickets", "ssl_session_timeout",
+    "ssl_prefer_server_ciphers", "ssl_session_tickets", "ssl_session_timeout", "ssl_dhparam", "ssl_ecdh_curve",
 )  # fmt: skip
 #: The settings ``parse_upstream_policy`` reads (Tyk spelling).
 UPSTREAM_SETTING_KEYS = (
@@ -89,6 +91,8 @@ UPSTREAM_SETTING_KEYS = (
 #: Kong ``ssl_prefer_server_ciphers = on``, used with ``custom``; presets bring their own.
 DEFAULT_PREFER_SERVER_CIPHERS = True
 _DEFAULT_CIPHERS = preset_policy(CipherPreset.INTERMEDIATE)
+#: What the default (intermediate) suites need for their DHE members.
+_DEFAULT_DH_PARAMS = ffdhe_group(DEFAULT_GROUP)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ class DownstreamTlsPolicy:
     session: SessionPolicy = SessionPolicy()
     prefer_server_ciphers: bool = False
     notices: tuple[str, ...] = field(default=(), compare=False)
+    #: The DH parameters of the DHE suites (``None``: no DHE suite can be negotiated).
+    dh_params: DhParams | None = _DEFAULT_DH_PARAMS
+    #: The key-exchange groups (``ssl_ecdh_curve``; empty: OpenSSL's default).
+    groups: GroupPolicy = GroupPolicy()
 
     def __post_init__(self) -> None:
         _check_fit(self.versions, self.ciphers, versions_path="", ciphers_path="")
@@ -137,9 +145,10 @@ class DownstreamTlsPolicy:
     def describe(self) -> str:
         """Return a one-line human-readable summary."""
         preference = "on" if self.prefer_server_ciphers else "off"
+        dhe = f"; DHE with {self.dh_params.describe()}" if self.dh_params is not None else ""
         return (
-            f"{self.versions.describe()}; {self.ciphers.describe()}; {self.session.describe()}; "
-            f"server cipher preference {preference}; renegotiation refused"
+            f"{self.versions.describe()}; {self.ciphers.describe()}; {self.groups.describe()}; "
+            f"{self.session.describe()}; server cipher preference {preference}{dhe}; renegotiation refused"
         )
 
 
@@ -193,13 +202,19 @@ def parse_downstream_policy(settings: Mapping[str, object]) -> DownstreamTlsPoli
         )
     )
     prefer = problems.attempt(lambda: _prefer_server_ciphers(settings, preset))
+    raw_groups = settings.get("ssl_ecdh_curve")
+    groups = problems.attempt(lambda: parse_ecdh_curve(raw_groups)) if raw_groups is not None else GroupPolicy()
+    raw_dh = settings.get("ssl_dhparam")
+    configured_dh = problems.attempt(lambda: parse_dhparam(str(raw_dh))) if raw_dh is not None else None
     problems.raise_if_any()
     assert ciphers is not None and versions is not None  # raise_if_any guarantees it
-    assert session is not None and prefer is not None
+    assert session is not None and prefer is not None and groups is not None
     ranged, notices = versions
     fitted = _fit(ranged, ciphers, settings, prefix="ssl_")
     notices += _notes(ranged, fitted)
-    return DownstreamTlsPolicy(ranged, fitted, session, prefer, tuple(notices))
+    dh_params, dh_notices = _dh_params(ranged, fitted, configured_dh)
+    notices += dh_notices
+    return DownstreamTlsPolicy(ranged, fitted, session, prefer, tuple(notices), dh_params, groups)
 
 
 def parse_upstream_policy(settings: Mapping[str, object]) -> UpstreamTlsPolicy:
@@ -304,6 +319,19 @@ def _prefer_server_ciphers(settings: Mapping[str, object], preset: CipherPreset 
     if preset is not None and preset in PRESETS:
         return PRESETS[preset].prefer_server_ciphers
     return DEFAULT_PREFER_SERVER_CIPHERS
+
+
+def _dh_params(
+    versions: VersionRange, ciphers: CipherPolicy, configured: DhParams | None
+) -> tuple[DhParams | None, list[str]]:
+    """The DH parameters to load: those configured, else ``ffdhe2048``, when a DHE suite can be negotiated."""
+    dhe = [s.openssl_name for s in ciphers.suites if s.kx == "DH"]
+    if dhe and versions.minimum <= _V.TLSv1_2:
+        return (configured or ffdhe_group(DEFAULT_GROUP)), []
+    if configured is None:
+        return None, []
+    why = "TLS 1.2 is disabled" if versions.minimum > _V.TLSv1_2 else "no DHE suite (DHE-RSA-*) is enabled"
+    return None, [f"ssl_dhparam is unused: {why}"]
 
 
 def _check_renegotiation_setting(settings: Mapping[str, object]) -> None:

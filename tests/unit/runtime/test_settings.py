@@ -239,3 +239,17 @@ def test_stapling_and_revocation_settings() -> None:
                      "ssl_ocsp: expected one of off, on, leaf", "admin_ssl_ocsp: checks admin client certificates"):
         assert expected in text
     assert parse_settings([("cli", {"admin_mtls": "on", "admin_ssl_ocsp": "on"})]).admin_ssl_ocsp == "on"
+
+
+def test_ssl_dhparam_path_is_read_when_the_settings_load(tmp_path: Path) -> None:
+    from trio_gw.tls.dhparams import ffdhe_group, parse_dhparam
+
+    params = tmp_path / "dh.pem"
+    params.write_bytes(ffdhe_group("ffdhe3072").pem)
+    loaded = load_settings(None, environ={}, overrides={"ssl_dhparam": str(params)})
+    assert parse_dhparam(str(loaded.ssl_dhparam)).name == "ffdhe3072"
+    assert load_settings(None, environ={}, overrides={"ssl_dhparam": "ffdhe4096"}).ssl_dhparam == "ffdhe4096"
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, environ={}, overrides={"ssl_dhparam": str(tmp_path / "missing.pem")})
+    assert info.value.problems[0].path == "ssl_dhparam"
+    assert "cannot read" in info.value.problems[0].message
