@@ -306,12 +306,21 @@ async def test_ssl_ecdh_curve_limits_the_key_exchange_groups(
     start_gateway: StartGateway, upstream: Upstream, server_pair: tuple[Path, Path], ca_pem: Path
 ) -> None:
     cert, key = server_pair
-    default = port_of(await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key)), ssl=True)
-    limited = port_of(await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key),
-                                          ssl_ecdh_curve="X25519:prime256v1"), ssl=True)
-    # auto: OpenSSL's list, X448 and P-384 included
-    assert "Server Temp Key: X448" in await _s_client_groups(default, ca_pem, "X448")
+
+    async def gateway(**settings: str) -> int:
+        gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key), **settings)
+        return port_of(gw, ssl=True)
+
+    default, auto, limited = await gateway(), await gateway(ssl_ecdh_curve="auto"), \
+        await gateway(ssl_ecdh_curve="X25519:prime256v1")
+    # the default: Mozilla's X25519, P-256, P-384; not X448, nor a TLS 1.3 finite-field group
     assert "Server Temp Key: ECDH, secp384r1" in await _s_client_groups(default, ca_pem, "P-384")
+    for refused in ("X448", "ffdhe8192"):
+        out = await _s_client_groups(default, ca_pem, refused)
+        assert "alert handshake failure" in out and "Cipher is (NONE)" in out, out
+    # auto: OpenSSL's own list, X448 and ffdhe2048 included
+    assert "Server Temp Key: X448" in await _s_client_groups(auto, ca_pem, "X448")
+    assert "Server Temp Key: DH, 2048 bits" in await _s_client_groups(auto, ca_pem, "ffdhe2048")
     # limited: a listed group is used, on TLS 1.3 and on TLS 1.2 ECDHE
     out = await _s_client_groups(limited, ca_pem, "P-256")
     assert "Server Temp Key: ECDH, prime256v1, 256 bits" in out and "Verify return code: 0 (ok)" in out, out

@@ -168,8 +168,9 @@ SETTINGS: tuple[Setting, ...] = (
        "ffdhe2048 (when a DHE suite is enabled)"),
     _s("ssl_ecdh_curve", as_written, None, "groups",
        "nginx `ssl_ecdh_curve` (Kong `nginx_http_ssl_ecdh_curve`, Envoy `ecdh_curves`, Traefik `curvePreferences`, "
-       "Caddy `curves`): key-exchange groups of TLS 1.2 ECDHE and TLS 1.3, most preferred first, e.g. "
-       "`X25519:P-256:P-384`; `auto` keeps OpenSSL's list.", "auto"),
+       "Caddy `curves`): key-exchange groups of TLS 1.2 ECDHE and TLS 1.3, most preferred first. The default is "
+       "Mozilla's (Server Side TLS 5.7, as the presets); `auto` is OpenSSL's list, which adds X448, P-521 and "
+       "TLS 1.3 finite-field groups up to ffdhe8192.", "X25519:P-256:P-384"),
     _s("ssl_session_tickets", as_written, None, "bool", "TLS session tickets (Kong: on).", "on"),
     _s("ssl_session_timeout", as_written, None, "duration", "Session lifetime, at most 7 days (Kong: 1d).", "1d"),
     _s("ssl_sni_strict", parse_bool, False, "bool",

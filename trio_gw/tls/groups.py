@@ -5,7 +5,7 @@ Theory of operation
 nginx's ``ssl_ecdh_curve`` (Kong users set it as ``nginx_http_ssl_ecdh_curve``)
 is a colon-separated list of the groups the server accepts for the ECDHE key
 exchange of TLS 1.2 and for the key shares of TLS 1.3, most preferred first;
-``auto`` (the default) keeps OpenSSL's own list.  Envoy calls it
+``auto`` keeps OpenSSL's own list.  Envoy calls it
 ``ecdh_curves``, Traefik ``curvePreferences`` (``CurveP256``...), Caddy
 ``curves`` (``secp256r1``...): every spelling of those is accepted here,
 case-insensitively, and mapped to the name OpenSSL's
@@ -20,6 +20,14 @@ is an error (OpenSSL refuses the whole list for it).
 
 The list is explicit, so "no silent drops" holds as it does for cipher suites:
 what is configured is exactly what OpenSSL is given.
+
+The default is not OpenSSL's list but Mozilla's "TLS curves" of Server Side TLS
+5.7, the recommendations Kong's ``ssl_cipher_suite`` presets come from, for all
+three of them: X25519, P-256, P-384.  OpenSSL 3.0's own list (nginx's ``auto``)
+adds X448, P-521 and, for TLS 1.3, the five RFC 7919 finite-field groups: a
+client that offers only ``ffdhe8192`` makes the server generate and combine an
+8192-bit DH key for its one cheap ClientHello (sslscan lists all ten groups as
+accepted by a default OpenSSL server).  ``auto`` remains available.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from dataclasses import dataclass
 
 from trio_gw.errors import ConfigError
 
-__all__ = ["AUTO", "GROUPS", "GroupPolicy", "parse_ecdh_curve"]
+__all__ = ["AUTO", "DEFAULT_GROUPS", "GROUPS", "GroupPolicy", "parse_ecdh_curve"]
 
 #: The value that keeps OpenSSL's default list (nginx ``ssl_ecdh_curve auto``).
 AUTO = "auto"
@@ -47,6 +55,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "ffdhe6144": ("ffdhe6144",),
     "ffdhe8192": ("ffdhe8192",),
 }
+#: Mozilla Server Side TLS 5.7 "TLS curves" (modern, intermediate and old alike): the default.
+DEFAULT_GROUPS = ("X25519", "P-256", "P-384")
 _BY_SPELLING = {spelling: name for name, spellings in GROUPS.items() for spelling in spellings}
 _REFUSED = {
     "secp256k1": "is not usable with TLS 1.3 (RFC 8446 dropped it) and no mainstream client offers it",
@@ -60,7 +70,7 @@ _REFUSED = {
 class GroupPolicy:
     """The groups a listener accepts, most preferred first; empty means OpenSSL's default (``auto``)."""
 
-    names: tuple[str, ...] = ()
+    names: tuple[str, ...] = DEFAULT_GROUPS
 
     @property
     def openssl_list(self) -> str | None:
@@ -88,7 +98,7 @@ def parse_ecdh_curve(value: object, *, path: str = "ssl_ecdh_curve") -> GroupPol
     if not words:
         raise ConfigError(f"no group given; use '{AUTO}' for OpenSSL's default list", path=path)
     if len(words) == 1 and words[0].lower() == AUTO:
-        return GroupPolicy()
+        return GroupPolicy(())
     problems = []
     names: list[str] = []
     for word in words:

@@ -8,13 +8,19 @@ from hypothesis import strategies as st
 
 from trio_gw.errors import ConfigError
 from trio_gw.tls.downstream import parse_downstream_policy
-from trio_gw.tls.groups import GROUPS, GroupPolicy, parse_ecdh_curve
+from trio_gw.tls.groups import DEFAULT_GROUPS, GROUPS, GroupPolicy, parse_ecdh_curve
 
 
 @pytest.mark.parametrize("value", ["auto", "AUTO", " auto "])
 def test_auto_keeps_openssls_list(value: str) -> None:
-    assert parse_ecdh_curve(value) == GroupPolicy()
-    assert GroupPolicy().openssl_list is None
+    assert parse_ecdh_curve(value) == GroupPolicy(())
+    assert parse_ecdh_curve(value).openssl_list is None
+    assert parse_ecdh_curve(value).describe() == "OpenSSL's key exchange groups"
+
+
+def test_the_default_is_mozillas_tls_curves() -> None:
+    assert GroupPolicy().names == DEFAULT_GROUPS == ("X25519", "P-256", "P-384")
+    assert GroupPolicy().openssl_list == "X25519:P-256:P-384"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +80,8 @@ def test_a_valid_list_is_accepted_exactly_when_no_group_repeats(words: list[str]
 
 
 def test_the_listener_policy_carries_the_groups() -> None:
-    assert parse_downstream_policy({}).groups == GroupPolicy()
+    assert parse_downstream_policy({}).groups == GroupPolicy() == parse_ecdh_curve("X25519:prime256v1:secp384r1")
+    assert parse_downstream_policy({"ssl_ecdh_curve": "auto"}).groups.openssl_list is None
     policy = parse_downstream_policy({"ssl_ecdh_curve": "X25519:P-256"})
     assert policy.groups.names == ("X25519", "P-256")
     assert "key exchange groups X25519:P-256" in policy.describe()
