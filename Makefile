@@ -44,7 +44,7 @@ check-lock: $(BIN)/python
 	$(BIN)/python tools/check_lock.py
 
 system-tools:
-	@sh tools/install-system-tools.sh curl openssl pebble chromium postgresql
+	@sh tools/install-system-tools.sh curl openssl sslscan pebble chromium postgresql
 
 run: install
 	@$(BIN)/trio-gw demo
