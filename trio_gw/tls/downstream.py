@@ -31,6 +31,11 @@ When TLS 1.0/1.1 are enabled, the OpenSSL security level is lowered to 0 in the
 cipher string: OpenSSL 3 refuses their SHA-1/MD5 handshake signatures at level 1
 and above (``docs/tls-stack.md`` §4); ``warnings()`` says so.
 
+Key exchange: ``ssl_ecdh_curve`` (``tls.groups``; Mozilla's X25519, P-256, P-384
+unless set) and the DH parameters of the DHE suites (``tls.dhparams``: ``ffdhe2048``,
+or ``ssl_dhparam``, loaded only when a DHE suite can be negotiated; a value that
+cannot be used is reported by ``warnings()``).
+
 Every problem found is reported at once (``ConfigError`` carries several).
 Keys not listed in ``DOWNSTREAM_SETTING_KEYS`` are ignored here, so the whole
 settings mapping can be passed; rejecting unknown keys is the loader's job.
@@ -110,7 +115,7 @@ class DownstreamTlsPolicy:
     notices: tuple[str, ...] = field(default=(), compare=False)
     #: The DH parameters of the DHE suites (``None``: no DHE suite can be negotiated).
     dh_params: DhParams | None = _DEFAULT_DH_PARAMS
-    #: The key-exchange groups (``ssl_ecdh_curve``; empty: OpenSSL's default).
+    #: The key-exchange groups (``ssl_ecdh_curve``: Mozilla's unless set; no names for ``auto``).
     groups: GroupPolicy = GroupPolicy()
 
     def __post_init__(self) -> None:
