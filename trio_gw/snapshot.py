@@ -119,6 +119,7 @@ def build_snapshot(
     configured: Sequence[ConfiguredCertificate] = (),
     stapling_response: bytes | None = None,
     client_crls: Sequence[bytes] = (),
+    dhparam_file: str | None = None,
     now: float,
 ) -> Snapshot:
     """Compile settings and entities into a :class:`Snapshot`.
@@ -136,12 +137,15 @@ def build_snapshot(
             items (``runtime.certificate_files``): with the entities' own, the inventory.
         stapling_response: the contents of ``ssl_stapling_file``, if set.
         client_crls: the contents of the ``ssl_crl`` files (the server truststore's CRLs).
+        dhparam_file: the contents of the file ``ssl_dhparam`` names, when it names one.
         now: the build time (Unix seconds).
 
     Raises:
         ConfigError: the combination cannot be served (e.g. a duplicate SNI).
     """
     options = settings.as_mapping()
+    if dhparam_file is not None:
+        options = {**options, "ssl_dhparam": dhparam_file}
     check_plugins_available(entities, settings.plugins)
     downstream = parse_downstream_policy(options)
     trusted = TrustedNetworks.parse(list(settings.trusted_ips))

@@ -267,7 +267,7 @@ async def test_dhe_suites_of_the_preset_are_negotiated(
     cert, key, ca_pem = _rsa_pair(tmp_path)
     settings: dict[str, Any] = {"ssl_cert": str(cert), "ssl_cert_key": str(key)}
     if dhparam is not None and dhparam.startswith("file:"):
-        params = tmp_path / "dhparam.pem"  # as `openssl dhparam` or genpkey writes it, read when the settings load
+        params = tmp_path / "dhparam.pem"  # as `openssl dhparam` or genpkey writes it; read with each generation
         params.write_bytes((await trio.run_process(
             ["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", f"group:{dhparam[5:]}"],
             capture_stdout=True)).stdout)
@@ -279,6 +279,35 @@ async def test_dhe_suites_of_the_preset_are_negotiated(
     assert "Cipher is DHE-RSA-AES128-GCM-SHA256" in out, out
     assert f"Server Temp Key: DH, {bits} bits" in out, out
     assert "Verify return code: 0 (ok)" in out
+
+
+async def test_a_reload_reads_the_dhparam_file_again(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    """As the certificate files are: SIGHUP (here ``reload()``) serves the new parameters; a bad file keeps the old.
+
+    The certificate context is reused across reloads when nothing it depends on changed, so this also checks
+    that new DH parameters count as a change (they live in the swapped context, not the listener's).
+    """
+    cert, key, ca_pem = _rsa_pair(tmp_path)
+    params = tmp_path / "dhparam.pem"
+
+    async def write(group: str) -> None:
+        params.write_bytes((await trio.run_process(
+            ["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", f"group:{group}"],
+            capture_stdout=True)).stdout)
+
+    await write("ffdhe3072")
+    gw = await start_gateway(_config(upstream, []), ssl_cert=str(cert), ssl_cert_key=str(key), ssl_dhparam=str(params))
+    port = port_of(gw, ssl=True)
+    assert "Server Temp Key: DH, 3072 bits" in await _dhe_handshake(port, ca_pem)
+    await write("ffdhe4096")
+    assert await gw.reload()
+    out = await _dhe_handshake(port, ca_pem)
+    assert "Server Temp Key: DH, 4096 bits" in out, out
+    params.write_text("-----BEGIN DH PARAMETERS-----\nMAA=\n-----END DH PARAMETERS-----\n")
+    assert not await gw.reload()  # refused (logged under ssl_dhparam): the node keeps serving what it had
+    assert "Server Temp Key: DH, 4096 bits" in await _dhe_handshake(port, ca_pem)
 
 
 async def test_without_a_dhe_suite_a_dhe_only_client_is_refused(

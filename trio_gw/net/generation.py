@@ -109,6 +109,7 @@ class GenerationBuilder:
         lazy_contexts: Mapping[CertKey, ssl.SSLContext] = {},
         stapling_response: bytes | None = None,
         client_crls: Sequence[bytes] = (),
+        dhparam_file: str | None = None,
     ) -> Generation:
         """Compile ``entities`` (and the certificates the settings name, already read) into a generation.
 
@@ -125,6 +126,7 @@ class GenerationBuilder:
             lazy_contexts: ``previous.server_tls.lazy_contexts()``, copied on the loop.
             stapling_response: the contents of ``ssl_stapling_file``.
             client_crls: the contents of the ``ssl_crl`` files.
+            dhparam_file: the contents of the file ``ssl_dhparam`` names, when it names one.
 
         Raises:
             ConfigError: the configuration cannot be served (nothing changes).
@@ -134,7 +136,7 @@ class GenerationBuilder:
             self.settings, entities, default_certificates=default_certificates,
             extra_certificates=extra_certificates, client_truststore=client_truststore,
             https_port=https_port, configured=configured_certificates, stapling_response=stapling_response,
-            client_crls=client_crls, now=now,
+            client_crls=client_crls, dhparam_file=dhparam_file, now=now,
         )
         try:
             server_tls = self.server_tls.build(snapshot, previous.server_tls if previous else None, lazy_contexts)

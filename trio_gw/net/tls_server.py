@@ -95,8 +95,11 @@ CertKey = tuple[str, Alpn]  # (certificate id, ALPN offer)
 
 
 def _context_salt(snapshot: Snapshot) -> str:
-    """What a certificate context depends on beyond its certificate: the trust store, the stapling plan."""
-    return f"{snapshot.client_auth.trust_key}|{snapshot.stapling.digest}"
+    """What a certificate context depends on beyond its certificate: the trust store, the stapling plan, and
+    the DH parameters (the swapped context's own serve the DHE suites; a reload may read a new file)."""
+    dh = snapshot.downstream_tls.dh_params
+    dh_key = hashlib.sha256(dh.pem).hexdigest() if dh is not None else "-"
+    return f"{snapshot.client_auth.trust_key}|{snapshot.stapling.digest}|{dh_key}"
 
 
 def _content_key(cert: Certificate, trust_key: str, alpn: Alpn) -> str:

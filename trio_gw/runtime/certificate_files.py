@@ -35,6 +35,7 @@ from trio_gw.pki.keys import key_type
 from trio_gw.pki.parse import parse_certificates
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.settings import Settings
+from trio_gw.tls.dhparams import is_path
 from trio_gw.tls.certificate_settings import parse_configured_certificates
 
 log = logging.getLogger("trio_gw")
@@ -64,6 +65,8 @@ class FileCertificates:
     stapling_response: bytes | None = None
     #: ``ssl_crl``: the server truststore's CRL files, as read (parsed at build).
     client_crls: tuple[bytes, ...] = ()
+    #: ``ssl_dhparam``, when it names a file: the file's text (parsed at build).
+    dhparam_file: str | None = None
 
 
 def read_file_certificates(settings: Settings, *, now: int, entities: Entities | None = None) -> FileCertificates:
@@ -83,6 +86,11 @@ def read_file_certificates(settings: Settings, *, now: int, entities: Entities |
     if settings.ssl_stapling and settings.ssl_stapling_file is not None:
         stapling = _read_bytes(settings.ssl_stapling_file, "ssl_stapling_file", problems)
     crls = [_read_bytes(path, f"ssl_crl[{i}]", problems) for i, path in enumerate(settings.ssl_crl)]
+    try:
+        dhparam = read_dhparam_file(settings)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        dhparam = None
     if problems:
         raise ConfigError(problems)
     return FileCertificates(
@@ -92,7 +100,22 @@ def read_file_certificates(settings: Settings, *, now: int, entities: Entities |
         tuple(read_configured_certificates(settings, entities or Entities())),
         stapling,
         tuple(c for c in crls if c is not None),
+        dhparam,
     )
+
+
+def read_dhparam_file(settings: Settings) -> str | None:
+    """The text of the file ``ssl_dhparam`` names, or ``None`` when it names a group or holds PEM (blocking).
+
+    Read with every generation, as the certificate files are, so a SIGHUP picks up a new file.
+
+    Raises:
+        ConfigError: the file cannot be read, naming ``ssl_dhparam``.
+    """
+    value = settings.ssl_dhparam
+    if value is None or not is_path(str(value)):
+        return None
+    return read_setting_file(str(value).strip(), "ssl_dhparam")
 
 
 def read_setting_file(path: str, where: str) -> str:

@@ -254,6 +254,7 @@ class Gateway:
             configured_certificates=(*self.node_certificates, *files.configured),
             store_version=store_version, previous=previous, lazy_contexts=lazy,
             stapling_response=files.stapling_response, client_crls=files.client_crls,
+            dhparam_file=files.dhparam_file,
         )
 
     def _read(self) -> tuple[Entities, int | None]:

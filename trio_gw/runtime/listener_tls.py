@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trio_gw.errors import CertificateError, ConfigError
 from trio_gw.net.contexts import load_pem_pair, new_server_context
-from trio_gw.runtime.certificate_files import read_pairs
+from trio_gw.runtime.certificate_files import read_dhparam_file, read_pairs
 from trio_gw.runtime.devpki import ensure_dev_pki
 from trio_gw.settings import Settings
 from trio_gw.tls.downstream import parse_downstream_policy
@@ -33,7 +33,11 @@ def listener_tls_context(settings: Settings, setting: str, role: str) -> ssl.SSL
     Raises:
         ConfigError: naming the setting whose file cannot be used.
     """
-    ctx = new_server_context(parse_downstream_policy(settings.as_mapping()))
+    options = settings.as_mapping()
+    dhparam = read_dhparam_file(settings)
+    if dhparam is not None:
+        options = {**options, "ssl_dhparam": dhparam}
+    ctx = new_server_context(parse_downstream_policy(options))
     pairs = list(zip(getattr(settings, setting), getattr(settings, f"{setting}_key")))
     if not pairs:
         pki = ensure_dev_pki(Path(settings.prefix) / "pki")

@@ -7,7 +7,6 @@ file → the environment → the command line.  Parsing and the typed result are
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,11 +15,10 @@ import yaml
 
 from trio_gw.errors import ConfigError
 from trio_gw.settings import Settings, parse_settings
-from trio_gw.tls.dhparams import is_path
 
 ENV_PREFIX = "TRIO_GW_"
 
-__all__ = ["ENV_PREFIX", "cli_layer", "env_layer", "load_settings", "read_setting_files", "read_settings_file"]
+__all__ = ["ENV_PREFIX", "cli_layer", "env_layer", "load_settings", "read_settings_file"]
 
 
 def read_settings_file(path: str | os.PathLike[str]) -> dict[str, object]:
@@ -73,26 +71,4 @@ def load_settings(
     layers.append(("environment", env_layer(os.environ if environ is None else environ)))
     if overrides:
         layers.append(("command line", overrides))
-    return read_setting_files(parse_settings(layers))
-
-
-def read_setting_files(settings: Settings) -> Settings:
-    """``settings`` with the files that stand for a value read in: ``ssl_dhparam`` given as a path.
-
-    The pure policy (:mod:`trio_gw.tls.dhparams`) takes a group name or PEM text; the path
-    is read once, here, so a missing file is reported when the node starts.
-
-    Raises:
-        ConfigError: the file cannot be read, naming the setting.
-    """
-    value = settings.ssl_dhparam
-    if value is None or not is_path(str(value)):
-        return settings
-    path = Path(str(value).strip())
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", path="ssl_dhparam") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not a PEM (text) file", path="ssl_dhparam") from exc
-    return dataclasses.replace(settings, ssl_dhparam=text)
+    return parse_settings(layers)

@@ -46,7 +46,7 @@ from trio_gw.settings import Settings
 from trio_gw.store import SealedKeyError, Store, StoreError
 from trio_gw.store.sealing import is_sealed
 from trio_gw.store.ticket_keys import META_KEY, open_ticket_keys, seal_ticket_keys
-from trio_gw.tls.downstream import parse_downstream_policy
+from trio_gw.tls.session import parse_session_policy
 from trio_gw.tls.ticket_keys import RotationPolicy, TicketKeyRing, maintain, next_maintenance
 from trio_gw.tls.ticket_policy import TicketSource, select_ticket_source, ticket_rotation_policy
 
@@ -70,7 +70,7 @@ class TicketRing:
     """
 
     def __init__(self, settings: Settings, *, workers: int = 1, clock: Callable[[], float] = time.time) -> None:
-        session = parse_downstream_policy(settings.as_mapping()).session
+        session = parse_session_policy(settings.ssl_session_tickets, settings.ssl_session_timeout)
         self.settings = settings
         self.clock = clock
         self.source = select_ticket_source(tickets=session.tickets, files=settings.ssl_session_ticket_key,

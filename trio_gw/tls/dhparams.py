@@ -255,7 +255,7 @@ def parse_dhparam(value: str, *, path: str = "ssl_dhparam") -> DhParams:
     if "-----BEGIN" not in text:
         raise ConfigError(
             f"{text[:40]!r} is not a predefined group ({', '.join(FFDHE_GROUPS)}) nor DH parameters in PEM; "
-            "a file's path is read when the settings are loaded",
+            "a file's path is read by the node each time it loads its configuration",
             path=path,
         )
     try:

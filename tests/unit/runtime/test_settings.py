@@ -241,15 +241,20 @@ def test_stapling_and_revocation_settings() -> None:
     assert parse_settings([("cli", {"admin_mtls": "on", "admin_ssl_ocsp": "on"})]).admin_ssl_ocsp == "on"
 
 
-def test_ssl_dhparam_path_is_read_when_the_settings_load(tmp_path: Path) -> None:
+def test_ssl_dhparam_path_is_read_with_each_generation(tmp_path: Path) -> None:
+    from trio_gw.runtime.certificate_files import read_dhparam_file
     from trio_gw.tls.dhparams import ffdhe_group, parse_dhparam
 
     params = tmp_path / "dh.pem"
     params.write_bytes(ffdhe_group("ffdhe3072").pem)
-    loaded = load_settings(None, environ={}, overrides={"ssl_dhparam": str(params)})
-    assert parse_dhparam(str(loaded.ssl_dhparam)).name == "ffdhe3072"
-    assert load_settings(None, environ={}, overrides={"ssl_dhparam": "ffdhe4096"}).ssl_dhparam == "ffdhe4096"
+    settings = load_settings(None, environ={}, overrides={"ssl_dhparam": str(params)})
+    assert settings.ssl_dhparam == str(params)  # the path is kept: every reload reads the file again
+    text = read_dhparam_file(settings)
+    assert text is not None and parse_dhparam(text).name == "ffdhe3072"
+    assert read_dhparam_file(load_settings(None, environ={}, overrides={"ssl_dhparam": "ffdhe4096"})) is None
+    assert read_dhparam_file(load_settings(None, environ={}, overrides={})) is None
+    missing = load_settings(None, environ={}, overrides={"ssl_dhparam": str(tmp_path / "missing.pem")})
     with pytest.raises(ConfigError) as info:
-        load_settings(None, environ={}, overrides={"ssl_dhparam": str(tmp_path / "missing.pem")})
+        read_dhparam_file(missing)
     assert info.value.problems[0].path == "ssl_dhparam"
     assert "cannot read" in info.value.problems[0].message
