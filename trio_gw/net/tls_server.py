@@ -270,10 +270,11 @@ class ServerTlsBuilder:
                             "be extended safely (use challenge: http-01)")
         reusable = dict(self._by_content)
         if previous is not None:
+            previous_salt = _context_salt(previous.snapshot)  # once: it hashes the DH parameters
             for (cid, alpn), ctx in lazy.items():
                 served = previous.snapshot.certificates.get(cid)
                 if served is not None:
-                    reusable.setdefault(_content_key(served, _context_salt(previous.snapshot), alpn), ctx)
+                    reusable.setdefault(_content_key(served, previous_salt, alpn), ctx)
         trust = _context_salt(snapshot)
         prebuilt: dict[CertKey, ssl.SSLContext] = {}
         by_content: dict[str, ssl.SSLContext] = {}
