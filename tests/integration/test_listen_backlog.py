@@ -48,7 +48,7 @@ async def test_every_listener_listens_with_its_backlog(start_gateway: StartGatew
         admin_listen="127.0.0.1:0 backlog=72",
         status_listen="127.0.0.1:0 backlog=73",
     )
-    seen = {kind: [listen_backlog(li.socket_listener.socket) for li in items]  # type: ignore[arg-type]
+    seen = {kind: [listen_backlog(li.socket) for li in items]
             for kind, items in gw.listeners.items()}
     assert seen == {"proxy": [71, kernel_cap(DEFAULT_BACKLOG)], "admin": [72], "status": [73]}
 

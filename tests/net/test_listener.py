@@ -6,18 +6,21 @@ connected pair of real sockets (no listener, no gateway).
 
 from __future__ import annotations
 
+import socket
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from trio_gw.http.facts import ConnectionFacts
 from trio_gw.net.contexts import ALPN_HTTP11
 from trio_gw.net.generation import GenerationHolder, ProxyTls
 from trio_gw.net.limits import ConnectionLimit
-from trio_gw.net.listener import Listener, close_failed_handshake, handshake
+from trio_gw.net.listener import ACCEPT_BATCH, Handler, Listener, close_failed_handshake, handshake, open_listener
 
 from .conftest import BuildGeneration
 
@@ -124,9 +127,8 @@ async def test_a_bug_setting_up_one_connection_ends_that_connection_only(
         served.append(conn)
         await stream.aclose()
 
-    (socket_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    listener = Listener(socket_listener, name="proxy", handler=handler, tls=_SourceWithABug(server_ctx),
-                        handshake_timeout=5, limit=ConnectionLimit(10, "proxy"))
+    listener = await open_listener("127.0.0.1", 0, name="proxy", handler=handler, tls=_SourceWithABug(server_ctx),
+                                   handshake_timeout=5, limit=ConnectionLimit(10, "proxy"))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(listener.serve, nursery)
         first = await trio.open_tcp_stream("127.0.0.1", listener.port)
@@ -137,4 +139,73 @@ async def test_a_bug_setting_up_one_connection_ends_that_connection_only(
         nursery.cancel_scope.cancel()
     assert [c.tls for c in served] == [True]
     assert "unexpected error setting up a connection" in caplog.text and "a bug in the TLS source" in caplog.text
-    await socket_listener.aclose()
+    await listener.aclose()
+
+
+async def _plain_listener(handler: Handler, limit: int = 1000) -> Listener:
+    return await open_listener("127.0.0.1", 0, name="proxy", handler=handler, tls=None, handshake_timeout=5,
+                               limit=ConnectionLimit(limit, "proxy"))
+
+
+async def test_closing_the_listener_ends_its_accept_loop_and_refuses_new_connections() -> None:
+    async def handler(stream: trio.abc.Stream, conn: ConnectionFacts) -> None:
+        await stream.aclose()
+
+    listener = await _plain_listener(handler)
+    async with trio.open_nursery() as nursery:
+        ended: list[BaseException] = []
+
+        async def serve() -> None:
+            try:
+                await listener.serve(nursery)
+            except trio.ClosedResourceError as exc:
+                ended.append(exc)
+
+        nursery.start_soon(serve)
+        await trio.testing.wait_all_tasks_blocked()  # the loop waits for a connection
+        await listener.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(ended) == 1
+        with pytest.raises(OSError):  # ECONNREFUSED: nothing listens any more
+            await trio.open_tcp_stream("127.0.0.1", listener.port)
+        await listener.aclose()  # idempotent
+
+
+async def test_a_burst_of_connections_is_accepted_without_starving_the_other_tasks() -> None:
+    # Connections the kernel holds ready are accepted one after another without waiting; the loop
+    # still yields every ACCEPT_BATCH connections, so the other tasks run in between.
+    async def handler(stream: trio.abc.Stream, conn: ConnectionFacts) -> None:
+        await stream.aclose()
+
+    count = 5 * ACCEPT_BATCH
+    listener = await _plain_listener(handler)
+    clients = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(count)]  # queued in the kernel
+    ticks = 0  # how often another task got to run
+    started_at: list[int] = []  # the tick at which each connection was handed to its task
+
+    async def busy() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+
+        class Recording:
+            def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+                started_at.append(ticks)
+                nursery.start_soon(fn, *args)
+
+        nursery.start_soon(busy)
+        nursery.start_soon(listener.serve, Recording())  # type: ignore[arg-type]  # records, then starts
+        with trio.fail_after(10):
+            while len(started_at) < count:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    for sock in clients:
+        sock.close()
+    await listener.aclose()
+    # Between two turns of the other task the loop runs at most twice (Trio runs a round's ready
+    # tasks in random order): several connections without waiting, never more than two batches.
+    in_one_go = max(started_at.count(t) for t in set(started_at))
+    assert 1 < in_one_go <= 2 * ACCEPT_BATCH

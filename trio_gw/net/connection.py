@@ -38,8 +38,7 @@ def record_tls_facts(stream: TlsStream, conn: ConnectionFacts, chains: Intermedi
     cipher = stream.cipher()
     conn.cipher = shared_text(cipher[0]) if cipher else None
     conn.alpn = shared_text(stream.selected_alpn_protocol())
-    sslobj = stream.ssl_object
-    conn.sni = getattr(sslobj, "trio_gw_sni", None)  # shared by the SNI callback
+    conn.sni = stream.sni  # shared by the SNI callback
     conn.peer_certificate_der = stream.getpeercert(binary_form=True)
     if conn.peer_certificate_der is None:
         return
@@ -47,12 +46,11 @@ def record_tls_facts(stream: TlsStream, conn: ConnectionFacts, chains: Intermedi
         conn.client_cert_fingerprint, conn.client_cert_subject = _identity_of(conn.peer_certificate_der)
     except CertificateError:
         pass
-    if sslobj.session_reused:
+    if stream.session_reused:
         conn.peer_chain_der = chains.chain_for(conn.peer_certificate_der)
         return
-    chain = sslobj._sslobj.get_unverified_chain() or []  # type: ignore[attr-defined]
+    chain, verified = stream.peer_chains()
     conn.peer_chain_der = tuple(c.public_bytes(_ENCODING_DER) for c in chain[1:])
-    verified = sslobj._sslobj.get_verified_chain() or []  # type: ignore[attr-defined]
     chains.remember([c.public_bytes(_ENCODING_DER) for c in verified[1:]])
 
 

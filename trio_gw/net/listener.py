@@ -12,12 +12,16 @@ A failed handshake's alert is flushed to the client before closing (trio drops
 it, docs/tls-stack.md §2), so curl shows ``unknown ca`` / ``protocol version`` /
 ``unrecognized name`` instead of a reset.
 
-Accepting takes the trio socket and the client's address from ``accept`` itself
-and hands the file descriptor straight to the connection's stream: no
-``trio.SocketStream`` in between, no ``getpeername``.  A client may reset its
-connection before the gateway looks at it (``getpeername`` then fails with
-ENOTCONN); whatever one connection's setup raises ends that connection, never
-the node.
+The listening socket is a non-blocking stdlib socket, and the accept loop calls
+its ``accept`` itself, waiting with ``trio.lowlevel.wait_readable`` only when the
+kernel has no connection ready: the accepted socket and the client's address go
+straight to the connection's stream — no ``trio.socket`` wrapper to detach again,
+no ``trio.SocketStream``, no ``getpeername``.  A connection accepted without
+waiting does not yield to the scheduler on its own (Trio's ``accept`` does, once
+per connection); the loop yields once every :data:`ACCEPT_BATCH` connections so
+a flood of new connections cannot starve the established ones.  A client may
+reset its connection before the gateway looks at it; whatever one connection's
+setup raises ends that connection, never the node.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from trio_gw.http.responses import error_response
 from trio_gw.net.connection import record_tls_facts
 from trio_gw.net.limits import ConnectionLimit
 from trio_gw.net.plain_stream import PlainStream
-from trio_gw.net.tls_stream import TlsStream, adopt_accepted
+from trio_gw.net.tls_stream import TlsStream, prepare_accepted
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
 
@@ -44,6 +48,8 @@ log = logging.getLogger("trio_gw.net")
 
 #: After a failed handshake, how long the connection may linger so the alert is read before the close.
 FAILED_HANDSHAKE_LINGER = 1.0
+#: Connections accepted one after another without waiting before the accept loop yields to the scheduler.
+ACCEPT_BATCH = 16
 #: ``accept`` failures that concern one connection only (the ones trio's SocketListener retries silently).
 _TRANSIENT_ACCEPT_ERRNOS = frozenset(
     getattr(errno, name) for name in (
@@ -56,7 +62,7 @@ class TlsSource(Protocol):
     """What a TLS listener wraps a new connection with."""
 
     def context_for_accept(self) -> tuple[ssl.SSLContext, object | None]:
-        """The context to wrap with, and what the SNI callback needs (attached as ``trio_gw_tls``)."""
+        """The context to wrap with, and what the SNI callback needs (the stream's ``handshake_tag``)."""
         ...
 
 
@@ -81,11 +87,16 @@ def _ignore(_listener: str, _reason: str | None, _conn: ConnectionFacts) -> None
 
 
 class Listener:
-    """One bound socket and its accept loop."""
+    """One bound socket and its accept loop.
+
+    Args:
+        sock: the listening socket, bound and listening (made non-blocking here; the listener owns it
+            and closes it in :meth:`aclose`).
+    """
 
     def __init__(
         self,
-        socket_listener: trio.SocketListener,
+        sock: socket.socket,
         *,
         name: str,
         handler: Handler,
@@ -95,7 +106,8 @@ class Listener:
         observe: HandshakeObserver = _ignore,
         chains: IntermediateCache | None = None,
     ) -> None:
-        self.socket_listener = socket_listener
+        sock.setblocking(False)
+        self.socket = sock
         self.observe = observe
         #: Client-certificate intermediates for resumed sessions (shared by listeners that share tickets).
         self.chains = chains if chains is not None else IntermediateCache()
@@ -104,33 +116,59 @@ class Listener:
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.limit = limit
-        sockname = socket_listener.socket.getsockname()
+        sockname = sock.getsockname()
         self.host: str = sockname[0]
         self.port: int = sockname[1]
 
     async def serve(self, connection_nursery: trio.Nursery) -> None:
-        """Accept until cancelled; each connection runs in ``connection_nursery``."""
-        listening = self.socket_listener.socket
+        """Accept until cancelled or :meth:`aclose`; each connection runs in ``connection_nursery``.
+
+        Raises:
+            trio.ClosedResourceError: the listener was closed.
+        """
+        listening = self.socket
+        run = self._run
+        in_a_row = 0  # connections accepted since the loop last yielded
+        await trio.lowlevel.checkpoint()
         while True:
             try:
-                sock, address = await listening.accept()
+                raw, address = listening.accept()
+            except BlockingIOError:
+                in_a_row = 0
+                await trio.lowlevel.wait_readable(listening)  # ClosedResourceError once aclose() is called
+                continue
             except OSError as exc:
                 if exc.errno == errno.EBADF:
                     raise trio.ClosedResourceError("the listener was closed") from None
                 if exc.errno not in _TRANSIENT_ACCEPT_ERRNOS:  # EMFILE, ENOBUFS...: the node is short of something
                     log.warning("accept failed on %s: %s", self.name, exc)
                     await trio.sleep(0.05)
+                else:
+                    await trio.lowlevel.checkpoint()
                 continue
-            connection_nursery.start_soon(self._run, sock, address)
+            connection_nursery.start_soon(run, raw, address)
+            in_a_row += 1
+            if in_a_row >= ACCEPT_BATCH:
+                in_a_row = 0
+                await trio.lowlevel.checkpoint()
 
-    async def _run(self, sock: trio.socket.SocketType, address: tuple[str, int]) -> None:
+    async def aclose(self) -> None:
+        """Stop accepting: the accept loop ends with ``trio.ClosedResourceError``; the socket is closed.
+
+        New connections are refused by the kernel from here on. Idempotent.
+        """
+        if self.socket.fileno() != -1:
+            trio.lowlevel.notify_closing(self.socket)
+            self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+    async def _run(self, raw: socket.socket, address: tuple[str, int]) -> None:
         try:
-            raw = adopt_accepted(sock)  # the stream owns the descriptor from here on
+            prepare_accepted(raw)  # the stream owns the descriptor from here on
         except OSError:
-            sock.close()
+            raw.close()
             await trio.lowlevel.checkpoint()
             return  # reset before we got to it
-        del sock
         slot = self.limit.admit()
         if slot is None:
             await self._shed(raw)
@@ -202,7 +240,7 @@ async def handshake(
             socket from :func:`~trio_gw.net.tls_stream.adopt_accepted`.
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
-        tag: attached to the connection as ``trio_gw_tls`` for the SNI callback.
+        tag: the stream's ``handshake_tag``, for the SNI callback.
         conn: on failure, given the SNI the client sent (when the SNI callback saw it), for the rejection log.
 
     Returns:
@@ -220,12 +258,12 @@ async def handshake(
     except trio.BrokenResourceError as exc:
         reason = _failure_reason(stream, exc.__cause__)
     if conn is not None:
-        conn.sni = getattr(stream.ssl_object, "trio_gw_sni", None)
+        conn.sni = stream.sni
     return stream, reason
 
 
 def _failure_reason(stream: TlsStream, cause: BaseException | None) -> str:
-    refusal = getattr(stream.ssl_object, "trio_gw_refusal", None)  # the SNI callback's own reason
+    refusal = stream.refusal  # the SNI callback's own reason
     if refusal is not None:
         return str(refusal)
     if isinstance(cause, ssl.SSLError):
@@ -261,21 +299,22 @@ async def open_listener(
     reuseport: bool = False,
     backlog: int = 16384,
 ) -> Listener:
-    """Bind ``host:port`` (port 0 picks a free port) and return the ready listener."""
-    sock = trio.socket.socket(
-        trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET, trio.socket.SOCK_STREAM
-    )
+    """Bind ``host:port`` (port 0 picks a free port) and return the ready listener.
+
+    A host name (``localhost``) is resolved by ``bind`` itself, in a worker thread.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuseport:
-            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
-        await sock.bind((host, port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await trio.to_thread.run_sync(sock.bind, (host, port))
         sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
     return Listener(
-        trio.SocketListener(sock),
+        sock,
         name=name,
         handler=handler,
         tls=tls,

@@ -19,9 +19,11 @@ Theory of operation
   the loop, when the next generation is built).
 * The listener context's SNI callback is the same for every generation: the
   connection carries the :class:`ServerContexts` of the generation current at
-  accept (``sslobj.trio_gw_tls``, set by the listener before the handshake).
-  The callback asks the pure :mod:`trio_gw.tls.sni` index of *that*
-  generation which certificate to serve, swaps ``ssl_object.context``, and
+  accept (the :class:`~trio_gw.net.tls_stream.TlsStream`'s ``handshake_tag``,
+  set by the listener before the handshake; the stream is the connection's
+  owner, so the callback receives it).  The callback asks the pure
+  :mod:`trio_gw.tls.sni` index of *that* generation which certificate to
+  serve, swaps the stream's ``context``, and
   with no answer returns the ``unrecognized_name`` alert.
 * Client certificates per host: the listener context asks (``CERT_OPTIONAL``)
   when any route needs a certificate; when the policy's pure
@@ -74,6 +76,7 @@ from trio_gw.net.contexts import ALPN_HTTP11, load_dh_params, load_pem_pair, new
 from trio_gw.net.ocsp_stapling import install_plan
 from trio_gw.net.openssl_shim import add_client_ca, connection_shim_available, set_verify_none
 from trio_gw.net.ticket_keys import TicketKeys, install_ticket_keys
+from trio_gw.net.tls_stream import TlsStream
 from trio_gw.plugins.ocsp_cache import OcspCache
 from trio_gw.snapshot import Snapshot
 from trio_gw.tls.acme import wants_certificate
@@ -316,9 +319,10 @@ class ServerTlsBuilder:
         return ctx
 
 
-def sni_callback(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.SSLContext) -> int | None:
+def sni_callback(alpn: Alpn, conn: TlsStream, server_name: str | None, initial: ssl.SSLContext) -> int | None:
     """Pick the certificate for ``server_name`` from the connection's generation (synchronous, every handshake).
 
+    ``conn`` is the connection's stream (its owner: OpenSSL's callbacks receive it).
     Never raises (an exception here would end the handshake with ``internal_error``
     and a traceback on stderr): a bug is logged and refused with an alert.
 
@@ -326,21 +330,21 @@ def sni_callback(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.
         ``None`` to go on, or the TLS alert to send.
     """
     try:
-        return _select(alpn, sslobj, server_name, initial)
+        return _select(alpn, conn, server_name, initial)
     except Exception:
         log.exception("the SNI callback failed for server name %r", server_name)
-        sslobj.trio_gw_refusal = "internal_error"
+        conn.refusal = "internal_error"
         return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
 
 
-def _select(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.SSLContext) -> int | None:
-    tls: ServerContexts = sslobj.trio_gw_tls
+def _select(alpn: Alpn, conn: TlsStream, server_name: str | None, initial: ssl.SSLContext) -> int | None:
+    tls: ServerContexts = conn.handshake_tag
     snapshot = tls.snapshot
-    sslobj.trio_gw_sni = shared_text(server_name)  # kept as long as the connection
+    conn.sni = shared_text(server_name)  # kept as long as the connection
     if tls.challenges is not None:
-        challenge = tls.challenges.select_context(sslobj, server_name)
+        challenge = tls.challenges.select_context(conn, server_name)
         if challenge is not None:  # an ACME tls-alpn-01 validation (ALPN acme-tls/1 offered)
-            sslobj.context = challenge
+            conn.context = challenge
             return None
     selection = select_certificate(snapshot.sni_index, server_name)
     cert = snapshot.certificates.get(selection.certificate_id) if selection is not None else None
@@ -350,24 +354,24 @@ def _select(alpn: Alpn, sslobj: Any, server_name: str | None, initial: ssl.SSLCo
             tls.acme_demand.want_certificate(server_name)  # issued in the background; served from then on
     if cert is None:
         # OpenSSL reports only CALLBACK_FAILED to the server: say why for the logs and metrics
-        sslobj.trio_gw_refusal = "unrecognized_name"
+        conn.refusal = "unrecognized_name"
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
     if tls.strict_stapling:
         refusal = tls.staple_refusal(cert.id)
         if refusal is not None:  # Envoy's strict stapling: never serve a revoked or unknown certificate
-            sslobj.trio_gw_refusal = f"ocsp_{refusal}"
+            conn.refusal = f"ocsp_{refusal}"
             return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
     try:
-        sslobj.context = tls.certificate_context(cert, alpn)
+        conn.context = tls.certificate_context(cert, alpn)
     except CertificateError as exc:
         log.error("certificate %s cannot be served: %s", cert.id, exc)
-        sslobj.trio_gw_refusal = "certificate_unusable"
+        conn.refusal = "certificate_unusable"
         return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
     auth = snapshot.client_auth
     if auth.request_certificate and not auth.asks_for(server_name):
         # No route this SNI can reach needs a certificate: do not ask (no
         # browser prompt).  If the shim declines, the listener's mode stands.
-        set_verify_none(sslobj, initial)
+        set_verify_none(conn, initial)
     return None
 
 

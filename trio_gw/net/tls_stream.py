@@ -52,7 +52,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["LINGER_SECONDS", "TlsStream", "adopt_accepted", "linger", "set_nodelay"]
+__all__ = ["LINGER_SECONDS", "TlsStream", "adopt_accepted", "linger", "prepare_accepted", "set_nodelay"]
 
 #: How long a closing connection waits for the peer's end of stream (nginx's lingering_timeout is 5 s).
 LINGER_SECONDS = 2.0
@@ -100,18 +100,43 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
 
     Build one with :meth:`wrap_server` or :meth:`wrap_client`; call :meth:`do_handshake`
     before anything else (under a deadline: a handshake has none of its own).
+
+    The stream drives the ``_ssl._SSLSocket`` that ``SSLContext._wrap_socket`` makes
+    (``ssl.SSLSocket`` is a Python wrapper around that same object) and is its
+    *owner*: OpenSSL's callbacks — the SNI callback above all — receive the stream.
+    So the stream offers what they use of an ``ssl.SSLSocket``: ``context`` (read and
+    set: the SNI callback switches the certificate's context) and ``_sslobj`` (the
+    connection's ``SSL*`` for :mod:`trio_gw.net.openssl_shim`), and carries what the
+    listener's SNI callback reads and records: :attr:`handshake_tag`, :attr:`sni`,
+    :attr:`refusal`.
     """
 
-    # One per connection: no instance dict.
-    __slots__ = ("_ssl", "_closed", "_send_broken", "_sending")  # and InterruptibleReceive's
+    # One per connection: no instance dict.  (``__weakref__``: OpenSSL's callbacks find their owner by weak reference.)
+    __slots__ = ("_sock", "_sslobj", "_closed", "_send_broken", "_sending",
+                 "handshake_tag", "sni", "refusal", "__weakref__")  # and InterruptibleReceive's
 
-    def __init__(self, ssl_socket: ssl.SSLSocket) -> None:
-        self._ssl = ssl_socket
+    _sslobj: Any  # _ssl._SSLSocket: not in typeshed
+    #: Set before the handshake for the SNI callback (the generation's server contexts), or ``None``.
+    handshake_tag: Any
+    #: The server name the client sent, once the SNI callback has seen it (``None``: none sent, or no callback).
+    sni: str | None
+    #: Why the SNI callback refused the handshake (a reason code), or ``None``.
+    refusal: str | None
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, *, server_side: bool,
+                 server_hostname: str | None = None, tag: object = None) -> None:
+        self._sock = sock  # OpenSSL's SSL object holds only a weak reference to it
+        self.handshake_tag = tag
+        self.sni = self.refusal = None
         self._closed = False
         self._send_broken = False
         self._receiving = False
         self._sending = False
         self._interrupted = False
+        # ssl.SSLSocket's own construction would add a second socket object, two syscalls and,
+        # per do_handshake, a settimeout syscall; the C object is what it wraps.
+        self._sslobj = context._wrap_socket(  # type: ignore[attr-defined]
+            sock, server_side, server_hostname, owner=self, session=None)
 
     # --- construction ------------------------------------------------------------------
 
@@ -124,46 +149,76 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
             transport: the accepted connection (its socket is taken over: do not use it again), or a
                 stdlib socket from :func:`adopt_accepted`.
             context: the listener context.
-            tag: attached to the SSL socket as ``trio_gw_tls`` (the generation's server
-                contexts, read by the SNI callback).
+            tag: kept as :attr:`handshake_tag` (the generation's server contexts, read by the SNI
+                callback).
         """
         raw = transport if isinstance(transport, socket.socket) else _detach(transport)
-        ssl_socket = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        if tag is not None:
-            ssl_socket.trio_gw_tls = tag  # type: ignore[attr-defined]  # read by the SNI callback
-        return cls(ssl_socket)
+        try:
+            return cls(raw, context, server_side=True, tag=tag)
+        except BaseException:
+            raw.close()
+            raise
 
     @classmethod
     def wrap_client(cls, transport: trio.SocketStream, context: ssl.SSLContext, *, server_hostname: str | None) -> TlsStream:
-        """Take over a connected socket for a client-side TLS connection (SNI ``server_hostname``)."""
-        return cls(context.wrap_socket(_detach(transport), server_side=False, server_hostname=server_hostname,
-                                       do_handshake_on_connect=False))
+        """Take over a connected socket for a client-side TLS connection (SNI ``server_hostname``).
+
+        As ``SSLContext.wrap_socket`` does, the name is sent as IDNA A-labels, and a context
+        that checks host names needs one.
+
+        Raises:
+            ValueError: ``context.check_hostname`` is set and ``server_hostname`` is empty, or the
+                name cannot be encoded.
+        """
+        if context.check_hostname and not server_hostname:
+            raise ValueError("check_hostname requires server_hostname")
+        hostname = server_hostname.encode("idna").decode("ascii") if server_hostname else None
+        raw = _detach(transport)
+        try:
+            return cls(raw, context, server_side=False, server_hostname=hostname)
+        except BaseException:
+            raw.close()
+            raise
 
     # --- what the handshake established ------------------------------------------------
 
     @property
-    def ssl_object(self) -> ssl.SSLSocket:
-        """The ``ssl.SSLSocket`` (version, cipher, peer certificate, session...)."""
-        return self._ssl
+    def context(self) -> ssl.SSLContext:
+        """The connection's context (the SNI callback sets the certificate's)."""
+        return self._sslobj.context  # type: ignore[no-any-return]
+
+    @context.setter
+    def context(self, ctx: ssl.SSLContext) -> None:
+        self._sslobj.context = ctx
 
     def version(self) -> str | None:
-        return self._ssl.version()
+        return self._sslobj.version()  # type: ignore[no-any-return]
 
     def cipher(self) -> tuple[str, str, int] | None:
-        return self._ssl.cipher()
+        """The negotiated suite (already known after a failed handshake that got past the ServerHello)."""
+        return self._sslobj.cipher()  # type: ignore[no-any-return]
 
     def selected_alpn_protocol(self) -> str | None:
-        return self._ssl.selected_alpn_protocol()
+        return self._sslobj.selected_alpn_protocol()  # type: ignore[no-any-return]
 
     def getpeercert(self, binary_form: bool = True) -> Any:
-        return self._ssl.getpeercert(binary_form=binary_form)
+        return self._sslobj.getpeercert(binary_form)
+
+    def peer_chains(self) -> tuple[list[Any], list[Any]]:
+        """The chain the peer sent and the chain verification built (``_ssl.Certificate`` lists, leaf first)."""
+        sslobj = self._sslobj
+        return sslobj.get_unverified_chain() or [], sslobj.get_verified_chain() or []
+
+    def pending(self) -> int:
+        """Bytes of application data OpenSSL holds already decrypted."""
+        return self._sslobj.pending()  # type: ignore[no-any-return]
 
     @property
     def session_reused(self) -> bool:
-        return bool(self._ssl.session_reused)
+        return bool(self._sslobj.session_reused)
 
     def fileno(self) -> int:
-        return self._ssl.fileno()
+        return self._sock.fileno()
 
     # --- I/O -------------------------------------------------------------------------
 
@@ -175,11 +230,11 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
                 or the connection broke.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        sock = self._ssl
+        sslobj, sock = self._sslobj, self._sock
         waited = False
         while True:
             try:
-                sock.do_handshake()
+                sslobj.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 wait = trio.lowlevel.wait_readable
@@ -201,12 +256,13 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._closed:
                 raise trio.ClosedResourceError("the TLS stream was closed")
-            sock = self._ssl
+            sslobj, sock = self._sslobj, self._sock
             size = _RECEIVE_SIZE if max_bytes is None else _max_bytes(max_bytes)
             waited = False
+            data: bytes
             while True:
                 try:
-                    data = sock.recv(size)
+                    data = sslobj.read(size)
                     break
                 except ssl.SSLWantReadError:
                     wait = trio.lowlevel.wait_readable
@@ -247,13 +303,13 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
                 raise trio.ClosedResourceError("the TLS stream was closed")
             if self._send_broken:
                 raise trio.BrokenResourceError("an earlier send was interrupted in the middle of a TLS record")
-            sock = self._ssl
+            sslobj, sock = self._sslobj, self._sock
             view = memoryview(data)
             waited = pending = False
             try:
                 while view:
                     try:
-                        sent = sock.send(view)
+                        sent = sslobj.write(view)
                     except ssl.SSLWantWriteError:
                         wait = trio.lowlevel.wait_writable
                     except ssl.SSLWantReadError:
@@ -287,7 +343,7 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
             if self._closed:
                 await trio.lowlevel.checkpoint()
                 raise trio.ClosedResourceError("the TLS stream was closed")
-            await trio.lowlevel.wait_writable(self._ssl)
+            await trio.lowlevel.wait_writable(self._sock)
         finally:
             self._sending = False
 
@@ -297,12 +353,12 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
             await trio.lowlevel.checkpoint()
             return
         self._closed = True
-        sock = self._ssl
+        sock = self._sock
         trio.lowlevel.notify_closing(sock)  # a task blocked on it gets ClosedResourceError
         try:
             try:
-                sock._sslobj.shutdown()  # type: ignore[attr-defined]  # our close_notify; the peer's is not awaited
-            except (ssl.SSLError, OSError, ValueError, AttributeError):
+                self._sslobj.shutdown()  # our close_notify; the peer's is not awaited
+            except (ssl.SSLError, OSError, ValueError):
                 pass
             await linger(sock)
         finally:
@@ -356,6 +412,16 @@ def _drop_ready(sock: socket.socket) -> int:
     return -1
 
 
+def prepare_accepted(sock: socket.socket) -> None:
+    """Make an accepted (or connected) stdlib socket non-blocking, with ``TCP_NODELAY``.
+
+    Raises:
+        OSError: the connection is already unusable (reset by the peer, say); the socket is left open.
+    """
+    sock.setblocking(False)
+    set_nodelay(sock)
+
+
 def adopt_accepted(sock: trio.socket.SocketType) -> socket.socket:
     """An accepted (or connected) trio socket as a non-blocking stdlib socket with ``TCP_NODELAY``.
 
@@ -369,8 +435,7 @@ def adopt_accepted(sock: trio.socket.SocketType) -> socket.socket:
     fd = sock.detach()
     raw = socket.socket(family, socket.SOCK_STREAM, proto, fileno=fd)
     try:
-        raw.setblocking(False)
-        set_nodelay(raw)
+        prepare_accepted(raw)
     except OSError:
         raw.close()
         raise

@@ -110,7 +110,7 @@ class UpstreamConnection:
         if self.h11.trailing_data[0]:
             return False
         stream = self.stream
-        if isinstance(stream, TlsStream) and stream.ssl_object.pending():
+        if isinstance(stream, TlsStream) and stream.pending():
             return False
         if isinstance(stream, trio.SSLStream) and stream._ssl_object.pending():
             return False
@@ -288,8 +288,9 @@ def _negotiated(tls: TlsStream | trio.SSLStream[trio.abc.Stream]) -> bool:
     trio refuses ``cipher()`` before the handshake completes, so this reads the
     ``SSLObject`` underneath (as ``net.connection.close_stream`` does).
     """
-    ssl_object = tls.ssl_object if isinstance(tls, TlsStream) else tls._ssl_object
-    return ssl_object.cipher() is not None
+    if isinstance(tls, TlsStream):
+        return tls.cipher() is not None
+    return tls._ssl_object.cipher() is not None
 
 
 async def _handshake(

@@ -433,7 +433,7 @@ class Gateway:
                 observe=self._handshakes("proxy"), chains=chains,
             )
             if inherited is not None:  # a worker: the supervisor bound it
-                listener = Listener(trio.SocketListener(trio.socket.from_stdlib_socket(inherited[i])), **options)
+                listener = Listener(inherited[i], **options)
             else:
                 listener = await open_listener(addr.host, addr.port, reuseport=addr.reuseport, backlog=addr.backlog,
                                                **options)
@@ -544,7 +544,7 @@ class Gateway:
         finally:
             for items in self.listeners.values():
                 for li in items:
-                    await li.socket_listener.aclose()
+                    await li.aclose()
             with trio.CancelScope(shield=True):
                 await self.pool.aclose()
             if self.role.primary:
@@ -590,7 +590,7 @@ class Gateway:
         """
         for items in self.listeners.values():
             for li in items:
-                await li.socket_listener.aclose()
+                await li.aclose()
         self.proxy.start_draining()
         with trio.move_on_after(self.settings.graceful_shutdown_timeout):
             await trio.sleep(DRAIN_IDLE_GRACE)  # idle connections' grace for a request on its way
