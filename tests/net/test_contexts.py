@@ -7,11 +7,27 @@ import ssl
 import trustme
 
 from trio_gw.net.contexts import new_server_context
-from trio_gw.net.openssl_shim import SSL_MODE_NO_AUTO_CHAIN, modes, read_ahead
+import pytest
+
+from trio_gw.net.openssl_shim import SSL_MODE_NO_AUTO_CHAIN, modes, read_ahead, session_cache_size, set_session_cache_size
 from trio_gw.testing.memory_tls import memory_handshake
 from trio_gw.tls.downstream import parse_downstream_policy
 
 _SSL_MODE_RELEASE_BUFFERS = 0x10
+
+
+def test_server_contexts_size_their_session_cache_from_ssl_session_cache_size() -> None:
+    assert session_cache_size(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)) == 20_480  # OpenSSL's own
+    assert session_cache_size(new_server_context(parse_downstream_policy({}))) == 40_000  # Kong's 10m
+    small = parse_downstream_policy({"ssl_session_cache_size": "32k"})
+    assert session_cache_size(new_server_context(small)) == 125
+
+
+def test_a_session_cache_is_never_made_unbounded() -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ValueError):
+        set_session_cache_size(ctx, 0)  # OpenSSL reads 0 as "no limit"
+    assert session_cache_size(ctx) == 20_480
 
 
 def test_server_contexts_read_ahead() -> None:

@@ -25,6 +25,7 @@ from trio_gw.net.openssl_shim import (
     set_groups_list,
     set_no_auto_chain,
     set_read_ahead,
+    set_session_cache_size,
     set_session_timeout,
     set_tls13_ciphersuites,
 )
@@ -100,6 +101,7 @@ def new_server_context(
     ctx.options &= ~policy.options_to_clear
     ctx.num_tickets = policy.session.num_tickets
     set_session_timeout(ctx, policy.session.timeout_seconds)
+    set_session_cache_size(ctx, policy.session.cache_sessions)  # used in the listener context (OpenSSL's session_ctx)
     set_read_ahead(ctx)  # one read per request instead of a header read and a body read
     set_no_auto_chain(ctx)  # the configured chain, not one rebuilt from the client CAs at every handshake
     suites = policy.ciphers.tls13_ciphersuites

@@ -50,6 +50,10 @@ SSL_VERIFY_NONE = 0
 #: ``SSL_CTRL_GET_READ_AHEAD`` / ``SSL_CTRL_SET_READ_AHEAD`` (ssl.h): SSL_CTX_get/set_read_ahead are macros.
 _SSL_CTRL_GET_READ_AHEAD = 40
 _SSL_CTRL_SET_READ_AHEAD = 41
+#: ``SSL_CTRL_SET_SESS_CACHE_SIZE`` / ``SSL_CTRL_GET_SESS_CACHE_SIZE`` (ssl.h): SSL_CTX_sess_set/get_cache_size
+#: are macros.
+_SSL_CTRL_SET_SESS_CACHE_SIZE = 42
+_SSL_CTRL_GET_SESS_CACHE_SIZE = 43
 #: ``SSL_CTRL_SET_GROUPS_LIST`` (ssl.h): SSL_CTX_set1_groups_list is a macro.
 _SSL_CTRL_SET_GROUPS_LIST = 92
 #: ``SSL_CTRL_MODE`` (SSL_CTX_get_mode is a macro).
@@ -242,6 +246,22 @@ def read_ahead(ctx: ssl.SSLContext) -> bool:
 def set_session_timeout(ctx: ssl.SSLContext, seconds: int) -> None:
     """``SSL_CTX_set_timeout``: session (and ticket) lifetime."""
     _require().ssl.SSL_CTX_set_timeout(_ctx_ptr(ctx), seconds)
+
+
+def set_session_cache_size(ctx: ssl.SSLContext, sessions: int) -> None:
+    """``SSL_CTX_sess_set_cache_size``: how many sessions the server-side cache holds (OpenSSL: 20,480).
+
+    Raises:
+        ValueError: ``sessions`` is not positive (0 would make OpenSSL's cache unbounded).
+    """
+    if sessions < 1:
+        raise ValueError(f"a session cache holds at least one session, not {sessions}")
+    _require().ssl.SSL_CTX_ctrl(_ctx_ptr(ctx), _SSL_CTRL_SET_SESS_CACHE_SIZE, sessions, None)
+
+
+def session_cache_size(ctx: ssl.SSLContext) -> int:
+    """``SSL_CTX_sess_get_cache_size``: the sessions the context's cache holds at most."""
+    return int(_require().ssl.SSL_CTX_ctrl(_ctx_ptr(ctx), _SSL_CTRL_GET_SESS_CACHE_SIZE, 0, None))
 
 
 def add_client_ca(ctx: ssl.SSLContext, der: bytes) -> None:

@@ -84,6 +84,7 @@ class Settings:
     ssl_ecdh_curve: object
     ssl_session_tickets: object
     ssl_session_timeout: object
+    ssl_session_cache_size: object
     ssl_sni_strict: bool
     ssl_handshake_timeout: float
     skip_client_ca_announcement: bool

@@ -173,6 +173,10 @@ SETTINGS: tuple[Setting, ...] = (
        "TLS 1.3 finite-field groups up to ffdhe8192.", "X25519:P-256:P-384"),
     _s("ssl_session_tickets", as_written, None, "bool", "TLS session tickets (Kong: on).", "on"),
     _s("ssl_session_timeout", as_written, None, "duration", "Session lifetime, at most 7 days (Kong: 1d).", "1d"),
+    _s("ssl_session_cache_size", as_written, None, "size",
+       "Kong `ssl_session_cache_size`: the cache of the sessions TLS 1.2 clients resume by session ID (no "
+       "ticket), read as nginx reads `ssl_session_cache shared:SSL:<size>`: about 4,000 sessions per megabyte; "
+       "the oldest makes room when it is full. One per worker process. At least 32k.", "10m"),
     _s("ssl_sni_strict", parse_bool, False, "bool",
        "Unknown or missing SNI gets the `unrecognized_name` alert instead of the default certificate."),
     _s("ssl_handshake_timeout", parse_duration, 10.0, "duration", "Deadline for a client's TLS handshake."),

@@ -86,7 +86,8 @@ _V = ssl.TLSVersion
 #: The settings ``parse_downstream_policy`` reads (Kong spelling, plus Tyk-style min/max).
 DOWNSTREAM_SETTING_KEYS = (
     "ssl_protocols", "ssl_min_version", "ssl_max_version", "ssl_cipher_suite", "ssl_ciphers",
-    "ssl_prefer_server_ciphers", "ssl_session_tickets", "ssl_session_timeout", "ssl_dhparam", "ssl_ecdh_curve",
+    "ssl_prefer_server_ciphers", "ssl_session_tickets", "ssl_session_timeout", "ssl_session_cache_size",
+    "ssl_dhparam", "ssl_ecdh_curve",
 )  # fmt: skip
 #: The settings ``parse_upstream_policy`` reads (Tyk spelling).
 UPSTREAM_SETTING_KEYS = (
@@ -203,7 +204,8 @@ def parse_downstream_policy(settings: Mapping[str, object]) -> DownstreamTlsPoli
     versions = problems.attempt(lambda: _downstream_versions(settings, preset))
     session = problems.attempt(
         lambda: parse_session_policy(
-            settings.get("ssl_session_tickets"), settings.get("ssl_session_timeout")
+            settings.get("ssl_session_tickets"), settings.get("ssl_session_timeout"),
+            settings.get("ssl_session_cache_size"),
         )
     )
     prefer = problems.attempt(lambda: _prefer_server_ciphers(settings, preset))

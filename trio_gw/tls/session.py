@@ -26,8 +26,18 @@ snapshot rebuild that changes nothing in the key keeps the context, so routine
 changes (a new route, a rotated server certificate served through SNI) do not
 throw away every client's session.
 
-Disabling tickets: ``OP_NO_TICKET`` plus ``num_tickets = 0`` (docs/tls-stack.md §10: with
-both, nothing was resumed, TLS 1.2 session IDs included).
+Disabling tickets: ``OP_NO_TICKET`` plus ``num_tickets = 0``.  TLS 1.3 then resumes
+nothing (no ticket is issued); TLS 1.2 clients still resume by session ID, as with
+nginx, from the server-side session cache.
+
+The session cache: OpenSSL keeps the sessions of TLS 1.2 clients that resume by
+session ID (no ticket) in the listener context.  Its size is Kong's
+``ssl_session_cache_size`` (default ``10m``, nginx ``ssl_session_cache
+shared:SSL:10m``), read as nginx reads a zone: about 4,000 sessions per megabyte,
+so ``10m`` holds 40,000 sessions; when it is full the oldest session makes room.
+Unlike nginx's shared zone, each worker process has its own cache (tickets, not
+the cache, are what the workers share).  Replacing the listener context empties
+it, as it invalidates the tickets.
 
 Python 3.11 has no API for ``SSL_CTX_set_timeout``; the IO layer applies
 ``timeout_seconds`` through ctypes, as it does ``SSL_CTX_set_ciphersuites``.
@@ -45,9 +55,11 @@ from trio_gw.errors import ConfigError, Problem
 
 __all__ = [
     "DEFAULT_NUM_TICKETS",
+    "DEFAULT_SESSION_CACHE_SIZE",
     "DEFAULT_SESSION_TICKETS",
     "DEFAULT_SESSION_TIMEOUT",
     "MAXIMUM_SESSION_TIMEOUT",
+    "MINIMUM_SESSION_CACHE_SIZE",
     "ListenerPolicyKey",
     "SessionPolicy",
     "listener_context_change_reasons",
@@ -55,6 +67,7 @@ __all__ = [
     "parse_bool",
     "parse_duration",
     "parse_session_policy",
+    "parse_size",
 ]
 
 SECONDS = 1
@@ -71,6 +84,14 @@ DEFAULT_SESSION_TIMEOUT = 1 * DAYS
 MAXIMUM_SESSION_TIMEOUT = 7 * DAYS
 #: OpenSSL's and Python's default ``SSLContext.num_tickets`` (TLS 1.3 tickets per handshake).
 DEFAULT_NUM_TICKETS = 2
+#: Kong ``ssl_session_cache_size = 10m`` (bytes).
+DEFAULT_SESSION_CACHE_SIZE = 10 * 1024 * 1024
+#: nginx: "one megabyte of the cache contains about 4000 sessions".
+SESSIONS_PER_MEGABYTE = 4000
+#: nginx's smallest shared zone: 8 pages of 4 KiB (about 125 sessions).
+MINIMUM_SESSION_CACHE_SIZE = 32 * 1024
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+_SIZE = re.compile(r"([0-9]+)\s*([kmg]?)", re.IGNORECASE)
 
 _UNITS = {"s": SECONDS, "m": MINUTES, "h": HOURS, "d": DAYS, "w": WEEKS}
 _DURATION = re.compile(r"(?:[0-9]+\s*[smhdw]\s*)+")
@@ -85,9 +106,17 @@ class SessionPolicy:
 
     tickets: bool = DEFAULT_SESSION_TICKETS
     timeout_seconds: int = DEFAULT_SESSION_TIMEOUT
+    #: The session cache's size in bytes, as configured (``ssl_session_cache_size``).
+    cache_size: int = DEFAULT_SESSION_CACHE_SIZE
 
     def __post_init__(self) -> None:
         _check_timeout(self.timeout_seconds, path="")
+        _check_cache_size(self.cache_size, path="")
+
+    @property
+    def cache_sessions(self) -> int:
+        """How many sessions the cache holds (``SSL_CTX_sess_set_cache_size``): nginx's 4,000 per megabyte."""
+        return self.cache_size * SESSIONS_PER_MEGABYTE // (1024 * 1024)
 
     @property
     def num_tickets(self) -> int:
@@ -102,7 +131,8 @@ class SessionPolicy:
     def describe(self) -> str:
         """Return a short human-readable form for logs."""
         tickets = "session tickets on" if self.tickets else "session tickets off"
-        return f"{tickets}, session timeout {self.timeout_seconds} s"
+        return (f"{tickets}, session timeout {self.timeout_seconds} s, "
+                f"session cache {self.cache_sessions} sessions")
 
 
 @dataclass(frozen=True)
@@ -224,29 +254,52 @@ def parse_duration(value: object, *, path: str) -> int:
     )
 
 
+def parse_size(value: object, *, path: str) -> int:
+    """Parse an nginx size in bytes: an int, ``"1048576"``, ``"512k"``, ``"10m"`` or ``"1g"`` (any case).
+
+    Raises:
+        ConfigError: wrong type, negative, or an unknown unit.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"size {value!r} is negative", path=path)
+        return value
+    if isinstance(value, str):
+        m = _SIZE.fullmatch(value.strip())
+        if m and m.group(1).isascii():
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    raise ConfigError(f"expected a size such as 10m, 512k or 1048576 (bytes; units k, m, g), got {value!r}",
+                      path=path)
+
+
 def parse_session_policy(
     tickets: object = None,
     timeout: object = None,
+    cache_size: object = None,
     *,
     tickets_path: str = "ssl_session_tickets",
     timeout_path: str = "ssl_session_timeout",
+    cache_size_path: str = "ssl_session_cache_size",
 ) -> SessionPolicy:
-    """Parse ``ssl_session_tickets`` and ``ssl_session_timeout``; ``None`` takes the default.
+    """Parse ``ssl_session_tickets``, ``ssl_session_timeout`` and ``ssl_session_cache_size``;
+    ``None`` takes the default.
 
     Args:
         tickets: raw flag (see ``parse_bool``) or ``None``.
         timeout: raw duration (see ``parse_duration``) or ``None``.
+        cache_size: raw size (see ``parse_size``) or ``None``.
         tickets_path: key of the tickets setting (error path).
         timeout_path: key of the timeout setting (error path).
+        cache_size_path: key of the cache size setting (error path).
 
     Returns:
         The validated policy.
 
     Raises:
-        ConfigError: a malformed value, or a timeout of 0 or above 7 days.
+        ConfigError: a malformed value, a timeout of 0 or above 7 days, or a cache under 32k.
     """
     problems: list[Problem] = []
-    policy_tickets, seconds = DEFAULT_SESSION_TICKETS, DEFAULT_SESSION_TIMEOUT
+    policy_tickets, seconds, size = DEFAULT_SESSION_TICKETS, DEFAULT_SESSION_TIMEOUT, DEFAULT_SESSION_CACHE_SIZE
     try:
         if tickets is not None:
             policy_tickets = parse_bool(tickets, path=tickets_path)
@@ -258,9 +311,24 @@ def parse_session_policy(
         _check_timeout(seconds, path=timeout_path)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    try:
+        if cache_size is not None:
+            size = parse_size(cache_size, path=cache_size_path)
+        _check_cache_size(size, path=cache_size_path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return SessionPolicy(tickets=policy_tickets, timeout_seconds=seconds)
+    return SessionPolicy(tickets=policy_tickets, timeout_seconds=seconds, cache_size=size)
+
+
+def _check_cache_size(size: int, *, path: str) -> None:
+    if size < MINIMUM_SESSION_CACHE_SIZE:
+        raise ConfigError(
+            f"session cache size {size} bytes is under 32k, nginx's smallest cache (about 125 sessions); "
+            "a TLS 1.2 client that sends no ticket resumes from this cache",
+            path=path,
+        )
 
 
 def _check_timeout(seconds: int, *, path: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from trio_gw.errors import ConfigError
 from trio_gw.tls.session import (
+    DEFAULT_SESSION_CACHE_SIZE,
     DEFAULT_SESSION_TIMEOUT,
     ListenerPolicyKey,
     SessionPolicy,
@@ -16,15 +17,50 @@ from trio_gw.tls.session import (
     parse_bool,
     parse_duration,
     parse_session_policy,
+    parse_size,
 )
 
 
 def test_defaults_follow_kong() -> None:
     policy = parse_session_policy()
-    assert policy == SessionPolicy(tickets=True, timeout_seconds=86400)
+    assert policy == SessionPolicy(tickets=True, timeout_seconds=86400, cache_size=10 * 1024 * 1024)
     assert DEFAULT_SESSION_TIMEOUT == 86400
+    assert DEFAULT_SESSION_CACHE_SIZE == 10 * 1024 * 1024  # Kong's ssl_session_cache_size = 10m
     assert policy.num_tickets == 2
     assert policy.options == 0
+    assert policy.cache_sessions == 40_000  # nginx: about 4,000 sessions per megabyte
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(1048576, 1048576), ("1048576", 1048576), ("512k", 524288), ("512K", 524288), ("10m", 10485760),
+     ("10M", 10485760), (" 1g ", 1073741824), ("32k", 32768)],
+)  # fmt: skip
+def test_sizes(value: object, size: int) -> None:
+    assert parse_size(value, path="ssl_session_cache_size") == size
+
+
+@pytest.mark.parametrize("value", ["10mb", "1t", "1.5m", "-1", -1, "", "m", "ten", True, 1.5, None, "１０m"])
+def test_bad_sizes_are_rejected(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_size(value, path="ssl_session_cache_size")
+    assert [p.path for p in info.value.problems] == ["ssl_session_cache_size"]
+    assert repr(value) in info.value.problems[0].message
+
+
+@pytest.mark.parametrize(("value", "sessions"), [("32k", 125), ("1m", 4000), ("20m", 80_000), (40960, 156)])
+def test_the_cache_holds_nginx_s_4000_sessions_per_megabyte(value: object, sessions: int) -> None:
+    assert parse_session_policy(None, None, value).cache_sessions == sessions
+
+
+@pytest.mark.parametrize("value", ["16k", 0, "0", 32767])
+def test_a_cache_under_32k_is_refused(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_session_policy(None, None, value)
+    assert [p.path for p in info.value.problems] == ["ssl_session_cache_size"]
+    assert "under 32k" in info.value.problems[0].message
+    with pytest.raises(ConfigError):
+        SessionPolicy(cache_size=16 * 1024)
 
 
 def test_tickets_off_sets_both_controls() -> None:
@@ -60,10 +96,11 @@ def test_timeout_must_be_positive_and_at_most_seven_days(value: object) -> None:
     assert [p.path for p in info.value.problems] == ["ssl_session_timeout"]
 
 
-def test_both_settings_are_reported_at_once() -> None:
+def test_every_setting_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_session_policy("sometimes", "forever")
-    assert [p.path for p in info.value.problems] == ["ssl_session_tickets", "ssl_session_timeout"]
+        parse_session_policy("sometimes", "forever", "lots")
+    assert [p.path for p in info.value.problems] == [
+        "ssl_session_tickets", "ssl_session_timeout", "ssl_session_cache_size"]
 
 
 def test_the_dataclass_validates_on_construction() -> None:
