@@ -349,3 +349,59 @@ async def test_closing_after_the_peer_closed_is_still_a_checkpoint_and_closes(
             await ours.aclose()
         with pytest.raises(trio.ClosedResourceError):
             await ours.receive_some(10)
+
+
+async def test_a_client_stream_sends_an_international_name_as_a_labels_and_checks_it() -> None:
+    # What SSLContext.wrap_socket does with server_hostname, the stream does too: the SNI is
+    # IDNA A-labels (RFC 6066), and the certificate is checked against that name.
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("xn--bcher-kva.example").configure_cert(server_ctx)
+    seen: list[str | None] = []
+
+    def record(_conn: object, name: str | None, _ctx: ssl.SSLContext) -> None:
+        seen.append(name)
+
+    server_ctx.sni_callback = record
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    a, b = _socket_pair()
+    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
+                                   server_hostname="bücher.example")
+    server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    assert seen == ["xn--bcher-kva.example"]
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_a_client_stream_refuses_a_wrong_name_and_a_missing_one(
+    tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, client_ctx = tls_contexts
+    a, b = _socket_pair()
+    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
+                                   server_hostname="other.example")
+    server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+    failures: list[BaseException] = []
+
+    async def handshake(stream: TlsStream) -> None:
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            failures.append(exc.__cause__ or exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handshake, client)
+        nursery.start_soon(handshake, server)
+    assert any(isinstance(f, ssl.SSLCertVerificationError) and "other.example" in str(f) for f in failures)
+    await trio.aclose_forcefully(client)
+    await trio.aclose_forcefully(server)
+    c, d = _socket_pair()
+    transport = trio.SocketStream(trio.socket.from_stdlib_socket(c))
+    with pytest.raises(ValueError, match="check_hostname requires server_hostname"):
+        TlsStream.wrap_client(transport, client_ctx, server_hostname=None)
+    await transport.aclose()  # refused before it took the socket: still the caller's
+    d.close()
