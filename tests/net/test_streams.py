@@ -88,6 +88,15 @@ def tls_contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLConte
     return server, client
 
 
+def _wrapped_pair(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
+                  server_hostname: str = "stream.example") -> TlsPair:
+    """A client and a server TlsStream over a fresh TCP pair, not yet handshaken."""
+    a, b = _socket_pair()
+    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
+                                   server_hostname=server_hostname)
+    return client, TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+
+
 def _cert_files(server: ssl.SSLContext) -> tuple[str, str]:
     return _CERT_FILES[id(server)]
 
@@ -98,10 +107,7 @@ def _tls_pair_maker(
     server_ctx, client_ctx = contexts
 
     async def make() -> TlsPair:
-        a, b = _socket_pair()
-        client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
-                                       server_hostname="stream.example")
-        server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+        client, server = _wrapped_pair(server_ctx, client_ctx)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.do_handshake)
             nursery.start_soon(server.do_handshake)
@@ -192,10 +198,7 @@ async def test_a_tls_handshake_is_a_checkpoint_whether_it_waits_or_not(
     """The server's handshake waits for the client (its waits are the schedule points); called again
     on an established stream it has nothing to wait for and still yields once."""
     server_ctx, client_ctx = tls_contexts
-    a, b = _socket_pair()
-    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
-                                   server_hostname="stream.example")
-    server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+    client, server = _wrapped_pair(server_ctx, client_ctx)
 
     async def serve() -> None:
         with trio.testing.assert_checkpoints():
@@ -365,10 +368,7 @@ async def test_a_client_stream_sends_an_international_name_as_a_labels_and_check
     server_ctx.sni_callback = record
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
-    a, b = _socket_pair()
-    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
-                                   server_hostname="bücher.example")
-    server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+    client, server = _wrapped_pair(server_ctx, client_ctx, "bücher.example")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.do_handshake)
         nursery.start_soon(server.do_handshake)
@@ -381,10 +381,7 @@ async def test_a_client_stream_refuses_a_wrong_name_and_a_missing_one(
     tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
     server_ctx, client_ctx = tls_contexts
-    a, b = _socket_pair()
-    client = TlsStream.wrap_client(trio.SocketStream(trio.socket.from_stdlib_socket(a)), client_ctx,
-                                   server_hostname="other.example")
-    server = TlsStream.wrap_server(trio.SocketStream(trio.socket.from_stdlib_socket(b)), server_ctx)
+    client, server = _wrapped_pair(server_ctx, client_ctx, "other.example")
     failures: list[BaseException] = []
 
     async def handshake(stream: TlsStream) -> None:

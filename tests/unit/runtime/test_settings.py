@@ -76,7 +76,7 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
         ("[::1]:8443 ssl http2", (ListenAddress("::1", 8443, ssl=True, http2=True),)),
         (["127.0.0.1:1", "127.0.0.1:2 ssl reuseport"],
          (ListenAddress("127.0.0.1", 1), ListenAddress("127.0.0.1", 2, ssl=True, reuseport=True))),
-        ("0.0.0.0:8000 reuseport backlog=511", (ListenAddress("0.0.0.0", 8000, reuseport=True, backlog=511),)),
+        ("192.0.2.1:8000 reuseport backlog=511", (ListenAddress("192.0.2.1", 8000, reuseport=True, backlog=511),)),
     ],
 )
 def test_parse_listen(text: object, expected: tuple[ListenAddress, ...]) -> None:
