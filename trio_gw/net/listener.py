@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,11 @@ log = logging.getLogger("trio_gw.net")
 FAILED_HANDSHAKE_LINGER = 1.0
 #: Connections accepted one after another without waiting before the accept loop yields to the scheduler.
 ACCEPT_BATCH = 16
+#: After an accept failed for want of a resource (EMFILE, ENFILE, ENOBUFS...), the wait before the next try:
+#: the listen queue stays readable meanwhile, so trying again at once would spin.
+ACCEPT_RETRY_DELAY = 0.05
+#: While accepts keep failing, at most one log line per listener per this many seconds (with the count).
+ACCEPT_FAILURE_LOG_INTERVAL = 10.0
 #: ``accept`` failures that concern one connection only (the ones trio's SocketListener retries silently).
 _TRANSIENT_ACCEPT_ERRNOS = frozenset(
     getattr(errno, name) for name in (
@@ -116,6 +122,11 @@ class Listener:
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.limit = limit
+        #: Accepts that failed for want of a resource, and when the current run of them began (or None).
+        self.accept_failures = 0
+        self._failing_since: float | None = None
+        self._unreported = 0
+        self._next_report = -math.inf
         sockname = sock.getsockname()
         self.host: str = sockname[0]
         self.port: int = sockname[1]
@@ -141,16 +152,40 @@ class Listener:
                 if exc.errno == errno.EBADF:
                     raise trio.ClosedResourceError("the listener was closed") from None
                 if exc.errno not in _TRANSIENT_ACCEPT_ERRNOS:  # EMFILE, ENOBUFS...: the node is short of something
-                    log.warning("accept failed on %s: %s", self.name, exc)
-                    await trio.sleep(0.05)
+                    self._accept_failed(exc)
+                    await trio.sleep(ACCEPT_RETRY_DELAY)
                 else:
                     await trio.lowlevel.checkpoint()
                 continue
+            if self._failing_since is not None:
+                self._accepting_again()
             connection_nursery.start_soon(run, raw, address)
             in_a_row += 1
             if in_a_row >= ACCEPT_BATCH:
                 in_a_row = 0
                 await trio.lowlevel.checkpoint()
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """Count a failed accept; log it unless a line was written less than an interval ago."""
+        now = trio.current_time()
+        self.accept_failures += 1
+        self._unreported += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        if now >= self._next_report:
+            log.warning("accept failed on %s: %s; retrying every %.0f ms (%d failed accept(s) since the last "
+                        "report, at most one report per %.0f s)", self.name, exc, ACCEPT_RETRY_DELAY * 1000,
+                        self._unreported, ACCEPT_FAILURE_LOG_INTERVAL)
+            self._unreported = 0
+            self._next_report = now + ACCEPT_FAILURE_LOG_INTERVAL
+
+    def _accepting_again(self) -> None:
+        assert self._failing_since is not None
+        log.warning("accepting again on %s after %.1f s of failed accepts (%d not reported)", self.name,
+                    trio.current_time() - self._failing_since, self._unreported)
+        self._failing_since = None
+        self._unreported = 0
+        self._next_report = -math.inf
 
     async def aclose(self) -> None:
         """Stop accepting: the accept loop ends with ``trio.ClosedResourceError``; the socket is closed.
