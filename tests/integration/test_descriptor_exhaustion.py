@@ -1,11 +1,13 @@
 """A node out of file descriptors keeps running, says so without flooding its log, and serves again.
 
-The gateway runs as a process whose descriptor limit (``RLIMIT_NOFILE``) is a
-few dozen above what it holds at start.  Idle client connections take the rest:
-``accept`` then fails with ``EMFILE`` while the kernel keeps completing new
-connections into the listen queue.  The node must not exit or spin, must log the
-condition at most once per interval (not once per retry), and once the idle
-clients leave it accepts what queued meanwhile and serves new requests.
+The gateway runs as a process whose descriptor limit (``RLIMIT_NOFILE``) is
+lowered, once it is ready, to a few dozen above what it holds (``prlimit``).
+Idle client connections take the rest: ``accept`` then fails with ``EMFILE``
+while the kernel keeps completing new connections into the listen queue.  The
+node must not exit or spin, must log the condition at most once per interval
+(not once per retry), must answer a request on a connection it had accepted
+before with 502 when that request needs an upstream connection it cannot open,
+and once the idle clients leave it accepts what queued meanwhile and serves.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ HEADROOM = 40  # descriptors above what the node holds once it is ready
 HOLD = 3.0  # seconds the node stays out of descriptors
 
 
-def _get(port: int, timeout: float = 5.0) -> bytes:
+def _get(port: int, path: str = "/anything", timeout: float = 5.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(b"GET /anything HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -47,8 +49,12 @@ async def test_a_node_out_of_descriptors_recovers_and_logs_once_per_interval(tmp
 
 
 def _out_of_descriptors(tmp_path: Path, upstream_url: str) -> None:
+    # Two services on the same echo server: "fresh" is never used before the node runs out, so no
+    # pooled upstream connection can serve it then.
+    fresh_url = upstream_url.replace("127.0.0.1", "localhost")
     declarative = {"_format_version": "3.0",
-                   "services": [{"name": "s", "url": upstream_url, "routes": [{"name": "r", "paths": ["/"]}]}]}
+                   "services": [{"name": "s", "url": upstream_url, "routes": [{"name": "r", "paths": ["/"]}]},
+                                {"name": "fresh", "url": fresh_url, "routes": [{"name": "f", "paths": ["/fresh"]}]}]}
     (tmp_path / "kong.yaml").write_text(yaml.safe_dump(declarative))
     settings = {"prefix": str(tmp_path / "data"), "proxy_listen": "127.0.0.1:0", "admin_listen": "off",
                 "status_listen": "off", "database": "off", "declarative_config": str(tmp_path / "kong.yaml"),
@@ -68,12 +74,19 @@ def _out_of_descriptors(tmp_path: Path, upstream_url: str) -> None:
         port = json.loads(ready.read_text())["listeners"]["proxy"][0]["port"]
         assert b" 200 " in _get(port)
         # Lower the node's limit to what it holds plus some headroom (prlimit(2) on the running process).
-        held = _open_descriptors(proc.pid)
+        established = socket.create_connection(("127.0.0.1", port), timeout=10)
+        clients.append(established)
+        held = _open_descriptors(proc.pid) + 1  # with the established one's descriptor in the node
         subprocess.run(["prlimit", f"--pid={proc.pid}", f"--nofile={held + HEADROOM}:{held + HEADROOM}"], check=True)
         for _ in range(HEADROOM + 30):  # the last 30 or so wait in the listen queue
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         time.sleep(HOLD)
         assert proc.poll() is None, "the node exited when it ran out of descriptors"
+        # A connection accepted before still gets an answer when its request needs a new upstream
+        # connection, for which there is no descriptor.
+        established.sendall(b"GET /fresh HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = established.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 502 ") and b"upstream_connect_failed" in answer, answer
         cpu = _cpu_seconds(proc.pid)
         time.sleep(1.0)
         assert _cpu_seconds(proc.pid) - cpu < 0.5, "the node spins while it cannot accept"
@@ -81,6 +94,7 @@ def _out_of_descriptors(tmp_path: Path, upstream_url: str) -> None:
             sock.close()
         clients.clear()
         assert b" 200 " in _get(port, timeout=10)  # accepting and serving again
+        assert b" 200 " in _get(port, "/fresh")  # the service that had no descriptor works
         assert proc.poll() is None
     finally:
         for sock in clients:
