@@ -237,10 +237,9 @@ def parse_duration(value: object, *, path: str) -> int:
     Raises:
         ConfigError: wrong type, negative, or an unknown unit.
     """
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"duration {value!r} is negative", path=path)
-        return value
+    number = _plain_number(value, "duration", path=path)
+    if number is not None:
+        return number
     if isinstance(value, str):
         text = value.strip()
         if text.isascii() and text.isdigit():
@@ -254,16 +253,28 @@ def parse_duration(value: object, *, path: str) -> int:
     )
 
 
+def _plain_number(value: object, what: str, *, path: str) -> int | None:
+    """``value`` when it is an int (not a bool), ``None`` when it is anything else.
+
+    Raises:
+        ConfigError: a negative int.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if value < 0:
+        raise ConfigError(f"{what} {value!r} is negative", path=path)
+    return value
+
+
 def parse_size(value: object, *, path: str) -> int:
     """Parse an nginx size in bytes: an int, ``"1048576"``, ``"512k"``, ``"10m"`` or ``"1g"`` (any case).
 
     Raises:
         ConfigError: wrong type, negative, or an unknown unit.
     """
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"size {value!r} is negative", path=path)
-        return value
+    number = _plain_number(value, "size", path=path)
+    if number is not None:
+        return number
     if isinstance(value, str):
         m = _SIZE.fullmatch(value.strip())
         if m and m.group(1).isascii():
