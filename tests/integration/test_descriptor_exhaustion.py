@@ -108,6 +108,8 @@ def _out_of_descriptors(tmp_path: Path, upstream_url: str) -> None:
     assert "Too many open files" in failed[0] and "(1 failed accept(s) since the last report" in failed[0]
     again = [line for line in log.splitlines() if "accepting again" in line]
     assert len(again) == 1 and "not reported" in again[0], again
+    # the 502's cause is in the error log (out of descriptors, even resolving localhost fails)
+    assert "[ERROR] trio_gw.proxy: upstream connection failed: reason=upstream_connect_failed upstream=localhost:" in log
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -68,6 +68,35 @@ async def test_upstream_refused_is_502(start_gateway: StartGateway) -> None:
     assert reply.json()["reason"] == "upstream_connect_failed"
 
 
+async def test_a_failed_upstream_connection_is_in_the_error_log_once_per_interval(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # nginx logs "connect() failed (111: Connection refused) while connecting to upstream"; a down
+    # upstream under load must still be one line per interval, with the count of the others.
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    dead_port = listener.getsockname()[1]
+    listener.close()
+    conf = {"_format_version": "3.0", "services": [
+        {"name": "dead", "url": f"http://127.0.0.1:{dead_port}", "routes": [{"paths": ["/"]}]}]}
+    gw = await start_gateway(conf)
+    client = await Client.connect(port_of(gw))
+    for _ in range(5):
+        assert (await client.request("GET", "/")).status == 502
+    lines = [r for r in caplog.records if r.name == "trio_gw.proxy" and "upstream connection failed" in r.message]
+    assert len(lines) == 1, [r.message for r in lines]
+    assert lines[0].levelname == "ERROR"
+    assert f"reason=upstream_connect_failed upstream=127.0.0.1:{dead_port}" in lines[0].message
+    assert "Connection refused" in lines[0].message
+    # after the interval, the next failure is logged with how many were held back
+    proxy = gw.proxy
+    proxy.connect_failures.interval = 0.01
+    await trio.sleep(0.02)
+    assert (await client.request("GET", "/")).status == 502
+    lines = [r for r in caplog.records if r.name == "trio_gw.proxy" and "upstream connection failed" in r.message]
+    assert len(lines) == 2 and "(4 more in the last" in lines[1].message
+
+
 async def test_upstream_timeout_is_504(start_gateway: StartGateway, upstream: Upstream) -> None:
     conf = {"_format_version": "3.0", "services": [
         {"name": "slow", "url": upstream.url, "read_timeout": 200, "routes": [{"paths": ["/"]}]}]}

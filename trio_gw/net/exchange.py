@@ -49,9 +49,13 @@ from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.plugins.base import CrlSource
 from trio_gw.tls.client_revocation import OcspAnswers
+from trio_gw.tls.rejection_log import RejectionLogLimiter
 from trio_gw.tls.upstream_identity import UpstreamTlsError, upstream_read_failure
 
 log = logging.getLogger("trio_gw.proxy")
+
+#: Seconds between two error-log lines about failed connections to one upstream for one reason.
+CONNECT_FAILURE_LOG_INTERVAL = 10.0
 
 #: ``h11.Request``/``h11.Response`` take ``_parsed=True`` to skip the name and value regexes for a
 #: head whose fields were validated already (h11's own parser passes it); Content-Length and
@@ -173,6 +177,8 @@ class Proxy:
         self.drain_started = trio.Event()
         #: Client connections waiting for their next request (closed first to make room, and at a drain).
         self.idle = IdleConnections()
+        #: Which failed upstream connections are logged (a down upstream under load is one line per interval).
+        self.connect_failures = RejectionLogLimiter(CONNECT_FAILURE_LOG_INTERVAL, max_keys=1000)
 
     @property
     def generation(self) -> Generation:
@@ -283,17 +289,39 @@ class Proxy:
         pooled = None if fresh else self.pool.take(plan.key)
         if pooled is not None:
             return pooled
+        cause: BaseException
         try:
             return await open_upstream(plan.key, context=plan.context, connect_timeout=plan.connect_timeout,
                                        profile=plan.profile, proxy=plan.proxy, proxy_context=plan.proxy_context)
         except trio.TooSlowError as exc:
-            raise UpstreamFailure(504, "upstream_connect_timeout") from exc
-        except UpstreamTlsError as exc:  # stable reason code; the detail stays in the error log
-            raise UpstreamFailure(502, str(exc.reason)) from exc
+            failure, cause = UpstreamFailure(504, "upstream_connect_timeout"), exc
+            detail = f"no connection within {plan.connect_timeout:g} s"
+        except UpstreamTlsError as exc:  # stable reason code for the client; the detail for the error log
+            failure, cause, detail = UpstreamFailure(502, str(exc.reason)), exc, str(exc)
         except (ssl.SSLError, trio.BrokenResourceError) as exc:
-            raise UpstreamFailure(502, "upstream_tls_failed") from exc
+            failure, cause, detail = UpstreamFailure(502, "upstream_tls_failed"), exc, str(exc.__cause__ or exc)
         except OSError as exc:
-            raise UpstreamFailure(502, "upstream_connect_failed") from exc
+            failure, cause, detail = UpstreamFailure(502, "upstream_connect_failed"), exc, _connect_error(exc)
+        self._log_connect_failure(plan.peer, failure.reason, detail)
+        raise failure from cause
+
+    def _log_connect_failure(self, peer: str, reason: str, detail: str) -> None:
+        """The error log line of a failed upstream connection: the first of an ``(upstream, reason)``,
+        then at most one per :data:`CONNECT_FAILURE_LOG_INTERVAL` with how many were held back."""
+        line = self.connect_failures.admit(reason, peer, time.monotonic())
+        if line is None:
+            return
+        more = f" ({line.suppressed} more in the last {CONNECT_FAILURE_LOG_INTERVAL:g}s)" if line.suppressed else ""
+        log.error("upstream connection failed: reason=%s upstream=%s error=%s%s", reason, peer, detail, more)
+
+
+def _connect_error(exc: OSError) -> str:
+    """What a failed connect says: Trio's ``open_tcp_stream`` puts each address's error in an
+    exception group under its own ("all attempts to connect to ... failed")."""
+    group = exc.__cause__
+    if isinstance(group, BaseExceptionGroup):
+        return "; ".join(str(e) for e in group.exceptions)
+    return str(exc)
 
 
 class _UpstreamHead:

@@ -34,7 +34,6 @@ used (see ``net.exchange``).
 
 from __future__ import annotations
 
-import logging
 import select
 import ssl
 from collections import deque
@@ -59,7 +58,6 @@ from trio_gw.tls.upstream_identity import UpstreamTlsError, check_upstream_ident
 if TYPE_CHECKING:
     from trio_gw.net.upstream_h2 import H2Upstream
 
-log = logging.getLogger("trio_gw.upstream")
 
 _POLLRDHUP = getattr(select, "POLLRDHUP", 0)
 #: How often the pool closes expired and dead idle connections (seconds).
@@ -243,11 +241,7 @@ async def open_upstream(
             conn = AbsoluteFormConnection(absolute_form_origin(key.host, key.port), proxy.authorization)
         version = None
         if context is not None:
-            try:
-                stream, version = await _handshake(stream, context, key, profile)
-            except UpstreamTlsError as exc:
-                log.info("upstream %s:%d: %s", key.host, key.port, exc)
-                raise
+            stream, version = await _handshake(stream, context, key, profile)  # the caller logs a failure
         elif isinstance(stream, trio.SocketStream):
             stream = PlainStream.take(stream)  # the cheap path for plain http (net.plain_stream)
     peer = f"{key.host}:{key.port}"
