@@ -35,6 +35,16 @@ def server_pair(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 @pytest.fixture
+async def dead_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then closed): connecting to it is refused."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port: int = listener.getsockname()[1]
+    listener.close()
+    return port
+
+
+@pytest.fixture
 def client_ctx(ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)

@@ -161,12 +161,8 @@ async def test_no_route_is_404_json_and_the_connection_stays_usable(
 
 
 async def test_upstream_errors_use_the_same_reason_codes(
-    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path], dead_port: int,
 ) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    dead_port = listener.getsockname()[1]
-    listener.close()
     conf = {"_format_version": "3.0", "services": [
         {"name": "dead", "url": f"http://127.0.0.1:{dead_port}", "routes": [{"paths": ["/dead"]}]},
         {"name": "slow", "url": upstream.url, "read_timeout": 200, "routes": [{"paths": ["/slow"]}]}]}

@@ -55,11 +55,7 @@ async def test_no_route_is_404_json(start_gateway: StartGateway, upstream: Upstr
     assert (await client.request("GET", "/api/anything")).status == 200
 
 
-async def test_upstream_refused_is_502(start_gateway: StartGateway) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    dead_port = listener.getsockname()[1]
-    listener.close()
+async def test_upstream_refused_is_502(start_gateway: StartGateway, dead_port: int) -> None:
     conf = {"_format_version": "3.0", "services": [
         {"name": "dead", "url": f"http://127.0.0.1:{dead_port}", "routes": [{"paths": ["/"]}]}]}
     gw = await start_gateway(conf)
@@ -69,14 +65,10 @@ async def test_upstream_refused_is_502(start_gateway: StartGateway) -> None:
 
 
 async def test_a_failed_upstream_connection_is_in_the_error_log_once_per_interval(
-    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture,
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture, dead_port: int,
 ) -> None:
     # nginx logs "connect() failed (111: Connection refused) while connecting to upstream"; a down
     # upstream under load must still be one line per interval, with the count of the others.
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    dead_port = listener.getsockname()[1]
-    listener.close()
     conf = {"_format_version": "3.0", "services": [
         {"name": "dead", "url": f"http://127.0.0.1:{dead_port}", "routes": [{"paths": ["/"]}]}]}
     gw = await start_gateway(conf)
