@@ -82,20 +82,26 @@ async def test_a_failed_upstream_connection_is_in_the_error_log_once_per_interva
     assert "Connection refused" in lines[0].message
     # after the interval, the next failure is logged with how many were held back
     proxy = gw.proxy
-    proxy.connect_failures.interval = 0.01
+    proxy.upstream_failures.interval = 0.01
     await trio.sleep(0.02)
     assert (await client.request("GET", "/")).status == 502
     lines = [r for r in caplog.records if r.name == "trio_gw.proxy" and "upstream connection failed" in r.message]
     assert len(lines) == 2 and "(4 more in the last" in lines[1].message
 
 
-async def test_upstream_timeout_is_504(start_gateway: StartGateway, upstream: Upstream) -> None:
+async def test_upstream_timeout_is_504(
+    start_gateway: StartGateway, upstream: Upstream, caplog: pytest.LogCaptureFixture,
+) -> None:
     conf = {"_format_version": "3.0", "services": [
         {"name": "slow", "url": upstream.url, "read_timeout": 200, "routes": [{"paths": ["/"]}]}]}
     gw = await start_gateway(conf)
     reply = await (await Client.connect(port_of(gw))).request("GET", "/delay/2000")
     assert reply.status == 504
     assert reply.json() == {"message": "The upstream server is timing out", "reason": "upstream_read_timeout"}
+    # the error log says which deadline passed (nginx: "upstream timed out ... while reading response header")
+    lines = [r.message for r in caplog.records if "upstream request failed" in r.message]
+    assert lines == [f"upstream request failed: reason=upstream_read_timeout upstream=127.0.0.1:{upstream.port} "
+                     "error=nothing received from the upstream for read_timeout (0.2 s)"]
 
 
 async def test_large_bodies_stream_both_ways(start_gateway: StartGateway, upstream: Upstream) -> None:
@@ -300,3 +306,25 @@ async def test_status_reports_configuration_and_database(start_gateway: StartGat
     assert status["configuration_hash"] == gw.generation.snapshot.config_hash
     assert status["database"]["kind"] == "off"
     assert status["snapshot_age_seconds"] >= 0
+
+
+async def test_an_upstream_that_closes_without_answering_is_502_and_in_the_error_log(
+    start_gateway: StartGateway, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def read_then_hang_up(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, read_then_hang_up, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    conf = {"_format_version": "3.0", "services": [
+        {"name": "rude", "url": f"http://127.0.0.1:{port}", "routes": [{"paths": ["/"]}]}]}
+    gw = await start_gateway(conf)
+    reply = await (await Client.connect(port_of(gw))).request("GET", "/")
+    assert reply.status == 502 and reply.json()["reason"] == "upstream_closed"
+    lines = [r.message for r in caplog.records if "upstream request failed" in r.message]
+    assert lines == [f"upstream request failed: reason=upstream_closed upstream=127.0.0.1:{port} "
+                     "error=the upstream closed the connection before its response was complete"]

@@ -54,8 +54,14 @@ from trio_gw.tls.upstream_identity import UpstreamTlsError, upstream_read_failur
 
 log = logging.getLogger("trio_gw.proxy")
 
-#: Seconds between two error-log lines about failed connections to one upstream for one reason.
-CONNECT_FAILURE_LOG_INTERVAL = 10.0
+#: Seconds between two error-log lines about one upstream failing for one reason.
+UPSTREAM_FAILURE_LOG_INTERVAL = 10.0
+#: What a failure without an exception under it was (a deadline, or the upstream's end of stream).
+_FAILURE_DETAILS = {
+    "upstream_read_timeout": "nothing received from the upstream for read_timeout ({read:g} s)",
+    "upstream_write_timeout": "the upstream took nothing for write_timeout ({write:g} s)",
+    "upstream_closed": "the upstream closed the connection before its response was complete",
+}
 
 #: ``h11.Request``/``h11.Response`` take ``_parsed=True`` to skip the name and value regexes for a
 #: head whose fields were validated already (h11's own parser passes it); Content-Length and
@@ -177,8 +183,8 @@ class Proxy:
         self.drain_started = trio.Event()
         #: Client connections waiting for their next request (closed first to make room, and at a drain).
         self.idle = IdleConnections()
-        #: Which failed upstream connections are logged (a down upstream under load is one line per interval).
-        self.connect_failures = RejectionLogLimiter(CONNECT_FAILURE_LOG_INTERVAL, max_keys=1000)
+        #: Which upstream failures are logged (a down upstream under load is one line per interval).
+        self.upstream_failures = RejectionLogLimiter(UPSTREAM_FAILURE_LOG_INTERVAL, max_keys=1000)
 
     @property
     def generation(self) -> Generation:
@@ -273,6 +279,7 @@ class Proxy:
                 if not ex.upstream_released:
                     await upstream.aclose()
                 if attempt == 2 or not _may_retry(upstream, tracked, exc, ex):
+                    self._log_upstream_failure("request", plan.peer, exc.reason, _failure_detail(exc, plan))
                     raise
                 log.info("upstream %s closed a reused connection (%s): retrying on a new one", plan.peer, exc.reason)
             except BaseException:
@@ -302,17 +309,31 @@ class Proxy:
             failure, cause, detail = UpstreamFailure(502, "upstream_tls_failed"), exc, str(exc.__cause__ or exc)
         except OSError as exc:
             failure, cause, detail = UpstreamFailure(502, "upstream_connect_failed"), exc, _connect_error(exc)
-        self._log_connect_failure(plan.peer, failure.reason, detail)
+        self._log_upstream_failure("connection", plan.peer, failure.reason, detail)
         raise failure from cause
 
-    def _log_connect_failure(self, peer: str, reason: str, detail: str) -> None:
-        """The error log line of a failed upstream connection: the first of an ``(upstream, reason)``,
-        then at most one per :data:`CONNECT_FAILURE_LOG_INTERVAL` with how many were held back."""
-        line = self.connect_failures.admit(reason, peer, time.monotonic())
+    def _log_upstream_failure(self, what: str, peer: str, reason: str, detail: str) -> None:
+        """The error log line of a failed upstream connection or request: the first of an
+        ``(upstream, reason)``, then at most one per :data:`UPSTREAM_FAILURE_LOG_INTERVAL` with how many
+        were held back."""
+        line = self.upstream_failures.admit(reason, peer, time.monotonic())
         if line is None:
             return
-        more = f" ({line.suppressed} more in the last {CONNECT_FAILURE_LOG_INTERVAL:g}s)" if line.suppressed else ""
-        log.error("upstream connection failed: reason=%s upstream=%s error=%s%s", reason, peer, detail, more)
+        more = f" ({line.suppressed} more in the last {UPSTREAM_FAILURE_LOG_INTERVAL:g}s)" if line.suppressed else ""
+        log.error("upstream %s failed: reason=%s upstream=%s error=%s%s", what, reason, peer, detail, more)
+
+
+def _failure_detail(exc: UpstreamFailure, plan: UpstreamPlan) -> str:
+    """What the error log says of a failed upstream request: which deadline passed or that the upstream
+    hung up (h11's wording of that names its own states), else the error under the failure."""
+    template = _FAILURE_DETAILS.get(exc.reason)
+    if template is not None:
+        return template.format(read=plan.read_timeout, write=plan.write_timeout)
+    cause = exc.__cause__
+    if cause is None:
+        return exc.reason
+    text = str(cause) or type(cause).__name__
+    return f"{text} ({cause.__cause__})" if cause.__cause__ is not None and str(cause.__cause__) else text
 
 
 def _connect_error(exc: OSError) -> str:
