@@ -320,7 +320,9 @@ class Proxy:
         if line is None:
             return
         more = f" ({line.suppressed} more in the last {UPSTREAM_FAILURE_LOG_INTERVAL:g}s)" if line.suppressed else ""
-        log.error("upstream %s failed: reason=%s upstream=%s error=%s%s", what, reason, peer, detail, more)
+        # WARNING, not nginx's "error": here ERROR means a fault of the gateway itself (the fuzz targets
+        # fail on one), and a failing upstream is something to act on, which is what WARNING says.
+        log.warning("upstream %s failed: reason=%s upstream=%s error=%s%s", what, reason, peer, detail, more)
 
 
 def _failure_detail(exc: UpstreamFailure, plan: UpstreamPlan) -> str:
