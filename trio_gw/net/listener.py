@@ -272,7 +272,7 @@ async def handshake(
 
     Args:
         sock: the accepted socket (taken over by the TLS stream): a trio stream, or a stdlib
-            socket from :func:`~trio_gw.net.tls_stream.adopt_accepted`.
+            socket already through :func:`~trio_gw.net.tls_stream.prepare_accepted`.
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
         tag: the stream's ``handshake_tag``, for the SNI callback.

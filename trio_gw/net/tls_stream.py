@@ -1,4 +1,4 @@
-"""TLS over a non-blocking ``ssl.SSLSocket``, driven by Trio's readiness waits.
+"""TLS over a non-blocking socket that OpenSSL reads and writes itself, driven by Trio's readiness waits.
 
 Theory of operation
 -------------------
@@ -52,7 +52,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["LINGER_SECONDS", "TlsStream", "adopt_accepted", "linger", "prepare_accepted", "set_nodelay"]
+__all__ = ["LINGER_SECONDS", "TlsStream", "linger", "prepare_accepted", "set_nodelay"]
 
 #: How long a closing connection waits for the peer's end of stream (nginx's lingering_timeout is 5 s).
 LINGER_SECONDS = 2.0
@@ -147,7 +147,7 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
 
         Args:
             transport: the accepted connection (its socket is taken over: do not use it again), or a
-                stdlib socket from :func:`adopt_accepted`.
+                stdlib socket from the listener, already through :func:`prepare_accepted`.
             context: the listener context.
             tag: kept as :attr:`handshake_tag` (the generation's server contexts, read by the SNI
                 callback).
@@ -422,8 +422,8 @@ def prepare_accepted(sock: socket.socket) -> None:
     set_nodelay(sock)
 
 
-def adopt_accepted(sock: trio.socket.SocketType) -> socket.socket:
-    """An accepted (or connected) trio socket as a non-blocking stdlib socket with ``TCP_NODELAY``.
+def _detach(transport: trio.SocketStream) -> socket.socket:
+    """The stream's accepted or connected socket as a non-blocking stdlib socket with ``TCP_NODELAY``.
 
     The trio wrapper gives up its file descriptor; family and protocol are passed on, not read back
     from the kernel.
@@ -431,20 +431,15 @@ def adopt_accepted(sock: trio.socket.SocketType) -> socket.socket:
     Raises:
         OSError: the connection is already unusable (reset by the peer, say).
     """
+    sock = transport.socket
     family, proto = sock.family, sock.proto
-    fd = sock.detach()
-    raw = socket.socket(family, socket.SOCK_STREAM, proto, fileno=fd)
+    raw = socket.socket(family, socket.SOCK_STREAM, proto, fileno=sock.detach())
     try:
         prepare_accepted(raw)
     except OSError:
         raw.close()
         raise
     return raw
-
-
-def _detach(transport: trio.SocketStream) -> socket.socket:
-    """The accepted or connected socket as a non-blocking stdlib socket (the trio wrapper gives it up)."""
-    return adopt_accepted(transport.socket)
 
 
 def _max_bytes(value: int) -> int:
