@@ -87,6 +87,16 @@ async def test_a_failed_upstream_connection_is_in_the_error_log_once_per_interva
     assert (await client.request("GET", "/")).status == 502
     lines = [r for r in caplog.records if r.name == "trio_gw.proxy" and "upstream connection failed" in r.message]
     assert len(lines) == 2 and "(4 more in the last" in lines[1].message
+    # A full limiter forgets its quiet upstreams before a new one would share the overflow key (and its
+    # one line per interval) with the others: with room for two, the dead port's key has gone quiet, so
+    # three new upstreams failing at once are each logged.
+    proxy.upstream_failures.max_keys = 2
+    await trio.sleep(0.02)
+    for peer in ("a.example:80", "b.example:80", "c.example:80"):
+        proxy._log_upstream_failure("connection", peer, "upstream_connect_failed", "refused")
+    lines = [r.message for r in caplog.records if "upstream connection failed" in r.message][2:]
+    assert [line.split()[4] for line in lines] == ["upstream=a.example:80", "upstream=b.example:80",
+                                                   "upstream=c.example:80"]
 
 
 async def test_upstream_timeout_is_504(

@@ -316,7 +316,14 @@ class Proxy:
         """The error log line of a failed upstream connection or request: the first of an
         ``(upstream, reason)``, then at most one per :data:`UPSTREAM_FAILURE_LOG_INTERVAL` with how many
         were held back."""
-        line = self.upstream_failures.admit(reason, peer, time.monotonic())
+        limiter, now = self.upstream_failures, time.monotonic()
+        if len(limiter) >= limiter.max_keys:
+            # Forget the quiet (upstream, reason) pairs before a new one would share the overflow key
+            # (and its one line per interval) with every other upstream; say what was held back.
+            for held in limiter.flush(now):
+                log.warning("upstream failures continued: reason=%s upstream=%s (%d more in the last %gs)",
+                            held.reason, held.network, held.suppressed, UPSTREAM_FAILURE_LOG_INTERVAL)
+        line = limiter.admit(reason, peer, now)
         if line is None:
             return
         more = f" ({line.suppressed} more in the last {UPSTREAM_FAILURE_LOG_INTERVAL:g}s)" if line.suppressed else ""
