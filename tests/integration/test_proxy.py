@@ -94,9 +94,9 @@ async def test_a_failed_upstream_connection_is_in_the_error_log_once_per_interva
     await trio.sleep(0.02)
     for peer in ("a.example:80", "b.example:80", "c.example:80"):
         proxy._log_upstream_failure("connection", peer, "upstream_connect_failed", "refused")
-    lines = [r.message for r in caplog.records if "upstream connection failed" in r.message][2:]
-    assert [line.split()[4] for line in lines] == ["upstream=a.example:80", "upstream=b.example:80",
-                                                   "upstream=c.example:80"]
+    messages = [r.message for r in caplog.records if "upstream connection failed" in r.message][2:]
+    assert [m.split()[4] for m in messages] == ["upstream=a.example:80", "upstream=b.example:80",
+                                                "upstream=c.example:80"]
 
 
 async def test_upstream_timeout_is_504(
