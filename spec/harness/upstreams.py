@@ -14,7 +14,8 @@ survives ``strip_path``, unlike the path):
   (the record is still kept);
 * ``?bytes=N`` — answer with N bytes of deterministic data (``repeat_bytes``);
 * ``?delay_ms=N`` — wait N ms before answering (on top of ``delay_ms`` of the upstream);
-* ``?close=1`` — read the request, then close the connection without answering.
+* ``?close=1`` — read the request, then close the connection without answering;
+* ``?cut=M`` (with ``bytes=N``) — announce N bytes, send the first M, then close the connection.
 
 TLS handshakes happen in the connection's thread, never in the accept loop, so
 a stalled client cannot block others.  A ``closed`` upstream holds a bound but
@@ -155,7 +156,11 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
             self._send(status, "application/octet-stream", length, iter(lambda: keep.read(CHUNK), b""))
         elif "bytes" in query:
             n = int(query["bytes"][0])
-            self._send(status, "application/octet-stream", n, iter([repeat_bytes(n)]))
+            if "cut" in query:  # the head promises n bytes; fewer come, then the end of the connection
+                self.close_connection = True
+                self._send(status, "application/octet-stream", n, iter([repeat_bytes(int(query["cut"][0]))]))
+            else:
+                self._send(status, "application/octet-stream", n, iter([repeat_bytes(n)]))
         else:
             body = json.dumps(record, indent=1).encode() + b"\n"
             self._send(status, "application/json", len(body), iter([body]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import ssl
 from pathlib import Path
@@ -318,23 +319,87 @@ async def test_status_reports_configuration_and_database(start_gateway: StartGat
     assert status["snapshot_age_seconds"] >= 0
 
 
-async def test_an_upstream_that_closes_without_answering_is_502_and_in_the_error_log(
-    start_gateway: StartGateway, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture,
-) -> None:
+async def _upstream_that_hangs_up(nursery: trio.Nursery, reply: bytes = b"", *, stall: bool = False) -> int:
+    """An upstream that reads a request head, sends ``reply`` and closes the connection (or, with
+    ``stall``, keeps it open and sends nothing more); its port."""
     async def read_then_hang_up(stream: trio.SocketStream) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             data += await stream.receive_some(65536)
+        await stream.send_all(reply)
+        if stall:
+            await trio.sleep_forever()
         await stream.aclose()
 
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     nursery.start_soon(trio.serve_listeners, read_then_hang_up, listeners)
-    port = listeners[0].socket.getsockname()[1]
-    conf = {"_format_version": "3.0", "services": [
-        {"name": "rude", "url": f"http://127.0.0.1:{port}", "routes": [{"paths": ["/"]}]}]}
-    gw = await start_gateway(conf)
-    reply = await (await Client.connect(port_of(gw))).request("GET", "/")
-    assert reply.status == 502 and reply.json()["reason"] == "upstream_closed"
+    return int(listeners[0].socket.getsockname()[1])
+
+
+def _one_route(port: int, **service: object) -> dict[str, object]:
+    return {"_format_version": "3.0", "services": [
+        {"name": "rude", "url": f"http://127.0.0.1:{port}", "routes": [{"paths": ["/"]}], **service}]}
+
+
+async def _access_record(log: Path) -> tuple[int, str]:
+    """The status and reason of the access log's one JSON line, once it is written (a bounded wait)."""
+    with trio.move_on_after(10):
+        while not log.read_text():
+            await trio.sleep(0.02)
+    record = json.loads(log.read_text())
+    return record["status"], record["reason"]
+
+
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 200 OK\r\ncontent-le"], ids=["nothing", "half-a-head"])
+async def test_an_upstream_that_closes_without_answering_is_502_and_in_the_error_log(
+    start_gateway: StartGateway, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, reply: bytes,
+) -> None:
+    port = await _upstream_that_hangs_up(nursery, reply)
+    gw = await start_gateway(_one_route(port))
+    answer = await (await Client.connect(port_of(gw))).request("GET", "/")
+    assert answer.status == 502 and answer.json()["reason"] == "upstream_closed"
     lines = [r.message for r in caplog.records if "upstream request failed" in r.message]
     assert lines == [f"upstream request failed: reason=upstream_closed upstream=127.0.0.1:{port} "
                      "error=the upstream closed the connection before its response was complete"]
+
+
+@pytest.mark.parametrize(("reply", "relayed", "count"), [
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789", b"0123456789", 10),
+    # the 20-byte chunk's first 3 bytes are relayed as they come, as a chunk of their own; no last chunk
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n14\r\nabc",
+     b"a\r\n0123456789\r\n3\r\nabc\r\n", 13),
+], ids=["content-length", "chunked"])
+async def test_an_upstream_that_closes_mid_body_cuts_the_response_and_is_in_the_error_log(
+    start_gateway: StartGateway, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+    reply: bytes, relayed: bytes, count: int,
+) -> None:
+    """nginx's "upstream prematurely closed connection while reading upstream": the client has the head
+    already, so its response ends short (framing tells it: the missing bytes or last chunk) and its
+    connection closes; the error log says so, and the access log keeps the status the client got."""
+    port = await _upstream_that_hangs_up(nursery, reply)
+    log = tmp_path / "access.json.log"
+    gw = await start_gateway(_one_route(port), proxy_access_log=str(log), access_log_format="json")
+    got = await raw_exchange(port_of(gw), b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")  # reads until the close
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == relayed
+    lines = [r.message for r in caplog.records if "upstream request failed" in r.message]
+    assert lines == [f"upstream request failed: reason=upstream_closed upstream=127.0.0.1:{port} "
+                     "error=the upstream closed the connection before its response was complete; the client's "
+                     f"response was cut short after its head (status 200) and {count} body bytes"]
+    assert (await _access_record(log)) == (200, "upstream_closed")
+
+
+async def test_an_upstream_that_stalls_mid_body_cuts_the_response_at_read_timeout(
+    start_gateway: StartGateway, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:
+    port = await _upstream_that_hangs_up(
+        nursery, b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789", stall=True)
+    log = tmp_path / "access.json.log"
+    gw = await start_gateway(_one_route(port, read_timeout=200), proxy_access_log=str(log), access_log_format="json")
+    got = await raw_exchange(port_of(gw), b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")  # reads until the close
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\n0123456789")
+    lines = [r.message for r in caplog.records if "upstream request failed" in r.message]
+    assert lines == [f"upstream request failed: reason=upstream_read_timeout upstream=127.0.0.1:{port} "
+                     "error=nothing received from the upstream for read_timeout (0.2 s); the client's response "
+                     "was cut short after its head (status 200) and 10 body bytes"]
+    assert (await _access_record(log)) == (200, "upstream_read_timeout")

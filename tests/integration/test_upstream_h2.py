@@ -17,7 +17,7 @@ from cryptography import x509
 
 from trio_gw.testing.forward_proxy import start_proxy
 from trio_gw.testing.h2_server import H2TestServer
-from trio_gw.testing.http_client import Client
+from trio_gw.testing.http_client import Client, raw_exchange
 
 from .conftest import StartGateway, port_of
 
@@ -150,6 +150,25 @@ async def test_a_failed_stream_is_502_with_its_reason_and_the_connection_is_not_
     status, body, _ = await _request(gw)
     assert status == 502 and json.loads(body)["reason"] == reason
     assert b"connection" not in body and b"INTERNAL" not in body  # the reason code, never the upstream's detail
+    assert (await _request(gw))[0] == 200 and server.connections == 2  # the broken connection was not reused
+
+
+async def test_a_reset_mid_answer_cuts_the_response_and_is_in_the_error_log(
+    nursery: trio.Nursery, start_gateway: StartGateway, upstream_ca: trustme.CA, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The head and 10 of 100 bytes reached the client, then the upstream reset the stream: the
+    client's response ends short and its connection closes, as for an HTTP/1.1 upstream closing
+    mid-body, and the error log says which reset it was."""
+    server = await _start(nursery, upstream_ca, script=["cut", 200])
+    gw = await _gateway(start_gateway, server, upstream_ca, tmp_path, proxy_enable_http2=True)
+    got = await raw_exchange(port_of(gw), b"GET /h2/x HTTP/1.1\r\nhost: a\r\n\r\n")  # reads until the close
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 100" in head.lower() and body == b"0123456789"
+    lines = [r.message for r in caplog.records if "upstream request failed" in r.message]
+    assert lines == [f"upstream request failed: reason=upstream_closed upstream=127.0.0.1:{server.port} "
+                     "error=the upstream reset the stream (INTERNAL_ERROR) before its response was complete; "
+                     "the client's response was cut short after its head (status 200) and 10 body bytes"]
     assert (await _request(gw))[0] == 200 and server.connections == 2  # the broken connection was not reused
 
 

@@ -246,10 +246,11 @@ class Proxy:
             upstream answered before taking all of it).
 
         Raises:
-            UpstreamFailure: the upstream failed; ``ex.status`` is 0 when
-                nothing was relayed yet (the caller can still answer).
-            ClientGone: the client stalled or went away, or the upstream
-                closed mid-response.
+            UpstreamFailure: the upstream failed (it is in the error log);
+                ``ex.status`` is 0 when nothing was relayed yet (the caller
+                can still answer), else the status the client got before its
+                response was cut short.
+            ClientGone: the client stalled or went away.
         """
         plan = gen.upstreams[fwd.service_id]
         up_head = _UpstreamHead(fwd)
@@ -279,7 +280,7 @@ class Proxy:
                 if not ex.upstream_released:
                     await upstream.aclose()
                 if attempt == 2 or not _may_retry(upstream, tracked, exc, ex):
-                    self._log_upstream_failure("request", plan.peer, exc.reason, _failure_detail(exc, plan))
+                    self._log_upstream_failure("request", plan.peer, exc.reason, _failure_detail(exc, plan, ex))
                     raise
                 log.info("upstream %s closed a reused connection (%s): retrying on a new one", plan.peer, exc.reason)
             except BaseException:
@@ -332,17 +333,25 @@ class Proxy:
         log.warning("upstream %s failed: reason=%s upstream=%s error=%s%s", what, reason, peer, detail, more)
 
 
-def _failure_detail(exc: UpstreamFailure, plan: UpstreamPlan) -> str:
+def _failure_detail(exc: UpstreamFailure, plan: UpstreamPlan, ex: Exchange) -> str:
     """What the error log says of a failed upstream request: which deadline passed or that the upstream
-    hung up (h11's wording of that names its own states), else the error under the failure."""
+    hung up (h11's wording of that names its own states), else the error under the failure; and, when
+    the response's head had gone to the client already, what of it the client got before it was cut."""
     template = _FAILURE_DETAILS.get(exc.reason)
-    if template is not None:
-        return template.format(read=plan.read_timeout, write=plan.write_timeout)
-    cause = exc.__cause__
-    if cause is None:
-        return exc.reason
-    text = str(cause) or type(cause).__name__
-    return f"{text} ({cause.__cause__})" if cause.__cause__ is not None and str(cause.__cause__) else text
+    if exc.detail is not None:
+        text = exc.detail
+    elif template is not None:
+        text = template.format(read=plan.read_timeout, write=plan.write_timeout)
+    elif (cause := exc.__cause__) is None:
+        text = exc.reason
+    else:
+        text = str(cause) or type(cause).__name__
+        if cause.__cause__ is not None and str(cause.__cause__):
+            text = f"{text} ({cause.__cause__})"
+    if ex.status:
+        text += (f"; the client's response was cut short after its head (status {ex.status}) and "
+                 f"{ex.bytes_out} body byte{'' if ex.bytes_out == 1 else 's'}")
+    return text
 
 
 def _connect_error(exc: OSError) -> str:
@@ -508,7 +517,6 @@ async def _relay_response(
     ``waiting`` says which one expired.
     """
     h = upstream.h11
-    started = False
     waiting = "write"
     with trio.CancelScope(deadline=trio.current_time() + plan.write_timeout) as scope:
         if head:
@@ -542,7 +550,6 @@ async def _relay_response(
                 ex.status = event.status_code
                 ex.upstream_answered = time.monotonic()
                 sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
-                started = True
             elif isinstance(event, h11.Data):
                 ex.bytes_out += len(event.data)
                 sink.data(event.data)
@@ -560,9 +567,7 @@ async def _relay_response(
                 move_deadline(scope, sink.send_timeout)
                 await sink.flush()
                 return
-            else:  # ConnectionClosed before the end of the response
-                if started:
-                    raise ClientGone("upstream closed mid-response")
+            else:  # ConnectionClosed before the end of the response (the head may have gone already)
                 raise UpstreamFailure(502, "upstream_closed")
     # only reached when the deadline expired
     if waiting == "send":
@@ -576,4 +581,4 @@ def _read_failure(exc: BaseException, upstream: UpstreamConnection) -> str:
     ssl_reason = cause.reason if isinstance(cause, ssl.SSLError) else None
     reset = isinstance(exc, ConnectionResetError) or isinstance(cause, ConnectionResetError)
     return upstream_read_failure(ssl_reason, str(exc), protocol_error=isinstance(exc, h11.RemoteProtocolError),
-                                 reset=reset, nothing_received=upstream.received == 0)
+                                 reset=reset, closed=upstream.h11.trailing_data[1])

@@ -242,11 +242,12 @@ class Http1Server:
                 await _reject(stream, conn, exc.status, exc.message, exc.reason)
                 return False
             except UpstreamFailure as exc:
-                ex.status, ex.reason = exc.status, exc.reason
+                ex.reason = exc.reason
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    ex.status = exc.status
                     return await _answer(stream, conn, Answer(exc.status, exc.reason, exc.message), ex,
                                          close=proxy.draining)
-                return False
+                return False  # the response was cut short: the access log keeps the status the client got
             # The upstream answered before taking the whole body (e.g. 413): close.
             return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
         finally:

@@ -506,10 +506,12 @@ class _H2Connection:
                     sink=sink, ex=ex,
                 )
             except UpstreamFailure as exc:
-                ex.status, ex.reason = exc.status, exc.reason
+                ex.reason = exc.reason
                 if not sink.started:
+                    ex.status = exc.status
                     await self._answer(st, ex, Answer(exc.status, exc.reason, exc.message))
-                # else: the stream is reset (INTERNAL_ERROR) when it finishes
+                # else: the stream is reset (INTERNAL_ERROR) when it finishes; the access log keeps the
+                # status the client got
         except ClientGone:
             pass  # the stream is reset when it finishes
         finally:

@@ -6,13 +6,19 @@ __all__ = ["ClientGone", "UpstreamFailure"]
 
 
 class UpstreamFailure(Exception):
-    """The upstream could not be used; carries the status and reason for the client."""
+    """The upstream could not be used, or stopped answering; carries the status and reason for the client.
 
-    def __init__(self, status: int, reason: str, message: str | None = None) -> None:
+    Raised after the response's head went to the client too (the upstream closed or timed out
+    mid-body): the client's response is then cut short, and the status is only for the error log.
+    ``detail``, when given, is what the error log says of it instead of the reason's usual text.
+    """
+
+    def __init__(self, status: int, reason: str, message: str | None = None, *, detail: str | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.message = message
+        self.detail = detail
 
 
 class ClientGone(Exception):

@@ -112,10 +112,10 @@ async def forward_h2(
         Whether the request body was sent to its end.
 
     Raises:
-        UpstreamFailure: nothing was relayed yet (``ex.status`` is 0) and the
-            upstream failed, with the HTTP/1.1 reason codes.
-        ClientGone: the client stalled or went away, or the upstream ended the
-            stream mid-answer.
+        UpstreamFailure: the upstream failed, with the HTTP/1.1 reason codes:
+            before anything was relayed (``ex.status`` is 0), or after the
+            head, when the client's response is cut short.
+        ClientGone: the client stalled or went away.
     """
     state = upstream.h2
     assert state is not None
@@ -261,12 +261,20 @@ class _Relay:
                 events = conn.receive_data(data)
             except h2.exceptions.ProtocolError as exc:  # e.g. a connection-specific field in the answer
                 state.usable = False
-                if self.started:
-                    raise ClientGone("upstream broke the HTTP/2 protocol mid-response") from exc
                 raise UpstreamFailure(502, "upstream_protocol_error") from exc
             ended = False
-            for event in events:
-                ended = self._dispatch(event) or ended
+            try:
+                for event in events:
+                    ended = self._dispatch(event) or ended
+            except UpstreamFailure:
+                if sink.buffered:  # the head and data that came before a reset in the same read go out first
+                    self.waiting = "send"
+                    move_deadline(scope, sink.send_timeout)
+                    try:
+                        await sink.flush()
+                    except ClientGone:
+                        pass  # the client is gone as well: the upstream's failure is still the one to report
+                raise
             self.waiting = "write"
             move_deadline(scope, self.plan.write_timeout)
             await _write(self.upstream, state)  # acknowledgements, window updates
@@ -276,9 +284,7 @@ class _Relay:
                 await sink.flush()
                 return
 
-    def _closed(self) -> BaseException:
-        if self.started:
-            return ClientGone("upstream closed mid-response")
+    def _closed(self) -> UpstreamFailure:
         return UpstreamFailure(502, "upstream_closed")
 
     def _dispatch(self, event: h2.events.Event) -> bool:
@@ -324,6 +330,13 @@ class _Relay:
             if not self.started:
                 if event.error_code == ErrorCodes.REFUSED_STREAM:
                     self.upstream.received = 0  # RFC 9113 §8.7: not processed, safe to retry
-                raise UpstreamFailure(502, "upstream_closed")
-            raise ClientGone("upstream reset the stream mid-response")
+                raise UpstreamFailure(502, "upstream_closed", detail="the upstream reset the stream "
+                                      f"({_error_name(event.error_code)}) before answering")
+            raise UpstreamFailure(502, "upstream_closed", detail="the upstream reset the stream "
+                                  f"({_error_name(event.error_code)}) before its response was complete")
         return False  # 1xx (InformationalResponseReceived), trailers (not forwarded), settings acks, pings
+
+
+def _error_name(code: object) -> str:
+    """An RST_STREAM's error code for the error log: its name (``INTERNAL_ERROR``), or the number h2 did not know."""
+    return code.name if isinstance(code, ErrorCodes) else f"error code {code}"

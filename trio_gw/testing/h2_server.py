@@ -10,6 +10,7 @@ request, in order:
 * an ``int``: that status;
 * ``"refuse"``: RST_STREAM(REFUSED_STREAM), the stream was not processed;
 * ``"reset"``: RST_STREAM(INTERNAL_ERROR) after the head was read;
+* ``"cut"``: a 200 head announcing 100 bytes, 10 of them, then RST_STREAM(INTERNAL_ERROR);
 * ``"goaway"``: GOAWAY naming the previous stream as the last processed one, then close;
 * ``"malformed"``: an answer with a ``connection`` field, which HTTP/2 forbids (RFC 9113 §8.2.2);
 * ``"early"``: as soon as the head arrives, a whole 413 answer and RST_STREAM(NO_ERROR): the
@@ -156,6 +157,11 @@ class H2TestServer:
                         return
                     self._record(request)
                     if answer == "reset":
+                        conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+                        continue
+                    if answer == "cut":
+                        conn.send_headers(sid, [(":status", "200"), ("content-length", "100")])
+                        conn.send_data(sid, b"0123456789")
                         conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
                         continue
                     if answer == "malformed":

@@ -139,7 +139,7 @@ def classify_read_failure(reason: str | None) -> UpstreamReason | None:
 
 
 def upstream_read_failure(
-    ssl_reason: str | None, detail: str, *, protocol_error: bool, reset: bool = False, nothing_received: bool = False,
+    ssl_reason: str | None, detail: str, *, protocol_error: bool, reset: bool = False, closed: bool = False,
 ) -> str:
     """The reason code of a failed read of an upstream's answer.
 
@@ -148,15 +148,17 @@ def upstream_read_failure(
         detail: the error's text (alerts relayed by a TLS library that lost the reason).
         protocol_error: the upstream broke HTTP/1.1 (h11's ``RemoteProtocolError``).
         reset: the connection was reset (ECONNRESET, EPIPE).
-        nothing_received: not a byte of the answer had arrived.
+        closed: the upstream's end of stream had been read when the error was raised.
 
     Returns:
         ``upstream_rejected_client_cert`` / ``upstream_renegotiation_refused`` for
         the TLS cases of :func:`classify_read_failure`; ``upstream_reset``;
-        ``upstream_closed`` when the upstream closed before answering (h11 calls an
-        EOF where a response should start a protocol error, but the upstream did not
-        answer badly: it did not answer); ``upstream_protocol_error``; or
-        ``upstream_read_failed``.
+        ``upstream_closed`` when the upstream closed before its answer was complete
+        — before answering at all, or in the middle of the head or the body (h11
+        calls an end of stream where more of a message is due a protocol error, but
+        the upstream did not answer badly: it stopped answering, nginx's "upstream
+        prematurely closed connection"); ``upstream_protocol_error`` for bytes that
+        are not HTTP/1.1; or ``upstream_read_failed``.
     """
     tls_reason = classify_read_failure(ssl_reason)
     if tls_reason is not None:
@@ -167,7 +169,7 @@ def upstream_read_failure(
     if reset:
         return "upstream_reset"
     if protocol_error:
-        return "upstream_closed" if nothing_received else "upstream_protocol_error"
+        return "upstream_closed" if closed else "upstream_protocol_error"
     return "upstream_read_failed"
 
 

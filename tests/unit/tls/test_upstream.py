@@ -24,6 +24,7 @@ from trio_gw.tls.upstream_identity import (
     check_upstream_identity,
     classify_read_failure,
     classify_tls_failure,
+    upstream_read_failure,
 )
 from trio_gw.tls.versions import VersionRange
 
@@ -138,6 +139,22 @@ def test_read_failures() -> None:
     assert classify_read_failure("TLSV13_ALERT_CERTIFICATE_REQUIRED") is UpstreamReason.REJECTED_CLIENT_CERT
     assert classify_read_failure("SSLV3_ALERT_HANDSHAKE_FAILURE") is UpstreamReason.RENEGOTIATION_REFUSED
     assert classify_read_failure("UNEXPECTED_EOF_WHILE_READING") is None
+
+
+@pytest.mark.parametrize(("facts", "reason"), [
+    # h11 calls an end of stream where more of the response is due a protocol error: the upstream hung up
+    ({"protocol_error": True, "closed": True}, "upstream_closed"),
+    ({"protocol_error": True, "closed": False}, "upstream_protocol_error"),  # bytes that are not HTTP/1.1
+    ({"protocol_error": False, "closed": True}, "upstream_read_failed"),
+    ({"protocol_error": True, "closed": True, "reset": True}, "upstream_reset"),
+    ({"protocol_error": False, "reset": True, "ssl_reason": "TLSV13_ALERT_CERTIFICATE_REQUIRED"},
+     "upstream_rejected_client_cert"),
+    ({"protocol_error": False, "detail": "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] relayed"}, "upstream_rejected_client_cert"),
+], ids=["closed", "bad-bytes", "closed-no-protocol-error", "reset", "tls-alert", "alert-in-text"])
+def test_upstream_read_failure_reasons(facts: dict[str, object], reason: str) -> None:
+    flags = {k: v for k, v in facts.items() if k not in ("ssl_reason", "detail")}
+    got = upstream_read_failure(facts.get("ssl_reason"), str(facts.get("detail", "")), **flags)  # type: ignore[arg-type]
+    assert got == reason
 
 
 # --- forward proxy URLs -----------------------------------------------------------------------
