@@ -29,7 +29,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import h11
 import trio
@@ -43,7 +43,8 @@ from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
-from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
+from trio_gw.net.client_abort import ClientAborts
+from trio_gw.net.relay_errors import ClientGone, UpstreamFailure, client_left
 from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
@@ -100,6 +101,10 @@ class Exchange:
     #: When the upstream exchange began (before connecting) and its answer's head arrived (``time.monotonic()``).
     upstream_started: float | None = None
     upstream_answered: float | None = None
+    #: The upstream connection's stream while the exchange uses it (the client-abort watcher interrupts its receive).
+    upstream_stream: Any = None
+    #: The client closed its connection while its request waited on the upstream (:mod:`trio_gw.net.client_abort`).
+    client_closed: bool = False
 
 
 class BodySource(Protocol):
@@ -183,6 +188,8 @@ class Proxy:
         self.drain_started = trio.Event()
         #: Client connections waiting for their next request (closed first to make room, and at a drain).
         self.idle = IdleConnections()
+        #: HTTP/1.1 requests waiting on their upstream, ended when their client leaves (nginx's 499).
+        self.aborts = ClientAborts()
         #: Which upstream failures are logged (a down upstream under load is one line per interval).
         self.upstream_failures = RejectionLogLimiter(UPSTREAM_FAILURE_LOG_INTERVAL, max_keys=1000)
 
@@ -260,6 +267,7 @@ class Proxy:
         for attempt in (1, 2):
             upstream = await self._connect(plan, fresh=attempt == 2)
             upstream.received = 0
+            ex.upstream_stream = upstream.stream
             try:
                 if upstream.h2 is not None:  # the upstream chose HTTP/2 (proxy_enable_http2)
                     from trio_gw.net.upstream_h2 import forward_h2  # loaded with the first h2 upstream
@@ -541,6 +549,10 @@ async def _relay_response(
                     data = await upstream.stream.receive_some(TLS_RECEIVE_SIZE)
                 except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
                     raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
+                except trio.ClosedResourceError:
+                    if ex.client_closed:
+                        raise client_left(ex) from None
+                    raise
                 upstream.received += len(data)
                 h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
                 continue

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["ClientGone", "UpstreamFailure"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trio_gw.net.exchange import Exchange
+
+__all__ = ["ClientGone", "UpstreamFailure", "client_left"]
 
 
 class UpstreamFailure(Exception):
@@ -23,3 +28,12 @@ class UpstreamFailure(Exception):
 
 class ClientGone(Exception):
     """The client disappeared or stalled mid-exchange: nothing can be answered."""
+
+
+def client_left(ex: Exchange) -> ClientGone:
+    """The end of an exchange whose client closed its connection while it waited on the upstream
+    (:mod:`trio_gw.net.client_abort`): ``499 client_closed`` in the access log, as nginx's "client
+    closed request" — or, when the answer's head had gone already, the status the client got."""
+    ex.status = ex.status or 499
+    ex.reason = "client_closed"
+    return ClientGone("the client closed its connection while its request waited on the upstream")

@@ -52,6 +52,8 @@ from typing import Any
 
 import trio
 
+from trio_gw.net.client_abort import tcp_peer_closed
+
 __all__ = ["LINGER_SECONDS", "TlsStream", "linger", "prepare_accepted", "set_nodelay"]
 
 #: How long a closing connection waits for the peer's end of stream (nginx's lingering_timeout is 5 s).
@@ -80,9 +82,15 @@ class InterruptibleReceive:
     __slots__ = ("_receiving", "_interrupted")
     _receiving: bool
     _interrupted: bool
+    _sock: socket.socket  # the stream's own socket (a slot of each stream)
 
     @abc.abstractmethod
     def fileno(self) -> int: ...
+
+    def peer_closed(self) -> bool:
+        """Whether the kernel has seen the peer end the connection (its FIN, or a reset), read or not
+        (:func:`trio_gw.net.client_abort.tcp_peer_closed`: one ``getsockopt``)."""
+        return tcp_peer_closed(self._sock)
 
     def interrupt_receive(self) -> None:
         """End the receive in progress with ``trio.ClosedResourceError`` if it waits, or would wait,

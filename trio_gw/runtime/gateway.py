@@ -511,6 +511,7 @@ class Gateway:
             async with trio.open_nursery() as connections:
                 # idle keep-alive deadlines; stopped with the connections, after the drain
                 await connections.start(self.proxy.idle.run)
+                connections.start_soon(self.proxy.aborts.run)  # requests whose client left (499)
                 async with trio.open_nursery() as accepting:
                     for items in self.listeners.values():
                         for li in items:

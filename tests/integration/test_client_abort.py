@@ -1,0 +1,169 @@
+"""A client that closes its connection while its request waits on a slow upstream ends that request (nginx's 499).
+
+Real sockets on 127.0.0.1: an in-process gateway, the echo upstream answering after a delay, clients that
+leave (plain and TLS), stay, or half-close; the access log in a JSON file says what became of each request.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trustme
+
+from trio_gw.net.client_abort import CHECK_INTERVAL, ClientAborts, tcp_peer_closed
+from trio_gw.net.exchange import Exchange
+from trio_gw.runtime.gateway import Gateway
+
+from .conftest import StartGateway, Upstream, port_of
+
+#: The upstream answers this late (ms): far beyond the two check intervals a departure takes to be seen.
+SLOW_MS = 10_000
+
+
+async def _gateway(start_gateway: StartGateway, upstream: Upstream, log: Path, **settings: Any) -> Gateway:
+    conf = {"_format_version": "3.0", "services": [{"name": "slow", "url": upstream.url, "routes": [{"paths": ["/"]}]}]}
+    return await start_gateway(conf, proxy_access_log=str(log), access_log_format="json", **settings)
+
+
+async def _records(log: Path, count: int, wait: float = 2 * SLOW_MS / 1000) -> list[dict[str, Any]]:
+    """The access log's JSON lines once ``count`` are written (a bounded wait)."""
+    with trio.move_on_after(wait):
+        while not log.exists() or len(log.read_text().splitlines()) < count:
+            await trio.sleep(0.05)
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_a_client_that_leaves_ends_its_request_with_499(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path, server_pair: tuple[Path, Path],
+    ca: trustme.CA, tls: bool,
+) -> None:
+    log = tmp_path / "access.json"
+    cert, key = server_pair
+    gw = await _gateway(start_gateway, upstream, log, ssl_cert=str(cert), ssl_cert_key=str(key))
+    client: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw, ssl=tls))
+    if tls:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        client = trio.SSLStream(client, context, server_hostname="localhost")
+    await client.send_all(f"GET /delay/{SLOW_MS} HTTP/1.1\r\nhost: a\r\n\r\n".encode())
+    await trio.sleep(0.3)
+    await client.aclose()  # TLS: close_notify, then the FIN
+    (record,) = await _records(log, 1)
+    assert (record["status"], record["reason"]) == (499, "client_closed")
+    assert record["latency_ms"] < SLOW_MS - 1000  # ended when the client left, not when the upstream answered
+    assert gw.proxy.aborts.aborted == 1
+
+
+async def test_a_client_that_stays_gets_its_slow_answer(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path,
+) -> None:
+    log = tmp_path / "access.json"
+    gw = await _gateway(start_gateway, upstream, log)
+    client = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    delay_ms = int(2.5 * CHECK_INTERVAL * 1000)  # the watcher looks at it twice at least
+    await client.send_all(f"GET /delay/{delay_ms} HTTP/1.1\r\nhost: a\r\n\r\n".encode())
+    head = b""
+    with trio.fail_after(10):
+        while b"\r\n\r\n" not in head:
+            head += await client.receive_some(65536)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    (record,) = await _records(log, 1)
+    assert (record["status"], record["reason"]) == (200, None)
+    assert gw.proxy.aborts.aborted == 0
+    await client.aclose()
+
+
+async def test_a_half_closed_client_gets_a_quick_answer_but_not_a_slow_one(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path,
+) -> None:
+    """As nginx on epoll: a FIN counts as leaving, even a half-close — once the request waited an interval."""
+    log = tmp_path / "access.json"
+    gw = await _gateway(start_gateway, upstream, log)
+    quick = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    await quick.send_all(b"GET /anything HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+    await quick.send_eof()
+    answer = b""
+    with trio.fail_after(10):
+        while chunk := await quick.receive_some(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    slow = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    await slow.send_all(f"GET /delay/{SLOW_MS} HTTP/1.1\r\nhost: a\r\n\r\n".encode())
+    await slow.send_eof()
+    with trio.fail_after(SLOW_MS / 1000 - 1):
+        assert await slow.receive_some(65536) == b""  # closed without an answer
+    statuses = [(r["status"], r["reason"]) for r in await _records(log, 2)]
+    assert statuses == [(200, None), (499, "client_closed")]
+
+
+# --- the pieces --------------------------------------------------------------------------
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def test_tcp_peer_closed_sees_a_fin_and_a_reset_but_not_an_open_peer() -> None:
+    client, server = _tcp_pair()
+    with client, server:
+        assert not tcp_peer_closed(server)
+        client.sendall(b"unread")
+        client.shutdown(socket.SHUT_WR)  # a FIN after data the server has not read
+        trio.run(trio.sleep, 0.05)
+        assert tcp_peer_closed(server)
+    client, server = _tcp_pair()
+    with server:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        client.close()  # linger 0: a reset
+        trio.run(trio.sleep, 0.05)
+        assert tcp_peer_closed(server)
+    assert not tcp_peer_closed(server)  # closed here: cannot tell, so not "left"
+
+
+class _Stream:
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+        self.looks = 0
+
+    def peer_closed(self) -> bool:
+        self.looks += 1
+        return self.closed
+
+
+class _Upstream:
+    def __init__(self) -> None:
+        self.interrupts = 0
+
+    def interrupt_receive(self) -> None:
+        self.interrupts += 1
+
+
+def test_only_requests_seen_at_the_previous_look_are_looked_at_and_each_is_ended_once() -> None:
+    aborts = ClientAborts()
+    gone, staying, quick = _Stream(True), _Stream(False), _Stream(True)
+    up = _Upstream()
+    ex_gone, ex_staying, ex_quick = (Exchange(started=0.0) for _ in range(3))
+    ex_gone.upstream_stream = up
+    aborts.watch(gone, ex_gone)
+    aborts.watch(staying, ex_staying)
+    assert aborts.check() == 0 and gone.looks == 0  # registered since the last look: not yet
+    aborts.watch(quick, ex_quick)
+    assert aborts.check() == 1  # gone: waited a whole interval, and its client left
+    assert ex_gone.client_closed and up.interrupts == 1 and not ex_staying.client_closed
+    assert quick.looks == 0 and staying.looks == 1
+    aborts.unwatch(quick)  # answered before a second look
+    assert aborts.check() == 0  # gone is marked already; its upstream is interrupted again (it may not have been receiving)
+    assert up.interrupts == 2 and quick.looks == 0 and not ex_quick.client_closed
+    aborts.unwatch(gone)
+    aborts.unwatch(staying)
+    assert aborts.check() == 0 and aborts.aborted == 1
