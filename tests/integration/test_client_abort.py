@@ -39,6 +39,27 @@ async def _records(log: Path, count: int, wait: float = 2 * SLOW_MS / 1000) -> l
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+async def _send(gw: Gateway, target: str, *, half_close: bool = False, extra: str = "") -> trio.SocketStream:
+    """A new plain connection that has sent ``GET target`` (and, with ``half_close``, its FIN)."""
+    client = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    await client.send_all(f"GET {target} HTTP/1.1\r\nhost: a\r\n{extra}\r\n".encode())
+    if half_close:
+        await client.send_eof()
+    return client
+
+
+async def _read_until(stream: trio.abc.ReceiveStream, marker: bytes | None) -> bytes:
+    """What ``stream`` gives until ``marker`` is in it, or (``None``) until its end (bounded)."""
+    got = b""
+    with trio.fail_after(SLOW_MS / 1000 - 1):
+        while marker is None or marker not in got:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_a_client_that_leaves_ends_its_request_with_499(
     start_gateway: StartGateway, upstream: Upstream, tmp_path: Path, server_pair: tuple[Path, Path],
@@ -66,14 +87,9 @@ async def test_a_client_that_stays_gets_its_slow_answer(
 ) -> None:
     log = tmp_path / "access.json"
     gw = await _gateway(start_gateway, upstream, log)
-    client = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
     delay_ms = int(2.5 * CHECK_INTERVAL * 1000)  # the watcher looks at it twice at least
-    await client.send_all(f"GET /delay/{delay_ms} HTTP/1.1\r\nhost: a\r\n\r\n".encode())
-    head = b""
-    with trio.fail_after(10):
-        while b"\r\n\r\n" not in head:
-            head += await client.receive_some(65536)
-    assert head.startswith(b"HTTP/1.1 200 ")
+    client = await _send(gw, f"/delay/{delay_ms}")
+    assert (await _read_until(client, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
     (record,) = await _records(log, 1)
     assert (record["status"], record["reason"]) == (200, None)
     assert gw.proxy.aborts.aborted == 0
@@ -86,19 +102,10 @@ async def test_a_half_closed_client_gets_a_quick_answer_but_not_a_slow_one(
     """As nginx on epoll: a FIN counts as leaving, even a half-close — once the request waited an interval."""
     log = tmp_path / "access.json"
     gw = await _gateway(start_gateway, upstream, log)
-    quick = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    await quick.send_all(b"GET /anything HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-    await quick.send_eof()
-    answer = b""
-    with trio.fail_after(10):
-        while chunk := await quick.receive_some(65536):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 200 ")
-    slow = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    await slow.send_all(f"GET /delay/{SLOW_MS} HTTP/1.1\r\nhost: a\r\n\r\n".encode())
-    await slow.send_eof()
-    with trio.fail_after(SLOW_MS / 1000 - 1):
-        assert await slow.receive_some(65536) == b""  # closed without an answer
+    quick = await _send(gw, "/anything", half_close=True, extra="connection: close\r\n")
+    assert (await _read_until(quick, None)).startswith(b"HTTP/1.1 200 ")
+    slow = await _send(gw, f"/delay/{SLOW_MS}", half_close=True)
+    assert await _read_until(slow, None) == b""  # closed without an answer, before the upstream's
     statuses = [(r["status"], r["reason"]) for r in await _records(log, 2)]
     assert statuses == [(200, None), (499, "client_closed")]
 
