@@ -174,3 +174,27 @@ def test_only_requests_seen_at_the_previous_look_are_looked_at_and_each_is_ended
     aborts.unwatch(gone)
     aborts.unwatch(staying)
     assert aborts.check() == 0 and aborts.aborted == 1
+
+
+# --- a body that stalls or breaks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    (b"content-length: 100\r\n\r\n0123456789", 408, "client_body_timeout"),  # 10 of 100 bytes, then silence
+    (b"transfer-encoding: chunked\r\n\r\n5\r\n0123456789\r\n", 400, "bad_request"),  # no CRLF after 5 bytes
+], ids=["stalled", "broken"])
+async def test_a_stalled_or_broken_body_is_answered_and_in_the_access_log(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path, body: bytes, status: int, reason: str,
+) -> None:
+    """nginx answers a body that stalls for client_body_timeout with 408, one that breaks its framing
+    with 400; the connection then closes. Before, the connection closed with no answer at all and the
+    access log said status 0."""
+    log = tmp_path / "access.json"
+    gw = await _gateway(start_gateway, upstream, log, client_body_timeout="300ms")
+    client = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
+    await client.send_all(b"POST /anything HTTP/1.1\r\nhost: a\r\n" + body)
+    answer = await _read_until(client, None)  # the gateway closes after answering
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == reason
+    (record,) = await _records(log, 1)
+    assert (record["status"], record["reason"]) == (status, reason)

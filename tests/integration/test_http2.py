@@ -443,3 +443,21 @@ async def test_curl_http2(
     seen = json.loads(result.stdout)
     assert seen["body_sha256"] == hashlib.sha256(upload.read_bytes()).hexdigest()
     assert seen["http_version"] == "1.1"
+
+
+async def test_a_stalled_body_is_answered_408_on_its_stream(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+) -> None:
+    """As on HTTP/1.1 (and nginx): a body that stops for client_body_timeout gets 408, on its own stream."""
+    gw = await h2_gateway(start_gateway, server_pair, service(upstream), client_body_timeout="300ms")
+    client = await connect(gw, ca)
+    sid = client.start(H2Request("POST", "/api/anything", headers=[("content-length", "100")]), end_stream=False)
+    client.conn.send_data(sid, b"x" * 10)
+    await client.flush()
+    response = await client.wait_for(h2.events.ResponseReceived)
+    assert isinstance(response, h2.events.ResponseReceived) and response.stream_id == sid
+    assert dict(response.headers)[b":status"] == b"408"
+    await client.wait_for(h2.events.StreamEnded)
+    body = b"".join(e.data for e in client.events if isinstance(e, h2.events.DataReceived))
+    assert json.loads(body)["reason"] == "client_body_timeout"
+    assert (await client.request("GET", "/api/anything")).status == 200  # the connection stays usable

@@ -44,7 +44,7 @@ from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
 from trio_gw.net.client_abort import ClientAborts
-from trio_gw.net.relay_errors import ClientGone, UpstreamFailure, client_left
+from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
@@ -551,7 +551,7 @@ async def _relay_response(
                     raise UpstreamFailure(502, _read_failure(exc, upstream)) from exc
                 except trio.ClosedResourceError:
                     if ex.client_closed:
-                        raise client_left(ex) from None
+                        raise ClientGone("the client closed its connection while its request waited on the upstream") from None
                     raise
                 upstream.received += len(data)
                 h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too

@@ -67,9 +67,9 @@ class _H11Body:
             with trio.CancelScope(deadline=trio.current_time() + self.timeout) as scope:
                 event = await _next_client_event(self.stream, self.conn, self.guard)
         except h11.RemoteProtocolError as exc:
-            raise ClientGone(f"client body: {exc}") from exc
+            raise ClientGone(f"client body: {exc}", status=400, reason="bad_request") from exc
         if scope.cancelled_caught:
-            raise ClientGone("client body timeout")
+            raise ClientGone("client body timeout", status=408, reason="client_body_timeout")
         if isinstance(event, h11.Data):
             return event.data
         if isinstance(event, h11.EndOfMessage):
@@ -249,6 +249,11 @@ class Http1Server:
                     return await _answer(stream, conn, Answer(exc.status, exc.reason, exc.message), ex,
                                          close=proxy.draining)
                 return False  # the response was cut short: the access log keeps the status the client got
+            except ClientGone as exc:
+                ex.status, ex.reason = ex.status or exc.status, ex.reason or exc.reason
+                if exc.status in (400, 408):  # a stalled or broken body: answered, as nginx does, if still possible
+                    await _reject(stream, conn, exc.status, None, exc.reason)
+                raise
             # The upstream answered before taking the whole body (e.g. 413): close.
             return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
         finally:

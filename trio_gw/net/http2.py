@@ -170,13 +170,13 @@ class _Body:
                     await waiter.wait()
                 st.waiter = None
                 if not waiter.is_set():
-                    raise ClientGone("client body timeout")
+                    raise ClientGone("client body timeout", status=408, reason="client_body_timeout")
         if not st.chunks:
             if self.expected is not None and self.received != self.expected:
                 # Ended (by trailers) short of its content-length: malformed (RFC 9113 §8.1.1),
                 # which h2 checks only when DATA ends the stream.
                 self.conn.reset(st, ErrorCodes.PROTOCOL_ERROR)
-                raise ClientGone("request body shorter than its content-length")
+                raise ClientGone("request body shorter than its content-length", status=400, reason="bad_request")
             return None
         parts = []
         while st.chunks:
@@ -512,8 +512,13 @@ class _H2Connection:
                     await self._answer(st, ex, Answer(exc.status, exc.reason, exc.message))
                 # else: the stream is reset (INTERNAL_ERROR) when it finishes; the access log keeps the
                 # status the client got
-        except ClientGone:
-            pass  # the stream is reset when it finishes
+        except ClientGone as exc:  # the stream is reset when it finishes, unless answered here
+            ex.status, ex.reason = ex.status or exc.status, ex.reason or exc.reason
+            if exc.status == 408 and not ex.upstream_answered:  # a stalled body: answered, as nginx does
+                try:
+                    await self._answer(st, ex, Answer(408, exc.reason, None))
+                except ClientGone:
+                    pass
         finally:
             proxy.record(info, ex)
 

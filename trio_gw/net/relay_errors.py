@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from trio_gw.net.exchange import Exchange
-
-__all__ = ["ClientGone", "UpstreamFailure", "client_left"]
+__all__ = ["ClientGone", "UpstreamFailure"]
 
 
 class UpstreamFailure(Exception):
@@ -27,13 +22,15 @@ class UpstreamFailure(Exception):
 
 
 class ClientGone(Exception):
-    """The client disappeared or stalled mid-exchange: nothing can be answered."""
+    """The client disappeared, stalled or broke its request mid-exchange: the request cannot go on.
 
+    ``status`` and ``reason`` are what the access log records when nothing was answered yet, and
+    what the client is answered when it still can be: ``408 client_body_timeout`` for a body that
+    stalled, ``400 bad_request`` for one that broke its framing (nginx answers both), else nginx's
+    ``499`` "client closed request", ``client_closed``.
+    """
 
-def client_left(ex: Exchange) -> ClientGone:
-    """The end of an exchange whose client closed its connection while it waited on the upstream
-    (:mod:`trio_gw.net.client_abort`): ``499 client_closed`` in the access log, as nginx's "client
-    closed request" — or, when the answer's head had gone already, the status the client got."""
-    ex.status = ex.status or 499
-    ex.reason = "client_closed"
-    return ClientGone("the client closed its connection while its request waited on the upstream")
+    def __init__(self, message: str, *, status: int = 499, reason: str = "client_closed") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason

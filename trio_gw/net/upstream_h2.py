@@ -53,7 +53,7 @@ from trio_gw.http.h2_upstream import MalformedResponse, h2_request_fields, h2_re
 from trio_gw.http.headers import downstream_response_headers
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.deadlines import move_deadline
-from trio_gw.net.relay_errors import ClientGone, UpstreamFailure, client_left
+from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 
 if TYPE_CHECKING:
     from trio_gw.decision import Forward
@@ -256,7 +256,7 @@ class _Relay:
             except trio.ClosedResourceError:
                 state.usable = False
                 if self.ex.client_closed:
-                    raise client_left(self.ex) from None
+                    raise ClientGone("the client closed its connection while its request waited on the upstream") from None
                 raise
             if not data:
                 state.usable = False

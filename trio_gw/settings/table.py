@@ -205,7 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("client_header_timeout", parse_duration, 60.0, "duration",
        "Deadline for a complete request head (nginx: 60s)."),
     _s("client_body_timeout", parse_duration, 60.0, "duration",
-       "Deadline between two reads of a request body (nginx: 60s)."),
+       "Deadline between two reads of a request body (nginx: 60s); a body that stops for longer is "
+       "answered 408 when nothing was answered yet."),
     _s("send_timeout", parse_duration, 60.0, "duration",
        "Deadline between two writes of a response to a client that has stopped reading (or, in HTTP/2, "
        "gives no flow-control credit); the connection (HTTP/2: the stream) is then closed (nginx: 60s)."),
