@@ -315,9 +315,11 @@ async def test_http2_flag_on_a_plain_listener_warns_and_serves_http11(
 
 
 async def test_client_reset_cancels_the_upstream_exchange(
-    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path], tmp_path: Path,
 ) -> None:
-    gw = await h2_gateway(start_gateway, server_pair, service(upstream))
+    log = tmp_path / "access.json"
+    gw = await h2_gateway(start_gateway, server_pair, service(upstream), proxy_access_log=str(log),
+                          access_log_format="json")
     client = await connect(gw, ca)
     sid = client.start(H2Request("GET", "/api/delay/5000"))
     await client.flush()
@@ -330,6 +332,13 @@ async def test_client_reset_cancels_the_upstream_exchange(
         while gw.proxy.in_flight:
             await trio.sleep(0.01)
     assert (await client.request("GET", "/api/anything")).status == 200
+    with trio.fail_after(10):
+        while len(log.read_text().splitlines()) < 2:
+            await trio.sleep(0.02)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    # nginx's 499 "client closed request" for the reset one, as the metrics count it
+    assert [(r["path"], r["status"], r["reason"]) for r in records] == [
+        ("/api/delay/5000", 499, "client_closed"), ("/api/anything", 200, None)]
 
 
 async def test_protocol_errors_close_with_goaway(

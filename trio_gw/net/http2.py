@@ -520,6 +520,8 @@ class _H2Connection:
                 except ClientGone:
                     pass
         finally:
+            if not ex.status and st.scope.cancel_called:  # the client reset the stream before any answer
+                ex.status, ex.reason = 499, ex.reason or "client_closed"
             proxy.record(info, ex)
 
     async def _answer(self, st: _Stream, ex: Exchange, answer: Answer) -> None:
