@@ -198,3 +198,18 @@ async def test_a_stalled_or_broken_body_is_answered_and_in_the_access_log(
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == reason
     (record,) = await _records(log, 1)
     assert (record["status"], record["reason"]) == (status, reason)
+
+
+async def test_with_proxy_ignore_client_abort_the_upstream_exchange_runs_to_its_end(
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path,
+) -> None:
+    """nginx's proxy_ignore_client_abort, under Kong's injected-directive name."""
+    log = tmp_path / "access.json"
+    gw = await _gateway(start_gateway, upstream, log, nginx_proxy_proxy_ignore_client_abort="on")
+    delay_ms = int(2.5 * CHECK_INTERVAL * 1000)  # two looks would have seen the client gone
+    client = await _send(gw, f"/delay/{delay_ms}", half_close=True)
+    (record,) = await _records(log, 1)
+    assert (record["status"], record["reason"]) == (200, None)
+    assert record["latency_ms"] >= delay_ms
+    assert gw.proxy.aborts.aborted == 0
+    await client.aclose()

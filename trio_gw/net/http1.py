@@ -233,7 +233,8 @@ class Http1Server:
             if conn.they_are_waiting_for_100_continue:
                 await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             has_body = chunked or length > 0
-            proxy.aborts.watch(stream, ex)  # until the finally below
+            if not settings.proxy_ignore_client_abort:
+                proxy.aborts.watch(stream, ex)  # until the finally below
             try:
                 body = _H11Body(stream, conn, settings.client_body_timeout, chunked=chunked) if has_body else None
                 uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout, proxy),

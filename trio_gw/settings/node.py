@@ -96,6 +96,7 @@ class Settings:
     trusted_ips: tuple[str, ...]
     client_header_timeout: float
     client_body_timeout: float
+    proxy_ignore_client_abort: bool
     send_timeout: float
     keepalive_timeout: float
     keepalive_requests: int

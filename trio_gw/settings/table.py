@@ -207,6 +207,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("client_body_timeout", parse_duration, 60.0, "duration",
        "Deadline between two reads of a request body (nginx: 60s); a body that stops for longer is "
        "answered 408 when nothing was answered yet."),
+    _s("proxy_ignore_client_abort", parse_bool, False, "bool",
+       "nginx `proxy_ignore_client_abort` (Kong `nginx_proxy_proxy_ignore_client_abort`): off, a client that "
+       "closes its connection while its HTTP/1.1 request waits on the upstream ends that request (the upstream "
+       "connection is closed, the access log says 499); on, the upstream exchange runs to its end."),
     _s("send_timeout", parse_duration, 60.0, "duration",
        "Deadline between two writes of a response to a client that has stopped reading (or, in HTTP/2, "
        "gives no flow-control credit); the connection (HTTP/2: the stream) is then closed (nginx: 60s)."),
@@ -343,6 +347,7 @@ ALIASES: dict[str, str] = {
     "nginx_proxy_proxy_ssl_verify": "proxy_ssl_verify",
     "nginx_proxy_proxy_tls_verify": "proxy_ssl_verify",
     "nginx_proxy_proxy_ssl_verify_depth": "proxy_ssl_verify_depth",
+    "nginx_proxy_proxy_ignore_client_abort": "proxy_ignore_client_abort",
     "nginx_worker_processes": "workers",
     "nginx_http_ssl_ecdh_curve": "ssl_ecdh_curve",
     "nginx_http_ssl_dhparam": "ssl_dhparam",
