@@ -39,11 +39,11 @@ from trio_gw.http.facts import ConnectionFacts, RequestFacts
 from trio_gw.http.headers import downstream_response_headers
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.model.entities import Consumer
+from trio_gw.net.client_abort import ClientAborts
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
 from trio_gw.net.deadlines import move_deadline
 from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
-from trio_gw.net.client_abort import ClientAborts
 from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 from trio_gw.net.streams import send_before_receive
 from trio_gw.net.tls_client import UpstreamPlan
