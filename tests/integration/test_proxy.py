@@ -273,9 +273,11 @@ async def test_a_connection_that_never_sends_is_closed_at_client_header_timeout(
 
 
 async def test_client_that_stops_reading_is_dropped_after_send_timeout(
-    start_gateway: StartGateway, upstream: Upstream
+    start_gateway: StartGateway, upstream: Upstream, tmp_path: Path,
 ) -> None:
-    gw = await start_gateway(service(upstream), send_timeout="300ms")
+    log = tmp_path / "access.json.log"
+    gw = await start_gateway(service(upstream), send_timeout="300ms", proxy_access_log=str(log),
+                             access_log_format="json")
     stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
     await stream.send_all(b"GET /api/bytes/200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
     with trio.fail_after(10):
@@ -291,6 +293,7 @@ async def test_client_that_stops_reading_is_dropped_after_send_timeout(
             received += len(chunk)
     assert 0 < received < 200_000_000  # what the buffers held, then the close
     await stream.aclose()
+    assert await _access_record(log) == (200, "client_send_timeout")  # the status the client got, and why it ended
 
 
 async def test_graceful_shutdown_finishes_in_flight_request(start_gateway: StartGateway, upstream: Upstream) -> None:

@@ -583,7 +583,7 @@ async def _relay_response(
                 raise UpstreamFailure(502, "upstream_closed")
     # only reached when the deadline expired
     if waiting == "send":
-        raise ClientGone("client send timeout")
+        raise ClientGone("client send timeout", reason="client_send_timeout")
     raise UpstreamFailure(504, "upstream_write_timeout" if waiting == "write" else "upstream_read_timeout")
 
 

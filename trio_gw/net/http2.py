@@ -581,7 +581,7 @@ class _H2Connection:
                     with trio.move_on_after(self.settings.send_timeout):
                         await opened.wait()
                     if not opened.is_set():
-                        raise ClientGone("no flow-control credit from the client")
+                        raise ClientGone("no flow-control credit from the client", reason="client_send_timeout")
                     continue
                 last = size == len(view)
                 h.send_data(st.id, view[:size], end_stream=end and last)

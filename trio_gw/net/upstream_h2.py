@@ -165,7 +165,7 @@ async def forward_h2(
     if scope.cancelled_caught:
         state.usable = False
         if relay.waiting == "send":
-            raise ClientGone("client send timeout")
+            raise ClientGone("client send timeout", reason="client_send_timeout")
         raise UpstreamFailure(504, "upstream_write_timeout" if relay.waiting == "write" else "upstream_read_timeout")
     if not uploaded:
         state.usable = False  # the stream is still open our way: never reused
