@@ -6,6 +6,7 @@ connected pair of real sockets (no listener, no gateway).
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import uuid
@@ -209,3 +210,40 @@ async def test_a_burst_of_connections_is_accepted_without_starving_the_other_tas
     # tasks in random order): several connections without waiting, never more than two batches.
     in_one_go = max(started_at.count(t) for t in set(started_at))
     assert 1 < in_one_go <= 2 * ACCEPT_BATCH
+
+
+class _Source:
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+
+    def context_for_accept(self) -> tuple[ssl.SSLContext, object | None]:
+        return self.ctx, None
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_every_accepted_socket_has_tcp_nodelay(ca: trustme.CA, tls: bool) -> None:
+    """Set once on the listening socket, inherited by each accepted one (no setsockopt per connection):
+    a small record must not wait for the client's delayed ACK."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("listener.example").configure_cert(server_ctx)
+    seen: list[tuple[int, bool]] = []
+
+    async def handler(stream: trio.abc.Stream, conn: ConnectionFacts) -> None:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        with socket.socket(fileno=os.dup(fd)) as sock:  # the same socket, through a second descriptor
+            seen.append((sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), os.get_blocking(fd)))
+        await stream.aclose()
+
+    listener = await open_listener("127.0.0.1", 0, name="proxy", handler=handler,
+                                   tls=_Source(server_ctx) if tls else None, handshake_timeout=5,
+                                   limit=ConnectionLimit(10, "proxy"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listener.serve, nursery)
+        for _ in range(2):
+            client = await trio.open_tcp_stream("127.0.0.1", listener.port)
+            if tls:
+                client = await client_handshake(client, ca, "listener.example")
+            await client.receive_some(100)  # the handler closes it
+        nursery.cancel_scope.cancel()
+    assert seen == [(1, False), (1, False)]  # TCP_NODELAY, non-blocking
+    await listener.aclose()

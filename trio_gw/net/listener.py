@@ -41,7 +41,7 @@ from trio_gw.http.responses import error_response
 from trio_gw.net.connection import record_tls_facts
 from trio_gw.net.limits import ConnectionLimit
 from trio_gw.net.plain_stream import PlainStream
-from trio_gw.net.tls_stream import TlsStream, prepare_accepted
+from trio_gw.net.tls_stream import TlsStream, set_nodelay
 from trio_gw.tls.handshake_errors import classify_handshake_failure
 from trio_gw.tls.resumed_chain import IntermediateCache
 
@@ -96,8 +96,9 @@ class Listener:
     """One bound socket and its accept loop.
 
     Args:
-        sock: the listening socket, bound and listening (made non-blocking here; the listener owns it
-            and closes it in :meth:`aclose`).
+        sock: the listening socket, bound and listening (made non-blocking here, with ``TCP_NODELAY``,
+            which every accepted socket inherits from it on Linux: no ``setsockopt`` per connection;
+            the listener owns it and closes it in :meth:`aclose`).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class Listener:
         chains: IntermediateCache | None = None,
     ) -> None:
         sock.setblocking(False)
+        set_nodelay(sock)
         self.socket = sock
         self.observe = observe
         #: Client-certificate intermediates for resumed sessions (shared by listeners that share tickets).
@@ -199,7 +201,7 @@ class Listener:
 
     async def _run(self, raw: socket.socket, address: tuple[str, int]) -> None:
         try:
-            prepare_accepted(raw)  # the stream owns the descriptor from here on
+            raw.setblocking(False)  # TCP_NODELAY came from the listening socket; the stream owns the descriptor now
         except OSError:
             raw.close()
             await trio.lowlevel.checkpoint()
@@ -225,7 +227,7 @@ class Listener:
         connection only.  So does a bug: logged, and the node goes on, as for a request.
         """
         if self.tls is None:
-            return PlainStream(raw, lingering=True)
+            return PlainStream(raw, lingering=True, prepared=True)
         stream: TlsStream | None = None
         try:
             context, tag = self.tls.context_for_accept()
@@ -250,7 +252,7 @@ class Listener:
 
     async def _shed(self, raw: socket.socket) -> None:
         """Over the limit with nothing idle to close: 503 to a plain-HTTP client, a clean close otherwise."""
-        stream = PlainStream(raw)
+        stream = PlainStream(raw, prepared=True)
         if self.tls is None:
             response, body = error_response(503, "the gateway is at its connection limit; retry shortly",
                                             reason="overloaded", headers=[(b"connection", b"close")])
@@ -272,7 +274,7 @@ async def handshake(
 
     Args:
         sock: the accepted socket (taken over by the TLS stream): a trio stream, or a stdlib
-            socket already through :func:`~trio_gw.net.tls_stream.prepare_accepted`.
+            socket already non-blocking with ``TCP_NODELAY`` (the listener's accepted sockets).
         context: the listener context.
         timeout: the handshake's deadline (``ssl_handshake_timeout``).
         tag: the stream's ``handshake_tag``, for the SNI callback.

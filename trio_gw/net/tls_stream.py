@@ -155,7 +155,7 @@ class TlsStream(InterruptibleReceive, trio.abc.Stream):
 
         Args:
             transport: the accepted connection (its socket is taken over: do not use it again), or a
-                stdlib socket from the listener, already through :func:`prepare_accepted`.
+                stdlib socket from the listener, already non-blocking with ``TCP_NODELAY``.
             context: the listener context.
             tag: kept as :attr:`handshake_tag` (the generation's server contexts, read by the SNI
                 callback).
