@@ -240,7 +240,7 @@ async def test_every_accepted_socket_has_tcp_nodelay(ca: trustme.CA, tls: bool) 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(listener.serve, nursery)
         for _ in range(2):
-            client = await trio.open_tcp_stream("127.0.0.1", listener.port)
+            client: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", listener.port)
             if tls:
                 client = await client_handshake(client, ca, "listener.example")
             await client.receive_some(100)  # the handler closes it
