@@ -189,6 +189,11 @@ async def test_guards_answer_on_the_stream(
     assert fine.status == 200
     bad_host = await client.request("GET", "/api/x", authority="bad host")
     assert (bad_host.status, bad_host.json()["reason"]) == (400, "invalid_host")
+    before = len(upstream.server.requests)
+    trace = await client.request("TRACE", "/api/x")  # refused as on HTTP/1.1, on its stream only
+    assert (trace.status, trace.json()["reason"]) == (405, "trace_not_allowed")
+    assert (await client.request("OPTIONS", "/api/x")).status == 200
+    assert [r["method"] for r in upstream.server.requests[before:]] == ["OPTIONS"]
 
 
 async def test_identity_headers_from_the_client_are_stripped(

@@ -175,6 +175,45 @@ async def test_smuggling_cl_te_rejected_and_closed(start_gateway: StartGateway, 
     assert upstream.server.requests == []
 
 
+async def test_absolute_form_is_served_by_its_authority(start_gateway: StartGateway, upstream: Upstream) -> None:
+    """RFC 9112 §3.2.2: a server MUST accept absolute-form, and its authority replaces Host
+    (nginx routes and sets $host by it): the route on api.example is taken although the Host
+    header names another, and the upstream gets origin-form with the same host."""
+    routes = [{"name": "api", "hosts": ["api.example"], "paths": ["/"], "preserve_host": True, "strip_path": False},
+              {"name": "other", "hosts": ["other.example"], "paths": ["/"]}]
+    gw = await start_gateway({"_format_version": "3.0",
+                              "services": [{"name": "echo", "url": upstream.url, "routes": routes}]})
+    out = await raw_exchange(port_of(gw), b"GET http://API.example:8080/v1/x?q=1 HTTP/1.1\r\n"
+                                          b"Host: other.example\r\nConnection: close\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    seen = json.loads(body)
+    assert (seen["path"], seen["query"]) == ("/v1/x", "q=1")
+    assert seen["headers"]["host"] == "API.example:8080"
+    assert [r["path"] for r in upstream.server.requests] == ["/v1/x"]
+    # an HTTP/1.0 absolute-form request needs no Host at all
+    out = await raw_exchange(port_of(gw), b"GET http://api.example/y HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and json.loads(out.partition(b"\r\n\r\n")[2])["path"] == "/y"
+
+
+@pytest.mark.parametrize(("line", "status", "reason"), [
+    (b"GET ftp://api.example/x HTTP/1.1", 400, "invalid_target"),
+    (b"GET http://user@api.example/x HTTP/1.1", 400, "invalid_target"),
+    (b"TRACE /x HTTP/1.1", 405, "trace_not_allowed"),
+    (b"TRACE http://api.example/x HTTP/1.1", 405, "trace_not_allowed"),
+])
+async def test_refused_targets_and_trace_never_reach_the_upstream(
+    start_gateway: StartGateway, upstream: Upstream, line: bytes, status: int, reason: str,
+) -> None:
+    gw = await start_gateway(service(upstream, paths=["/"]))
+    out = await raw_exchange(port_of(gw), line + b"\r\nHost: api.example\r\nCookie: session=secret\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert json.loads(body)["reason"] == reason
+    assert b"secret" not in out
+    assert upstream.server.requests == []
+
+
 async def test_oversize_head_is_431(start_gateway: StartGateway, upstream: Upstream) -> None:
     gw = await start_gateway(service(upstream), max_header_size=4096)
     out = await raw_exchange(port_of(gw), b"GET /api HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")

@@ -19,8 +19,9 @@ control characters in a header value          400     ``invalid_header``
 head larger than ``max_header_size``          431     ``header_too_large``
 more than ``max_headers`` fields              431     ``too_many_headers``
 CONNECT                                       405     ``connect_not_allowed``
-absolute-form target (``http://h/p``)         400     ``absolute_form``
+TRACE                                         405     ``trace_not_allowed``
 asterisk-form target (``OPTIONS *``)          400     ``asterisk_form``
+absolute-form target not ``http(s)://host/``  400     ``invalid_target``
 other non-origin-form target                  400     ``invalid_target``
 HTTP/1.1 without exactly one Host             400     ``missing_host``
 malformed Host                                400     ``invalid_host``
@@ -34,6 +35,18 @@ itself gives that hint; the connection is still closed because the body's
 framing is unknown.  Every rejection closes the connection: after a framing
 problem the rest of the stream cannot be trusted, and closing the others too
 costs nothing worth keeping.
+
+An absolute-form target (``GET http://api.example/x HTTP/1.1``) is served:
+RFC 9112 §3.2.2 says a server MUST accept it, and that the target's authority
+then replaces the Host header.  :func:`origin_form` gives the origin-form
+target and the headers the rest of the gateway sees, so routing, the
+forwarded ``Host`` and ``X-Forwarded-Host``, and the SNI/Host check all read
+one host — the one nginx (and so Kong) would use.  Only ``http`` and
+``https`` targets with a host and no userinfo are taken (RFC 9110 §4.2.4).
+
+TRACE is refused as nginx refuses it, whatever the route: an upstream that
+answers TRACE echoes the request's headers back, cookies and credentials the
+gateway or a browser added included (cross-site tracing).
 
 Some checks repeat h11's (conflicting lengths, Host, TE values); they are cheap
 set/len operations and keep the guard correct if h11 becomes more lenient.
@@ -55,6 +68,7 @@ bytes of a chunked body beside h11 — the second 400 at once, as nginx does
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import h11
 
@@ -128,17 +142,64 @@ def _check_framing(request: h11.Request, content_lengths: int, transfer_encoding
             raise _reject(501, "unsupported_te")
 
 
+#: Methods no route may receive, with the rejection's reason (nginx refuses both before any location).
+REFUSED_METHODS = {b"CONNECT": "connect_not_allowed", b"TRACE": "trace_not_allowed"}
+
+
 def _check_target(request: h11.Request) -> None:
-    if request.method == b"CONNECT":
-        raise _reject(405, "connect_not_allowed")
+    refused = REFUSED_METHODS.get(request.method)
+    if refused is not None:
+        raise _reject(405, refused)
     target = request.target
     if target.startswith(b"/"):
         return
     if target == b"*":
         raise _reject(400, "asterisk_form")
-    if b"://" in target:
-        raise _reject(400, "absolute_form")
-    raise _reject(400, "invalid_target")
+    if b"://" not in target:
+        raise _reject(400, "invalid_target")
+    # absolute-form: origin_form() checks and converts it
+
+
+def origin_form(target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The origin-form request an absolute-form one stands for (RFC 9112 §3.2.2).
+
+    Call it on a head that passed :func:`check_request_head` whose target does
+    not start with ``/`` (the guard lets only absolute-form through then).
+
+    Args:
+        target: the absolute-form target, e.g. ``http://api.example:8080/x?q=1``.
+        headers: the request's header fields.
+
+    Returns:
+        ``(origin_target, headers)``: the path and query (``/`` when the
+        target has no path), and the fields with ``Host`` replaced by the
+        target's authority (added when the request had none: HTTP/1.0).
+
+    Raises:
+        RequestRejected: 400 ``invalid_target`` for a scheme other than
+            ``http``/``https``, an empty authority, userinfo, or anything but a
+            path or query after the authority; 400 ``invalid_host`` for an
+            authority that is not ``host[:port]``.
+    """
+    scheme, _, rest = target.partition(b"://")
+    end = len(rest)
+    for delimiter in b"/?#":
+        found = rest.find(delimiter)
+        if found != -1 and found < end:
+            end = found
+    authority, path = rest[:end], rest[end:]
+    if scheme.lower() not in (b"http", b"https") or not authority or b"@" in authority:
+        raise _reject(400, "invalid_target")
+    if not path:
+        path = b"/"
+    elif path[:1] == b"?":
+        path = b"/" + path
+    elif path[:1] != b"/":  # a fragment: never part of a request target
+        raise _reject(400, "invalid_target")
+    parse_host_header(authority.decode("latin-1"))
+    out = [(name, value) for name, value in headers if name != b"host"]
+    out.insert(0, (b"host", authority))  # first, as the HTTP/2 driver puts :authority
+    return path, out
 
 
 def _check_host(request: h11.Request, hosts: list[bytes]) -> None:

@@ -21,6 +21,7 @@ head larger than ``max_header_size``           431     ``header_too_large``
 control characters in a value                  400     ``invalid_header``
 more than one / non-decimal ``content-length``  400     ``bad_content_length``
 ``CONNECT`` (plain or extended, RFC 8441)       405     ``connect_not_allowed``
+``TRACE``                                       405     ``trace_not_allowed``
 ``:path`` ``*`` (``OPTIONS *``)                 400     ``asterisk_form``
 ``:path`` not starting with ``/``               400     ``invalid_target``
 no ``:authority`` and no ``host``               400     ``missing_host``
@@ -56,6 +57,7 @@ from dataclasses import dataclass
 
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import parse_host_header
+from trio_gw.http.guards import REFUSED_METHODS
 
 Header = tuple[bytes, bytes]
 
@@ -151,8 +153,9 @@ def parse_h2_request(headers: Iterable[Header], *, max_header_size: int, max_hea
     if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
         raise _reject(400, "bad_content_length")
     method = pseudo.get(b":method", b"")
-    if method == b"CONNECT":
-        raise _reject(405, "connect_not_allowed")
+    refused = REFUSED_METHODS.get(method)
+    if refused is not None:  # CONNECT (plain or extended), TRACE
+        raise _reject(405, refused)
     if _TOKEN.fullmatch(method) is None:
         raise _reject(400, "bad_request")
     target = pseudo.get(b":path", b"")

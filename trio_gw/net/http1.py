@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import h11
@@ -31,7 +32,7 @@ import trio
 from trio_gw.decision import Answer
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
-from trio_gw.http.guards import ChunkSizeGuard, check_request_head
+from trio_gw.http.guards import ChunkSizeGuard, check_request_head, origin_form
 from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.net.connection import close_stream
@@ -216,17 +217,21 @@ class Http1Server:
         try:
             try:
                 check_request_head(request, max_header_size=settings.max_header_size, max_headers=settings.max_headers)
-                facts = RequestFacts.from_h11(request, protocol=conn_facts.protocol, sni=conn_facts.sni,
-                                              header_names=gen.snapshot.router.header_names)
+                target: bytes = request.target
+                headers: Sequence[Header] = request.headers
+                if target[0] != 47:  # not "/": absolute-form, the one other form the guard passes
+                    target, headers = origin_form(target, headers)
+                facts = RequestFacts.from_head(request.method, target, headers, protocol=conn_facts.protocol,
+                                               sni=conn_facts.sni, header_names=gen.snapshot.router.header_names)
             except RequestRejected as exc:
                 ex.status, ex.reason = exc.status, exc.reason
                 await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
             chunked, length = body_framing(request.headers)
-            decision = proxy.decide(facts, request.headers, conn_facts, gen, ex, method=request.method,
+            decision = proxy.decide(facts, headers, conn_facts, gen, ex, method=request.method,
                                     chunked=chunked)
             if isinstance(decision, Answer) and decision.reason == "revocation_unknown":
-                decision = await proxy.decide_settled(facts, request.headers, conn_facts, gen, ex,
+                decision = await proxy.decide_settled(facts, headers, conn_facts, gen, ex,
                                                       method=request.method, chunked=chunked)
             if isinstance(decision, Answer):
                 return await _answer(stream, conn, decision, ex, close=proxy.draining)

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_gw.http.errors import RequestRejected
-from trio_gw.http.guards import ChunkSizeGuard, check_request_head
+from trio_gw.http.facts import RequestFacts
+from trio_gw.http.guards import ChunkSizeGuard, check_request_head, origin_form
 from trio_gw.http.responses import error_response, rejection_response
 
 LIMITS = {"max_header_size": 8192, "max_headers": 50}
@@ -142,13 +143,76 @@ def test_obs_fold_is_joined_and_passes() -> None:
     "line,expected",
     [
         (b"CONNECT a.com:443 HTTP/1.1", (405, "connect_not_allowed")),
-        (b"GET http://a.com/x HTTP/1.1", (400, "absolute_form")),
+        (b"TRACE / HTTP/1.1", (405, "trace_not_allowed")),
+        (b"TRACE http://a.com/ HTTP/1.1", (405, "trace_not_allowed")),
         (b"OPTIONS * HTTP/1.1", (400, "asterisk_form")),
         (b"GET a.com HTTP/1.1", (400, "invalid_target")),
+        (b"GET http://a.com/x HTTP/1.1", None),  # absolute-form: origin_form() takes it from here
+        (b"OPTIONS / HTTP/1.1", None),
     ],
 )
-def test_target_forms(line: bytes, expected: tuple[int, str]) -> None:
+def test_target_forms(line: bytes, expected: tuple[int, str] | None) -> None:
     assert reason_for(line + b"\r\nHost: a.com:443\r\n\r\n") == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "origin", "host"),
+    [
+        (b"http://api.example/x?q=1", b"/x?q=1", b"api.example"),
+        (b"HTTPS://API.example:8443/a/b", b"/a/b", b"API.example:8443"),
+        (b"http://api.example", b"/", b"api.example"),
+        (b"http://api.example?q=1", b"/?q=1", b"api.example"),
+        (b"http://[::1]:80/x", b"/x", b"[::1]:80"),
+        (b"http://api.example//x", b"//x", b"api.example"),
+    ],
+)
+def test_absolute_form_becomes_origin_form_with_its_authority_as_host(target: bytes, origin: bytes, host: bytes) -> None:
+    # RFC 9112 §3.2.2: the target's authority wins over the Host header the client sent
+    request = parse(b"GET " + target + b" HTTP/1.1\r\nX-A: 1\r\nHost: other.example\r\nX-B: 2\r\n\r\n")
+    check_request_head(request, **LIMITS)
+    assert origin_form(request.target, request.headers) == (origin, [(b"host", host), (b"x-a", b"1"), (b"x-b", b"2")])
+
+
+_HOSTS = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}(:[0-9]{1,5})?", fullmatch=True).filter(
+    lambda h: ":" not in h or int(h.rsplit(":", 1)[1]) <= 65535)
+_PATHS = st.from_regex(r"(/[A-Za-z0-9._~%-]{0,12}){0,4}(\?[A-Za-z0-9=&]{0,12})?", fullmatch=True)
+
+
+@given(scheme=st.sampled_from(["http", "https", "HTTP"]), host=_HOSTS, path=_PATHS,
+       sent_host=st.sampled_from([None, "elsewhere.example"]))
+def test_absolute_form_gives_the_facts_of_its_origin_form(scheme: str, host: str, path: str, sent_host: str | None) -> None:
+    """The gateway sees an absolute-form request exactly as the origin-form one with Host = its authority."""
+    fields = [(b"accept", b"*/*")] + ([(b"host", sent_host.encode())] if sent_host else [])
+    target, headers = origin_form(f"{scheme}://{host}{path}".encode(), fields)
+    origin = path if path.startswith("/") else "/" + path
+    expected = RequestFacts.from_head(b"GET", origin.encode(), [(b"host", host.encode()), (b"accept", b"*/*")],
+                                      protocol="http")
+    assert RequestFacts.from_head(b"GET", target, headers, protocol="http") == expected
+    assert target == origin.encode()
+
+
+def test_absolute_form_gives_an_http10_request_its_host() -> None:
+    request = parse(b"GET http://api.example/x HTTP/1.0\r\nX-A: 1\r\n\r\n")
+    check_request_head(request, **LIMITS)
+    assert origin_form(request.target, request.headers) == (b"/x", [(b"host", b"api.example"), (b"x-a", b"1")])
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (b"ftp://api.example/x", "invalid_target"),
+        (b"http:///x", "invalid_target"),  # no authority
+        (b"http://user:pw@api.example/x", "invalid_target"),  # userinfo (RFC 9110 §4.2.4)
+        (b"http://api.example#frag", "invalid_target"),
+        (b"http://api.example:99999/x", "invalid_host"),
+        (b"http://api.example:x/y", "invalid_host"),
+        (b"http://[::1/x", "invalid_host"),
+    ],
+)
+def test_absolute_form_refused(target: bytes, reason: str) -> None:
+    with pytest.raises(RequestRejected) as info:
+        origin_form(target, [(b"host", b"a")])
+    assert (info.value.status, info.value.reason) == (400, reason)
 
 
 def test_missing_host_rejected_by_h11_and_guard() -> None:

@@ -79,6 +79,12 @@ def test_connect_is_refused() -> None:
     assert reason_for(headers) == (405, "connect_not_allowed")
 
 
+def test_trace_is_refused_and_other_methods_are_not() -> None:
+    trace = [(b":method", b"TRACE"), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/x")]
+    assert reason_for(trace) == (405, "trace_not_allowed")
+    assert reason_for([(b":method", b"OPTIONS"), *trace[1:]]) is None
+
+
 def test_control_characters_in_values() -> None:
     assert reason_for([*BASE, (b"x-a", b"a\x01b")]) == (400, "invalid_header")
     assert reason_for([*BASE, (b"x-a", b"a\x7fb")]) == (400, "invalid_header")
