@@ -431,6 +431,20 @@ async def test_an_upstream_that_closes_mid_body_cuts_the_response_and_is_in_the_
     assert (await _access_record(log)) == (200, "upstream_closed")
 
 
+async def test_a_204_from_the_upstream_loses_its_content_length(
+    start_gateway: StartGateway, nursery: trio.Nursery,
+) -> None:
+    """RFC 9110 §8.6: no Content-Length on a 204; nginx drops an upstream's, and so does the gateway —
+    and the bytes that upstream sent after its head never reach the client."""
+    port = await _upstream_that_hangs_up(nursery, b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello")
+    gw = await start_gateway(_one_route(port))
+    out = await raw_exchange(port_of(gw), b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204 ") and b"x-a: 1" in head
+    assert b"content-length" not in head.lower()
+    assert body == b""
+
+
 async def test_an_upstream_that_stalls_mid_body_cuts_the_response_at_read_timeout(
     start_gateway: StartGateway, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:

@@ -241,6 +241,7 @@ def downstream_response_headers(
     strip: frozenset[bytes] = frozenset(),
     upgrade: bool = False,
     via: bytes | None = VIA,
+    no_content: bool = False,
 ) -> list[Header]:
     """Build the client response's headers from the upstream's.
 
@@ -249,6 +250,9 @@ def downstream_response_headers(
         strip: lowercase names always removed.
         upgrade: keep ``Upgrade`` (with ``Connection: upgrade``) for a 101.
         via: the ``Via`` entry to append, or ``None`` for none.
+        no_content: the status is 204: ``Content-Length`` is dropped too, as
+            nginx drops it (RFC 9110 §8.6: a server MUST NOT send it with a 204;
+            an upstream that does may be followed by bytes no client must read).
 
     Returns:
         The new header list (h11 frames the body: it keeps ``content-length``
@@ -271,8 +275,8 @@ def downstream_response_headers(
             upstream_via = upstream_via + b", " + value if upstream_via else value
         elif name not in strip:
             out.append((name, value))
-    if tokens or chunked:
-        drop = (tokens - {b"content-length"}) | ({b"content-length"} if chunked else set())
+    if tokens or chunked or no_content:
+        drop = (tokens - {b"content-length"}) | ({b"content-length"} if chunked or no_content else set())
         out = [h for h in out if h[0] not in drop]
     if upgrade and upgrade_value:
         out.append((b"connection", b"upgrade"))

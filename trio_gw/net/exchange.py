@@ -559,9 +559,9 @@ async def _relay_response(
             if isinstance(event, h11.InformationalResponse):
                 continue  # 1xx from upstream: we already answered 100-continue ourselves
             if isinstance(event, h11.Response):
-                ex.status = event.status_code
+                status = ex.status = event.status_code
                 ex.upstream_answered = time.monotonic()
-                sink.head(event.status_code, downstream_response_headers(event.headers), event.reason)
+                sink.head(status, downstream_response_headers(event.headers, no_content=status == 204), event.reason)
             elif isinstance(event, h11.Data):
                 ex.bytes_out += len(event.data)
                 sink.data(event.data)

@@ -314,7 +314,7 @@ class _Relay:
                 raise UpstreamFailure(502, "upstream_protocol_error") from exc
             self.ex.status = status
             self.ex.upstream_answered = time.monotonic()
-            sink.head(status, downstream_response_headers(fields), reason_phrase(status))
+            sink.head(status, downstream_response_headers(fields, no_content=status == 204), reason_phrase(status))
             self.started = True
         elif isinstance(event, h2.events.DataReceived):
             self.ex.bytes_out += len(event.data)

@@ -159,6 +159,13 @@ def test_downstream_keeps_content_length_and_upgrade() -> None:
     assert out == [(b"content-length", b"2"), (b"connection", b"upgrade"), (b"upgrade", b"websocket")]
 
 
+def test_no_content_drops_content_length_and_only_then() -> None:
+    fields = [(b"content-length", b"5"), (b"etag", b'"x"')]
+    assert downstream_response_headers(fields, via=None, no_content=True) == [(b"etag", b'"x"')]
+    # any other status (a 304 included) keeps the length the upstream gave
+    assert downstream_response_headers(fields, via=None) == fields
+
+
 @pytest.mark.parametrize(
     "ip,trusted",
     [
