@@ -68,6 +68,8 @@ class Forward:
     headers: list[Header]
     #: The consumer the plugins authenticated, for the access log and metrics.
     consumer: Consumer | None = None
+    #: The request asks to switch to WebSocket, and its ``Upgrade`` goes upstream (a 101 is relayed).
+    upgrade: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ def decide_request(
     method: bytes,
     chunked: bool,
     now: float,
+    upgrade: bool = False,
     crl_source: CrlSource | None = None,
     ocsp_source: OcspAnswers | None = None,
     challenges: ChallengeAnswers | None = None,
@@ -126,6 +129,8 @@ def decide_request(
         method: the request method, as sent.
         chunked: the body's length is unknown: re-frame it chunked upstream.
         now: the time, for the plugins (certificate validity windows...).
+        upgrade: the request asks for WebSocket and the driver can relay the
+            switch (HTTP/1.1): its ``Upgrade`` goes upstream.
         crl_source: where the plugins find fetched CRLs.
         ocsp_source: where the plugins and ``ssl_ocsp`` find verified OCSP answers.
         challenges: the ACME http-01 answers published now.
@@ -180,13 +185,13 @@ def decide_request(
             facts = replace(facts, query=without_params(facts.query, decision.strip_query))
     up_headers = upstream_request_headers(
         headers, match, facts, client_ip=conn.client_ip, server_port=conn.server_port,
-        trusted=conn.is_trusted(snapshot.trusted), strip=strip,
+        trusted=conn.is_trusted(snapshot.trusted), strip=strip, upgrade=upgrade,
     )
     up_headers.extend(extra)
     if chunked:  # re-frame: the hop-by-hop filter dropped the client's framing
         up_headers.append((b"transfer-encoding", b"chunked"))
     target = match.upstream_path.encode() + (b"?" + facts.query.encode() if facts.query else b"")
-    return Forward(match.service.id, route_label, service_label, method, target, up_headers, consumer)
+    return Forward(match.service.id, route_label, service_label, method, target, up_headers, consumer, upgrade)
 
 
 def without_params(query: str, names: frozenset[str]) -> str:

@@ -17,6 +17,10 @@ survives ``strip_path``, unlike the path):
 * ``?close=1`` — read the request, then close the connection without answering;
 * ``?cut=M`` (with ``bytes=N``) — announce N bytes, send the first M, then close the connection.
 
+A WebSocket handshake (``Upgrade: websocket`` with a key) is recorded like any
+request, accepted with a 101, and every text or binary frame is echoed back
+(frames by ``wsproto``'s frame protocol) until a close frame, answered, or EOF.
+
 TLS handshakes happen in the connection's thread, never in the accept loop, so
 a stalled client cannot block others.  A ``closed`` upstream holds a bound but
 not listening socket: connecting to it is refused, and no one else can take
@@ -42,6 +46,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
+from wsproto.frame_protocol import FrameProtocol, Opcode
+from wsproto.utilities import generate_accept_token
 
 from spec.harness import acme, egress, h2_upstream
 from spec.harness.pki import Material
@@ -145,6 +151,9 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
             return
         record = self._record(length, digest.hexdigest())
         self.server.observed.add(record)
+        if self.headers.get("Upgrade", "").lower() == "websocket" and "Sec-WebSocket-Key" in self.headers:
+            self._websocket()
+            return
         delay = self.server.delay_ms + int(query.get("delay_ms", ["0"])[0])
         if delay:
             time.sleep(min(delay, MAX_DELAY_MS) / 1000)
@@ -164,6 +173,31 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
         else:
             body = json.dumps(record, indent=1).encode() + b"\n"
             self._send(status, "application/json", len(body), iter([body]))
+
+    def _websocket(self) -> None:
+        """Accept the handshake, then echo frames until a close frame (answered) or EOF."""
+        self.close_connection = True
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", generate_accept_token(self.headers["Sec-WebSocket-Key"].encode()).decode())
+        self.end_headers()
+        self.wfile.flush()
+        frames = FrameProtocol(client=False, extensions=[])
+        while True:
+            data = self.rfile.read1(CHUNK)  # what the head's reader holds already, then the socket
+            if not data:
+                return
+            frames.receive_bytes(data)
+            for frame in frames.received_frames():
+                payload = frame.payload
+                if isinstance(payload, tuple):  # a close frame's (code, reason)
+                    self.wfile.write(frames.close(payload[0], payload[1]))
+                    return
+                if frame.opcode is Opcode.PING:
+                    self.wfile.write(frames.pong(payload if isinstance(payload, bytes) else payload.encode()))
+                elif frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION):
+                    self.wfile.write(frames.send_data(payload, frame.frame_finished))
 
     def _read_body(self, sink: Any) -> int:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

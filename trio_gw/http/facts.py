@@ -172,18 +172,26 @@ class RequestFacts:
         )
 
 
-def body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, int]:
-    """``(chunked, content_length)`` of a request head the guards accepted (no body: ``(False, 0)``).
+def body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bool, int, bool]:
+    """``(chunked, content_length, upgrade)`` of a request head the guards accepted.
 
     The guards refused Content-Length together with Transfer-Encoding, several
-    lengths and any coding but ``chunked``, so one field decides.
+    lengths and any coding but ``chunked``, so one field decides the body (no
+    body: ``(False, 0, ...)``).  ``upgrade`` says that a body-less head has an
+    ``Upgrade`` field: the HTTP/1.1 driver then asks
+    :func:`trio_gw.http.headers.websocket_requested` (a head with a body never
+    switches protocols here).  The same pass over the fields finds all three.
     """
+    chunked = upgrade = False
+    length = 0
     for name, value in headers:
         if name == b"transfer-encoding":
-            return True, 0
-        if name == b"content-length":
-            return False, int(value)
-    return False, 0
+            chunked = True
+        elif name == b"content-length":
+            length = int(value)
+        elif name == b"upgrade":
+            upgrade = True
+    return chunked, length, upgrade and not chunked and not length
 
 
 #: One string object per distinct value that every connection repeats (TLS version, cipher, ALPN, SNI).

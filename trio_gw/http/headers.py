@@ -147,6 +147,25 @@ def connection_tokens(headers: Iterable[Header]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
+def websocket_requested(headers: Iterable[Header]) -> bool:
+    """Whether a request asks to switch its connection to WebSocket (RFC 6455 §4.1).
+
+    ``Upgrade`` names ``websocket`` (any case, among other protocols too) and
+    ``Connection`` names ``upgrade``: the switch the gateway relays, as Kong's
+    nginx template does (its ``$upstream_upgrade`` map passes only
+    ``websocket``); other upgrades (``h2c``...) are dropped with the other
+    hop-by-hop fields and the request is served as a plain one.
+    """
+    upgrade = b""
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade += b"," + value
+    if not upgrade:
+        return False
+    protocols = {token.strip().lower() for token in upgrade.split(b",")}
+    return b"websocket" in protocols and b"upgrade" in connection_tokens(headers)
+
+
 def upstream_request_headers(
     headers: Iterable[Header],
     match: RouteMatch,

@@ -37,8 +37,9 @@ __all__ = ["FRAMING_FIELDS", "field_lines", "request_head", "splice", "split_fra
 
 Header = tuple[bytes, bytes]
 
-#: The fields h11 must see to frame a message and keep its connection state.
-FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+#: The fields h11 must see to frame a message and keep its connection state (``upgrade``: a
+#: WebSocket handshake's switch proposal, which h11 must know of to take the upstream's 101).
+FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"upgrade"})
 
 
 def field_lines(headers: Iterable[Header]) -> bytes:
@@ -53,7 +54,7 @@ def split_framing(headers: Sequence[Header]) -> tuple[list[Header], bytes]:
         headers: lowercase names (as h11 gives them, or as the gateway built them).
 
     Returns:
-        ``(framing, lines)``: the ``Content-Length``/``Transfer-Encoding``/``Connection``
+        ``(framing, lines)``: the ``Content-Length``/``Transfer-Encoding``/``Connection``/``Upgrade``
         fields in order, and :func:`field_lines` of the rest.
     """
     framing: list[Header] = []

@@ -29,7 +29,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import h11
 import trio
@@ -46,6 +46,7 @@ from trio_gw.net.generation import Generation, GenerationHolder
 from trio_gw.net.limits import IdleConnections
 from trio_gw.net.relay_errors import ClientGone, UpstreamFailure
 from trio_gw.net.streams import send_before_receive
+from trio_gw.net.tunnel import relay_tunnel
 from trio_gw.net.tls_client import UpstreamPlan
 from trio_gw.net.upstream import UpstreamConnection, UpstreamPool, open_upstream
 from trio_gw.plugins.base import CrlSource
@@ -146,6 +147,19 @@ class ResponseSink(Protocol):
     async def flush(self) -> None: ...
 
 
+@runtime_checkable
+class UpgradeSink(ResponseSink, Protocol):
+    """A sink whose connection can switch protocols (HTTP/1.1's, for a WebSocket handshake)."""
+
+    def switch(self, headers: list[Header], reason: bytes) -> None:
+        """Buffer the upstream's 101; the connection then carries the upgraded protocol."""
+        ...
+
+    def tunnel_ends(self) -> tuple[trio.abc.Stream, bytes]:
+        """The client's stream and what it sent after its request, once switched."""
+        ...
+
+
 AccessRecorder = Callable[[ConnectionFacts, Exchange], None]
 
 
@@ -207,12 +221,12 @@ class Proxy:
 
     def decide(
         self, facts: RequestFacts, headers: Sequence[Header], conn: ConnectionFacts, gen: Generation, ex: Exchange,
-        *, method: bytes, chunked: bool,
+        *, method: bytes, chunked: bool, upgrade: bool = False,
     ) -> Forward | Answer:
         """The pure decision for one request head on ``gen``; the access-log record notes it."""
         decision = decide_request(facts, headers, conn, gen.snapshot, method=method, chunked=chunked,
-                                  now=time.time(), crl_source=self.crl_source, ocsp_source=self.ocsp_source,
-                                  challenges=self.challenges)
+                                  now=time.time(), upgrade=upgrade, crl_source=self.crl_source,
+                                  ocsp_source=self.ocsp_source, challenges=self.challenges)
         if isinstance(decision, Answer):
             ex.reason = decision.reason
             ex.route, ex.service = decision.route_label, decision.service_label
@@ -223,7 +237,7 @@ class Proxy:
 
     async def decide_settled(
         self, facts: RequestFacts, headers: Sequence[Header], conn: ConnectionFacts, gen: Generation, ex: Exchange,
-        *, method: bytes, chunked: bool,
+        *, method: bytes, chunked: bool, upgrade: bool = False,
     ) -> Forward | Answer:
         """:meth:`decide` again, once the revocation fetch its ``revocation_unknown`` refusal asked for has run.
 
@@ -234,7 +248,7 @@ class Proxy:
         """
         if self.revocation is not None:
             await self.revocation.settle_revocation()
-        return self.decide(facts, headers, conn, gen, ex, method=method, chunked=chunked)
+        return self.decide(facts, headers, conn, gen, ex, method=method, chunked=chunked, upgrade=upgrade)
 
     async def forward(
         self, fwd: Forward, gen: Generation, *, body: BodySource | None, sink: ResponseSink, ex: Exchange,
@@ -260,6 +274,8 @@ class Proxy:
             ClientGone: the client stalled or went away.
         """
         plan = gen.upstreams[fwd.service_id]
+        if fwd.upgrade and plan.websocket is not None:  # h2 cannot carry the handshake: HTTP/1.1 by ALPN
+            plan = plan.websocket
         up_head = _UpstreamHead(fwd)
         tracked = _TrackedBody(body) if body is not None else None
         ex.upstream = plan.peer
@@ -281,7 +297,9 @@ class Proxy:
                     uploaded = await _full_duplex(upstream, tracked, sink, plan, ex)
                 else:
                     head = up_head.for_connection(upstream.h11) + upstream.h11.send(END_OF_MESSAGE)
-                    await _relay_response(upstream, sink, plan, ex, head=head, pool=self.pool)
+                    # an upgrade's connection is never handed back: after a 101 it is the tunnel's
+                    await _relay_response(upstream, sink, plan, ex, head=head,
+                                          pool=None if fwd.upgrade else self.pool)
                     uploaded = True
                 break
             except UpstreamFailure as exc:
@@ -297,7 +315,9 @@ class Proxy:
                 raise
             finally:
                 ex.upstream_time = time.monotonic() - up_started
-        if not ex.upstream_released and not self.pool.give_back(upstream):
+        if upstream.h11.their_state is h11.SWITCHED_PROTOCOL:  # the upstream took the WebSocket handshake
+            await _tunnel(upstream, sink, plan, ex)
+        elif not ex.upstream_released and not self.pool.give_back(upstream):
             await upstream.aclose()
         return uploaded
 
@@ -557,7 +577,15 @@ async def _relay_response(
                 h.receive_data(data)  # type: ignore[arg-type]  # h11 takes bytearray too
                 continue
             if isinstance(event, h11.InformationalResponse):
-                continue  # 1xx from upstream: we already answered 100-continue ourselves
+                if event.status_code == 101:  # h11 takes one only for a request that proposed the switch
+                    ex.status = 101
+                    ex.upstream_answered = time.monotonic()
+                    _upgradable(sink).switch(downstream_response_headers(event.headers, upgrade=True), event.reason)
+                    waiting = "send"
+                    move_deadline(scope, sink.send_timeout)
+                    await sink.flush()
+                    return
+                continue  # other 1xx from upstream: we already answered 100-continue ourselves
             if isinstance(event, h11.Response):
                 status = ex.status = event.status_code
                 ex.upstream_answered = time.monotonic()
@@ -585,6 +613,29 @@ async def _relay_response(
     if waiting == "send":
         raise ClientGone("client send timeout", reason="client_send_timeout")
     raise UpstreamFailure(504, "upstream_write_timeout" if waiting == "write" else "upstream_read_timeout")
+
+
+def _upgradable(sink: ResponseSink) -> UpgradeSink:
+    """``sink`` as the HTTP/1.1 sink that can switch; only that driver asks for an upgrade."""
+    if not isinstance(sink, UpgradeSink):
+        raise TypeError(f"{type(sink).__name__} cannot switch protocols")
+    return sink
+
+
+async def _tunnel(upstream: UpstreamConnection, sink: ResponseSink, plan: UpstreamPlan, ex: Exchange) -> None:
+    """Relay the upgraded connection (:mod:`trio_gw.net.tunnel`) until either side ends, then close the
+    upstream's (the HTTP/1.1 driver closes the client's)."""
+    client, client_early = _upgradable(sink).tunnel_ends()
+    try:
+        up, down, reason = await relay_tunnel(
+            client, client_early, upstream.stream, bytes(upstream.h11.trailing_data[0]),
+            read_timeout=plan.read_timeout, write_timeout=plan.write_timeout, send_timeout=sink.send_timeout)
+        ex.bytes_in += up
+        ex.bytes_out += down
+        ex.reason = reason
+    finally:
+        ex.upstream_released = True
+        await upstream.aclose()
 
 
 def _read_failure(exc: BaseException, upstream: UpstreamConnection) -> str:

@@ -33,6 +33,7 @@ from trio_gw.decision import Answer
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
 from trio_gw.http.guards import ChunkSizeGuard, check_request_head, origin_form
+from trio_gw.http.headers import websocket_requested
 from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
 from trio_gw.net.connection import close_stream
@@ -119,6 +120,17 @@ class _H11Sink:
 
     def end(self) -> None:
         self.out += self.conn.send(END_OF_MESSAGE)
+
+    def switch(self, headers: list[Header], reason: bytes) -> None:
+        """Buffer the upstream's 101: after it, the connection carries the upgraded protocol."""
+        if self.conn.their_state is h11.SEND_BODY:
+            self.conn.next_event()  # the body-less request's end, already in h11's buffer: no IO
+        self.proxy.aborts.unwatch(self.stream)  # the tunnel reads the client itself
+        self.out += self.conn.send(h11.InformationalResponse(status_code=101, headers=headers, reason=reason))
+
+    def tunnel_ends(self) -> tuple[trio.abc.Stream, bytes]:
+        """The client's stream and what it sent after its request, once switched."""
+        return self.stream, bytes(self.conn.trailing_data[0])
 
     async def flush(self) -> None:
         """Send what is buffered; the caller's cancel scope holds the ``send_timeout`` deadline.
@@ -227,12 +239,14 @@ class Http1Server:
                 ex.status, ex.reason = exc.status, exc.reason
                 await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
-            chunked, length = body_framing(request.headers)
+            chunked, length, upgrade = body_framing(request.headers)
+            if upgrade:  # rare: only a WebSocket handshake over HTTP/1.1 is relayed as a switch
+                upgrade = request.http_version == b"1.1" and websocket_requested(headers)
             decision = proxy.decide(facts, headers, conn_facts, gen, ex, method=request.method,
-                                    chunked=chunked)
+                                    chunked=chunked, upgrade=upgrade)
             if isinstance(decision, Answer) and decision.reason == "revocation_unknown":
                 decision = await proxy.decide_settled(facts, headers, conn_facts, gen, ex,
-                                                      method=request.method, chunked=chunked)
+                                                      method=request.method, chunked=chunked, upgrade=upgrade)
             if isinstance(decision, Answer):
                 return await _answer(stream, conn, decision, ex, close=proxy.draining)
             if conn.they_are_waiting_for_100_continue:
@@ -260,6 +274,8 @@ class Http1Server:
                 if exc.status in (400, 408):  # a stalled or broken body: answered, as nginx does, if still possible
                     await _reject(stream, conn, exc.status, None, exc.reason)
                 raise
+            if conn.our_state is h11.SWITCHED_PROTOCOL:  # a WebSocket tunnel ran to its end
+                return False
             # The upstream answered before taking the whole body (e.g. 413): close.
             return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
         finally:

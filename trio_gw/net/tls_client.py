@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import ssl
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,6 +128,9 @@ class UpstreamPlan:
     profile: UpstreamTlsProfile | None = None
     proxy: ForwardProxy | None = None
     proxy_context: ssl.SSLContext | None = None
+    #: The plan for a WebSocket handshake when this one offers ``h2`` (``proxy_enable_http2``): the same
+    #: upstream with ``http/1.1`` alone by ALPN, since only HTTP/1.1 carries an ``Upgrade``; else None.
+    websocket: UpstreamPlan | None = None
 
 
 def _read_text(path: str, where: str) -> str:
@@ -178,21 +181,32 @@ class UpstreamPlanner:
         if service.protocol == "https":
             profile = select_upstream_profile(service, snapshot.entities, defaults, now=now, read_text=_read_text)
             # proxy_enable_http2: offer h2 first by ALPN; the upstream's choice decides each connection's protocol
-            cache_key = (profile, http2)
-            compiled = used.get(cache_key) or self._by_profile.get(cache_key)
-            if compiled is None:
-                compiled = (compile_client_context(profile, alpn=ALPN_H2_FIRST if http2 else ("http/1.1",)),
-                            next(self._serials))
-            used[cache_key] = compiled
-            context, serial = compiled
+            context, serial = self._context(profile, http2, used)
         key = PoolKey(service.protocol, service.host, service.port, service.host if context is not None else None,
                       serial, proxy.identity if proxy is not None else None)
-        return UpstreamPlan(
+        plan = UpstreamPlan(
             key=key, peer=f"{service.host}:{service.port}",
             connect_timeout=service.connect_timeout / 1000, read_timeout=service.read_timeout / 1000,
             write_timeout=service.write_timeout / 1000,
             context=context, profile=profile, proxy=proxy, proxy_context=proxy_context,
         )
+        if http2 and profile is not None:
+            context, serial = self._context(profile, False, used)
+            plan = replace(plan, websocket=replace(plan, key=replace(key, tls_serial=serial), context=context))
+        return plan
+
+    def _context(
+        self, profile: UpstreamTlsProfile, http2: bool,
+        used: dict[tuple[UpstreamTlsProfile, bool], tuple[ssl.SSLContext, int]],
+    ) -> tuple[ssl.SSLContext, int]:
+        """The compiled context of ``profile`` offering h2 or not, and its serial (reused across generations)."""
+        cache_key = (profile, http2)
+        compiled = used.get(cache_key) or self._by_profile.get(cache_key)
+        if compiled is None:
+            compiled = (compile_client_context(profile, alpn=ALPN_H2_FIRST if http2 else ("http/1.1",)),
+                        next(self._serials))
+        used[cache_key] = compiled
+        return compiled
 
     def _https_proxy_context(self) -> ssl.SSLContext:
         if self._proxy_context is None:

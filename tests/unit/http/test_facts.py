@@ -10,10 +10,17 @@ from trio_gw.http.headers import TrustedNetworks
 
 
 def test_body_framing() -> None:
-    assert body_framing([(b"host", b"a")]) == (False, 0)
-    assert body_framing([(b"host", b"a"), (b"content-length", b"12")]) == (False, 12)
-    assert body_framing([(b"transfer-encoding", b"chunked"), (b"host", b"a")]) == (True, 0)
-    assert body_framing([(b"content-length", b"0")]) == (False, 0)
+    assert body_framing([(b"host", b"a")]) == (False, 0, False)
+    assert body_framing([(b"host", b"a"), (b"content-length", b"12")]) == (False, 12, False)
+    assert body_framing([(b"transfer-encoding", b"chunked"), (b"host", b"a")]) == (True, 0, False)
+    assert body_framing([(b"content-length", b"0")]) == (False, 0, False)
+
+
+def test_body_framing_notes_an_upgrade_only_without_a_body() -> None:
+    assert body_framing([(b"upgrade", b"websocket"), (b"host", b"a")]) == (False, 0, True)
+    assert body_framing([(b"upgrade", b"websocket"), (b"content-length", b"0")]) == (False, 0, True)
+    assert body_framing([(b"upgrade", b"websocket"), (b"content-length", b"3")]) == (False, 3, False)
+    assert body_framing([(b"transfer-encoding", b"chunked"), (b"upgrade", b"websocket")]) == (True, 0, False)
 
 
 def test_trust_is_worked_out_once_per_networks_object() -> None:

@@ -10,6 +10,7 @@ from trio_gw.http.headers import (
     TrustedNetworks,
     downstream_response_headers,
     upstream_request_headers,
+    websocket_requested,
 )
 from trio_gw.http.routing import RequestFacts, Router, select_route
 from trio_gw.model.entities import Route, Service
@@ -157,6 +158,19 @@ def test_downstream_keeps_content_length_and_upgrade() -> None:
         via=None,
     )
     assert out == [(b"content-length", b"2"), (b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ([(b"connection", b"Upgrade"), (b"upgrade", b"websocket")], True),
+    ([(b"connection", b"keep-alive, Upgrade"), (b"upgrade", b"WebSocket")], True),
+    ([(b"upgrade", b"foo, websocket"), (b"connection", b"upgrade")], True),
+    ([(b"upgrade", b"websocket")], False),  # Connection must name it (RFC 9110 §7.8)
+    ([(b"connection", b"upgrade"), (b"upgrade", b"h2c")], False),  # Kong relays websocket only
+    ([(b"connection", b"upgrade")], False),
+    ([(b"connection", b"close"), (b"upgrade", b"websocket")], False),
+])
+def test_websocket_requested(fields: list[tuple[bytes, bytes]], expected: bool) -> None:
+    assert websocket_requested([(b"host", b"a"), *fields]) is expected
 
 
 def test_no_content_drops_content_length_and_only_then() -> None:
