@@ -315,7 +315,7 @@ class Proxy:
                 raise
             finally:
                 ex.upstream_time = time.monotonic() - up_started
-        if upstream.h11.their_state is h11.SWITCHED_PROTOCOL:  # the upstream took the WebSocket handshake
+        if fwd.upgrade and upstream.h11.their_state is h11.SWITCHED_PROTOCOL:  # the upstream took the handshake
             await _tunnel(upstream, sink, plan, ex)
         elif not ex.upstream_released and not self.pool.give_back(upstream):
             await upstream.aclose()

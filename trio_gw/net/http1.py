@@ -274,7 +274,7 @@ class Http1Server:
                 if exc.status in (400, 408):  # a stalled or broken body: answered, as nginx does, if still possible
                     await _reject(stream, conn, exc.status, None, exc.reason)
                 raise
-            if conn.our_state is h11.SWITCHED_PROTOCOL:  # a WebSocket tunnel ran to its end
+            if decision.upgrade and conn.our_state is h11.SWITCHED_PROTOCOL:  # a WebSocket tunnel ran to its end
                 return False
             # The upstream answered before taking the whole body (e.g. 413): close.
             return uploaded and (conn.their_state is h11.DONE or await _discard_body(stream, conn))
