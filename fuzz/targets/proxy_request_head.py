@@ -35,6 +35,7 @@ from typing import Any
 import h11
 import trio
 import trio.testing
+from h11._state import MIGHT_SWITCH_PROTOCOL  # where a request that proposed a switch waits (not exported)
 
 from fuzz.targets._support import InvariantViolation, pick
 from trio_gw.model.declarative import load_declarative_text
@@ -57,7 +58,9 @@ exception escaping ``Http1Server.serve_connection`` and never a hang:
   (h11 client, with the methods of the requests sent) as complete responses,
   possibly followed by interim (1xx) responses and a close; only when the fake
   upstream itself cut its response short may the last final response be
-  truncated;
+  truncated; after a 101 (the "switch" upstream took a WebSocket handshake)
+  come only bytes the client sent after that handshake, in order (a prefix:
+  the tunnel echoes them until one side ends it);
 * what the proxy sends upstream parses as HTTP/1.1 requests (h11 server), a
   body cut short by the client's EOF excepted;
 * after the connection ends and the pool is closed, no upstream connection is
@@ -80,6 +83,7 @@ UPSTREAM_MODES: tuple[str, ...] = (
     "garbage",  # answers with an unparsable status line
     "silent",  # reads, never answers (read timeout → 504)
     "truncate",  # answers content-length 100, sends 10 bytes, closes
+    "switch",  # answers a request proposing an Upgrade 101, then echoes every byte; else as "answer"
 )
 
 SETTINGS_OVERRIDES: dict[str, Any] = {
@@ -225,6 +229,9 @@ async def _fake_upstream(stream: trio.abc.Stream, mode: str, log: UpstreamLog) -
                 event = await _upstream_event(stream, conn, state)
                 if isinstance(event, h11.ConnectionClosed):
                     return
+            if mode == "switch" and conn.their_state is MIGHT_SWITCH_PROTOCOL:
+                await _echo_after_101(stream, conn)
+                return
             if not await _answer(stream, conn, mode, head=event_method == b"HEAD"):
                 return
             if conn.our_state is h11.MUST_CLOSE:
@@ -239,6 +246,18 @@ async def _fake_upstream(stream: trio.abc.Stream, mode: str, log: UpstreamLog) -
         raise HarnessError(f"the fake upstream ({mode}) failed: {exc!r}") from exc
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _echo_after_101(stream: trio.abc.Stream, conn: h11.Connection) -> None:
+    """Take the proposed switch, then send back every byte received until the proxy closes."""
+    switch = h11.InformationalResponse(status_code=101, headers=[(b"connection", b"upgrade"),
+                                                                 (b"upgrade", b"websocket")])
+    data = conn.send(switch) + bytes(conn.trailing_data[0])
+    while True:
+        await stream.send_all(data)
+        data = await stream.receive_some(65536)
+        if not data:
+            return
 
 
 async def _answer(
@@ -373,8 +392,39 @@ def request_methods(data: bytes, max_header_size: int) -> list[bytes]:
     return methods
 
 
-def check_responses(output: bytes, methods: Sequence[bytes], *, may_truncate: bool) -> list[int]:
-    """Parse what the client received; returns the final statuses.
+def upgrade_tail(data: bytes, max_header_size: int) -> bytes | None:
+    """What the client sent after a request that proposed a protocol switch (where h11 pauses),
+    or ``None`` when no request did: after a 101, those bytes are the tunnel's."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+    conn.receive_data(data)
+    conn.receive_data(b"")
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
+                if conn.their_state is MIGHT_SWITCH_PROTOCOL:
+                    return bytes(conn.trailing_data[0])
+                if conn.their_state is not h11.DONE:
+                    return None
+                conn.send(h11.Response(status_code=204, headers=[]))
+                conn.send(h11.EndOfMessage())
+                if conn.our_state is not h11.DONE:
+                    return None
+                conn.start_next_cycle()
+            elif event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return None
+    except h11.ProtocolError:
+        return None
+
+
+def check_responses(
+    output: bytes, methods: Sequence[bytes], *, may_truncate: bool, switch_tail: bytes | None = None,
+) -> list[int]:
+    """Parse what the client received; returns the final statuses (and 101 for a switch).
+
+    ``switch_tail`` (:func:`upgrade_tail`): the last request in ``methods`` proposed a
+    protocol switch; after a 101 the rest of the output must be a prefix of these
+    bytes (the fake upstream echoes them), and nothing else.
 
     Raises:
         InvariantViolation: the output is not a sequence of complete HTTP/1.1 responses.
@@ -389,12 +439,20 @@ def check_responses(output: bytes, methods: Sequence[bytes], *, may_truncate: bo
     statuses: list[int] = []
     while client.trailing_data[0]:
         method = methods[len(statuses)] if len(statuses) < len(methods) else b"GET"
-        client.send(h11.Request(method=method, target="/", headers=[(b"host", b"fuzz")]))
+        headers = [(b"host", b"fuzz")]
+        if switch_tail is not None and len(statuses) == len(methods) - 1:
+            headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+        client.send(h11.Request(method=method, target="/", headers=headers))
         client.send(h11.EndOfMessage())
         final = False
         try:
             while True:
                 event = client.next_event()
+                if event is h11.PAUSED:  # the 101 came: the rest is the tunnel's
+                    rest = bytes(client.trailing_data[0])
+                    if switch_tail is None or not switch_tail.startswith(rest):
+                        raise InvariantViolation(f"after the 101, bytes the client never sent: {rest[:80]!r}")
+                    return statuses + [101]
                 if isinstance(event, h11.Response):
                     statuses.append(event.status_code)
                     final = True
@@ -463,8 +521,9 @@ def check_outcome(data: bytes, outcome: Outcome, *, mode: str, feed: str) -> Non
     if outcome.upstream.violations:
         raise InvariantViolation(f"{where} {outcome.upstream.violations[0]}")
     methods = request_methods(data, SETTINGS_OVERRIDES["max_header_size"])
+    tail = upgrade_tail(data, SETTINGS_OVERRIDES["max_header_size"])
     try:
-        check_responses(outcome.output, methods, may_truncate=mode == "truncate")
+        check_responses(outcome.output, methods, may_truncate=mode == "truncate", switch_tail=tail)
     except InvariantViolation as exc:
         raise InvariantViolation(f"{where} {exc}") from exc
 

@@ -84,6 +84,24 @@ def test_the_harness_reaches_the_proxy(name: str, statuses: list[int]) -> None:
     assert target.check_responses(outcome.output, methods, may_truncate=False) == statuses
 
 
+@pytest.mark.parametrize(("trickle", "eof", "tls"), [(False, True, False), (True, False, True)])
+def test_the_harness_reaches_the_tunnel(trickle: bool, eof: bool, tls: bool) -> None:
+    """With the "switch" upstream a WebSocket handshake gets its 101 and the bytes behind it come back
+    through the tunnel (all of them when the client stays; a prefix when its EOF ends the tunnel)."""
+    data = target.SEEDS["upgrade"] + b"tunnelled bytes"
+    outcome = target.run_connection(data, trickle=trickle, eof=eof, mode="switch", tls=tls)
+    target.check_outcome(data, outcome, mode="switch", feed=f"trickle={trickle}")
+    tail = target.upgrade_tail(data, target.SETTINGS_OVERRIDES["max_header_size"])
+    assert tail == b"tunnelled bytes"
+    assert target.check_responses(outcome.output, [b"GET"], may_truncate=False, switch_tail=tail) == [101]
+    head, _, rest = outcome.output.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ") and tail.startswith(rest)
+    if not eof:
+        assert rest == tail
+    with pytest.raises(InvariantViolation):  # the check refuses bytes that were never sent
+        target.check_responses(head + b"\r\n\r\nnot sent", [b"GET"], may_truncate=False, switch_tail=tail)
+
+
 @pytest.mark.parametrize(
     "bug",
     [pytest.param(bug, id=name, marks=pytest.mark.xfail(strict=True, reason=bug.reason))
