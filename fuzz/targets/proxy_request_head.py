@@ -252,7 +252,7 @@ async def _echo_after_101(stream: trio.abc.Stream, conn: h11.Connection) -> None
     """Take the proposed switch, then send back every byte received until the proxy closes."""
     switch = h11.InformationalResponse(status_code=101, headers=[(b"connection", b"upgrade"),
                                                                  (b"upgrade", b"websocket")])
-    data = conn.send(switch) + bytes(conn.trailing_data[0])
+    data: bytes | bytearray = conn.send(switch) + bytes(conn.trailing_data[0])
     while True:
         await stream.send_all(data)
         data = await stream.receive_some(65536)
