@@ -7,7 +7,8 @@
     python tools/bench.py --install --with-nginx   first install wrk and nginx (Debian packages)
     python tools/bench.py --upstream static        upstream = nginx returning 2 bytes (measures the proxy alone)
     python tools/bench.py --repeat 3               each rate measured 3 times, the median run reported
-    python tools/bench.py --phases mtls,resumption only some of: idle, handshakes, mtls, resumption, keepalive
+    python tools/bench.py --phases mtls,resumption only some of: idle, handshakes, mtls, resumption, keepalive,
+                                                   websocket
     python tools/bench.py --json bench.json        also write every figure as JSON
     python tools/bench.py --gateway-src /tmp/old   run the gateway from another checkout's source tree
     python tools/bench.py --baseline-src /tmp/old  ... or measure that one too, taking turns with this one
@@ -63,7 +64,13 @@ proxy alike instead of on whichever was measured last:
   Python clients);
 * ``keepalive``: keep-alive HTTPS requests/s and latency: ``wrk`` when
   installed (forced to TLS 1.3 through an ``OPENSSL_CONF`` with
-  ``MinProtocol = TLSv1.3``), else a built-in asyncio load generator.
+  ``MinProtocol = TLSv1.3``), else a built-in asyncio load generator;
+* ``websocket``: round trips of a 32-byte text message over ``wss://`` to
+  ``/ws``, which both proxies route to the tests' WebSocket echo upstream
+  (``trio_gw.testing.websocket``, wsproto, its own process): each client
+  connection sends a message and waits for its echo, again and again, so the
+  proxy relays two frames per round trip after one handshake (nginx with the
+  ``Upgrade``/``Connection`` directives its documentation gives for WebSocket).
 
 For every phase the server's user+system CPU time (``/proc/<pid>/stat``, all
 its processes) is read before and after, so ``per_cpu_s`` says what one fully
@@ -76,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import os
@@ -110,7 +118,9 @@ TICKET_END = "server's first session ticket"
 #: Latency samples a client process returns at most (evenly thinned beyond that).
 MAX_SAMPLES = 50_000
 #: The phases, in the order they run (idle first: its process RSS is the untouched server's).
-PHASES = ("idle", "handshakes", "mtls", "resumption", "keepalive")
+PHASES = ("idle", "handshakes", "mtls", "resumption", "keepalive", "websocket")
+#: The text message each WebSocket round trip sends and gets back.
+WS_MESSAGE = "x" * 32
 #: What wrk loads instead of the system OpenSSL configuration: TLS 1.3 or nothing.
 OPENSSL_TLS13_ONLY = """\
 openssl_conf = bench_init
@@ -270,6 +280,11 @@ TABLE: tuple[Row, ...] = (
     Row("  request p50 (ms)", "keepalive", "latency_p50_ms", "{:.2f}"),
     Row("  request p99 (ms)", "keepalive", "latency_p99_ms", "{:.2f}"),
     Row("  errors", "keepalive", "errors", show_ratio=False),
+    Row("websocket: messages echoed/s", "websocket", "per_s"),
+    Row("  per server CPU-second", "websocket", "per_cpu_s"),
+    Row("  round trip p50 (ms)", "websocket", "latency_p50_ms", "{:.2f}"),
+    Row("  round trip p99 (ms)", "websocket", "latency_p99_ms", "{:.2f}"),
+    Row("  errors", "websocket", "errors", show_ratio=False),
 )
 
 
@@ -502,6 +517,42 @@ def _serve_echo(port_file: str) -> None:
     trio.run(main)
 
 
+def start_ws_echo(stack: ExitStack, tmp: Path) -> int:
+    """The WebSocket echo upstream of the tests (``trio_gw.testing.websocket``, wsproto) in its own process."""
+    port_file = tmp / "ws-echo.port"
+    child = spawn(stack, "websocket upstream", python_child("_ws_echo", {"port_file": str(port_file)}),
+                  log=tmp / "ws-echo.log")
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if child.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the websocket upstream did not start (see {tmp / 'ws-echo.log'})")
+        time.sleep(0.05)
+    return int(port_file.read_text())
+
+
+def _serve_ws_echo(port_file: str) -> None:
+    import trio
+
+    from trio_gw.testing.websocket import WebSocketEcho
+
+    async def main() -> None:
+        server = WebSocketEcho(messages=_Discard())  # a benchmark echoes millions of messages: keep none
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        tmp = Path(port_file + ".tmp")
+        tmp.write_text(str(listeners[0].socket.getsockname()[1]))
+        tmp.replace(port_file)
+        await server.serve(listeners)
+
+    trio.run(main)
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    """A list that keeps nothing appended to it."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
 NGINX_COMMON = """\
 worker_processes 1;
 daemon off;
@@ -544,7 +595,7 @@ NGINX_PROXY = """\
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-    }}
+{ws_location}    }}
     server {{
         listen 127.0.0.1:{mtls_port} ssl;
         ssl_certificate {cert};
@@ -558,6 +609,18 @@ NGINX_PROXY = """\
             proxy_set_header Connection "";
         }}
     }}
+"""
+
+
+# Kong's nginx template passes the client's Upgrade on (its $upstream_upgrade map); a WebSocket
+# location does the same with the directives nginx documents for it.
+NGINX_WS_LOCATION = """\
+        location /ws {{
+            proxy_pass http://127.0.0.1:{ws_port}/;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+        }}
 """
 
 
@@ -584,11 +647,14 @@ def start_static_upstream(stack: ExitStack, tmp: Path) -> int:
 
 
 def start_nginx_proxy(stack: ExitStack, tmp: Path, pki: Pki, upstream_port: int, *, wrap: Sequence[str] = (),
-                      single_process: bool = False, timeout: float = 10) -> tuple[Child, int, int]:
-    """nginx as a TLS reverse proxy: (master, port, mTLS port) — both ports served by the same worker."""
+                      single_process: bool = False, timeout: float = 10,
+                      ws_port: int | None = None) -> tuple[Child, int, int]:
+    """nginx as a TLS reverse proxy: (master, port, mTLS port) — both ports served by the same worker;
+    with ``ws_port``, ``/ws`` goes to that WebSocket upstream."""
     port, mtls_port = free_port(), free_port()
+    ws_location = NGINX_WS_LOCATION.format(ws_port=ws_port) if ws_port is not None else ""
     body = NGINX_PROXY.format(port=port, mtls_port=mtls_port, upstream_port=upstream_port, cert=pki.cert_pem,
-                              key=pki.key_pem, ca=pki.ca_pem)
+                              key=pki.key_pem, ca=pki.ca_pem, ws_location=ws_location)
     child = start_nginx(stack, tmp, "proxy", body, wrap=wrap, single_process=single_process)
     wait_for_port(port, child, timeout)
     wait_for_port(mtls_port, child, timeout)
@@ -664,8 +730,9 @@ class Gateway:
 
 def start_gateway(stack: ExitStack, tmp: Path, name: str, pki: Pki, upstream_port: int, gateway: Gateway, *,
                   certificates: int, timeout: float, extra: dict[str, Any] | None = None,
-                  required: Sequence[str] = ()) -> tuple[Child, int]:
-    """``trio-gw run`` with an ssl listener, a route to the upstream and ``certificates`` extra certificates.
+                  required: Sequence[str] = (), ws_port: int | None = None) -> tuple[Child, int]:
+    """``trio-gw run`` with an ssl listener, a route to the upstream and ``certificates`` extra certificates
+    (and, with ``ws_port``, the route ``/ws`` to that WebSocket upstream).
 
     ``extra`` settings are added; settings ``gateway`` does not know are left
     out (and said), unless they are ``required``.
@@ -680,6 +747,9 @@ def start_gateway(stack: ExitStack, tmp: Path, name: str, pki: Pki, upstream_por
         "services": [{"name": "upstream", "url": f"http://127.0.0.1:{upstream_port}",
                       "routes": [{"name": "all", "paths": ["/"]}]}],
     }
+    if ws_port is not None:
+        declarative["services"].append({"name": "ws", "url": f"http://127.0.0.1:{ws_port}",
+                                        "routes": [{"name": "ws", "paths": ["/ws"]}]})
     if certificates:
         declarative["certificates"] = [{"cert": cert, "key": key, "snis": [sni]}
                                        for sni, cert, key in pki.extra[:certificates]]
@@ -1140,7 +1210,63 @@ def _child_idle(port: int, ca: str, n: int, path: str, wait: bool) -> None:
         sock.close()
 
 
-CHILD_MODES = {"_echo", "_load", "_handshakes", "_resume", "_idle"}
+CHILD_MODES = {"_echo", "_load", "_handshakes", "_resume", "_idle", "_ws_echo", "_ws"}
+
+
+def _child_websocket(port: int, connections: int, duration: float, ca: str) -> None:
+    """WebSocket round trips: ``connections`` wss:// connections to ``/ws``, each sending a short text
+    message and waiting for its echo, again and again, for ``duration`` seconds."""
+    import trio
+
+    from trio_gw.testing.websocket import WebSocketClient
+
+    latencies: list[float] = []
+    counters: dict[str, Any] = {"messages": 0, "errors": 0, "first_error": None}
+
+    async def one(ctx: ssl.SSLContext, stop: float) -> None:
+        try:
+            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+            client = await WebSocketClient.connect(trio.SSLStream(tcp, ctx, server_hostname=SERVER_NAME),
+                                                   SERVER_NAME, "/ws")
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                await client.send(WS_MESSAGE)
+                if await client.receive() != WS_MESSAGE:
+                    raise RuntimeError("the echo did not match")
+                latencies.append((time.perf_counter() - started) * 1000)
+                counters["messages"] += 1
+        except Exception as exc:  # counted and reported, like the other load generators' failures
+            counters["errors"] += 1
+            counters["first_error"] = counters["first_error"] or repr(exc)
+
+    async def main() -> float:
+        ctx = _client_context(ca)
+        started = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            for _ in range(connections):
+                nursery.start_soon(one, ctx, started + duration)
+        return time.monotonic() - started
+
+    elapsed = trio.run(main)
+    print(json.dumps({**counters, "elapsed": elapsed, "latencies_ms": thin(latencies)}))
+
+
+def run_websocket(port: int, *, duration: float, processes: int, connections: int, ca: Path,
+                  server_pids: Callable[[], list[int]]) -> dict[str, Any]:
+    """WebSocket echo round trips from ``processes`` client processes, the server's CPU time read around them."""
+    per = [connections // processes + (1 if i < connections % processes else 0) for i in range(processes)]
+    cmds = [python_child("_ws", {"port": port, "connections": n, "duration": duration, "ca": str(ca)})
+            for n in per if n]
+    cpu = cpu_seconds(server_pids())
+    results = _run_children(cmds, duration)
+    cpu = cpu_seconds(server_pids()) - cpu
+    count = sum(r["messages"] for r in results)
+    return {
+        "messages": count, **rate_figures(count, max(r["elapsed"] for r in results), cpu),
+        **latency_figures(x for r in results for x in r["latencies_ms"]),
+        "errors": sum(r["errors"] for r in results),
+        "first_error": next((r["first_error"] for r in results if r["first_error"]), None),
+    }
 
 
 def child_main(argv: list[str]) -> None:
@@ -1156,6 +1282,10 @@ def child_main(argv: list[str]) -> None:
         _child_resume(config["port"], config["path"], config["duration"], config["ca"])
     elif mode == "_idle":
         _child_idle(config["port"], config["ca"], config["n"], config["path"], config["wait"])
+    elif mode == "_ws_echo":
+        _serve_ws_echo(config["port_file"])
+    elif mode == "_ws":
+        _child_websocket(config["port"], config["connections"], config["duration"], config["ca"])
     else:
         raise RuntimeError(f"Unexpected child mode: {mode!r}")
 
@@ -1181,7 +1311,8 @@ class Target:
 
 
 #: The unit each rate phase counts, for the progress lines.
-UNITS = {"handshakes": "handshakes", "mtls": "handshakes", "resumption": "reconnects", "keepalive": "requests"}
+UNITS = {"handshakes": "handshakes", "mtls": "handshakes", "resumption": "reconnects", "keepalive": "requests",
+         "websocket": "messages"}
 
 
 def measure(targets: Sequence[Target], args: argparse.Namespace, pki: Pki, tmp: Path) -> dict[str, dict[str, Any]]:
@@ -1212,6 +1343,8 @@ def measure(targets: Sequence[Target], args: argparse.Namespace, pki: Pki, tmp: 
         "mtls": f"full TLS 1.3 handshakes with a required, verified client certificate, {clients}",
         "resumption": f"reconnects resuming the previous session, one request each, {clients}",
         "keepalive": f"HTTPS, {args.connections} connections, {args.repeat} x {args.duration:g} s",
+        "websocket": f"wss:// echo round trips of {len(WS_MESSAGE)}-byte text messages, {args.ws_connections} "
+                     f"connections from {args.handshake_clients} client processes, {args.repeat} x {args.duration:g} s",
     }
     for phase in PHASES[1:]:
         if phase not in args.phases:
@@ -1267,6 +1400,14 @@ def _prepare(phase: str, target: Target, args: argparse.Namespace, pki: Pki, tmp
     if phase == "keepalive":
         _keepalive(port, args, pki, tmp, args.warmup)  # warm-up: pools, caches
         return (lambda: _measured_keepalive(port, pids, args, pki, tmp)), {}
+    if phase == "websocket":
+        probe = run_websocket(port, duration=1, processes=1, connections=1, ca=pki.ca_pem, server_pids=pids)
+        if not probe["messages"]:
+            reason = f"no WebSocket round trip went through ({probe['first_error']})"
+            say(f"    skipped: {reason}")
+            return {"skipped": True, "reason": reason}
+        return (lambda: run_websocket(port, duration=args.duration, processes=args.handshake_clients,
+                                      connections=args.ws_connections, ca=pki.ca_pem, server_pids=pids)), {}
     raise ValueError(f"unknown phase {phase!r}")
 
 
@@ -1288,7 +1429,8 @@ def _keepalive(port: int, args: argparse.Namespace, pki: Pki, tmp: Path, duratio
 
 
 def gateway_target(stack: ExitStack, args: argparse.Namespace, pki: Pki, tmp: Path, upstream_port: int,
-                   gateway: Gateway, *, workers: int = 1, name: str = "trio-gw") -> tuple[Child, Target]:
+                   gateway: Gateway, *, workers: int = 1, name: str = "trio-gw",
+                   ws_port: int | None = None) -> tuple[Child, Target]:
     """The gateway under test (with ``workers`` worker processes), and a way to start its mTLS twin.
 
     With workers, every process of the node counts (the supervisor and its workers: RSS, CPU time).
@@ -1299,7 +1441,7 @@ def gateway_target(stack: ExitStack, args: argparse.Namespace, pki: Pki, tmp: Pa
     if args.reuseport:
         cluster["proxy_listen"] = "127.0.0.1:0, 127.0.0.1:0 ssl reuseport"
     gw, port = start_gateway(stack, tmp, f"{name}-main-{workers}", pki, upstream_port, gateway, certificates=0,
-                             timeout=args.start_timeout, extra=cluster, required=list(cluster))
+                             timeout=args.start_timeout, extra=cluster, required=list(cluster), ws_port=ws_port)
 
     def open_mtls(mtls_stack: ExitStack) -> Endpoint | str:
         try:
@@ -1465,6 +1607,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated subset of {','.join(PHASES)} (default all; empty: only --certificates)")
     p.add_argument("--warmup", type=float, default=2, help="keep-alive warm-up seconds (default 2)")
     p.add_argument("--connections", type=int, default=50, help="keep-alive connections (default 50)")
+    p.add_argument("--ws-connections", type=int, default=20,
+                   help="WebSocket connections, shared by the --handshake-clients processes (default 20)")
     p.add_argument("--idle-connections", type=int, default=1000, help="idle TLS connections for RSS (default 1000)")
     p.add_argument("--handshake-clients", type=int, default=2,
                    help="client processes for handshakes, mtls and resumption (default 2)")
@@ -1533,6 +1677,9 @@ def main(argv: list[str] | None = None) -> int:
         say(problem)
         return 2
     _raise_fd_limit()
+    if "websocket" in args.phases and importlib.util.find_spec("wsproto") is None:
+        say("note: the websocket phase needs wsproto (the test extras: make install-test); left out")
+        args.phases.remove("websocket")
     gateway = Gateway(args.gateway_src, python=args.python)
     report: dict[str, Any] = {"machine": machine(), "options": {k: str(v) if isinstance(v, Path) else v
                                                                  for k, v in vars(args).items()}, "results": {}}
@@ -1543,10 +1690,14 @@ def main(argv: list[str] | None = None) -> int:
         pki = make_pki(tmp, args.certificates)
         upstream_port = start_echo(stack, tmp) if args.upstream == "echo" else start_static_upstream(stack, tmp)
         say(f"upstream: {args.upstream} on 127.0.0.1:{upstream_port}")
+        ws_port = start_ws_echo(stack, tmp) if "websocket" in args.phases else None
+        if ws_port is not None:
+            say(f"websocket upstream: the tests' wsproto echo on 127.0.0.1:{ws_port}")
         targets: list[Target] = []
         for workers in args.workers if args.phases else ():
             name = "trio-gw" if args.workers == [1] else f"trio-gw x{workers}"
-            gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway, workers=workers, name=name)
+            gw, target = gateway_target(stack, args, pki, tmp, upstream_port, gateway, workers=workers, name=name,
+                                        ws_port=ws_port)
             say(f"{name}: pid {gw.pid}, {workers} worker process(es), https on 127.0.0.1:{target.main.port}")
             targets.append(target)
         if (args.baseline_src is not None or args.baseline_python is not None) and args.phases:
@@ -1554,11 +1705,11 @@ def main(argv: list[str] | None = None) -> int:
             baseline.load_known_settings(tmp)
             say(f"baseline: {baseline.describe()}")
             gw, target = gateway_target(stack, args, pki, tmp, upstream_port, baseline, workers=args.workers[0],
-                                        name="baseline")
+                                        name="baseline", ws_port=ws_port)
             say(f"baseline: pid {gw.pid}, https on 127.0.0.1:{target.main.port}")
             targets.append(target)
         if args.with_nginx and args.phases:
-            ngx, ngx_port, mtls_port = start_nginx_proxy(stack, tmp, pki, upstream_port)
+            ngx, ngx_port, mtls_port = start_nginx_proxy(stack, tmp, pki, upstream_port, ws_port=ws_port)
             say(f"nginx: master pid {ngx.pid}, https on 127.0.0.1:{ngx_port}, mTLS on 127.0.0.1:{mtls_port}")
             pids = lambda: process_tree(ngx.pid)  # noqa: E731 - master + worker
             targets.append(Target("nginx", Endpoint(ngx_port, pids), lambda _stack: Endpoint(mtls_port, pids)))

@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -62,45 +63,49 @@ class WebSocketEcho:
         await trio.serve_listeners(self._connection, list(listeners))
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
+        try:
+            async with stream:
+                await self._serve(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away without a close frame: this connection ends, the server goes on
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         ws = WSConnection(ConnectionType.SERVER)
-        async with stream:
-            while True:
-                try:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-                ws.receive_data(bytes(data) or None)
-                for event in ws.events():
-                    if isinstance(event, Request):
-                        headers = {k.decode().lower(): v.decode() for k, v in event.extra_headers}
-                        headers["host"] = event.host
-                        alpn = stream.selected_alpn_protocol() if isinstance(stream, trio.SSLStream) else None
-                        self.handshakes.append(Handshake(event.target, headers, alpn))
-                        if event.target.startswith("/refuse/"):
-                            status = int(event.target.rsplit("/", 1)[1])
-                            await stream.send_all(ws.send(RejectConnection(
-                                status_code=status, headers=[(b"content-length", b"7")], has_body=True)))
-                            await stream.send_all(ws.send(RejectData(data=b"refused", body_finished=True)))
-                            return
-                        await stream.send_all(ws.send(AcceptConnection()))
-                        if event.target == "/silent":
-                            await trio.sleep_forever()
-                        if event.target == "/bye":
-                            await stream.send_all(ws.send(TextMessage(data="bye")))
-                            await stream.send_all(ws.send(CloseConnection(code=1000)))
-                    elif isinstance(event, (TextMessage, BytesMessage)):
-                        # wsproto may deliver a message in pieces: echo each piece as it comes
-                        piece = event.data if isinstance(event.data, str) else bytes(event.data)
-                        self.messages.append(piece)
-                        await stream.send_all(ws.send(_message(piece, finished=event.message_finished)))
-                    elif isinstance(event, Ping):
-                        await stream.send_all(ws.send(event.response()))
-                    elif isinstance(event, CloseConnection):
+        while True:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            ws.receive_data(bytes(data) or None)
+            for event in ws.events():
+                if isinstance(event, Request):
+                    headers = {k.decode().lower(): v.decode() for k, v in event.extra_headers}
+                    headers["host"] = event.host
+                    alpn = stream.selected_alpn_protocol() if isinstance(stream, trio.SSLStream) else None
+                    self.handshakes.append(Handshake(event.target, headers, alpn))
+                    if event.target.startswith("/refuse/"):
+                        status = int(event.target.rsplit("/", 1)[1])
+                        await stream.send_all(ws.send(RejectConnection(
+                            status_code=status, headers=[(b"content-length", b"7")], has_body=True)))
+                        await stream.send_all(ws.send(RejectData(data=b"refused", body_finished=True)))
+                        return
+                    await stream.send_all(ws.send(AcceptConnection()))
+                    if event.target == "/silent":
+                        await trio.sleep_forever()
+                    if event.target == "/bye":
+                        await stream.send_all(ws.send(TextMessage(data="bye")))
+                        await stream.send_all(ws.send(CloseConnection(code=1000)))
+                elif isinstance(event, (TextMessage, BytesMessage)):
+                    # wsproto may deliver a message in pieces: echo each piece as it comes
+                    piece = event.data if isinstance(event.data, str) else bytes(event.data)
+                    self.messages.append(piece)
+                    await stream.send_all(ws.send(_message(piece, finished=event.message_finished)))
+                elif isinstance(event, Ping):
+                    await stream.send_all(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:  # a close frame, not wsproto's note of an EOF
                         self.closed_by_client += 1
                         await stream.send_all(ws.send(event.response()))
-                        return
-                if not data:
                     return
+            if not data:
+                return
 
 
 def _message(data: str | bytes, *, finished: bool = True) -> TextMessage | BytesMessage:
