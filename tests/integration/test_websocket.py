@@ -199,3 +199,16 @@ async def test_with_proxy_enable_http2_the_handshake_goes_over_http11(
     await client.send("tls upstream")
     assert await client.receive() == "tls upstream"
     assert [h.alpn for h in server.handshakes] == ["http/1.1"]
+
+
+async def test_the_echo_upstream_outlives_a_request_that_is_no_handshake(
+    ws_upstream: tuple[WebSocketEcho, int],
+) -> None:
+    """The tests' upstream itself: a plain GET (what a gateway that drops Upgrade sends) closes that
+    connection only, and the next handshake is served."""
+    server, ws_port = ws_upstream
+    assert await raw_exchange(ws_port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == b""
+    client = await WebSocketClient.connect(await trio.open_tcp_stream("127.0.0.1", ws_port), "a", "/after")
+    await client.send("still here")
+    assert await client.receive() == "still here"
+    del server

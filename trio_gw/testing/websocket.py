@@ -24,6 +24,7 @@ from typing import Any
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
+from wsproto.utilities import RemoteProtocolError
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -68,6 +69,8 @@ class WebSocketEcho:
                 await self._serve(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away without a close frame: this connection ends, the server goes on
+        except RemoteProtocolError:
+            pass  # not a WebSocket handshake (a gateway that dropped the Upgrade): the connection just closes
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
         ws = WSConnection(ConnectionType.SERVER)
