@@ -32,6 +32,7 @@ import ssl
 import trio
 
 from trio_gw.net.contexts import TLS_RECEIVE_SIZE
+from trio_gw.net.deadlines import move_deadline
 
 __all__ = ["relay_tunnel"]
 
@@ -61,23 +62,25 @@ class _Copy:
 
     async def run(self, done: trio.CancelScope) -> None:
         """Copy until the source ends, a deadline passes or either stream fails; then end the tunnel."""
+        # One cancel scope whose deadline moves with what is awaited, as in the HTTP relay: a scope
+        # per read and per write would cost more than the copy of a small frame.
+        reason = self.write_reason
         try:
-            data: bytes | bytearray = self.early
-            while True:
-                if data:
-                    with trio.move_on_after(self.write_timeout) as scope:
+            with trio.CancelScope() as scope:
+                data: bytes | bytearray = self.early
+                while True:
+                    if data:
+                        reason = self.write_reason
+                        move_deadline(scope, self.write_timeout)
                         await self.target.send_all(data)
-                    if scope.cancelled_caught:
-                        self.reason = self.write_reason
-                        return
-                    self.bytes += len(data)
-                with trio.move_on_after(self.read_timeout) as scope:
+                        self.bytes += len(data)
+                    reason = self.read_reason
+                    move_deadline(scope, self.read_timeout)
                     data = await self.source.receive_some(TLS_RECEIVE_SIZE)
-                if scope.cancelled_caught:
-                    self.reason = self.read_reason
-                    return
-                if not data:
-                    return
+                    if not data:
+                        return
+            if scope.cancelled_caught:
+                self.reason = reason
         except _ENDS:
             return
         finally:
