@@ -212,3 +212,39 @@ async def test_the_echo_upstream_outlives_a_request_that_is_no_handshake(
     await client.send("still here")
     assert await client.receive() == "still here"
     del server
+
+
+async def test_a_handshake_on_an_mtls_auth_route_is_authenticated_like_any_request(
+    start_gateway: StartGateway, ws_upstream: tuple[WebSocketEcho, int], ca: trustme.CA,
+    server_pair: tuple[Path, Path],
+) -> None:
+    """The certificate is checked before anything goes upstream: with one the WebSocket upstream learns
+    the consumer from the handshake's headers; without one the answer is 401 and it sees nothing."""
+    server, ws_port = ws_upstream
+    client_ca = trustme.CA()
+    ca_id = "5e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+    conf = routes(ws_port)
+    conf["ca_certificates"] = [{"id": ca_id, "cert": client_ca.cert_pem.bytes().decode()}]
+    conf["consumers"] = [{"username": "alice@example.test"}]
+    conf["services"][0]["routes"][0]["plugins"] = [{"name": "mtls-auth", "config": {"ca_certificates": [ca_id]}}]
+    cert, key = server_pair
+    gw = await start_gateway(conf, ssl_cert=str(cert), ssl_cert_key=str(key))
+
+    async def open_wss(leaf: trustme.LeafCert | None) -> trio.SSLStream[trio.SocketStream]:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        if leaf is not None:
+            leaf.configure_cert(ctx)
+        tcp = await trio.open_tcp_stream("127.0.0.1", port_of(gw, ssl=True))
+        return trio.SSLStream(tcp, ctx, server_hostname="localhost")
+
+    client = await WebSocketClient.connect(await open_wss(client_ca.issue_cert("alice@example.test")), "localhost",
+                                           "/ws")
+    await client.send("authenticated")
+    assert await client.receive() == "authenticated"
+    [handshake] = server.handshakes
+    assert handshake.headers["x-consumer-username"] == "alice@example.test"
+    with pytest.raises(WebSocketRefused) as refused:
+        await WebSocketClient.connect(await open_wss(None), "localhost", "/ws")
+    assert refused.value.status == 401 and json.loads(refused.value.body)["reason"] == "no_cert"
+    assert len(server.handshakes) == 1
