@@ -120,6 +120,40 @@ def _tcp_pair() -> tuple[socket.socket, socket.socket]:
     return client, server
 
 
+async def test_a_client_that_leaves_while_the_upstream_is_being_reached_ends_its_request(
+    start_gateway: StartGateway, tmp_path: Path,
+) -> None:
+    """An upstream that drops SYNs (its accept queue full) holds a connect for connect_timeout; a client
+    that leaves meanwhile ends it, as nginx notices a client's FIN while it connects upstream."""
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)  # never accepted: the queue fills, then the kernel drops further SYNs
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    await trio.sleep(0.2)
+    try:
+        log = tmp_path / "access.json"
+        conf = {"_format_version": "3.0", "services": [{"name": "syn-drop", "url": f"http://127.0.0.1:{port}",
+                                                        "connect_timeout": SLOW_MS, "retries": 0,
+                                                        "routes": [{"paths": ["/"]}]}]}
+        gw = await start_gateway(conf, proxy_access_log=str(log), access_log_format="json")
+        client = await _send(gw, "/x")
+        await trio.sleep(0.3)
+        start = trio.current_time()
+        await client.aclose()
+        (record,) = await _records(log, 1)
+        assert (record["status"], record["reason"]) == (499, "client_closed")
+        assert trio.current_time() - start < 3 * CHECK_INTERVAL  # not connect_timeout (10 s)
+    finally:
+        for sock in (*fillers, full):
+            sock.close()
+
+
 def test_tcp_peer_closed_sees_a_fin_and_a_reset_but_not_an_open_peer() -> None:
     client, server = _tcp_pair()
     with client, server:

@@ -281,7 +281,7 @@ class Proxy:
         ex.upstream = plan.peer
         up_started = ex.upstream_started = time.monotonic()
         for attempt in (1, 2):
-            upstream = await self._connect(plan, fresh=attempt == 2)
+            upstream = await self._connect(plan, ex, fresh=attempt == 2)
             upstream.received = 0
             ex.upstream_stream = upstream.stream
             try:
@@ -321,14 +321,19 @@ class Proxy:
             await upstream.aclose()
         return uploaded
 
-    async def _connect(self, plan: UpstreamPlan, *, fresh: bool) -> UpstreamConnection:
+    async def _connect(self, plan: UpstreamPlan, ex: Exchange, *, fresh: bool) -> UpstreamConnection:
         pooled = None if fresh else self.pool.take(plan.key)
         if pooled is not None:
             return pooled
         cause: BaseException
         try:
-            return await open_upstream(plan.key, context=plan.context, connect_timeout=plan.connect_timeout,
-                                       profile=plan.profile, proxy=plan.proxy, proxy_context=plan.proxy_context)
+            # A client that leaves while its upstream is being reached (an address that drops SYNs, a slow
+            # handshake: up to connect_timeout) ends the request too: the abort watcher cancels this.
+            with trio.CancelScope() as connecting:
+                ex.upstream_stream = _Connecting(connecting)
+                return await open_upstream(plan.key, context=plan.context, connect_timeout=plan.connect_timeout,
+                                           profile=plan.profile, proxy=plan.proxy, proxy_context=plan.proxy_context)
+            raise ClientGone("the client closed its connection while the gateway connected to its upstream")
         except trio.TooSlowError as exc:
             failure, cause = UpstreamFailure(504, "upstream_connect_timeout"), exc
             detail = f"no connection within {plan.connect_timeout:g} s"
@@ -359,6 +364,19 @@ class Proxy:
         # WARNING, not nginx's "error": here ERROR means a fault of the gateway itself (the fuzz targets
         # fail on one), and a failing upstream is something to act on, which is what WARNING says.
         log.warning("upstream %s failed: reason=%s upstream=%s error=%s%s", what, reason, peer, detail, more)
+
+
+class _Connecting:
+    """What a request waits on while its upstream connection is opened (``Exchange.upstream_stream``):
+    the abort watcher's ``interrupt_receive`` cancels the opening."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+
+    def interrupt_receive(self) -> None:
+        self.scope.cancel()
 
 
 def _failure_detail(exc: UpstreamFailure, plan: UpstreamPlan, ex: Exchange) -> str:
