@@ -490,13 +490,17 @@ def make_pki(tmp: Path, extra_certificates: int) -> Pki:
 
 def start_echo(stack: ExitStack, tmp: Path) -> int:
     """The built-in echo upstream (this checkout's) in its own process; returns its port."""
-    port_file = tmp / "echo.port"
-    child = spawn(stack, "echo upstream", python_child("_echo", {"port_file": str(port_file)}),
-                  log=tmp / "echo.log")
+    return _start_server_child(stack, tmp, "echo upstream", "_echo", "echo")
+
+
+def _start_server_child(stack: ExitStack, tmp: Path, what: str, mode: str, stem: str) -> int:
+    """A child process serving on 127.0.0.1:0 that writes its port to ``tmp/STEM.port``; that port."""
+    port_file = tmp / f"{stem}.port"
+    child = spawn(stack, what, python_child(mode, {"port_file": str(port_file)}), log=tmp / f"{stem}.log")
     deadline = time.monotonic() + 30
     while not port_file.exists():
         if child.popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the echo upstream did not start (see {tmp / 'echo.log'})")
+            raise RuntimeError(f"the {what} did not start (see {tmp / f'{stem}.log'})")
         time.sleep(0.05)
     return int(port_file.read_text())
 
@@ -519,15 +523,7 @@ def _serve_echo(port_file: str) -> None:
 
 def start_ws_echo(stack: ExitStack, tmp: Path) -> int:
     """The WebSocket echo upstream of the tests (``trio_gw.testing.websocket``, wsproto) in its own process."""
-    port_file = tmp / "ws-echo.port"
-    child = spawn(stack, "websocket upstream", python_child("_ws_echo", {"port_file": str(port_file)}),
-                  log=tmp / "ws-echo.log")
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if child.popen.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the websocket upstream did not start (see {tmp / 'ws-echo.log'})")
-        time.sleep(0.05)
-    return int(port_file.read_text())
+    return _start_server_child(stack, tmp, "websocket upstream", "_ws_echo", "ws-echo")
 
 
 def _serve_ws_echo(port_file: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 import trio
 import trustme
 
+from trio_gw.runtime.gateway import Gateway
 from trio_gw.testing.http_client import Client, raw_exchange
 from trio_gw.testing.websocket import WebSocketClient, WebSocketEcho, WebSocketRefused, masked_text_frame
 
@@ -37,6 +38,16 @@ def routes(ws_port: int, upstream: Upstream | None = None, **service: Any) -> di
     return {"_format_version": "3.0", "services": services}
 
 
+async def logged_gateway(start_gateway: StartGateway, ws_port: int, log: Path, **service: Any) -> Gateway:
+    """A gateway routing /ws to ``ws_port`` with its access log in JSON at ``log``."""
+    return await start_gateway(routes(ws_port, **service), proxy_access_log=str(log), access_log_format="json")
+
+
+async def plain_ws(gw: Gateway, path: str, host: str = "a", **options: Any) -> WebSocketClient:
+    """A WebSocket over a new plain connection to the gateway, its handshake answered."""
+    return await WebSocketClient.connect(await trio.open_tcp_stream("127.0.0.1", port_of(gw)), host, path, **options)
+
+
 async def access_records(log: Path, count: int) -> list[dict[str, Any]]:
     """The access log's JSON lines, once ``count`` are written (a bounded wait)."""
     with trio.move_on_after(10):
@@ -50,10 +61,8 @@ async def test_messages_go_both_ways_and_the_access_log_says_101(
 ) -> None:
     server, ws_port = ws_upstream
     log = tmp_path / "access.log"
-    gw = await start_gateway(routes(ws_port), proxy_access_log=str(log), access_log_format="json")
-    stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    client = await WebSocketClient.connect(stream, "api.example", "/ws/chat?room=1",
-                                           extra_headers=[(b"cookie", b"a=1")])
+    gw = await logged_gateway(start_gateway, ws_port, log)
+    client = await plain_ws(gw, "/ws/chat?room=1", "api.example", extra_headers=[(b"cookie", b"a=1")])
     messages: list[str | bytes] = ["hello", b"\x00\x01binary", "x" * 200_000]
     for message in messages:
         await client.send(message)
@@ -97,14 +106,12 @@ async def test_bytes_sent_behind_the_handshake_and_behind_the_101_are_relayed(
     frame in the same packet as its 101 (``/bye`` does): neither is lost in the switch."""
     server, ws_port = ws_upstream
     gw = await start_gateway(routes(ws_port))
-    stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    client = await WebSocketClient.connect(stream, "a", "/ws/x", early=masked_text_frame("early"))
+    client = await plain_ws(gw, "/ws/x", early=masked_text_frame("early"))
     with trio.fail_after(5):
         while not server.messages:
             await trio.sleep(0.01)
     assert server.messages == ["early"]
-    stream2 = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    bye = await WebSocketClient.connect(stream2, "a", "/ws/bye")
+    bye = await plain_ws(gw, "/ws/bye")
     assert await bye.receive() == "bye"
     assert await bye.receive() is None and bye.closed is not None and bye.closed.code == 1000
     del client
@@ -131,9 +138,8 @@ async def test_a_silent_upstream_ends_the_tunnel_at_read_timeout(
     nor pings for the service's read_timeout loses the tunnel, and the client's connection closes."""
     server, ws_port = ws_upstream
     log = tmp_path / "access.log"
-    gw = await start_gateway(routes(ws_port, read_timeout=400), proxy_access_log=str(log), access_log_format="json")
-    stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    client = await WebSocketClient.connect(stream, "a", "/ws/silent")
+    gw = await logged_gateway(start_gateway, ws_port, log, read_timeout=400)
+    client = await plain_ws(gw, "/ws/silent")
     start = trio.current_time()
     with trio.fail_after(5):
         assert await client.receive() is None  # the connection closed under it
@@ -148,11 +154,10 @@ async def test_a_client_that_leaves_closes_the_upstream_connection(
 ) -> None:
     _, ws_port = ws_upstream
     log = tmp_path / "access.log"
-    gw = await start_gateway(routes(ws_port), proxy_access_log=str(log), access_log_format="json")
-    stream = await trio.open_tcp_stream("127.0.0.1", port_of(gw))
-    client = await WebSocketClient.connect(stream, "a", "/ws/silent")
+    gw = await logged_gateway(start_gateway, ws_port, log)
+    client = await plain_ws(gw, "/ws/silent")
     await client.send("one")
-    await stream.aclose()  # no close frame: the TCP connection just ends
+    await client.stream.aclose()  # no close frame: the TCP connection just ends
     [record] = await access_records(log, 1)  # written when the tunnel ended, long before any read_timeout
     assert (record["status"], record["reason"]) == (101, None)
 
@@ -195,7 +200,7 @@ async def test_with_proxy_enable_http2_the_handshake_goes_over_http11(
     plan = gw.generation.upstreams[next(iter(gw.generation.upstreams))]
     assert plan.context is not None and plan.websocket is not None and plan.websocket.context is not None
     assert plan.websocket.key != plan.key  # its connections are pooled apart
-    client = await WebSocketClient.connect(await trio.open_tcp_stream("127.0.0.1", port_of(gw)), "a", "/ws")
+    client = await plain_ws(gw, "/ws")
     await client.send("tls upstream")
     assert await client.receive() == "tls upstream"
     assert [h.alpn for h in server.handshakes] == ["http/1.1"]
