@@ -196,6 +196,25 @@ async def test_guards_answer_on_the_stream(
     assert [r["method"] for r in upstream.server.requests[before:]] == ["OPTIONS"]
 
 
+async def test_client_max_body_size_on_a_stream(
+    start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
+) -> None:
+    """A content-length beyond client_max_body_size is 413 with the head; DATA without one, as soon as it
+    passes the limit; each on its own stream, and the connection serves the next request."""
+    gw = await h2_gateway(start_gateway, server_pair, service(upstream), client_max_body_size=1000)
+    client = await connect(gw, ca)
+    declared, undeclared, within = await client.exchange(
+        H2Request("POST", "/api/anything", headers=[("content-length", "1001")], body=b"x" * 1001),
+        H2Request("POST", "/api/anything", body=b"y" * 3000),
+        H2Request("POST", "/api/anything", body=b"z" * 1000),
+    )
+    assert (declared.status, declared.json()["reason"]) == (413, "body_too_large")
+    assert (undeclared.status, undeclared.json()["reason"]) == (413, "body_too_large")
+    assert within.status == 200 and within.json()["body_length"] == 1000
+    assert (await client.request("GET", "/api/anything")).status == 200
+    await client.aclose()
+
+
 async def test_identity_headers_from_the_client_are_stripped(
     start_gateway: StartGateway, upstream: Upstream, ca: trustme.CA, server_pair: tuple[Path, Path]
 ) -> None:

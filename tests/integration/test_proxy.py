@@ -214,6 +214,27 @@ async def test_refused_targets_and_trace_never_reach_the_upstream(
     assert upstream.server.requests == []
 
 
+async def test_client_max_body_size_refuses_a_larger_body_before_it_goes_upstream(
+    start_gateway: StartGateway, upstream: Upstream,
+) -> None:
+    """nginx's client_max_body_size (Kong: nginx_http_client_max_body_size): a Content-Length beyond it
+    is 413 before a byte is read (no 100 Continue either); chunks are refused at the size line that
+    crosses it; a body within it goes through."""
+    gw = await start_gateway(service(upstream), client_max_body_size="1k")
+    within = await (await Client.connect(port_of(gw))).request("POST", "/api/anything", body=b"x" * 1024)
+    assert within.status == 200 and within.json()["body_length"] == 1024
+    out = await raw_exchange(port_of(gw), b"POST /api/anything HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n"
+                                          b"Expect: 100-continue\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in out
+    assert json.loads(body) == {"message": "Request body too large", "reason": "body_too_large"}
+    chunked = (b"POST /api/anything HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"200\r\n" + b"a" * 512 + b"\r\n" + b"201\r\n" + b"b" * 513 + b"\r\n0\r\n\r\n")
+    out = await raw_exchange(port_of(gw), chunked)
+    assert out.startswith(b"HTTP/1.1 413 ") and out.count(b"HTTP/1.1") == 1
+    assert [r["body_length"] for r in upstream.server.requests] == [1024]  # nothing of the refused ones
+
+
 async def test_oversize_head_is_431(start_gateway: StartGateway, upstream: Upstream) -> None:
     gw = await start_gateway(service(upstream), max_header_size=4096)
     out = await raw_exchange(port_of(gw), b"GET /api HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000 + b"\r\n\r\n")

@@ -27,6 +27,7 @@ HTTP/1.1 without exactly one Host             400     ``missing_host``
 malformed Host                                400     ``invalid_host``
 an HTTP version other than 1.0 or 1.1         505     ``http_version_not_supported``
 a chunk size of more than 16 hex digits       400     ``bad_chunk_size``
+a body beyond ``client_max_body_size``        413     ``body_too_large``
 ============================================  ======  =======================
 
 Why 501 for an unknown transfer coding: RFC 9112 §6.1 says a server that
@@ -87,7 +88,8 @@ _FIELD_OVERHEAD = 4
 
 
 def _reject(status: int, reason: str) -> RequestRejected:
-    messages = {400: "Bad request", 405: "Method not allowed", 431: "Request header fields too large"}
+    messages = {400: "Bad request", 405: "Method not allowed", 413: "Request body too large",
+                431: "Request header fields too large"}
     return RequestRejected(status, messages.get(status, "Not implemented"), reason=reason)
 
 
@@ -215,22 +217,37 @@ MAX_CHUNK_SIZE_DIGITS = 16
 MAX_CHUNK_LINE = 4096
 
 
+def check_body_size(length: int, limit: int) -> None:
+    """Refuse a request whose Content-Length is beyond ``client_max_body_size`` (``limit``; 0: none).
+
+    Raises:
+        RequestRejected: 413 ``body_too_large``, before a byte of the body is read (nginx's
+            "client intended to send too large body").
+    """
+    if limit and length > limit:
+        raise _reject(413, "body_too_large")
+
+
 class ChunkSizeGuard:
     """Follows the chunk sizes of a chunked request body, fed the same raw bytes as h11.
 
     h11 accepts any number of hex digits as a chunk size, so a client can
     declare a chunk that never ends; this guard refuses one with more than
     :data:`MAX_CHUNK_SIZE_DIGITS` digits, or a chunk-size line that does not
-    end, as soon as the bytes show it.  It only follows framing (sizes, CRLFs);
-    h11 still parses and validates the body.
+    end, as soon as the bytes show it; and, with ``max_body``
+    (``client_max_body_size``), a chunk whose size takes the body beyond it,
+    before its data is read (413, as nginx answers).  It only follows framing
+    (sizes, CRLFs); h11 still parses and validates the body.
     """
 
-    __slots__ = ("_remaining", "_line", "_state")
+    __slots__ = ("_remaining", "_line", "_state", "_total", "_max_body")
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = 0) -> None:
         self._remaining = 0  # data bytes (plus the CRLF after them) still to skip
         self._line = bytearray()
         self._state = "size"  # size | data | trailers | done
+        self._total = 0  # the sizes declared so far
+        self._max_body = max_body
 
     def feed(self, data: bytes | bytearray) -> None:
         """Account for ``data``, the next raw bytes of the body.
@@ -269,6 +286,9 @@ class ChunkSizeGuard:
         if not digits or len(digits) > MAX_CHUNK_SIZE_DIGITS or not all(c in b"0123456789abcdefABCDEF" for c in digits):
             raise _reject(400, "bad_chunk_size")
         size = int(digits, 16)
+        self._total += size
+        if self._max_body and self._total > self._max_body:
+            raise _reject(413, "body_too_large")
         if size == 0:
             self._state = "trailers"
         else:

@@ -32,7 +32,7 @@ import trio
 from trio_gw.decision import Answer
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
-from trio_gw.http.guards import ChunkSizeGuard, check_request_head, origin_form
+from trio_gw.http.guards import ChunkSizeGuard, check_body_size, check_request_head, origin_form
 from trio_gw.http.headers import websocket_requested
 from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
@@ -56,11 +56,13 @@ class _H11Body:
 
     __slots__ = ("stream", "conn", "timeout", "guard")
 
-    def __init__(self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float, *, chunked: bool) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, conn: h11.Connection, timeout: float, *, chunked: bool, max_body: int,
+    ) -> None:
         self.stream = stream
         self.conn = conn
         self.timeout = timeout
-        self.guard = ChunkSizeGuard() if chunked else None
+        self.guard = ChunkSizeGuard(max_body) if chunked else None
         if self.guard is not None:
             self.guard.feed(conn.trailing_data[0])  # body bytes that came with the head
 
@@ -240,6 +242,13 @@ class Http1Server:
                 await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
             chunked, length, upgrade = body_framing(request.headers)
+            if length and settings.client_max_body_size:
+                try:
+                    check_body_size(length, settings.client_max_body_size)
+                except RequestRejected as exc:  # before the route: nginx checks it before the access phase
+                    ex.status, ex.reason = exc.status, exc.reason
+                    await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
+                    return False
             if upgrade:  # rare: only a WebSocket handshake over HTTP/1.1 is relayed as a switch
                 upgrade = request.http_version == b"1.1" and websocket_requested(headers)
             decision = proxy.decide(facts, headers, conn_facts, gen, ex, method=request.method,
@@ -255,7 +264,8 @@ class Http1Server:
             if not settings.proxy_ignore_client_abort:
                 proxy.aborts.watch(stream, ex)  # until the finally below
             try:
-                body = _H11Body(stream, conn, settings.client_body_timeout, chunked=chunked) if has_body else None
+                body = _H11Body(stream, conn, settings.client_body_timeout, chunked=chunked,
+                                max_body=settings.client_max_body_size) if has_body else None
                 uploaded = await proxy.forward(decision, gen, body=body, sink=_H11Sink(stream, conn, settings.send_timeout, proxy),
                                                ex=ex)
             except RequestRejected as exc:  # the body's framing, found while streaming it

@@ -68,6 +68,7 @@ from h2.settings import SettingCodes
 
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import RequestFacts
+from trio_gw.http.guards import check_body_size
 from trio_gw.http.h2_request import parse_h2_request, pseudo_header
 from trio_gw.http.headers import HOP_BY_HOP
 from trio_gw.http.responses import error_body
@@ -148,15 +149,17 @@ class _Stream:
 class _Body:
     """The request body of one stream, as :class:`trio_gw.net.exchange.BodySource`."""
 
-    __slots__ = ("conn", "expected", "received", "st", "timeout")
+    __slots__ = ("conn", "expected", "received", "st", "timeout", "max_body")
 
-    def __init__(self, conn: _H2Connection, st: _Stream, timeout: float, expected: int | None) -> None:
+    def __init__(self, conn: _H2Connection, st: _Stream, timeout: float, expected: int | None, max_body: int) -> None:
         self.conn = conn
         self.st = st
         self.timeout = timeout
         #: The request's content-length, if any, and the body bytes received so far.
         self.expected = expected
         self.received = 0
+        #: ``client_max_body_size`` (0: none); a content-length beyond it was refused with the head.
+        self.max_body = max_body
 
     async def receive(self) -> bytes | None:
         st = self.st
@@ -184,6 +187,8 @@ class _Body:
             parts.append(data)
             st.unacked += flow
             self.received += len(data)
+        if self.max_body and self.received > self.max_body:  # none of this piece goes upstream
+            raise ClientGone("request body beyond client_max_body_size", status=413, reason="body_too_large")
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
@@ -481,6 +486,8 @@ class _H2Connection:
                     # END_STREAM with the head yet a content-length: malformed (RFC 9113
                     # §8.1.1); h2 checks the length only against DATA frames.
                     raise RequestRejected(400, "Bad request", reason="bad_content_length", close=False)
+                if head.content_length:
+                    check_body_size(head.content_length, settings.client_max_body_size)
             except RequestRejected as exc:
                 ex.reason = exc.reason
                 await self._answer(st, ex, Answer(exc.status, exc.reason, exc.message))
@@ -502,7 +509,8 @@ class _H2Connection:
             try:
                 await proxy.forward(
                     decision, gen,
-                    body=_Body(self, st, settings.client_body_timeout, head.content_length) if has_body else None,
+                    body=_Body(self, st, settings.client_body_timeout, head.content_length,
+                               settings.client_max_body_size) if has_body else None,
                     sink=sink, ex=ex,
                 )
             except UpstreamFailure as exc:
@@ -514,9 +522,9 @@ class _H2Connection:
                 # status the client got
         except ClientGone as exc:  # the stream is reset when it finishes, unless answered here
             ex.status, ex.reason = ex.status or exc.status, ex.reason or exc.reason
-            if exc.status == 408 and not ex.upstream_answered:  # a stalled body: answered, as nginx does
+            if exc.status in (408, 413) and not ex.upstream_answered:  # a stalled or too large body: answered
                 try:
-                    await self._answer(st, ex, Answer(408, exc.reason, None))
+                    await self._answer(st, ex, Answer(exc.status, exc.reason, None))
                 except ClientGone:
                     pass
         finally:

@@ -102,6 +102,7 @@ class Settings:
     keepalive_requests: int
     max_header_size: int
     max_headers: int
+    client_max_body_size: int
     max_connections: int
     upstream_keepalive_pool_size: int
     upstream_keepalive_max_requests: int

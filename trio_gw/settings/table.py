@@ -22,6 +22,7 @@ from trio_gw.settings.values import (
     parse_optional_str,
     parse_plugin_names,
     parse_positive_int,
+    parse_size,
     as_written,
     parse_str,
     parse_str_list,
@@ -220,6 +221,12 @@ SETTINGS: tuple[Setting, ...] = (
     _s("max_header_size", parse_positive_int, 32768, "bytes",
        "Largest request head accepted; larger gets 431 (nginx: 4 x 8k buffers)."),
     _s("max_headers", parse_positive_int, 100, "int", "Most header fields in a request head; more gets 431 (nginx-like)."),
+    _s("client_max_body_size", parse_size, 0, "size",
+       "nginx `client_max_body_size` (Kong `nginx_http_client_max_body_size`): the largest request body, in bytes "
+       "or with a unit (`10m`, `512k`); a larger Content-Length gets 413 `body_too_large` before anything goes "
+       "upstream, and a body without one (chunked, or HTTP/2 DATA) as soon as its size passes the limit: the "
+       "bytes beyond it never go upstream, and the upstream request is abandoned. 0, Kong's default, is no "
+       "limit."),
     _s("max_connections", parse_positive_int, 16384, "int",
        "Concurrent client connections per worker (Kong's worker_connections)."),
     _s("upstream_keepalive_pool_size", parse_int, 512, "int",
@@ -348,6 +355,8 @@ ALIASES: dict[str, str] = {
     "nginx_proxy_proxy_tls_verify": "proxy_ssl_verify",
     "nginx_proxy_proxy_ssl_verify_depth": "proxy_ssl_verify_depth",
     "nginx_proxy_proxy_ignore_client_abort": "proxy_ignore_client_abort",
+    "nginx_http_client_max_body_size": "client_max_body_size",
+    "nginx_proxy_client_max_body_size": "client_max_body_size",
     "nginx_worker_processes": "workers",
     "nginx_http_ssl_ecdh_curve": "ssl_ecdh_curve",
     "nginx_http_ssl_dhparam": "ssl_dhparam",

@@ -12,6 +12,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trio_gw.errors import ConfigError
+from trio_gw.tls.session import parse_size as tls_parse_size
+
 
 #: The listen backlog when a listener names none: Kong's (``backlog=16384`` in its default ``proxy_listen``).
 DEFAULT_BACKLOG = 16384
@@ -97,6 +100,14 @@ def parse_positive_int(v: object) -> int:
     if n < 1:
         raise ValueError(f"expected a positive integer, got {n}")
     return n
+
+
+def parse_size(v: object) -> int:
+    """Bytes, from a number or nginx's ``"512k"``, ``"10m"``, ``"1g"`` (the parser of ``ssl_session_cache_size``)."""
+    try:
+        return tls_parse_size(v, path="")
+    except ConfigError as exc:
+        raise ValueError(exc.problems[0].message) from None
 
 
 def parse_duration(v: object) -> float:

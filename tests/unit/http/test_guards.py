@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import RequestFacts
-from trio_gw.http.guards import ChunkSizeGuard, check_request_head, origin_form
+from trio_gw.http.guards import ChunkSizeGuard, check_body_size, check_request_head, origin_form
 from trio_gw.http.responses import error_response, rejection_response
 
 LIMITS = {"max_header_size": 8192, "max_headers": 50}
@@ -310,3 +310,41 @@ def test_a_chunk_size_h11_would_take_but_no_request_could_complete_is_refused(li
 def test_a_chunk_line_that_never_ends_is_refused() -> None:
     with pytest.raises(RequestRejected):
         ChunkSizeGuard().feed(b"1;" + b"x" * 5000)
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=6), st.integers(1, 300), st.data())
+def test_max_body_refuses_exactly_the_chunked_bodies_beyond_it(pieces: list[bytes], limit: int,
+                                                               data: st.DataObject) -> None:
+    """client_max_body_size over chunked bodies, in any split: the body within the limit passes, one
+    beyond it is refused at the size line of the chunk that crosses it, before that chunk's data."""
+    body = _chunked(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    guard = ChunkSizeGuard(max_body=limit)
+    fed = 0
+    try:
+        for start, end in zip([0, *cuts], [*cuts, len(body)]):
+            guard.feed(body[start:end])
+            fed = end
+    except RequestRejected as exc:
+        assert (exc.status, exc.reason) == (413, "body_too_large")
+        total = sum(len(p) for p in pieces)
+        assert total > limit
+        # the crossing chunk's size line was in the last piece fed; none of its data was before it
+        crossing = next(i for i in range(len(pieces)) if sum(len(p) for p in pieces[:i + 1]) > limit)
+        before = len(_chunked(pieces[:crossing])) - len(b"0\r\nx-trailer: t\r\n\r\n")
+        assert fed <= before + len(f"{len(pieces[crossing]):x}\r\n")
+    else:
+        assert sum(len(p) for p in pieces) <= limit
+
+
+@pytest.mark.parametrize(("length", "limit", "refused"), [
+    (10, 0, False), (10, 10, False), (11, 10, True), (10 ** 12, 1 << 20, True),
+])
+def test_check_body_size(length: int, limit: int, refused: bool) -> None:
+    if not refused:
+        check_body_size(length, limit)
+        return
+    with pytest.raises(RequestRejected) as info:
+        check_body_size(length, limit)
+    assert (info.value.status, info.value.reason, info.value.message) == (413, "body_too_large",
+                                                                           "Request body too large")
