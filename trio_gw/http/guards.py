@@ -93,13 +93,18 @@ def _reject(status: int, reason: str) -> RequestRejected:
     return RequestRejected(status, messages.get(status, "Not implemented"), reason=reason)
 
 
-def check_request_head(request: h11.Request, *, max_header_size: int, max_headers: int) -> None:
+def check_request_head(
+    request: h11.Request, *, max_header_size: int, max_headers: int, max_body_size: int = 0,
+) -> None:
     """Reject request heads the gateway must not forward.
 
     Args:
         request: the h11 ``Request`` event.
         max_header_size: limit on the whole head (request line and fields), bytes.
         max_headers: limit on the number of header fields.
+        max_body_size: ``client_max_body_size`` (0: none): a larger Content-Length is refused here,
+            before a byte of the body is read or anything goes upstream (nginx checks it before its
+            access phase).
 
     Raises:
         RequestRejected: see the module table; ``close`` is always ``True``.
@@ -109,12 +114,14 @@ def check_request_head(request: h11.Request, *, max_header_size: int, max_header
         raise _reject(431, "too_many_headers")
     size = len(request.method) + len(request.target) + _LINE_OVERHEAD
     content_lengths = 0
+    content_length = b""
     transfer_encodings = []
     hosts = []
     for name, value in headers:
         size += len(name) + len(value) + _FIELD_OVERHEAD
         if name == b"content-length":
             content_lengths += 1
+            content_length = value
             if not value.isdigit():
                 raise _reject(400, "bad_content_length")
         elif name == b"transfer-encoding":
@@ -130,6 +137,8 @@ def check_request_head(request: h11.Request, *, max_header_size: int, max_header
     _check_framing(request, content_lengths, transfer_encodings)
     _check_target(request)
     _check_host(request, hosts)
+    if max_body_size and content_length:
+        check_body_size(int(content_length), max_body_size)
 
 
 def _check_framing(request: h11.Request, content_lengths: int, transfer_encodings: list[bytes]) -> None:

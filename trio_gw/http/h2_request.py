@@ -20,6 +20,7 @@ more than ``max_headers`` fields               431     ``too_many_headers``
 head larger than ``max_header_size``           431     ``header_too_large``
 control characters in a value                  400     ``invalid_header``
 more than one / non-decimal ``content-length``  400     ``bad_content_length``
+``content-length`` beyond ``client_max_body_size``  413   ``body_too_large``
 ``CONNECT`` (plain or extended, RFC 8441)       405     ``connect_not_allowed``
 ``TRACE``                                       405     ``trace_not_allowed``
 ``:path`` ``*`` (``OPTIONS *``)                 400     ``asterisk_form``
@@ -69,7 +70,8 @@ _TARGET = re.compile(rb"[\x21-\x7e]+")
 # The equivalent HTTP/1.1 head: request line overhead, and ": " + CRLF per field.
 _LINE_OVERHEAD = 12
 _FIELD_OVERHEAD = 4
-_MESSAGES = {400: "Bad request", 405: "Method not allowed", 431: "Request header fields too large"}
+_MESSAGES = {400: "Bad request", 405: "Method not allowed", 413: "Request body too large",
+             431: "Request header fields too large"}
 
 
 def _reject(status: int, reason: str) -> RequestRejected:
@@ -105,7 +107,9 @@ def pseudo_header(headers: Iterable[Header], name: bytes) -> bytes | None:
     return None
 
 
-def parse_h2_request(headers: Iterable[Header], *, max_header_size: int, max_headers: int) -> H2RequestHead:
+def parse_h2_request(
+    headers: Iterable[Header], *, max_header_size: int, max_headers: int, max_body_size: int = 0,
+) -> H2RequestHead:
     """Check an HTTP/2 request header list and translate it.
 
     Args:
@@ -113,6 +117,8 @@ def parse_h2_request(headers: Iterable[Header], *, max_header_size: int, max_hea
             (bytes, already validated by ``h2``).
         max_header_size: limit on the equivalent HTTP/1.1 head, bytes.
         max_headers: limit on the number of regular fields.
+        max_body_size: ``client_max_body_size`` (0: none): a larger ``content-length``
+            is refused with the head.
 
     Returns:
         The head in HTTP/1.1 terms.
@@ -152,6 +158,8 @@ def parse_h2_request(headers: Iterable[Header], *, max_header_size: int, max_hea
         raise _reject(431, "header_too_large")
     if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
         raise _reject(400, "bad_content_length")
+    if max_body_size and lengths and int(lengths[0]) > max_body_size:
+        raise _reject(413, "body_too_large")
     method = pseudo.get(b":method", b"")
     refused = REFUSED_METHODS.get(method)
     if refused is not None:  # CONNECT (plain or extended), TRACE

@@ -32,7 +32,7 @@ import trio
 from trio_gw.decision import Answer
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import ConnectionFacts, RequestFacts, body_framing
-from trio_gw.http.guards import ChunkSizeGuard, check_body_size, check_request_head, origin_form
+from trio_gw.http.guards import ChunkSizeGuard, check_request_head, origin_form
 from trio_gw.http.headers import websocket_requested
 from trio_gw.http.responses import error_response
 from trio_gw.http.wire import splice, split_framing
@@ -230,7 +230,8 @@ class Http1Server:
             ex.protocol = "HTTP/" + request.http_version.decode("ascii", "replace")
         try:
             try:
-                check_request_head(request, max_header_size=settings.max_header_size, max_headers=settings.max_headers)
+                check_request_head(request, max_header_size=settings.max_header_size, max_headers=settings.max_headers,
+                                   max_body_size=settings.client_max_body_size)
                 target: bytes = request.target
                 headers: Sequence[Header] = request.headers
                 if target[0] != 47:  # not "/": absolute-form, the one other form the guard passes
@@ -242,13 +243,6 @@ class Http1Server:
                 await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
                 return False
             chunked, length, upgrade = body_framing(request.headers)
-            if length and settings.client_max_body_size:
-                try:
-                    check_body_size(length, settings.client_max_body_size)
-                except RequestRejected as exc:  # before the route: nginx checks it before the access phase
-                    ex.status, ex.reason = exc.status, exc.reason
-                    await _reject(stream, conn, exc.status, exc.message, exc.reason, head=ex.method == "HEAD")
-                    return False
             if upgrade:  # rare: only a WebSocket handshake over HTTP/1.1 is relayed as a switch
                 upgrade = request.http_version == b"1.1" and websocket_requested(headers)
             decision = proxy.decide(facts, headers, conn_facts, gen, ex, method=request.method,

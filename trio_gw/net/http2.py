@@ -68,7 +68,6 @@ from h2.settings import SettingCodes
 
 from trio_gw.http.errors import RequestRejected
 from trio_gw.http.facts import RequestFacts
-from trio_gw.http.guards import check_body_size
 from trio_gw.http.h2_request import parse_h2_request, pseudo_header
 from trio_gw.http.headers import HOP_BY_HOP
 from trio_gw.http.responses import error_body
@@ -477,7 +476,7 @@ class _H2Connection:
         try:
             try:
                 head = parse_h2_request(headers, max_header_size=settings.max_header_size,
-                                        max_headers=settings.max_headers)
+                                        max_headers=settings.max_headers, max_body_size=settings.client_max_body_size)
                 facts = RequestFacts.from_head(
                     head.method, head.target, head.headers, protocol="https" if info.tls else "http",
                     sni=info.sni, header_names=gen.snapshot.router.header_names,
@@ -486,8 +485,6 @@ class _H2Connection:
                     # END_STREAM with the head yet a content-length: malformed (RFC 9113
                     # §8.1.1); h2 checks the length only against DATA frames.
                     raise RequestRejected(400, "Bad request", reason="bad_content_length", close=False)
-                if head.content_length:
-                    check_body_size(head.content_length, settings.client_max_body_size)
             except RequestRejected as exc:
                 ex.reason = exc.reason
                 await self._answer(st, ex, Answer(exc.status, exc.reason, exc.message))

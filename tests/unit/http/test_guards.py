@@ -348,3 +348,10 @@ def test_check_body_size(length: int, limit: int, refused: bool) -> None:
         check_body_size(length, limit)
     assert (info.value.status, info.value.reason, info.value.message) == (413, "body_too_large",
                                                                            "Request body too large")
+
+
+def test_check_request_head_refuses_a_content_length_beyond_max_body_size() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n"
+    assert reason_for(head % 1025, max_body_size=1024) == (413, "body_too_large")
+    assert reason_for(head % 1024, max_body_size=1024) is None
+    assert reason_for(head % 10 ** 9) is None  # 0, the default: no limit

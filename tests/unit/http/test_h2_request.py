@@ -131,3 +131,11 @@ def test_facts_match_the_http11_facts() -> None:
                                       header_names=frozenset({"x-route"}))
     assert h2_facts == h11_facts
     assert (h2_facts.host, h2_facts.port, h2_facts.path, h2_facts.query) == ("api.example", 8443, "/a", "b=c")
+
+
+def test_a_content_length_beyond_max_body_size_is_refused_on_its_stream() -> None:
+    fields = [*BASE, (b"content-length", b"1025")]
+    with pytest.raises(RequestRejected) as info:
+        parse_h2_request(fields, max_header_size=8192, max_headers=50, max_body_size=1024)
+    assert (info.value.status, info.value.reason, info.value.close) == (413, "body_too_large", False)
+    assert parse_h2_request(fields, max_header_size=8192, max_headers=50, max_body_size=1025).content_length == 1025
